@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// delegate-mcp command line: serve (stdio MCP), run one agent, list/validate agent files.
+// Only this file writes to stdout, and never while serving stdio.
+import { Command } from 'commander';
+import { loadAgentsDir } from './agents/loader.js';
+import { formatLoadError } from './agents/definition.js';
+import { AgentStore } from './agents/store.js';
+import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.js';
+import { log } from './log.js';
+import { Orchestrator } from './orchestrator/orchestrator.js';
+import { serveStdioServer } from './server/stdio.js';
+import { VERSION } from './version.js';
+
+interface CommonOpts extends ConfigOverrides {}
+
+function addCommon(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'path to mcp.json (default: ./mcp.json when present)')
+    .option('--agents <dir>', 'agents directory (default: delegate.agentsDir or ./agents)')
+    .option('--workspace <dir>', 'workspace root the agents work in (default: the current directory)');
+}
+
+function boot(opts: CommonOpts) {
+  const cfg = loadConfig(opts);
+  const agents = new AgentStore(cfg.agentsDir);
+  agents.load();
+  for (const e of agents.formattedErrors()) log.error(`agent file error: ${e}`);
+  return { cfg, agents };
+}
+
+const program = new Command()
+  .name('delegate-mcp')
+  .description('An MCP server that exposes YAML-defined AI agents as MCP tools.')
+  .version(VERSION);
+
+addCommon(program.command('serve').description('serve MCP over stdio'))
+  .action(async (opts: CommonOpts) => {
+    const { cfg, agents } = boot(opts);
+    const orchestrator = new Orchestrator(cfg, agents);
+    log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over stdio (workspace ${cfg.workspace})`);
+    await serveStdioServer(orchestrator);
+  });
+
+addCommon(program.command('run').description('run one agent from the terminal and print its answer'))
+  .argument('<agent>', 'agent name')
+  .argument('<task...>', 'the task')
+  .option('--context <text>', 'extra context for the agent')
+  .option('--timeout <seconds>', 'deadline for the run', Number)
+  .option('--json', 'print the structured result as JSON')
+  .action(async (agentName: string, taskWords: string[], opts: CommonOpts & { json?: boolean; context?: string; timeout?: number }) => {
+    const { cfg, agents } = boot(opts);
+    const orchestrator = new Orchestrator(cfg, agents);
+    const abort = new AbortController();
+    let interrupts = 0;
+    process.on('SIGINT', () => {
+      // First Ctrl-C cancels cleanly; a second one exits at once.
+      if (++interrupts > 1) process.exit(130);
+      process.stderr.write('\ncancelling… (Ctrl-C again to force)\n');
+      abort.abort();
+    });
+    const tty = process.stderr.isTTY;
+    const result = await orchestrator.run({
+      agent: agentName,
+      input: { task: taskWords.join(' '), ...(opts.context ? { context: opts.context } : {}) },
+      owner: 'cli',
+      timeoutS: opts.timeout,
+      signal: abort.signal,
+      onProgress: (m) => process.stderr.write(tty ? `\r\x1b[2K${m}` : `${m}\n`),
+    });
+    if (tty) process.stderr.write('\r\x1b[2K');
+    await orchestrator.close();
+    if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    else if (result.status === 'ok') process.stdout.write(result.output + '\n');
+    else {
+      process.stderr.write(`run ${result.run_id} ${result.status}: ${result.error ?? ''}\n`);
+      if (result.output) process.stdout.write(result.output + '\n');
+    }
+    process.exitCode = result.status === 'ok' ? 0 : result.status === 'cancelled' ? 130 : 1;
+  });
+
+const agentsCmd = program.command('agents').description('inspect agent definitions');
+addCommon(agentsCmd.command('list').description('list the agents and any load errors'))
+  .option('--json', 'print as JSON')
+  .action((opts: CommonOpts & { json?: boolean }) => {
+    const cfg = loadConfig(opts);
+    const catalog = loadAgentsDir(cfg.agentsDir);
+    const list = [...catalog.agents.values()].map((a) => ({
+      name: a.name,
+      model: a.model ?? cfg.defaultModel ?? '(default model not set)',
+      expose: a.expose,
+      tools: a.tools.builtin,
+      description: a.description,
+      file: a.source.file,
+    }));
+    if (opts.json) {
+      process.stdout.write(JSON.stringify({ agents: list, errors: catalog.errors.map(formatLoadError) }, null, 2) + '\n');
+    } else {
+      for (const a of list) process.stdout.write(`${a.name.padEnd(20)} ${a.model.padEnd(36)} ${a.description.split('\n')[0].slice(0, 80)}\n`);
+      for (const e of catalog.errors) process.stderr.write(`error: ${formatLoadError(e)}\n`);
+    }
+    if (catalog.errors.length) process.exitCode = 1;
+  });
+
+agentsCmd
+  .command('validate')
+  .description('check agent files; exits 1 with file:line:col messages when anything is wrong')
+  .argument('[dir]', 'agents directory (default: from config, or ./agents)')
+  .option('--config <file>', 'path to mcp.json')
+  .action((dir: string | undefined, opts: CommonOpts) => {
+    const agentsDir = dir ?? loadConfig(opts).agentsDir;
+    const catalog = loadAgentsDir(agentsDir);
+    for (const e of catalog.errors) process.stderr.write(`${formatLoadError(e)}\n`);
+    const n = catalog.agents.size;
+    if (catalog.errors.length) {
+      process.stderr.write(`${catalog.errors.length} error(s); ${n} agent(s) valid in ${agentsDir}\n`);
+      process.exitCode = 1;
+    } else process.stdout.write(`${n} agent(s) valid in ${agentsDir}\n`);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof ConfigError) process.stderr.write(`delegate-mcp: ${err.message}\n`);
+  else process.stderr.write(`delegate-mcp: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,187 @@
+// mcp.json: the project's config file. `mcpServers` has the shape users know from Claude Desktop and
+// Cursor; `delegate` holds this server's own settings. Validated with zod; errors name the JSON path.
+import { readFileSync, existsSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { ProviderEndpoint, WireApi } from '../providers/types.js';
+
+const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
+
+const ProviderConfigSchema = z.strictObject({
+  wireApi: WireApiSchema,
+  baseURL: z.string().url().optional(),
+  /** Name of the env var holding the key (preferred: keeps keys out of files). */
+  apiKeyEnv: z.string().optional(),
+  /** Literal key; allowed for local endpoints such as Ollama that accept any string. */
+  apiKey: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+});
+
+const McpServerSchema = z.union([
+  z.strictObject({
+    command: z.string(),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).optional(),
+    cwd: z.string().optional(),
+  }),
+  z.strictObject({
+    type: z.enum(['http', 'streamable-http']).optional(),
+    url: z.string().url(),
+    headers: z.record(z.string(), z.string()).optional(),
+  }),
+]);
+
+export const DelegateConfigSchema = z.strictObject({
+  agentsDir: z.string().default('agents'),
+  workspace: z.string().optional(),
+  stateDir: z.string().optional(),
+  defaultModel: z.string().optional(),
+  providers: z.record(z.string(), ProviderConfigSchema).default({}),
+  requests: z
+    .strictObject({
+      maxRetries: z.number().int().min(0).max(10).default(3),
+      timeoutS: z.number().positive().default(600),
+      streamIdleTimeoutS: z.number().positive().default(120),
+    })
+    .default({ maxRetries: 3, timeoutS: 600, streamIdleTimeoutS: 120 }),
+  pool: z
+    .strictObject({
+      minThreads: z.number().int().min(0).default(1),
+      maxThreads: z.number().int().min(1).default(2),
+      concurrentTasksPerWorker: z.number().int().min(1).default(64),
+      maxQueue: z.number().int().min(0).default(256),
+      /** Heap cap per worker (MB): a runaway run fails alone instead of taking the process down. */
+      maxOldGenerationSizeMb: z.number().int().min(16).default(512),
+    })
+    .default({ minThreads: 1, maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256, maxOldGenerationSizeMb: 512 }),
+  runs: z
+    .strictObject({
+      /** Default deadline of a run; an agent's timeout_s or a call argument may lower it. */
+      timeoutS: z.number().positive().default(1800),
+      /** How long finished background run records are kept. */
+      keepS: z.number().positive().default(3600),
+      /** Grace period after a cooperative cancel before the worker thread is killed. */
+      cancelGraceMs: z.number().int().positive().default(2000),
+    })
+    .default({ timeoutS: 1800, keepS: 3600, cancelGraceMs: 2000 }),
+});
+
+export const ConfigFileSchema = z.strictObject({
+  $schema: z.string().optional(),
+  mcpServers: z.record(z.string(), McpServerSchema).default({}),
+  delegate: DelegateConfigSchema.default(DelegateConfigSchema.parse({})),
+});
+
+export type ConfigFile = z.infer<typeof ConfigFileSchema>;
+export type DelegateConfig = z.infer<typeof DelegateConfigSchema>;
+
+/** Config after resolving paths and CLI overrides: what the rest of the server uses. */
+export interface ResolvedConfig {
+  configFile?: string;
+  agentsDir: string;
+  /** Realpath of the workspace; every file tool is confined to it. */
+  workspace: string;
+  stateDir: string;
+  defaultModel?: string;
+  delegate: DelegateConfig;
+  mcpServers: ConfigFile['mcpServers'];
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigOverrides {
+  config?: string;
+  agents?: string;
+  workspace?: string;
+}
+
+/**
+ * Loads mcp.json (explicit --config, else ./mcp.json when present, else defaults) and resolves paths:
+ * relative paths in the file are relative to the file; CLI overrides are relative to the cwd.
+ */
+export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd()): ResolvedConfig {
+  let file: string | undefined;
+  if (overrides.config) {
+    file = path.resolve(cwd, overrides.config);
+    if (!existsSync(file)) throw new ConfigError(`config file not found: ${file}`);
+  } else if (existsSync(path.join(cwd, 'mcp.json'))) {
+    file = path.join(cwd, 'mcp.json');
+  }
+  let parsed: ConfigFile;
+  if (file) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`${file}: invalid JSON: ${(err as Error).message}`);
+    }
+    const result = ConfigFileSchema.safeParse(raw);
+    if (!result.success) {
+      const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+      throw new ConfigError(`${file}: invalid config:\n${lines.join('\n')}`);
+    }
+    parsed = result.data;
+  } else {
+    parsed = ConfigFileSchema.parse({});
+  }
+  const base = file ? path.dirname(file) : cwd;
+  const d = parsed.delegate;
+  const agentsDir = overrides.agents ? path.resolve(cwd, overrides.agents) : path.resolve(base, d.agentsDir);
+  const workspaceRaw = overrides.workspace
+    ? path.resolve(cwd, overrides.workspace)
+    : d.workspace
+      ? path.resolve(base, d.workspace)
+      : cwd;
+  if (!existsSync(workspaceRaw)) throw new ConfigError(`workspace directory not found: ${workspaceRaw}`);
+  const workspace = realpathSync(workspaceRaw);
+  const stateDir = d.stateDir ? path.resolve(base, d.stateDir) : path.join(workspace, '.delegate-mcp');
+  return {
+    configFile: file,
+    agentsDir,
+    workspace,
+    stateDir,
+    defaultModel: process.env.DELEGATE_MCP_MODEL || d.defaultModel,
+    delegate: d,
+    mcpServers: parsed.mcpServers,
+  };
+}
+
+/** Built-in providers: the SDKs' own env vars work with no config. */
+const BUILTIN_PROVIDERS: Record<string, { wireApi: WireApi; apiKeyEnv: string; baseURLEnv: string }> = {
+  anthropic: { wireApi: 'anthropic', apiKeyEnv: 'ANTHROPIC_API_KEY', baseURLEnv: 'ANTHROPIC_BASE_URL' },
+  openai: { wireApi: 'openai-responses', apiKeyEnv: 'OPENAI_API_KEY', baseURLEnv: 'OPENAI_BASE_URL' },
+  'openai-chat': { wireApi: 'openai-chat', apiKeyEnv: 'OPENAI_API_KEY', baseURLEnv: 'OPENAI_BASE_URL' },
+};
+
+/** Resolves a provider name to a plain-data endpoint (it crosses to a worker). Throws ConfigError when unknown. */
+export function resolveEndpoint(cfg: ResolvedConfig, provider: string, env = process.env): ProviderEndpoint {
+  const custom = cfg.delegate.providers[provider];
+  const builtin = BUILTIN_PROVIDERS[provider];
+  if (!custom && !builtin) {
+    const known = [...Object.keys(BUILTIN_PROVIDERS), ...Object.keys(cfg.delegate.providers)];
+    throw new ConfigError(
+      `unknown provider "${provider}" (known: ${known.join(', ')}; add it under delegate.providers in mcp.json)`,
+    );
+  }
+  const wireApi = custom?.wireApi ?? builtin!.wireApi;
+  const apiKeyEnv = custom?.apiKeyEnv ?? (custom ? undefined : builtin!.apiKeyEnv);
+  const apiKey = custom?.apiKey ?? (apiKeyEnv ? env[apiKeyEnv] : undefined) ?? undefined;
+  const baseURL = custom?.baseURL ?? (builtin ? env[builtin.baseURLEnv] : undefined) ?? undefined;
+  const r = cfg.delegate.requests;
+  return {
+    provider,
+    wireApi,
+    baseURL: baseURL || undefined,
+    apiKey: apiKey || undefined,
+    apiKeyEnv: apiKeyEnv ?? (custom ? `delegate.providers.${provider}.apiKey` : undefined),
+    headers: custom?.headers,
+    maxRetries: r.maxRetries,
+    requestTimeoutMs: r.timeoutS * 1000,
+    streamIdleTimeoutMs: r.streamIdleTimeoutS * 1000,
+  };
+}

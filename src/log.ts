@@ -1,0 +1,15 @@
+// Diagnostics go to stderr only: when serving stdio, stdout belongs to the MCP protocol.
+import winston from 'winston';
+
+export const log = winston.createLogger({
+  level: process.env.DELEGATE_MCP_LOG_LEVEL ?? 'info',
+  format: winston.format.combine(
+    winston.format.timestamp(),
+    winston.format.printf(({ timestamp, level, message, ...rest }) => {
+      const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
+      return `${timestamp} delegate-mcp ${level}: ${message}${extra}`;
+    }),
+  ),
+  // stderrLevels covers every level so nothing is ever written to stdout.
+  transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+});

@@ -1,0 +1,305 @@
+// The main-thread authority. It resolves the agent and its model, starts the run on the pool, answers
+// the worker's questions (model-call gate, tool calls), executes tools, turns worker events into
+// progress, and owns cancellation and deadlines. Workers only ask; this decides.
+import { randomUUID } from 'node:crypto';
+import { MessageChannel } from 'node:worker_threads';
+import type { AgentDefinition } from '../agents/definition.js';
+import type { AgentStore } from '../agents/store.js';
+import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
+import { log } from '../log.js';
+import { parseModelRef } from '../providers/model-ref.js';
+import { emptyUsage, type ProviderEndpoint, type ToolCall, type Usage } from '../providers/types.js';
+import { builtinTools, toolsForAgent } from '../tools/registry.js';
+import type { ToolOutcome } from '../tools/types.js';
+import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
+import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import { RunPool, ServerBusyError } from './pool.js';
+import { RunRegistry, type RunRecord, type RunResult } from './runs.js';
+
+export interface RunRequest {
+  agent: string;
+  input: Record<string, unknown>;
+  /** The client session that owns the run (background runs are visible only to it). */
+  owner?: string;
+  /** Caller-requested deadline; can only lower the agent's and the server's. */
+  timeoutS?: number;
+  /** Aborts the run (client cancellation or disconnect). */
+  signal?: AbortSignal;
+  /** Short human progress lines ("turn 2/8 · read_file src/app.ts · 1.9k tokens"). */
+  onProgress?: (message: string) => void;
+}
+
+/** Heartbeats keep clients' idle timers from firing while a model is thinking. */
+const HEARTBEAT_MS = 5_000;
+
+export class Orchestrator {
+  readonly runs: RunRegistry;
+  private pool: RunPool;
+
+  constructor(
+    readonly cfg: ResolvedConfig,
+    readonly agents: AgentStore,
+  ) {
+    this.pool = new RunPool(cfg.delegate.pool);
+    this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
+  }
+
+  /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
+  start(req: RunRequest): RunRecord {
+    const runId = `run_${randomUUID()}`;
+    const startedAt = Date.now();
+    const agent = this.agents.get(req.agent);
+    const modelRef = agent?.model ?? this.cfg.defaultModel ?? '';
+    const usage = emptyUsage();
+    let settle!: (r: RunResult) => void;
+    const done = new Promise<RunResult>((resolve) => (settle = resolve));
+    let cancelImpl: (reason: 'cancelled' | 'timeout') => void = () => {};
+    const record: RunRecord = {
+      runId,
+      agent: req.agent,
+      model: modelRef,
+      owner: req.owner ?? 'local',
+      status: 'running',
+      startedAt,
+      lastProgress: 'starting',
+      turn: 0,
+      usage,
+      done,
+      cancel: (reason = 'cancelled') => cancelImpl(reason),
+    };
+    const finish = (status: RunResult['status'], output: string, turns: number, error?: string) => {
+      const result: RunResult = {
+        run_id: runId,
+        agent: req.agent,
+        status,
+        output,
+        turns,
+        usage: { ...usage },
+        model: modelRef,
+        duration_ms: Date.now() - startedAt,
+        ...(error ? { error } : {}),
+      };
+      record.status = status;
+      record.endedAt = Date.now();
+      record.result = result;
+      settle(result);
+    };
+    this.runs.add(record);
+
+    const prepared = agent ? this.prepare(agent, modelRef, req.input) : { error: this.unknownAgent(req.agent) };
+    if ('error' in prepared) {
+      finish('error', '', 0, prepared.error);
+      return record;
+    }
+    try {
+      this.pool.assertCapacity();
+    } catch (err) {
+      finish('error', '', 0, (err as Error).message);
+      return record;
+    }
+    cancelImpl = this.execute(agent!, prepared, req, record, usage, finish);
+    return record;
+  }
+
+  /** Runs to completion (the synchronous tool-call path). */
+  async run(req: RunRequest): Promise<RunResult> {
+    return this.start(req).done;
+  }
+
+  private unknownAgent(name: string): string {
+    const names = this.agents.exposed().map((a) => a.name);
+    return `unknown agent "${name}" (available: ${names.join(', ') || 'none'})`;
+  }
+
+  /** Everything that can fail before a worker is involved: model, endpoint, key, tools. */
+  private prepare(
+    agent: AgentDefinition,
+    modelRef: string,
+    input: Record<string, unknown>,
+  ): { error: string } | { endpoint: ProviderEndpoint; modelId: string; system: string; userMessage: string; tools: ReturnType<typeof toolsForAgent>['specs'] } {
+    if (!modelRef) {
+      return {
+        error: `agent ${agent.name} has no model and no default is configured (set "model: anthropic/<id>" in ${agent.source.file}, delegate.defaultModel in mcp.json, or DELEGATE_MCP_MODEL)`,
+      };
+    }
+    let endpoint: ProviderEndpoint;
+    let modelId: string;
+    try {
+      const ref = parseModelRef(modelRef);
+      modelId = ref.model;
+      endpoint = resolveEndpoint(this.cfg, ref.provider);
+    } catch (err) {
+      return { error: `agent ${agent.name} uses model "${modelRef}": ${(err as Error).message}` };
+    }
+    if (!endpoint.apiKey) {
+      return {
+        error: `agent ${agent.name} uses ${modelRef}, but ${endpoint.apiKeyEnv ?? 'no API key'} is not set (set it in the server's environment or configure delegate.providers.${endpoint.provider} in mcp.json)`,
+      };
+    }
+    const { specs, missing } = toolsForAgent(agent);
+    if (missing.length) log.warn(`agent ${agent.name}: tools not available in this server: ${missing.join(', ')}`);
+    return {
+      endpoint,
+      modelId,
+      system: buildSystemPrompt(agent, specs, this.cfg.workspace),
+      userMessage: buildUserMessage(input),
+      tools: specs,
+    };
+  }
+
+  private execute(
+    agent: AgentDefinition,
+    prepared: Exclude<ReturnType<Orchestrator['prepare']>, { error: string }>,
+    req: RunRequest,
+    record: RunRecord,
+    usage: Usage,
+    finish: (status: RunResult['status'], output: string, turns: number, error?: string) => void,
+  ): (reason: 'cancelled' | 'timeout') => void {
+    const { port1, port2 } = new MessageChannel();
+    const toolAbort = new AbortController();
+    let threadId: number | undefined;
+    let cancelled: 'cancelled' | 'timeout' | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
+    let tokensSoFar = 0;
+    let lastProgressAt = 0;
+    const maxTurns = agent.maxTurns;
+
+    const progress = (what: string) => {
+      record.lastProgress = what;
+      lastProgressAt = Date.now();
+      if (!req.onProgress) return;
+      const tokens = tokensSoFar >= 1000 ? `${(tokensSoFar / 1000).toFixed(1)}k` : String(tokensSoFar);
+      req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
+    };
+    const heartbeat = setInterval(() => {
+      if (Date.now() - lastProgressAt >= HEARTBEAT_MS - 50) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
+    }, HEARTBEAT_MS);
+
+    const cancel = (reason: 'cancelled' | 'timeout') => {
+      if (cancelled || record.status !== 'running') return;
+      cancelled = reason;
+      port1.postMessage({ kind: 'cancel', reason } satisfies MainCommand);
+      toolAbort.abort(reason);
+      // Hard kill only if the cooperative cancel did not end the run in time.
+      graceTimer = setTimeout(() => {
+        if (record.status === 'running' && threadId !== undefined) {
+          log.warn(`run ${record.runId} did not stop within ${this.cfg.delegate.runs.cancelGraceMs} ms; terminating worker thread ${threadId}`);
+          this.pool.killThread(threadId);
+        }
+      }, this.cfg.delegate.runs.cancelGraceMs);
+      graceTimer.unref();
+    };
+
+    const timeoutS = Math.min(
+      this.cfg.delegate.runs.timeoutS,
+      agent.timeoutS ?? Infinity,
+      req.timeoutS && req.timeoutS > 0 ? req.timeoutS : Infinity,
+    );
+    const deadline = setTimeout(() => cancel('timeout'), timeoutS * 1000);
+    const onAbort = () => cancel('cancelled');
+    if (req.signal?.aborted) onAbort();
+    else req.signal?.addEventListener('abort', onAbort, { once: true });
+
+    port1.on('message', (msg: WorkerMessage) => {
+      if (msg.kind === 'event') {
+        if (msg.type === 'turn_start') {
+          threadId = msg.threadId;
+          record.turn = msg.turn;
+          progress('thinking');
+        } else if (msg.type === 'stream_start') progress('model responding');
+        else if (msg.type === 'retry') progress(`retrying model call (attempt ${msg.attempt}: ${msg.reason})`);
+        return;
+      }
+      const reply = (r: Omit<MainReply & { ok: true }, 'kind' | 'id' | 'ok'> | { error: string }) =>
+        port1.postMessage(
+          'error' in r
+            ? ({ kind: 'reply', id: msg.id, ok: false, reason: r.error } satisfies MainReply)
+            : ({ kind: 'reply', id: msg.id, ok: true, ...r } satisfies MainReply),
+        );
+      if (msg.kind === 'model_call_start') {
+        reply({ maxOutputTokens: msg.maxOutputTokens });
+      } else if (msg.kind === 'model_call_end') {
+        if (msg.usage) {
+          tokensSoFar += msg.usage.input_tokens + msg.usage.output_tokens + msg.usage.cache_read_input_tokens + msg.usage.cache_creation_input_tokens;
+          for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += msg.usage[k];
+        }
+        reply({});
+      } else if (msg.kind === 'call_tool') {
+        progress(describeToolCall(msg.call));
+        void this.callTool(agent, msg.call, toolAbort.signal).then((outcome) => reply({ outcome }));
+      }
+    });
+
+    void this.pool
+      .run({
+        runId: record.runId,
+        agent,
+        modelRef: record.model,
+        modelId: prepared.modelId,
+        endpoint: prepared.endpoint,
+        system: prepared.system,
+        userMessage: prepared.userMessage,
+        tools: prepared.tools,
+        port: port2,
+      })
+      .then(
+        (outcome: RunOutcome) => {
+          // A run that was cancelled or timed out reports that, even if the worker saw only an aborted request.
+          const status = cancelled && outcome.status !== 'ok' ? cancelled : outcome.status;
+          finish(status, outcome.output, outcome.turns, outcome.error);
+        },
+        (err: Error) => {
+          const msg =
+            err instanceof ServerBusyError
+              ? err.message
+              : cancelled
+                ? `run ${cancelled === 'timeout' ? 'deadline reached' : 'cancelled'}; worker stopped`
+                : `worker failed: ${err.message} (the run was stopped; the server keeps serving)`;
+          finish(cancelled ?? 'error', '', record.turn, msg);
+        },
+      )
+      .finally(() => {
+        clearInterval(heartbeat);
+        clearTimeout(deadline);
+        if (graceTimer) clearTimeout(graceTimer);
+        req.signal?.removeEventListener('abort', onAbort);
+        port1.close();
+      });
+    return cancel;
+  }
+
+  /** Executes one tool call on the main thread. Never throws: every failure is a tool error for the model. */
+  async callTool(agent: AgentDefinition, call: ToolCall, signal: AbortSignal): Promise<ToolOutcome> {
+    if (call.parseError) return { isError: true, content: `${call.name}: arguments are not valid JSON: ${call.parseError}` };
+    const granted = agent.tools.builtin.includes(call.name);
+    const tool = builtinTools[call.name];
+    if (!granted || !tool) {
+      const available = agent.tools.builtin.filter((n) => builtinTools[n]);
+      return {
+        isError: true,
+        content: `unknown tool "${call.name}" for agent ${agent.name} (available: ${available.join(', ') || 'none'})`,
+      };
+    }
+    try {
+      return await tool.run(call.arguments, { workspaceRoot: this.cfg.workspace, signal });
+    } catch (err) {
+      return { isError: true, content: `${call.name} failed: ${(err as Error).message}` };
+    }
+  }
+
+  poolStats() {
+    return this.pool.stats();
+  }
+
+  async close(): Promise<void> {
+    for (const r of this.runs.list()) if (r.status === 'running') r.cancel('cancelled');
+    this.runs.close();
+    await this.pool.close();
+  }
+}
+
+function describeToolCall(call: ToolCall): string {
+  const a = call.arguments;
+  const arg = typeof a.path === 'string' ? a.path : typeof a.pattern === 'string' ? a.pattern : '';
+  return arg ? `${call.name} ${arg.slice(0, 60)}` : call.name;
+}

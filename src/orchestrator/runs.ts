@@ -1,0 +1,67 @@
+// Run records: what the server remembers about every run it started, so background runs can be
+// polled, fetched and cancelled after the call that started them returned. In memory, behind a narrow
+// interface, expired after `keepS`.
+import type { RunStatus } from '../worker/protocol.js';
+import type { Usage } from '../providers/types.js';
+
+export interface RunResult {
+  run_id: string;
+  agent: string;
+  status: RunStatus;
+  output: string;
+  turns: number;
+  usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
+  model: string;
+  duration_ms: number;
+  error?: string;
+}
+
+export interface RunRecord {
+  runId: string;
+  agent: string;
+  model: string;
+  /** Who may see it: runs are scoped to the client session that started them. */
+  owner: string;
+  status: RunStatus | 'running';
+  startedAt: number;
+  endedAt?: number;
+  /** Latest progress line (for run_status). */
+  lastProgress: string;
+  turn: number;
+  usage: Usage;
+  result?: RunResult;
+  done: Promise<RunResult>;
+  cancel(reason?: 'cancelled' | 'timeout'): void;
+}
+
+export class RunRegistry {
+  private runs = new Map<string, RunRecord>();
+  private timer: NodeJS.Timeout;
+
+  constructor(private keepMs: number) {
+    this.timer = setInterval(() => this.expire(), Math.min(keepMs, 60_000));
+    this.timer.unref();
+  }
+
+  add(rec: RunRecord): void {
+    this.runs.set(rec.runId, rec);
+  }
+
+  get(runId: string, owner?: string): RunRecord | undefined {
+    const rec = this.runs.get(runId);
+    if (!rec || (owner !== undefined && rec.owner !== owner)) return undefined;
+    return rec;
+  }
+
+  list(owner?: string): RunRecord[] {
+    return [...this.runs.values()].filter((r) => owner === undefined || r.owner === owner);
+  }
+
+  private expire(now = Date.now()): void {
+    for (const [id, r] of this.runs) if (r.endedAt && now - r.endedAt > this.keepMs) this.runs.delete(id);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,116 @@
+// The one normalised shape every provider adapter speaks. The agent loop only sees these types;
+// wire formats (Anthropic Messages, OpenAI Responses, OpenAI Chat Completions) stay inside adapters.
+
+/** A JSON Schema object as offered to models for tool inputs. */
+export type JsonSchema = Record<string, unknown>;
+
+export interface ToolSpec {
+  name: string;
+  description: string;
+  inputSchema: JsonSchema;
+}
+
+export interface ToolCall {
+  /** Provider-assigned id, echoed back with the result (Anthropic tool_use.id / OpenAI call_id). */
+  id: string;
+  name: string;
+  /** Parsed arguments; adapters parse streamed JSON and pass `{}` plus `parseError` when it is invalid. */
+  arguments: Record<string, unknown>;
+  parseError?: string;
+}
+
+export type Message =
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; text: string; toolCalls: ToolCall[] }
+  | { role: 'tool'; results: ToolResultMessage[] };
+
+export interface ToolResultMessage {
+  callId: string;
+  name: string;
+  content: string;
+  isError: boolean;
+}
+
+export interface Usage {
+  /** Uncached input tokens (Anthropic `input_tokens`; OpenAI input minus cached). */
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_input_tokens: number;
+  cache_creation_input_tokens: number;
+}
+
+export type StopReason = 'end_turn' | 'tool_use' | 'max_tokens' | 'stop_sequence' | 'refusal' | 'other';
+
+export interface ModelRequest {
+  model: string; // provider-local model id, e.g. "claude-sonnet-4-5"
+  system: string;
+  messages: Message[];
+  tools: ToolSpec[];
+  maxOutputTokens: number;
+  temperature?: number;
+  signal?: AbortSignal;
+}
+
+/** Streamed events, in order; exactly one `done` or a thrown ProviderError ends the stream. */
+export type ModelEvent =
+  | { type: 'stream_start' }
+  | { type: 'text_delta'; text: string }
+  | { type: 'tool_call'; call: ToolCall }
+  /** Final usage of this request, emitted once right before `done` (same value as done.usage). */
+  | { type: 'usage'; usage: Usage }
+  /** The SDK is about to retry (429/5xx/connection error); attempt 1 = first retry; may precede stream_start. */
+  | { type: 'retry'; attempt: number; delayMs: number; reason: string }
+  | { type: 'done'; stopReason: StopReason; text: string; toolCalls: ToolCall[]; usage: Usage | null };
+
+export type WireApi = 'anthropic' | 'openai-responses' | 'openai-chat';
+
+/** Everything an adapter needs to talk to one endpoint; plain data so it can cross to a worker. */
+export interface ProviderEndpoint {
+  /** Provider name as used in `model: <provider>/<id>` (anthropic, openai, openai-chat, or a custom name). */
+  provider: string;
+  wireApi: WireApi;
+  baseURL?: string;
+  apiKey?: string;
+  /** Name of the env var the key came from (or should have come from), for error messages. */
+  apiKeyEnv?: string;
+  headers?: Record<string, string>;
+  maxRetries: number;
+  requestTimeoutMs: number;
+  streamIdleTimeoutMs: number;
+}
+
+export interface ProviderAdapter {
+  stream(request: ModelRequest): AsyncIterable<ModelEvent>;
+}
+
+export type ProviderErrorKind =
+  | 'auth' // 401/403, or missing key
+  | 'rate_limit' // 429 after retries
+  | 'server' // 5xx after retries
+  | 'bad_request' // 400/404/422
+  | 'network' // connection refused, DNS, reset
+  | 'timeout' // request or stream-idle timeout
+  | 'aborted' // our own AbortSignal fired
+  | 'protocol'; // malformed stream
+
+export class ProviderError extends Error {
+  constructor(
+    readonly kind: ProviderErrorKind,
+    message: string,
+    readonly status?: number,
+    /** Usage seen on the stream before it failed, if any (budget charging needs it). */
+    readonly partialUsage?: Usage | null,
+    /** Output text streamed before it failed. */
+    readonly partialText?: string,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
+export const emptyUsage = (): Usage => ({
+  input_tokens: 0,
+  output_tokens: 0,
+  cache_read_input_tokens: 0,
+  cache_creation_input_tokens: 0,
+});

@@ -1,0 +1,187 @@
+// Meta tools: run any agent by name (delegate), fan out (delegate_parallel), and background runs
+// (run_status / run_result / run_cancel) that outlive the call that started them.
+import type { CallToolResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+import type { Orchestrator } from '../orchestrator/orchestrator.js';
+import type { RunRecord, RunResult } from '../orchestrator/runs.js';
+import { progressReporter, runToolResult, RunResultSchema } from './server.js';
+
+const MAX_PARALLEL_TASKS = 256;
+
+const TaskSchema = z.object({
+  agent: z.string().describe('name of an exposed agent (see list_agents)'),
+  task: z.string().describe('what the agent should do'),
+  context: z.string().optional().describe('background the agent needs'),
+});
+
+const StatusSchema = z.object({
+  run_id: z.string(),
+  agent: z.string(),
+  status: z.enum(['running', 'ok', 'max_turns', 'error', 'cancelled', 'timeout']),
+  turn: z.number(),
+  last_progress: z.string(),
+  elapsed_ms: z.number(),
+  usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
+});
+
+function statusOf(r: RunRecord) {
+  return {
+    run_id: r.runId,
+    agent: r.agent,
+    status: r.status,
+    turn: r.turn,
+    last_progress: r.lastProgress,
+    elapsed_ms: (r.endedAt ?? Date.now()) - r.startedAt,
+    usage: { input_tokens: r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens, output_tokens: r.usage.output_tokens },
+  };
+}
+
+function text(t: string, isError = false): CallToolResult {
+  return { content: [{ type: 'text', text: t }], ...(isError ? { isError } : {}) };
+}
+
+export function registerMetaTools(server: McpServer, orchestrator: Orchestrator, owner: string): void {
+  const unknownRun = (id: string) => text(`unknown run "${id}" (runs are visible only to the client session that started them, and kept ${orchestrator.cfg.delegate.runs.keepS} s after they end)`, true);
+
+  server.registerTool(
+    'delegate',
+    {
+      description:
+        'Run an agent by name. With background: true, returns {run_id, status: "running"} at once; poll with run_status, fetch with run_result, stop with run_cancel.',
+      inputSchema: TaskSchema.extend({
+        background: z.boolean().optional().describe('return at once with a run_id instead of waiting'),
+        timeout_s: z.number().positive().optional().describe('deadline in seconds; can only lower the agent\'s own'),
+      }),
+    },
+    async (args, ctx) => {
+      const input = { task: args.task, ...(args.context ? { context: args.context } : {}) };
+      if (args.background) {
+        // Not tied to this call's signal: the call returns now and the run goes on.
+        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s });
+        await Promise.race([rec.done, Promise.resolve()]);
+        if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
+        const out = { run_id: rec.runId, status: 'running' };
+        return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
+      }
+      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) });
+      return withStructured(runToolResult(result), result);
+    },
+  );
+
+  server.registerTool(
+    'delegate_parallel',
+    {
+      description: `Run up to ${MAX_PARALLEL_TASKS} agent tasks at once. Returns one result per task, in input order, each with its own status (ok / error / cancelled / timeout / max_turns), usage and duration; one failing task never fails the others.`,
+      inputSchema: z.object({
+        tasks: z.array(TaskSchema).min(1).max(MAX_PARALLEL_TASKS),
+        max_concurrency: z.number().int().min(1).max(MAX_PARALLEL_TASKS).optional().describe('how many run at once (default: all)'),
+      }),
+      outputSchema: z.object({ results: z.array(RunResultSchema.extend({ index: z.number(), error: z.string().optional() })), ok: z.number(), failed: z.number() }),
+    },
+    async (args, ctx) => {
+      const report = progressReporter(ctx);
+      const total = args.tasks.length;
+      let done = 0;
+      const results: (RunResult & { index: number })[] = new Array(total);
+      const limit = args.max_concurrency ?? total;
+      let next = 0;
+      const lastLine = new Map<number, string>();
+      const worker = async () => {
+        while (next < total) {
+          const index = next++;
+          const t = args.tasks[index];
+          const r = await orchestrator.run({
+            agent: t.agent,
+            input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
+            owner,
+            signal: ctx.mcpReq.signal,
+            onProgress: report && ((m) => lastLine.set(index, m)),
+          });
+          results[index] = { index, ...r };
+          done++;
+          report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
+        }
+      };
+      // Aggregate the tasks' own progress into this one call's progress (and keep it alive).
+      const ticker = report && setInterval(() => {
+        const running = [...lastLine.entries()].filter(([i]) => !results[i]).slice(0, 3).map(([i, m]) => `#${i} ${m}`);
+        report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
+      }, 5000);
+      try {
+        await Promise.all(Array.from({ length: Math.min(limit, total) }, worker));
+      } finally {
+        if (ticker) clearInterval(ticker);
+      }
+      const ok = results.filter((r) => r.status === 'ok').length;
+      const summary = results
+        .map((r) => `#${r.index} ${r.agent} ${r.status} (${r.duration_ms} ms, ${r.usage.input_tokens}+${r.usage.output_tokens} tokens)${r.status === 'ok' ? ':\n' + r.output : ': ' + (r.error ?? '')}`)
+        .join('\n\n');
+      return {
+        content: [{ type: 'text', text: `${ok}/${total} ok\n\n${summary}` }],
+        structuredContent: { results, ok, failed: total - ok },
+      };
+    },
+  );
+
+  server.registerTool(
+    'run_status',
+    { description: 'Status of a run started by this client: running or its final status, current turn, last progress, usage.', inputSchema: z.object({ run_id: z.string() }), outputSchema: StatusSchema, annotations: { readOnlyHint: true } },
+    async ({ run_id }) => {
+      const r = orchestrator.runs.get(run_id, owner);
+      if (!r) return unknownRun(run_id);
+      const s = statusOf(r);
+      return { content: [{ type: 'text', text: `${s.run_id} ${s.agent} ${s.status} · turn ${s.turn} · ${s.last_progress}` }], structuredContent: s };
+    },
+  );
+
+  server.registerTool(
+    'run_result',
+    {
+      description: 'The result of a run started by this client. Waits up to wait_s seconds (default 0) for it to finish; returns status "running" if it has not.',
+      inputSchema: z.object({ run_id: z.string(), wait_s: z.number().min(0).max(3600).optional() }),
+      annotations: { readOnlyHint: true },
+    },
+    async ({ run_id, wait_s }, ctx) => {
+      const r = orchestrator.runs.get(run_id, owner);
+      if (!r) return unknownRun(run_id);
+      if (!r.result && wait_s) {
+        const report = progressReporter(ctx);
+        const beat = report && setInterval(() => report(`waiting for ${run_id}: ${r.lastProgress}`), 5000);
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            r.done,
+            new Promise((res) => (timer = setTimeout(res, wait_s * 1000))),
+            new Promise((res) => ctx.mcpReq.signal.addEventListener('abort', res, { once: true })),
+          ]);
+        } finally {
+          clearTimeout(timer);
+          if (beat) clearInterval(beat);
+        }
+      }
+      if (!r.result) {
+        const s = statusOf(r);
+        return { content: [{ type: 'text', text: JSON.stringify(s) }], structuredContent: s };
+      }
+      return withStructured(runToolResult(r.result), r.result);
+    },
+  );
+
+  server.registerTool(
+    'run_cancel',
+    { description: 'Cancel a running run started by this client. Its model request is aborted and nothing it reserved stays reserved.', inputSchema: z.object({ run_id: z.string() }) },
+    async ({ run_id }) => {
+      const r = orchestrator.runs.get(run_id, owner);
+      if (!r) return unknownRun(run_id);
+      if (r.status !== 'running') return text(`run ${run_id} already ended: ${r.status}`);
+      r.cancel('cancelled');
+      const result = await r.done;
+      return { content: [{ type: 'text', text: `run ${run_id} ${result.status}` }], structuredContent: { run_id, status: result.status } };
+    },
+  );
+}
+
+/** Error results of meta tools still carry the structured run record, for programs driving them. */
+function withStructured(res: CallToolResult, r: RunResult): CallToolResult {
+  return res.isError ? { ...res, structuredContent: { ...r } } : res;
+}

@@ -1,0 +1,137 @@
+// The MCP tool surface: one tool per exposed agent plus list_agents. One McpServer instance per
+// connection (the factory is called per session), so one client never sees another's runs.
+import { randomUUID } from 'node:crypto';
+import { McpServer, fromJsonSchema, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+import type { AgentDefinition } from '../agents/definition.js';
+import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
+import type { RunResult } from '../orchestrator/runs.js';
+import { VERSION } from '../version.js';
+import { registerMetaTools } from './meta-tools.js';
+
+const UsageSchema = z.object({
+  input_tokens: z.number(),
+  output_tokens: z.number(),
+  cache_read_input_tokens: z.number(),
+  cache_creation_input_tokens: z.number(),
+});
+
+export const RunResultSchema = z.object({
+  run_id: z.string(),
+  agent: z.string(),
+  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout']),
+  output: z.string(),
+  turns: z.number(),
+  usage: UsageSchema,
+  model: z.string(),
+  duration_ms: z.number(),
+});
+
+/** Tool result for a finished run: structured on success, isError (with run id and cause) otherwise. */
+export function runToolResult(r: RunResult): CallToolResult {
+  if (r.status === 'ok') {
+    const { error: _e, ...structured } = r;
+    return { content: [{ type: 'text', text: r.output }], structuredContent: structured };
+  }
+  const partial = r.output ? `\n\nLast partial answer:\n${r.output}` : '';
+  return {
+    isError: true,
+    content: [{ type: 'text', text: `run ${r.run_id} (${r.agent}) ${r.status}: ${r.error ?? 'no answer'}${partial}` }],
+  };
+}
+
+/** Progress notifications need a token from the client; progress must increase per token. */
+export function progressReporter(ctx: ServerContext): ((message: string) => void) | undefined {
+  const token = ctx.mcpReq._meta?.progressToken;
+  if (token === undefined) return undefined;
+  let n = 0;
+  return (message: string) => {
+    n++;
+    ctx.mcpReq
+      .notify({ method: 'notifications/progress', params: { progressToken: token, progress: n, message } })
+      .catch(() => {});
+  };
+}
+
+export interface ServerDeps {
+  orchestrator: Orchestrator;
+}
+
+export function createServerFactory(deps: ServerDeps): () => McpServer {
+  return () => buildServer(deps, `session_${randomUUID()}`);
+}
+
+function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
+  const server = new McpServer(
+    { name: 'delegate-mcp', version: VERSION },
+    {
+      capabilities: { tools: { listChanged: true }, logging: {} },
+      instructions:
+        'Each tool runs an AI agent (a loop of model and tool calls) and returns its final answer. Pass the work in "task" and any background in "context". Calls can take minutes: send a progressToken to get progress.',
+    },
+  );
+  const agents = orchestrator.agents;
+
+  const runAgent = async (agentName: string, input: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}) => {
+    const result = await orchestrator.run({
+      agent: agentName,
+      input,
+      owner,
+      signal: ctx.mcpReq.signal,
+      onProgress: progressReporter(ctx),
+      ...extra,
+    });
+    return runToolResult(result);
+  };
+
+  for (const agent of agents.exposed()) registerAgentTool(server, agent, runAgent);
+
+  server.registerTool(
+    'list_agents',
+    {
+      description:
+        'List the agents this server can run: name, description, model, tools, and any agent files that failed to load (with file:line:col).',
+      outputSchema: z.object({
+        agents: z.array(
+          z.object({ name: z.string(), description: z.string(), model: z.string(), tools: z.array(z.string()), exposed: z.boolean(), file: z.string() }),
+        ),
+        errors: z.array(z.string()),
+      }),
+      annotations: { readOnlyHint: true },
+    },
+    async () => {
+      const list = agents.list().map((a) => ({
+        name: a.name,
+        description: a.description,
+        model: a.model ?? orchestrator.cfg.defaultModel ?? '(no default model configured)',
+        tools: a.tools.builtin,
+        exposed: a.expose,
+        file: a.source.file,
+      }));
+      const errors = agents.formattedErrors();
+      const text =
+        list.map((a) => `${a.name} (${a.model}): ${a.description.split('\n')[0]}`).join('\n') +
+        (errors.length ? `\n\nLoad errors:\n${errors.join('\n')}` : '');
+      return { content: [{ type: 'text', text }], structuredContent: { agents: list, errors } };
+    },
+  );
+  registerMetaTools(server, orchestrator, owner);
+  return server;
+}
+
+const READ_ONLY_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
+
+type RunAgentFn = (agent: string, input: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
+
+function registerAgentTool(server: McpServer, agent: AgentDefinition, runAgent: RunAgentFn): void {
+  server.registerTool(
+    agent.name,
+    {
+      description: agent.description,
+      inputSchema: fromJsonSchema<Record<string, unknown>>(agent.inputSchema as any),
+      outputSchema: RunResultSchema,
+      annotations: { readOnlyHint: agent.tools.builtin.every((t) => READ_ONLY_TOOLS.has(t)) && agent.tools.mcp.length === 0, openWorldHint: true },
+    },
+    async (args: Record<string, unknown>, ctx: ServerContext) => runAgent(agent.name, args, ctx),
+  );
+}

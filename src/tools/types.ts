@@ -1,0 +1,29 @@
+// Tools an agent can call. Tool execution always happens on the main thread (the orchestrator),
+// never in a worker: workers ask, the main thread checks and executes.
+import type { ToolSpec } from '../providers/types.js';
+
+export interface ToolContext {
+  /** Realpath of the workspace root every file tool is confined to. */
+  workspaceRoot: string;
+  signal?: AbortSignal;
+  /**
+   * Policy hook for fetch_url, called with the absolute URL of EVERY request it is about to make
+   * (the first one and each redirect hop). `ok: false` refuses the request; `reason` is shown to the model.
+   */
+  checkUrl?: (url: string) => { ok: boolean; reason: string };
+  /**
+   * fetch_url refuses hosts that are or resolve to private/loopback/link-local addresses unless this
+   * returns true for the host (the URL's hostname, lower-case, IPv6 without brackets).
+   */
+  allowPrivateHost?: (host: string) => boolean;
+}
+
+export interface ToolOutcome {
+  content: string;
+  isError: boolean;
+}
+
+export interface BuiltinTool {
+  spec: ToolSpec;
+  run(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome>;
+}

@@ -1,0 +1,167 @@
+// Piscina task entry: runs one agent's loop of model calls and tool calls. Many runs share a worker
+// (they are I/O bound); each talks to the orchestrator over its own MessagePort. This file is the
+// worker entry, so it stays thin: adapters and the tokenizer load once per worker, not per run.
+import { threadId, type MessagePort } from 'node:worker_threads';
+import { createAdapter } from '../providers/index.js';
+import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
+import { estimateInputTokens } from './tokens.js';
+import type { MainMessage, MainReply, RunOutcome, RunTask, WorkerEvent, WorkerRequest } from './protocol.js';
+
+/** Request/response over the run's port; one-way events and the cancel command share it. */
+class RunChannel {
+  private nextId = 1;
+  private pending = new Map<number, (reply: MainReply) => void>();
+  readonly abort = new AbortController();
+  cancelReason: 'cancelled' | 'timeout' | undefined;
+
+  constructor(private port: MessagePort) {
+    port.on('message', (msg: MainMessage) => {
+      if (msg.kind === 'cancel') {
+        this.cancelReason ??= msg.reason;
+        this.abort.abort(msg.reason);
+        // Unblock anything waiting on the main thread; it will not answer a cancelled run.
+        for (const [id, resolve] of this.pending) resolve({ kind: 'reply', id, ok: false, reason: msg.reason });
+        this.pending.clear();
+      } else {
+        this.pending.get(msg.id)?.(msg);
+        this.pending.delete(msg.id);
+      }
+    });
+  }
+
+  ask(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<MainReply> {
+    if (this.abort.signal.aborted) return Promise.resolve({ kind: 'reply', id: 0, ok: false, reason: this.cancelReason ?? 'cancelled' });
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.port.postMessage({ ...req, id });
+    });
+  }
+
+  emit(event: DistributiveOmit<WorkerEvent, 'kind'>): void {
+    this.port.postMessage({ kind: 'event', ...event });
+  }
+
+  close(): void {
+    this.port.close();
+  }
+}
+
+type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
+
+function addUsage(total: Usage, u: Usage): void {
+  total.input_tokens += u.input_tokens;
+  total.output_tokens += u.output_tokens;
+  total.cache_read_input_tokens += u.cache_read_input_tokens;
+  total.cache_creation_input_tokens += u.cache_creation_input_tokens;
+}
+
+export default async function runAgent(task: RunTask): Promise<RunOutcome> {
+  const channel = new RunChannel(task.port as MessagePort);
+  const usage = emptyUsage();
+  const messages: Message[] = [{ role: 'user', content: task.userMessage }];
+  let lastText = '';
+  let turns = 0;
+  let modelCalls = 0;
+  const finish = (status: RunOutcome['status'], output: string, error?: string): RunOutcome => ({
+    status,
+    output,
+    turns,
+    usage,
+    modelCalls,
+    ...(error ? { error } : {}),
+  });
+  const stopped = () => {
+    const reason = channel.cancelReason ?? 'cancelled';
+    return finish(reason, lastText, reason === 'timeout' ? 'run deadline reached' : 'run cancelled');
+  };
+
+  try {
+    const adapter = createAdapter(task.endpoint);
+    const { agent } = task;
+    while (turns < agent.maxTurns) {
+      if (channel.abort.signal.aborted) return stopped();
+      turns++;
+      channel.emit({ type: 'turn_start', turn: turns, maxTurns: agent.maxTurns, threadId });
+
+      // Gate: the orchestrator checks budgets before every model call and may shrink max output.
+      const estimated = estimateInputTokens(task.system, messages, task.tools);
+      const gate = await channel.ask({ kind: 'model_call_start', turn: turns, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
+      if (channel.abort.signal.aborted) return stopped();
+      if (!gate.ok) return finish('error', lastText, gate.reason);
+      const maxOutputTokens = gate.maxOutputTokens ?? agent.maxOutputTokens;
+
+      const started = Date.now();
+      let text = '';
+      let toolCalls: ToolCall[] = [];
+      let callUsage: Usage | null = null;
+      let streamedChars = 0;
+      let textEvents = 0;
+      try {
+        modelCalls++;
+        for await (const ev of adapter.stream({
+          model: task.modelId,
+          system: task.system,
+          messages,
+          tools: task.tools,
+          maxOutputTokens,
+          temperature: agent.temperature,
+          signal: channel.abort.signal,
+        })) {
+          if (ev.type === 'stream_start') channel.emit({ type: 'stream_start', turn: turns });
+          else if (ev.type === 'text_delta') {
+            streamedChars += ev.text.length;
+            // Throttle: progress wants a sign of life, not every token.
+            if (++textEvents % 20 === 1) channel.emit({ type: 'text', turn: turns, chars: streamedChars });
+          } else if (ev.type === 'retry') channel.emit({ type: 'retry', turn: turns, attempt: ev.attempt, delayMs: ev.delayMs, reason: ev.reason });
+          else if (ev.type === 'done') {
+            text = ev.text;
+            toolCalls = ev.toolCalls;
+            callUsage = ev.usage;
+            await channel.ask({ kind: 'model_call_end', turn: turns, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
+          }
+        }
+      } catch (err) {
+        const pe = err instanceof ProviderError ? err : undefined;
+        const partialChars = pe?.partialText?.length ?? streamedChars;
+        await channel.ask({
+          kind: 'model_call_end',
+          turn: turns,
+          usage: pe?.partialUsage ?? null,
+          streamedOutputChars: partialChars,
+          stopReason: 'error',
+          latencyMs: Date.now() - started,
+          error: (err as Error).message,
+        });
+        if (pe?.partialUsage) addUsage(usage, pe.partialUsage);
+        if (channel.abort.signal.aborted) return stopped();
+        return finish('error', lastText, `model call failed (${task.modelRef}): ${(err as Error).message}`);
+      }
+      if (callUsage) addUsage(usage, callUsage);
+      if (text) lastText = text;
+      messages.push({ role: 'assistant', text, toolCalls });
+      if (toolCalls.length === 0) return finish('ok', text);
+
+      // Tool calls are executed by the orchestrator (it checks permissions with the real arguments).
+      const results = [];
+      for (const call of toolCalls) {
+        if (channel.abort.signal.aborted) return stopped();
+        const reply = await channel.ask({ kind: 'call_tool', turn: turns, call });
+        if (channel.abort.signal.aborted) return stopped();
+        const outcome = reply.ok ? reply.outcome! : { content: reply.reason, isError: true };
+        results.push({ callId: call.id, name: call.name, content: outcome.content, isError: outcome.isError });
+      }
+      messages.push({ role: 'tool', results });
+    }
+    return finish(
+      'max_turns',
+      lastText,
+      `stopped after ${turns} turns (max_turns ${task.agent.maxTurns}) without a final answer`,
+    );
+  } catch (err) {
+    if (channel.abort.signal.aborted) return stopped();
+    return finish('error', lastText, (err as Error).message);
+  } finally {
+    channel.close();
+  }
+}

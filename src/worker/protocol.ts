@@ -1,0 +1,60 @@
+// The typed channel between a run's worker loop and the orchestrator (main thread). The worker holds no
+// authority: it asks (model call gate, tool calls) and is told yes or no. One MessagePort per run.
+import type { AgentDefinition } from '../agents/definition.js';
+import type { ProviderEndpoint, ToolCall, ToolSpec, Usage, StopReason } from '../providers/types.js';
+import type { ToolOutcome } from '../tools/types.js';
+
+/** What the orchestrator hands to piscina for one run (plain data + the run's port). */
+export interface RunTask {
+  runId: string;
+  agent: AgentDefinition;
+  /** Provider-local model id and the endpoint to reach it. */
+  modelRef: string;
+  modelId: string;
+  endpoint: ProviderEndpoint;
+  system: string;
+  userMessage: string;
+  tools: ToolSpec[];
+  port: MessagePort | import('node:worker_threads').MessagePort;
+}
+
+export type RunStatus = 'ok' | 'max_turns' | 'error' | 'cancelled' | 'timeout';
+
+export interface RunOutcome {
+  status: RunStatus;
+  output: string;
+  turns: number;
+  usage: Usage;
+  modelCalls: number;
+  error?: string;
+}
+
+/** Worker → main requests (answered with a WorkerReply carrying the same id). */
+export type WorkerRequest =
+  | {
+      kind: 'model_call_start';
+      id: number;
+      turn: number;
+      /** Tokenizer estimate of the prompt's input tokens (the orchestrator decides with it). */
+      estimatedInputTokens: number;
+      maxOutputTokens: number;
+    }
+  | { kind: 'model_call_end'; id: number; turn: number; usage: Usage | null; streamedOutputChars: number; stopReason: StopReason | 'error'; latencyMs: number; error?: string }
+  | { kind: 'call_tool'; id: number; turn: number; call: ToolCall };
+
+export type MainReply =
+  | { kind: 'reply'; id: number; ok: true; maxOutputTokens?: number; outcome?: ToolOutcome }
+  | { kind: 'reply'; id: number; ok: false; reason: string };
+
+/** Worker → main one-way events (progress, for the client and the audit log). */
+export type WorkerEvent =
+  | { kind: 'event'; type: 'turn_start'; turn: number; maxTurns: number; threadId: number }
+  | { kind: 'event'; type: 'stream_start'; turn: number }
+  | { kind: 'event'; type: 'text'; turn: number; chars: number }
+  | { kind: 'event'; type: 'retry'; turn: number; attempt: number; delayMs: number; reason: string };
+
+/** Main → worker one-way messages. */
+export type MainCommand = { kind: 'cancel'; reason: 'cancelled' | 'timeout' };
+
+export type WorkerMessage = WorkerRequest | WorkerEvent;
+export type MainMessage = MainReply | MainCommand;

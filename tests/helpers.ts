@@ -1,0 +1,87 @@
+// Test helpers: spawn the real built server (dist/cli.js) over stdio and drive it with the real MCP
+// client, the way a user's client would. Requires `npm run build` first (npm test does it).
+import { mkdtempSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+export function tempDir(prefix = 'dmcp-'): string {
+  return realpathSync(mkdtempSync(path.join(tmpdir(), prefix)));
+}
+
+/** Writes files (path → content) under dir, creating folders. */
+export function writeTree(dir: string, files: Record<string, string>): void {
+  for (const [rel, content] of Object.entries(files)) {
+    const abs = path.join(dir, rel);
+    mkdirSync(path.dirname(abs), { recursive: true });
+    writeFileSync(abs, content);
+  }
+}
+
+/** Environment that points the real provider SDKs at the mock model server. */
+export function mockEnv(mockUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    ANTHROPIC_API_KEY: 'sk-ant-test-key',
+    ANTHROPIC_BASE_URL: mockUrl,
+    OPENAI_API_KEY: 'sk-test-openai-key',
+    OPENAI_BASE_URL: `${mockUrl}/v1`,
+    DELEGATE_MCP_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+export interface ServerHandle {
+  client: Client;
+  transport: StdioClientTransport;
+  stderr: () => string;
+  close: () => Promise<void>;
+}
+
+export async function startServer(opts: {
+  args?: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  era?: 'legacy' | 'modern';
+}): Promise<ServerHandle> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'serve', ...(opts.args ?? [])],
+    env: opts.env,
+    cwd: opts.cwd,
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const client = new Client(
+    { name: 'delegate-mcp-tests', version: '1.0.0' },
+    opts.era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {},
+  );
+  await client.connect(transport);
+  return {
+    client,
+    transport,
+    stderr: () => stderr,
+    close: async () => {
+      await client.close().catch(() => {});
+    },
+  };
+}
+
+/** A YAML agent file for tests; model decides which wire API the run uses. */
+export function agentYaml(name: string, model: string, extra = ''): string {
+  return `name: ${name}
+description: Test agent ${name} that reads files and answers.
+instructions: Answer the task. Use read_file when asked.
+model: ${model}
+max_turns: 4
+tools:
+  fs: {read: true}
+${extra}`;
+}

@@ -171,9 +171,10 @@ export class Orchestrator {
       const tokens = tokensSoFar >= 1000 ? `${(tokensSoFar / 1000).toFixed(1)}k` : String(tokensSoFar);
       req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
     };
+    // Checked every second so that no gap between two progress messages exceeds HEARTBEAT_MS + 1 s.
     const heartbeat = setInterval(() => {
-      if (Date.now() - lastProgressAt >= HEARTBEAT_MS - 50) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
-    }, HEARTBEAT_MS);
+      if (Date.now() - lastProgressAt >= HEARTBEAT_MS) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
+    }, 1000);
 
     const cancel = (reason: 'cancelled' | 'timeout') => {
       if (cancelled || record.status !== 'running') return;
@@ -240,6 +241,7 @@ export class Orchestrator {
         system: prepared.system,
         userMessage: prepared.userMessage,
         tools: prepared.tools,
+        estimateTokens: false,
         port: port2,
       })
       .then(

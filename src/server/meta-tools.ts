@@ -1,6 +1,7 @@
 // Meta tools: run any agent by name (delegate), fan out (delegate_parallel), and background runs
 // (run_status / run_result / run_cancel) that outlive the call that started them.
-import type { CallToolResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
+import { setMaxListeners } from 'node:events';
+import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord, RunResult } from '../orchestrator/runs.js';
@@ -86,6 +87,12 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       const limit = args.max_concurrency ?? total;
       let next = 0;
       const lastLine = new Map<number, string>();
+      // One signal for the whole batch: every task listens on it, so lift the default listener cap.
+      const batch = new AbortController();
+      setMaxListeners(MAX_PARALLEL_TASKS + 8, batch.signal);
+      const onAbort = () => batch.abort(ctx.mcpReq.signal.reason);
+      if (ctx.mcpReq.signal.aborted) onAbort();
+      else ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
       const worker = async () => {
         while (next < total) {
           const index = next++;
@@ -94,23 +101,24 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
             agent: t.agent,
             input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
             owner,
-            signal: ctx.mcpReq.signal,
+            signal: batch.signal,
             onProgress: report && ((m) => lastLine.set(index, m)),
           });
           results[index] = { index, ...r };
           done++;
-          report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
+          await report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
         }
       };
       // Aggregate the tasks' own progress into this one call's progress (and keep it alive).
       const ticker = report && setInterval(() => {
         const running = [...lastLine.entries()].filter(([i]) => !results[i]).slice(0, 3).map(([i, m]) => `#${i} ${m}`);
-        report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
+        void report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
       }, 5000);
       try {
         await Promise.all(Array.from({ length: Math.min(limit, total) }, worker));
       } finally {
         if (ticker) clearInterval(ticker);
+        ctx.mcpReq.signal.removeEventListener('abort', onAbort);
       }
       const ok = results.filter((r) => r.status === 'ok').length;
       const summary = results
@@ -146,7 +154,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       if (!r) return unknownRun(run_id);
       if (!r.result && wait_s) {
         const report = progressReporter(ctx);
-        const beat = report && setInterval(() => report(`waiting for ${run_id}: ${r.lastProgress}`), 5000);
+        const beat = report && setInterval(() => void report(`waiting for ${run_id}: ${r.lastProgress}`), 5000);
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([

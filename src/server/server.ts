@@ -41,13 +41,14 @@ export function runToolResult(r: RunResult): CallToolResult {
 }
 
 /** Progress notifications need a token from the client; progress must increase per token. */
-export function progressReporter(ctx: ServerContext): ((message: string) => void) | undefined {
+export function progressReporter(ctx: ServerContext): ((message: string) => Promise<void>) | undefined {
   const token = ctx.mcpReq._meta?.progressToken;
   if (token === undefined) return undefined;
   let n = 0;
+  // Returns the send so a caller can await the last one before its result goes out.
   return (message: string) => {
     n++;
-    ctx.mcpReq
+    return ctx.mcpReq
       .notify({ method: 'notifications/progress', params: { progressToken: token, progress: n, message } })
       .catch(() => {});
   };

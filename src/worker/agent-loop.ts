@@ -85,7 +85,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       channel.emit({ type: 'turn_start', turn: turns, maxTurns: agent.maxTurns, threadId });
 
       // Gate: the orchestrator checks budgets before every model call and may shrink max output.
-      const estimated = estimateInputTokens(task.system, messages, task.tools);
+      const estimated = task.estimateTokens ? await estimateInputTokens(task.system, messages, task.tools) : null;
       const gate = await channel.ask({ kind: 'model_call_start', turn: turns, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
       if (channel.abort.signal.aborted) return stopped();
       if (!gate.ok) return finish('error', lastText, gate.reason);

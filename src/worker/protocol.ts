@@ -15,6 +15,8 @@ export interface RunTask {
   system: string;
   userMessage: string;
   tools: ToolSpec[];
+  /** Whether the gate needs input token estimates (only when a budget covers the run). */
+  estimateTokens: boolean;
   port: MessagePort | import('node:worker_threads').MessagePort;
 }
 
@@ -35,8 +37,8 @@ export type WorkerRequest =
       kind: 'model_call_start';
       id: number;
       turn: number;
-      /** Tokenizer estimate of the prompt's input tokens (the orchestrator decides with it). */
-      estimatedInputTokens: number;
+      /** Tokenizer estimate of the prompt's input tokens, when the task asked for estimates. */
+      estimatedInputTokens: number | null;
       maxOutputTokens: number;
     }
   | { kind: 'model_call_end'; id: number; turn: number; usage: Usage | null; streamedOutputChars: number; stopReason: StopReason | 'error'; latencyMs: number; error?: string }

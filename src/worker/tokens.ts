@@ -1,12 +1,24 @@
-// Pre-call input token estimate with a real tokenizer (o200k). Exact for current OpenAI models; the
-// orchestrator scales it for other model families. Loaded once per worker (module scope).
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+// Pre-call input token estimates with a real tokenizer (o200k: exact for current OpenAI models; the
+// orchestrator scales it for other families). The tables cost ~33 MB of heap and ~140 ms to load,
+// so a worker loads them once, and only when a run needs estimates (budgets are configured).
 import type { Message, ToolSpec } from '../providers/types.js';
+
+type CountFn = (text: string) => number;
+let counter: Promise<CountFn> | undefined;
+
+export function loadTokenizer(): Promise<CountFn> {
+  counter ??= import('gpt-tokenizer/encoding/o200k_base').then((m) => {
+    m.countTokens('warm up'); // pay the one-time initialisation here, not inside a timed model call
+    return m.countTokens;
+  });
+  return counter;
+}
 
 /** Per-message framing overhead the wire formats add (role markers, separators). */
 const PER_MESSAGE = 4;
 
-export function estimateInputTokens(system: string, messages: Message[], tools: ToolSpec[]): number {
+export async function estimateInputTokens(system: string, messages: Message[], tools: ToolSpec[]): Promise<number> {
+  const countTokens = await loadTokenizer();
   let n = countTokens(system) + PER_MESSAGE;
   for (const m of messages) {
     n += PER_MESSAGE;

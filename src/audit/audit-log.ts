@@ -1,0 +1,188 @@
+// The audit log: versioned, redacted JSONL events written through winston with the durable transport.
+// The orchestrator (main thread, the one authority) is the only writer in a process; re-entry children
+// are separate processes writing to the same directory, which the transport makes safe.
+import winston from 'winston';
+import { log } from '../log.js';
+import { DurableFileTransport, type DurableFileStats } from './durable-file.js';
+import {
+  AUDIT_SCHEMA_VERSION,
+  type AuditEvent,
+  type AuditEventInput,
+  type RunContext,
+  type RunEventInput,
+} from './events.js';
+import { Redactor } from './redact.js';
+
+export interface AuditLogOptions {
+  /** Directory of the audit files (created if missing), e.g. `.delegate-mcp/audit`. */
+  dir: string;
+  /** Default: a Redactor over process.env (pass one that also knows the config's keys). */
+  redactor?: Redactor;
+  /** Allow short, redacted text previews in events (default false: digests only). */
+  previews?: boolean;
+  /** Also print every event line on stderr (debugging; default false). Never stdout: stdio is the protocol. */
+  stderrMirror?: boolean;
+  maxBytes?: number;
+  commitEvery?: number;
+  commitIntervalMs?: number;
+  /** Write failures, reported once per episode. Default: a warning on the diagnostics log. */
+  onError?: (err: Error) => void;
+}
+
+export const PREVIEW_CHARS = 500;
+/** Events after which the log is made durable at once rather than at the next group commit. */
+const FLUSH_AFTER: ReadonlySet<string> = new Set(['run_end', 'server_stop']);
+
+// Per process, not per instance: (pid, seq) stays unique even with two AuditLogs in one process.
+let processSeq = 0;
+
+export interface RunAudit {
+  readonly context: RunContext;
+  emit(event: RunEventInput): void;
+}
+
+export class AuditLog {
+  readonly dir: string;
+  readonly redactor: Redactor;
+  readonly previews: boolean;
+  private readonly transport: DurableFileTransport;
+  private readonly logger: winston.Logger;
+  private readonly onError: (err: Error) => void;
+  private closed = false;
+
+  private constructor(opts: AuditLogOptions) {
+    this.redactor = opts.redactor ?? new Redactor();
+    this.previews = opts.previews ?? false;
+    this.onError =
+      opts.onError ??
+      ((err) => log.warn(`audit log: cannot write to ${opts.dir}: ${err.message}; retrying, events are kept in memory`));
+    this.transport = new DurableFileTransport({
+      dir: opts.dir,
+      maxBytes: opts.maxBytes,
+      commitEvery: opts.commitEvery,
+      commitIntervalMs: opts.commitIntervalMs,
+      onError: this.onError,
+    });
+    this.dir = this.transport.dir;
+    const transports: winston.transport[] = [this.transport];
+    if (opts.stderrMirror) {
+      transports.push(new winston.transports.Console({ stderrLevels: ['info'] }));
+    }
+    this.logger = winston.createLogger({
+      level: 'info',
+      // The line is serialised in emit(); every transport writes exactly that text.
+      format: winston.format.printf((info) => String(info.message)),
+      transports,
+      exitOnError: false,
+    });
+  }
+
+  static open(opts: AuditLogOptions): AuditLog {
+    return new AuditLog(opts);
+  }
+
+  /**
+   * Stamps (v, ts, seq, pid), redacts and writes one event; returns what was written. Never throws:
+   * an audit problem must not fail the run it records.
+   */
+  emit(input: AuditEventInput): AuditEvent | undefined {
+    if (this.closed) return undefined;
+    try {
+      const { event, run_id, parent_run_id, root_run_id, depth, agent, ...fields } = input;
+      const record = {
+        v: AUDIT_SCHEMA_VERSION,
+        ts: new Date().toISOString(),
+        seq: ++processSeq,
+        pid: process.pid,
+        event,
+        run_id: run_id ?? null,
+        parent_run_id: parent_run_id ?? null,
+        root_run_id: root_run_id ?? null,
+        depth: depth ?? null,
+        agent: agent ?? null,
+        ...fields,
+      };
+      const clean = this.redactor.redact(record) as AuditEvent;
+      this.logger.info(serialise(clean));
+      if (FLUSH_AFTER.has(event)) this.flush();
+      return clean;
+    } catch (err) {
+      this.onError(err instanceof Error ? err : new Error(String(err)));
+      return undefined;
+    }
+  }
+
+  /** An emitter bound to one run's context. */
+  forRun(context: RunContext): RunAudit {
+    return { context, emit: (e) => void this.emit({ ...context, ...e } as AuditEventInput) };
+  }
+
+  /**
+   * A text preview for an event, or undefined when previews are off or the agent asked for secrets to
+   * be redacted (`policies.secrets.redact: true`). Redacted before truncation, so a secret cut at the
+   * boundary cannot leak its first half.
+   */
+  previewText(text: string, agentRedactFlag: boolean): string | undefined {
+    if (!this.previews || agentRedactFlag) return undefined;
+    // Redact a window well past the preview so a long secret that starts inside it is still recognised.
+    const clean = this.redactor.redactString(text.length > 8 * PREVIEW_CHARS ? text.slice(0, 8 * PREVIEW_CHARS) : text);
+    if (clean.length <= PREVIEW_CHARS) return clean;
+    const cut = isHighSurrogate(clean.charCodeAt(PREVIEW_CHARS - 1)) ? PREVIEW_CHARS - 1 : PREVIEW_CHARS;
+    return clean.slice(0, cut);
+  }
+
+  /** fdatasync now: after a run ends and on shutdown. Sync, never throws. */
+  flush(): void {
+    this.transport.flush();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.transport.close();
+    this.logger.close();
+  }
+
+  get stats(): DurableFileStats {
+    return this.transport.stats;
+  }
+}
+
+/**
+ * Flushes the audit log on SIGTERM, SIGINT, beforeExit and exit. It never calls process.exit: when it
+ * is the only listener for a signal it removes itself and re-raises the signal, so the process still
+ * dies the default way; when the server has its own handler, that handler decides. Returns an uninstaller.
+ */
+export function installShutdownFlush(audit: Pick<AuditLog, 'flush'>): () => void {
+  const flush = () => audit.flush();
+  const onSignal = (signal: NodeJS.Signals) => {
+    flush();
+    if (process.listenerCount(signal) === 1) {
+      uninstall();
+      process.kill(process.pid, signal);
+    }
+  };
+  const uninstall = () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    process.off('beforeExit', flush);
+    process.off('exit', flush);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('beforeExit', flush);
+  // 'exit' also covers process.exit() and uncaught exceptions, which skip beforeExit.
+  process.on('exit', flush);
+  return uninstall;
+}
+
+function serialise(event: unknown): string {
+  try {
+    return JSON.stringify(event);
+  } catch {
+    // BigInt (or a toJSON that throws) in an event's fields: stringify what we can.
+    return JSON.stringify(event, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  }
+}
+
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;

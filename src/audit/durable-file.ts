@@ -1,0 +1,311 @@
+// A winston transport that writes JSONL durably. winston's own file transports never fsync, so an
+// audit record could vanish with the page cache. Here:
+// - the file is opened with O_APPEND ('a') and every line goes out in ONE write(2), so processes that
+//   share the directory (a server and its re-entry children) never interleave inside a line;
+// - fdatasync is group-committed: every `commitEvery` lines or `commitIntervalMs`, whichever first
+//   (~4 µs a record instead of ~200 µs), and `flush()` forces it for run ends and shutdown;
+// - files rotate by UTC day (audit-YYYY-MM-DD.jsonl) and by size (audit-YYYY-MM-DD.1.jsonl, .2, …);
+// - I/O failures never throw into the server: they are reported once through `onError`, lines wait in a
+//   bounded backlog, and the file is reopened on the next write or retry tick.
+import fs from 'node:fs';
+import path from 'node:path';
+import Transport from 'winston-transport';
+
+/** triple-beam's MESSAGE symbol: the formatted line a winston format produced. */
+const MESSAGE = Symbol.for('message');
+const DAY_MS = 86_400_000;
+
+export interface DurableFileOptions {
+  dir: string;
+  /** File name prefix (default "audit"). */
+  prefix?: string;
+  /** Start a new file (.1, .2, …) when the current one would exceed this (default 50 MB). */
+  maxBytes?: number;
+  /** fdatasync after this many lines (default 16). */
+  commitEvery?: number;
+  /** …or this long after the first unsynced line (default 200 ms). */
+  commitIntervalMs?: number;
+  /** Minimum delay between reopen attempts after a failure (default 1000 ms). */
+  retryMs?: number;
+  /** Lines kept in memory while the disk refuses them (default 10 000); the oldest are dropped beyond. */
+  maxBacklog?: number;
+  /** Called once per failure episode (until a write succeeds again). Must not throw. */
+  onError?: (err: Error) => void;
+  /** Clock in ms, for tests of day rotation. */
+  now?: () => number;
+}
+
+export interface DurableFileStats {
+  file: string | null;
+  written: number;
+  synced: number;
+  backlog: number;
+  dropped: number;
+  failing: boolean;
+}
+
+export class DurableFileTransport extends Transport {
+  readonly dir: string;
+  private readonly prefix: string;
+  private readonly maxBytes: number;
+  private readonly commitEvery: number;
+  private readonly commitIntervalMs: number;
+  private readonly retryMs: number;
+  private readonly maxBacklog: number;
+  private readonly onError: (err: Error) => void;
+  private readonly now: () => number;
+
+  private fd: number | null = null;
+  private file: string | null = null;
+  private day = '';
+  private dayEndsAt = 0;
+  private index = 0;
+  private unsynced = 0;
+  private commitTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private failing = false;
+  private nextRetryAt = 0;
+  private backlog: Buffer[] = [];
+  private shut = false;
+  private stats_ = { written: 0, synced: 0, dropped: 0 };
+
+  constructor(opts: DurableFileOptions) {
+    super();
+    this.dir = path.resolve(opts.dir);
+    this.prefix = opts.prefix ?? 'audit';
+    this.maxBytes = opts.maxBytes ?? 50 * 1024 * 1024;
+    this.commitEvery = Math.max(1, opts.commitEvery ?? 16);
+    this.commitIntervalMs = opts.commitIntervalMs ?? 200;
+    this.retryMs = opts.retryMs ?? 1000;
+    this.maxBacklog = opts.maxBacklog ?? 10_000;
+    this.onError = opts.onError ?? (() => {});
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** winston entry point: writes the formatted line (info[MESSAGE]) or the info as JSON. */
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    const formatted = info[MESSAGE];
+    this.writeLine(typeof formatted === 'string' ? formatted : JSON.stringify(info));
+    next();
+  }
+
+  /** Appends one line (a newline is added). Never throws. */
+  writeLine(line: string): void {
+    if (this.shut) {
+      this.stats_.dropped++;
+      return;
+    }
+    const buf = Buffer.from(line.endsWith('\n') ? line : line + '\n');
+    if (this.failing || this.backlog.length) {
+      this.enqueue(buf);
+      this.recover(false);
+      return;
+    }
+    try {
+      this.append(buf);
+    } catch (err) {
+      this.enqueue(buf);
+      this.fail(err);
+    }
+  }
+
+  /** Makes every line written so far durable now (fdatasync), retrying a failed file first. Never throws. */
+  flush(): void {
+    if (this.failing || this.backlog.length) this.recover(true);
+    this.sync();
+  }
+
+  override close(): void {
+    if (this.shut) return;
+    this.flush();
+    this.shut = true;
+    // Whatever the disk still refuses after a last retry is lost; count it so it shows in stats.
+    this.stats_.dropped += this.backlog.length;
+    this.backlog = [];
+    this.clearTimers();
+    this.closeFd();
+  }
+
+  get stats(): DurableFileStats {
+    return { file: this.file, ...this.stats_, backlog: this.backlog.length, failing: this.failing };
+  }
+
+  /** File name for a UTC day and rotation index. */
+  fileName(day: string, index: number): string {
+    return `${this.prefix}-${day}${index ? `.${index}` : ''}.jsonl`;
+  }
+
+  private append(buf: Buffer): void {
+    const fd = this.ensureFile(buf.length);
+    let off = 0;
+    // One write(2) in practice; the loop only matters after a short write (e.g. the disk filling up).
+    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+    this.stats_.written++;
+    this.unsynced++;
+    if (this.unsynced >= this.commitEvery) this.sync();
+    else if (!this.commitTimer) {
+      this.commitTimer = setTimeout(() => this.sync(), this.commitIntervalMs);
+      this.commitTimer.unref();
+    }
+  }
+
+  /** Returns an fd for a line of `len` bytes, rotating by day or size and reopening a deleted file. */
+  private ensureFile(len: number): number {
+    const t = this.now();
+    if (this.fd !== null && t < this.dayEndsAt) {
+      // fstat sees other processes' appends too, so every writer rotates at the same point; a file
+      // unlinked under us (nlink 0) would swallow lines silently, so reopen instead.
+      const st = fs.fstatSync(this.fd);
+      if (st.nlink > 0 && !(st.size > 0 && st.size + len > this.maxBytes)) return this.fd;
+      if (st.nlink > 0) this.index++;
+    } else {
+      const day = new Date(t).toISOString().slice(0, 10);
+      if (day !== this.day) {
+        this.day = day;
+        this.index = -1; // pick up where an earlier run (or another process) left off
+      }
+      this.dayEndsAt = (Math.floor(t / DAY_MS) + 1) * DAY_MS;
+    }
+    this.sync();
+    this.closeFd();
+    return this.openFor(len);
+  }
+
+  private openFor(len: number): number {
+    fs.mkdirSync(this.dir, { recursive: true });
+    if (this.index < 0) this.index = this.highestIndex(this.day);
+    for (;;) {
+      const file = path.join(this.dir, this.fileName(this.day, this.index));
+      const existed = fs.existsSync(file);
+      const fd = fs.openSync(file, 'a', 0o600);
+      const { size } = fs.fstatSync(fd);
+      if (size > 0 && size + len > this.maxBytes) {
+        fs.closeSync(fd);
+        this.index++;
+        continue;
+      }
+      this.fd = fd;
+      this.file = file;
+      // A crash or a short write can leave a torn last line; terminate it so our first line stays whole.
+      if (size > 0 && lastByte(file, size) !== 0x0a) fs.writeSync(fd, '\n');
+      // A new file's directory entry must be durable too, or fdatasync'd lines can vanish with it.
+      if (!existed) fsyncDir(this.dir);
+      return fd;
+    }
+  }
+
+  private highestIndex(day: string): number {
+    const re = new RegExp(`^${escapeRe(this.prefix)}-${day}(?:\\.(\\d+))?\\.jsonl$`);
+    let max = 0;
+    for (const name of fs.readdirSync(this.dir)) {
+      const m = re.exec(name);
+      if (m) max = Math.max(max, m[1] ? Number(m[1]) : 0);
+    }
+    return max;
+  }
+
+  private sync(): void {
+    if (this.commitTimer) {
+      clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+    }
+    if (this.fd === null || this.unsynced === 0) return;
+    try {
+      fs.fdatasyncSync(this.fd);
+      this.stats_.synced += this.unsynced;
+      this.unsynced = 0;
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private enqueue(buf: Buffer): void {
+    this.backlog.push(buf);
+    if (this.backlog.length > this.maxBacklog) {
+      const n = this.backlog.length - this.maxBacklog;
+      this.backlog.splice(0, n);
+      this.stats_.dropped += n;
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.closeFd();
+    this.unsynced = 0;
+    this.nextRetryAt = Date.now() + this.retryMs;
+    if (!this.failing) {
+      this.failing = true;
+      try {
+        this.onError(err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // the reporter must not take the server down either
+      }
+    }
+    if (!this.retryTimer && !this.shut) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.recover(true);
+      }, this.retryMs);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Writes the backlog to a freshly opened file; on success the failure episode ends. */
+  private recover(force: boolean): void {
+    // Nothing to prove the disk works again with: stay failing until a real line gets through.
+    if (this.backlog.length === 0 || (!force && Date.now() < this.nextRetryAt)) return;
+    let done = 0;
+    try {
+      for (const buf of this.backlog) {
+        this.append(buf);
+        done++;
+      }
+      this.failing = false;
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.backlog.splice(0, done);
+    }
+  }
+
+  private closeFd(): void {
+    if (this.fd === null) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already gone (EBADF) — nothing left to release
+    }
+    this.fd = null;
+  }
+
+  private clearTimers(): void {
+    if (this.commitTimer) clearTimeout(this.commitTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.commitTimer = this.retryTimer = null;
+  }
+}
+
+function lastByte(file: string, size: number): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, size - 1);
+    return b[0];
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // some filesystems refuse fsync on a directory; the file's own fdatasync still holds
+  }
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

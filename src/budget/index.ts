@@ -1,0 +1,5 @@
+// Budget library: ledger (scopes, reservations, persistence), prices, token-estimate scaling.
+export * from './ledger.js';
+export * from './prices.js';
+export * from './estimate.js';
+export { ledgerFileName, type LedgerRecord, type ChargeBasis } from './ledger-file.js';

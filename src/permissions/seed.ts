@@ -1,0 +1,38 @@
+// Seed-format capabilities (`tools: {mcp, fs, net, shell}`, normalised into AgentDefinition.tools) → rules.
+// Every seed grant becomes an *allow* rule; seed format has no denies.
+//
+//   fs.read: true                 → Read(**)
+//   fs.write: true                → Edit(**)
+//   fs.write: [globs]             → Edit(<glob>) each (workspace-relative, glob.ts syntax)
+//   net.allow: [hosts]            → WebFetch(domain:<host>) each (`*.example.com` for subdomains)
+//   shell.exec: ["npm test", …]   → Bash(<entry>) each: exact argv, unless it ends in ` *` or `:*` (prefix)
+//   mcp: [server]                 → mcp__<server>__*
+//   builtin read tools            → Read(**)   (read_file, list_dir, search_files)
+//   builtin write tools           → Edit(**)   unless fs.write is a glob list: then the globs are the grant
+//                                                 (the normaliser adds write_file/edit_file for a glob list,
+//                                                 and widening that to ** would defeat the list).
+//   builtin run_command/fetch_url → nothing by themselves: the normaliser adds them whenever shell.exec /
+//                                   net.allow is non-empty, so mapping them to bare Bash/WebFetch would
+//                                   turn "these commands/hosts" into "anything". Grants come from the lists
+//                                   (or from explicit Bash(...)/WebFetch(...) permissions rules).
+import type { AgentDefinition } from '../agents/definition.js';
+
+const READ_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
+const WRITE_TOOLS = new Set(['write_file', 'edit_file']);
+
+export function translateSeedTools(tools: AgentDefinition['tools']): string[] {
+  const out: string[] = [];
+  const add = (r: string): void => {
+    if (!out.includes(r)) out.push(r);
+  };
+  if (tools.fs.read || tools.builtin.some((t) => READ_TOOLS.has(t))) add('Read(**)');
+  if (Array.isArray(tools.fs.write)) {
+    for (const g of tools.fs.write) add(`Edit(${g})`);
+  } else if (tools.fs.write || tools.builtin.some((t) => WRITE_TOOLS.has(t))) {
+    add('Edit(**)');
+  }
+  for (const h of tools.net.allow) add(`WebFetch(domain:${h})`);
+  for (const c of tools.shell.exec) add(`Bash(${c})`);
+  for (const server of tools.mcp) add(`mcp__${server}__*`);
+  return out;
+}

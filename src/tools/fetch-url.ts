@@ -1,0 +1,368 @@
+// Built-in tool fetch_url: one HTTP(S) GET or POST, redirects followed by hand. WHETHER a URL may be
+// fetched is policy (ctx.checkUrl, from the permission engine); this tool enforces it on EVERY hop
+// and adds the mechanical SSRF defences:
+//   - http and https only; no credentials in URLs;
+//   - ctx.checkUrl(url) before the first request and before each redirect hop (at most 5 redirects);
+//   - hosts that are, or resolve to, a private/loopback/link-local/unique-local/unspecified address
+//     are refused unless ctx.allowPrivateHost(host) says yes. The check happens INSIDE the connection's
+//     DNS lookup (dns.lookup(host, {all: true}); refuse if ANY address is private) and the socket
+//     connects to exactly the addresses that were checked, so a DNS-rebinding answer between "check"
+//     and "connect" is impossible. (This is why the tool uses node:http/https with a `lookup` hook
+//     rather than global fetch, which resolves the name again on its own.) IP-literal hosts are checked
+//     directly. No connection pooling (agent: false): a kept-alive socket could bypass the lookup;
+//   - a total deadline (default 30 s) and ctx.signal; a response size cap (default 512 KiB, the body
+//     stream is read up to the cap and then dropped; compressed bodies are capped after decompression).
+// HTTP error statuses are normal results (isError: false); refusals and network failures are errors.
+import dns from 'node:dns';
+import http from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import type { LookupFunction } from 'node:net';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
+import { ArgError, abortedOutcome, checkArgs, fail, formatSize, neverThrows, ok, optString, reqString, utf8SafeEnd } from './fs-tools.js';
+import { isPrivateAddress } from './net-address.js';
+import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+
+/** Limits for fetch_url; the orchestrator may overwrite these at startup. */
+export const netLimits = {
+  /** Deadline for the whole call (all hops and the body), in milliseconds. */
+  timeoutMs: 30_000,
+  /** Maximum response body bytes read (after decompression). */
+  maxResponseBytes: 512 * 1024,
+  /** Maximum redirects followed. */
+  maxRedirects: 5,
+  /** Maximum request body bytes (POST). */
+  maxRequestBodyBytes: 1024 * 1024,
+  /** Maximum URL length. */
+  maxUrlChars: 8192,
+};
+
+const USER_AGENT = 'delegate-mcp-fetch_url/1';
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** Thrown (through the socket) when a name resolves to an address the call may not reach. */
+class PrivateHostError extends Error {
+  readonly code = 'EDELEGATE_PRIVATE_HOST';
+  constructor(
+    readonly host: string,
+    readonly address: string,
+  ) {
+    super(`${host} resolves to ${address}, a private/loopback/link-local address`);
+  }
+}
+
+/** A `lookup` for http.request: resolves all addresses, refuses if ANY is private, connects only to those. */
+function guardedLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints }, (err, addresses) => {
+      if (err) {
+        callback(err, '');
+        return;
+      }
+      if (addresses.length === 0) {
+        callback(Object.assign(new Error(`no addresses for ${hostname}`), { code: 'ENOTFOUND' }), '');
+        return;
+      }
+      if (!allowPrivate) {
+        const bad = addresses.find((a) => isPrivateAddress(a.address));
+        if (bad) {
+          callback(new PrivateHostError(hostname, bad.address), '');
+          return;
+        }
+      }
+      if (options.all) callback(null, addresses);
+      else callback(null, addresses[0].address, addresses[0].family);
+    });
+  };
+}
+
+function isPrivateHostError(e: unknown): e is PrivateHostError {
+  return e instanceof PrivateHostError || (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'EDELEGATE_PRIVATE_HOST');
+}
+
+/** The URL's hostname as given to allowPrivateHost: lower-case, IPv6 without brackets. */
+function bareHost(u: URL): string {
+  const h = u.hostname.toLowerCase();
+  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+}
+
+function sendRequest(
+  url: URL,
+  method: string,
+  body: Buffer | undefined,
+  contentType: string | undefined,
+  allowPrivate: boolean,
+  signal: AbortSignal,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const headers: OutgoingHttpHeaders = {
+      'user-agent': USER_AGENT,
+      accept: '*/*',
+      'accept-encoding': 'gzip, deflate, br',
+      connection: 'close',
+    };
+    if (body !== undefined) {
+      headers['content-type'] = contentType ?? 'text/plain; charset=utf-8';
+      headers['content-length'] = String(body.length);
+    }
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request(url, { method, headers, signal, agent: false, lookup: guardedLookup(allowPrivate) }, resolve);
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+function decodedStream(res: IncomingMessage): { stream: Readable; note?: string } {
+  const enc = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (enc === '' || enc === 'identity') return { stream: res };
+  let z: zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined;
+  if (enc === 'gzip' || enc === 'x-gzip') z = zlib.createGunzip();
+  else if (enc === 'deflate') z = zlib.createInflate();
+  else if (enc === 'br') z = zlib.createBrotliDecompress();
+  if (!z) return { stream: res, note: `[content-encoding "${enc}" not decoded]` };
+  res.pipe(z);
+  res.once('error', (e) => z!.destroy(e));
+  return { stream: z };
+}
+
+interface BodyResult {
+  buf: Buffer;
+  truncated: boolean;
+}
+
+async function readCapped(stream: Readable, cap: number): Promise<BodyResult> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  let truncated = false;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    if (n + c.length > cap) {
+      chunks.push(c.subarray(0, cap - n));
+      n = cap;
+      truncated = true;
+      break; // leaving the loop destroys the stream
+    }
+    chunks.push(c);
+    n += c.length;
+  }
+  return { buf: Buffer.concat(chunks, n), truncated };
+}
+
+const TEXT_TYPES = new Set([
+  'application/json',
+  'application/xml',
+  'application/javascript',
+  'application/x-javascript',
+  'application/ecmascript',
+  'application/x-www-form-urlencoded',
+  'application/yaml',
+  'application/x-yaml',
+  'application/toml',
+  'application/x-ndjson',
+  'application/graphql',
+  'application/x-sh',
+  'application/sql',
+]);
+
+function isTextType(mime: string): boolean {
+  return mime.startsWith('text/') || TEXT_TYPES.has(mime) || mime.endsWith('+json') || mime.endsWith('+xml');
+}
+
+function decodeText(buf: Buffer, charset: string | undefined, truncated: boolean): string {
+  const label = (charset ?? 'utf-8').toLowerCase();
+  if (label === 'utf-8' || label === 'utf8' || label === 'us-ascii' || label === 'ascii') {
+    return buf.subarray(0, truncated ? utf8SafeEnd(buf, buf.length) : buf.length).toString('utf8');
+  }
+  try {
+    return new TextDecoder(label).decode(buf);
+  } catch {
+    return buf.toString('utf8');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fetch_url
+
+async function runFetchUrl(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+  const T = 'fetch_url';
+  let urlText: string;
+  let method: 'GET' | 'POST';
+  let bodyText: string | undefined;
+  try {
+    const args = checkArgs(T, rawArgs, ['url', 'method', 'body']);
+    urlText = reqString(T, args, 'url').trim();
+    const m = optString(T, args, 'method');
+    const mu = (m ?? 'GET').toUpperCase();
+    if (mu !== 'GET' && mu !== 'POST') throw new ArgError(`${T}: "method" must be "GET" or "POST", got ${JSON.stringify(m)}`);
+    method = mu;
+    bodyText = optString(T, args, 'body');
+    if (bodyText !== undefined && method !== 'POST') {
+      throw new ArgError(`${T}: "body" is only allowed with method "POST"`);
+    }
+  } catch (e) {
+    if (e instanceof ArgError) return fail(e.message);
+    throw e;
+  }
+  if (urlText.length > netLimits.maxUrlChars) return fail(`${T}: URL is longer than ${netLimits.maxUrlChars} characters`);
+  let body = bodyText === undefined ? (method === 'POST' ? Buffer.alloc(0) : undefined) : Buffer.from(bodyText, 'utf8');
+  if (body && body.length > netLimits.maxRequestBodyBytes) {
+    return fail(`${T}: "body" is ${body.length} bytes; the limit is ${formatSize(netLimits.maxRequestBodyBytes)}`);
+  }
+  let contentType: string | undefined;
+  if (bodyText !== undefined) {
+    try {
+      JSON.parse(bodyText);
+      contentType = 'application/json';
+    } catch {
+      contentType = 'text/plain; charset=utf-8';
+    }
+  }
+  let url: URL;
+  try {
+    url = new URL(urlText);
+  } catch {
+    return fail(`${T}: invalid URL ${JSON.stringify(urlText)} (give an absolute http:// or https:// URL)`);
+  }
+  if (ctx.signal?.aborted) return abortedOutcome(T);
+
+  // One deadline for the whole call; ctx.signal cancels too.
+  const ac = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ac.abort();
+  }, netLimits.timeoutMs);
+  const onAbort = (): void => ac.abort();
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const startUrl = url.href;
+  let redirects = 0;
+  let res: IncomingMessage | undefined;
+  try {
+    for (;;) {
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        const what = redirects === 0 ? 'URL' : `redirect target ${url.href}`;
+        return fail(`${T}: only http:// and https:// URLs can be fetched; the ${what} uses "${url.protocol}"`);
+      }
+      if (url.username !== '' || url.password !== '') {
+        return fail(`${T}: URLs with embedded credentials (user:password@) are not allowed`);
+      }
+      url.hash = '';
+      const check = ctx.checkUrl?.(url.href);
+      if (check && !check.ok) {
+        const hop = redirects === 0 ? '' : ` (redirect ${redirects} from ${startUrl})`;
+        return fail(`${T}: refused ${url.href}${hop}: ${check.reason}`);
+      }
+      const host = bareHost(url);
+      const allowPrivate = ctx.allowPrivateHost?.(host) === true;
+      if (!allowPrivate && isIP(host) !== 0 && isPrivateAddress(host)) {
+        return fail(
+          `${T}: refused ${url.href}: ${host} is a private, loopback or link-local address ` +
+            '(not allowed for this agent)',
+        );
+      }
+
+      res = await sendRequest(url, method, body, contentType, allowPrivate, ac.signal);
+      const status = res.statusCode ?? 0;
+      const location = res.headers.location;
+      if (!REDIRECT_STATUSES.has(status) || typeof location !== 'string' || location === '') break;
+
+      res.destroy();
+      res = undefined;
+      if (redirects >= netLimits.maxRedirects) {
+        return fail(`${T}: too many redirects (more than ${netLimits.maxRedirects}) starting from ${startUrl}`);
+      }
+      redirects++;
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        return fail(`${T}: redirect ${redirects} from ${url.href} has an invalid Location ${JSON.stringify(location)}`);
+      }
+      // Browser semantics: 303 always, and 301/302 after a POST, become a GET without a body.
+      if (status === 303 || ((status === 301 || status === 302) && method === 'POST')) {
+        method = 'GET';
+        body = undefined;
+        contentType = undefined;
+      }
+      url = next;
+    }
+
+    const status = res.statusCode ?? 0;
+    const mimeFull = String(res.headers['content-type'] ?? '');
+    const mime = mimeFull.split(';')[0].trim().toLowerCase();
+    const charset = /charset\s*=\s*"?([^";\s]+)/i.exec(mimeFull)?.[1];
+    const decoded = decodedStream(res);
+    const cap = netLimits.maxResponseBytes;
+    const { buf, truncated } = await readCapped(decoded.stream, cap);
+    res.destroy();
+
+    const head: string[] = [`HTTP ${status} ${res.statusMessage ?? ''}`.trimEnd()];
+    head.push(`content-type: ${mimeFull || '(none)'}`);
+    if (redirects > 0) head.push(`final URL: ${url.href} (after ${redirects} redirect${redirects === 1 ? '' : 's'})`);
+    if (decoded.note) head.push(decoded.note);
+
+    const size = truncated ? `more than ${formatSize(cap)}` : `${buf.length} bytes`;
+    const sniffBinary = buf.subarray(0, 8192).includes(0);
+    if (sniffBinary || (mime !== '' && !isTextType(mime))) {
+      return ok(`${head.join('\n')}\n\n[binary body (${mime || 'unknown type'}), ${size}; not shown]`);
+    }
+    if (buf.length === 0) return ok(`${head.join('\n')}\n\n[empty body]`);
+    let text = decodeText(buf, charset, truncated);
+    if (truncated) {
+      if (!text.endsWith('\n')) text += '\n';
+      text += `[body truncated at ${formatSize(cap)}]`;
+    }
+    return ok(`${head.join('\n')}\n\n${text}`);
+  } catch (e) {
+    if (timedOut) return fail(`${T}: timed out after ${netLimits.timeoutMs / 1000} s fetching ${url.href}`);
+    if (ctx.signal?.aborted) return abortedOutcome(T);
+    if (isPrivateHostError(e)) {
+      return fail(`${T}: refused ${url.href}: ${e.message} (not allowed for this agent)`);
+    }
+    const code = typeof e === 'object' && e !== null ? (e as NodeJS.ErrnoException).code : undefined;
+    const msg = e instanceof Error ? e.message : String(e);
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return fail(`${T}: could not resolve host ${url.hostname} (${code})`);
+    return fail(`${T}: request to ${url.href} failed: ${msg}`);
+  } finally {
+    clearTimeout(timer);
+    ctx.signal?.removeEventListener('abort', onAbort);
+    res?.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+
+const fetchUrlTool: BuiltinTool = {
+  get spec() {
+    return {
+      name: 'fetch_url',
+      description:
+        'Fetch an http:// or https:// URL and return the status, content type and body as text. GET by ' +
+        'default; POST sends `body` (as application/json if it parses as JSON, else text/plain). Redirects are ' +
+        `followed (at most ${netLimits.maxRedirects}), each hop subject to the same permission checks. Private, ` +
+        'loopback and link-local hosts are refused unless explicitly allowed. The body is cut at ' +
+        `${formatSize(netLimits.maxResponseBytes)}; binary bodies are reported by size only. Timeout ` +
+        `${netLimits.timeoutMs / 1000} s. HTTP error statuses (4xx/5xx) are returned as normal results.`,
+      inputSchema: {
+        type: 'object',
+        properties: {
+          url: { type: 'string', description: 'Absolute http:// or https:// URL.' },
+          method: { type: 'string', enum: ['GET', 'POST'], description: 'HTTP method. Default "GET".' },
+          body: { type: 'string', description: 'Request body (POST only).' },
+        },
+        required: ['url'],
+        additionalProperties: false,
+      },
+    };
+  },
+  run: neverThrows('fetch_url', runFetchUrl),
+};
+
+/** Network built-in tools keyed by tool name. */
+export const netTools: Record<string, BuiltinTool> = {
+  fetch_url: fetchUrlTool,
+};

@@ -1,0 +1,378 @@
+// Built-in tool run_command: runs one program with an argv array in the workspace. Never a shell:
+// spawn(argv[0], argv.slice(1), {shell: false}), so `$( )`, backticks, `;`, `|`, globs and quotes in
+// the arguments reach the program literally. WHETHER a given argv may run is the permission engine's
+// decision (made before this tool is called); this tool enforces the mechanical limits:
+//   - a scrubbed environment (small allowlist; anything that looks like a credential is dropped);
+//   - cwd = the workspace root, stdin closed;
+//   - a timeout (default 60 s, max 600 s) and ctx.signal: SIGTERM to the whole process group, SIGKILL
+//     2 s later. The child is its own process group (detached: true), so grandchildren die with it;
+//     whatever is left of the group when the command exits is killed too (no stray background jobs);
+//   - output capped (default 64 KiB for stdout + stderr together), keeping head and tail.
+// A non-zero exit status is a normal result (isError: false) the model should read; isError is true
+// only when the command could not be started, timed out or was cancelled.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import {
+  ArgError,
+  abortedOutcome,
+  checkArgs,
+  fail,
+  formatSize,
+  neverThrows,
+  ok,
+  typeName,
+  utf8SafeEnd,
+} from './fs-tools.js';
+import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+
+/** Limits for run_command; the orchestrator may overwrite these at startup. */
+export const commandLimits = {
+  /** Timeout when the call gives none, in seconds. */
+  defaultTimeoutS: 60,
+  /** Largest timeout_s a call may ask for. */
+  maxTimeoutS: 600,
+  /** Delay between SIGTERM and SIGKILL, in milliseconds. */
+  killGraceMs: 2000,
+  /** Maximum bytes of stdout + stderr shown in the result (head and tail are kept). */
+  maxOutputBytes: 64 * 1024,
+  /** Maximum number of argv elements and total argv bytes. */
+  maxArgs: 4096,
+  maxArgvBytes: 256 * 1024,
+};
+
+/** Environment variables passed through to commands (exact names); `LC_*` is allowed as a prefix. */
+export const ENV_ALLOWLIST: readonly string[] = ['PATH', 'HOME', 'LANG', 'LANGUAGE', 'TERM', 'TMPDIR', 'TZ', 'USER', 'LOGNAME', 'NODE_ENV', 'CI'];
+
+/** Names that are never passed, even if allowlisted (defence in depth, e.g. for `LC_*`). */
+const ENV_DENY =
+  /KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|CERT|^ANTHROPIC_|^OPENAI_|^AWS_|^AZURE_|^GCP_|^GOOGLE_|^GH_|^GITHUB_|^NPM_|^DELEGATE_/i;
+
+/** The environment a command sees: only allowlisted variables from `parent`, minus credential-like names. */
+export function buildChildEnv(parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parent)) {
+    if (value === undefined) continue;
+    if (!ENV_ALLOWLIST.includes(name) && !name.startsWith('LC_')) continue;
+    if (ENV_DENY.test(name)) continue;
+    env[name] = value;
+  }
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output capture: the first and last `cap` bytes of a stream, plus its total size.
+
+class HeadTail {
+  private head: Buffer[] = [];
+  private headBytes = 0;
+  private tail: Buffer[] = [];
+  private tailBytes = 0;
+  total = 0;
+
+  constructor(private readonly cap: number) {}
+
+  push(chunk: Buffer): void {
+    this.total += chunk.length;
+    let rest = chunk;
+    if (this.headBytes < this.cap) {
+      const take = Math.min(this.cap - this.headBytes, chunk.length);
+      this.head.push(chunk.subarray(0, take));
+      this.headBytes += take;
+      if (take === chunk.length) return;
+      rest = chunk.subarray(take);
+    }
+    this.tail.push(rest);
+    this.tailBytes += rest.length;
+    while (this.tail.length > 1 && this.tailBytes - this.tail[0].length >= this.cap) {
+      this.tailBytes -= this.tail.shift()!.length;
+    }
+  }
+
+  /** Text of the stream within `budget` (<= cap) bytes: everything, or head + omission note + tail. */
+  render(budget: number): string {
+    const head = Buffer.concat(this.head);
+    if (this.total <= budget) return head.toString('utf8'); // total <= budget <= cap: all in the head
+    // A known suffix of the stream: the whole stream if the ring never dropped anything, else the ring
+    // (which then holds at least `cap` >= budget bytes).
+    const afterHead = this.total - head.length;
+    const known = this.tailBytes === afterHead ? Buffer.concat([head, ...this.tail]) : Buffer.concat(this.tail);
+    const headShown = head.subarray(0, utf8SafeEnd(head, Math.floor(budget / 2)));
+    let start = known.length - (budget - Math.floor(budget / 2));
+    // Don't start in the middle of a UTF-8 sequence.
+    while (start < known.length && (known[start] & 0xc0) === 0x80) start++;
+    const tailShown = known.subarray(start);
+    const omitted = this.total - headShown.length - tailShown.length;
+    let headText = headShown.toString('utf8');
+    if (headText.length > 0 && !headText.endsWith('\n')) headText += '\n';
+    return `${headText}[… ${omitted} bytes omitted …]\n${tailShown.toString('utf8')}`;
+  }
+}
+
+/** Split `cap` bytes between streams: small ones get all they need, the rest share what is left. */
+function shareBudget(sizes: number[], cap: number): number[] {
+  const out = sizes.map(() => 0);
+  let left = cap;
+  let pending = sizes.map((_, i) => i).filter((i) => sizes[i] > 0);
+  while (pending.length > 0) {
+    const share = Math.floor(left / pending.length);
+    const small = pending.filter((i) => sizes[i] <= share);
+    if (small.length === 0) {
+      for (const i of pending) out[i] = share;
+      break;
+    }
+    for (const i of small) {
+      out[i] = sizes[i];
+      left -= sizes[i];
+    }
+    pending = pending.filter((i) => sizes[i] > share);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process-group handling
+
+function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  if (process.platform !== 'win32') {
+    try {
+      process.kill(-child.pid, sig);
+      return;
+    } catch {
+      // The group is gone (ESRCH) or not ours: fall back to the child itself.
+    }
+  }
+  try {
+    child.kill(sig);
+  } catch {
+    // already gone
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// run_command
+
+interface ParsedArgs {
+  argv: string[];
+  timeoutS: number;
+}
+
+function parseArgs(T: string, rawArgs: Record<string, unknown>): ParsedArgs {
+  const args = checkArgs(T, rawArgs, ['argv', 'timeout_s']);
+  const argv = args.argv;
+  if (argv === undefined) throw new ArgError(`${T}: missing required argument "argv" (an array of strings)`);
+  if (!Array.isArray(argv)) {
+    throw new ArgError(`${T}: "argv" must be an array of strings (program first, then its arguments), got ${typeName(argv)}`);
+  }
+  if (argv.length === 0) throw new ArgError(`${T}: "argv" must not be empty (argv[0] is the program to run)`);
+  if (argv.length > commandLimits.maxArgs) {
+    throw new ArgError(`${T}: "argv" has ${argv.length} elements; the limit is ${commandLimits.maxArgs}`);
+  }
+  let bytes = 0;
+  argv.forEach((a, i) => {
+    if (typeof a !== 'string') throw new ArgError(`${T}: argv[${i}] must be a string, got ${typeName(a)}`);
+    if (a.includes('\0')) throw new ArgError(`${T}: argv[${i}] contains a NUL byte`);
+    bytes += Buffer.byteLength(a, 'utf8') + 1;
+  });
+  if (argv[0] === '') throw new ArgError(`${T}: argv[0] (the program) must not be empty`);
+  if (bytes > commandLimits.maxArgvBytes) {
+    throw new ArgError(`${T}: "argv" is ${bytes} bytes in total; the limit is ${formatSize(commandLimits.maxArgvBytes)}`);
+  }
+  let timeoutS = commandLimits.defaultTimeoutS;
+  const t = args.timeout_s;
+  if (t !== undefined && t !== null) {
+    if (typeof t !== 'number' || !Number.isFinite(t)) {
+      throw new ArgError(`${T}: "timeout_s" must be a number of seconds, got ${typeof t === 'number' ? String(t) : typeName(t)}`);
+    }
+    if (t <= 0) throw new ArgError(`${T}: "timeout_s" must be > 0, got ${t}`);
+    if (t > commandLimits.maxTimeoutS) {
+      throw new ArgError(`${T}: "timeout_s" must be at most ${commandLimits.maxTimeoutS}, got ${t}`);
+    }
+    timeoutS = t;
+  }
+  return { argv: argv as string[], timeoutS };
+}
+
+type Ending =
+  | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'spawn_error'; error: NodeJS.ErrnoException };
+
+async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+  const T = 'run_command';
+  let parsed: ParsedArgs;
+  try {
+    parsed = parseArgs(T, rawArgs);
+  } catch (e) {
+    if (e instanceof ArgError) return fail(e.message);
+    throw e;
+  }
+  const { argv, timeoutS } = parsed;
+  if (ctx.signal?.aborted) return abortedOutcome(T);
+
+  // A missing cwd would surface as a misleading spawn ENOENT ("program not found").
+  try {
+    if (!(await fsp.stat(ctx.workspaceRoot)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    return fail(`${T}: the workspace root ${ctx.workspaceRoot} is not an accessible directory`);
+  }
+
+  const cap = commandLimits.maxOutputBytes;
+  const stdout = new HeadTail(cap);
+  const stderr = new HeadTail(cap);
+  let stopReason: 'timeout' | 'aborted' | undefined;
+  let lastSignalSent: NodeJS.Signals | undefined;
+  const started = Date.now();
+
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0], argv.slice(1), {
+      shell: false,
+      cwd: ctx.workspaceRoot,
+      env: buildChildEnv(),
+      detached: process.platform !== 'win32',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+  } catch (e) {
+    // Synchronous spawn failures (e.g. invalid arguments).
+    return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  child.stdout?.on('data', (c: Buffer) => stdout.push(c));
+  child.stderr?.on('data', (c: Buffer) => stderr.push(c));
+
+  const ending = await new Promise<Ending>((resolve) => {
+    let exited: Ending | undefined;
+    let settled = false;
+    let termTimer: NodeJS.Timeout | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    let closeGrace: NodeJS.Timeout | undefined;
+
+    const finish = (e: Ending): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(termTimer);
+      clearTimeout(killTimer);
+      clearTimeout(closeGrace);
+      ctx.signal?.removeEventListener('abort', onAbort);
+      resolve(e);
+    };
+    const stop = (reason: 'timeout' | 'aborted'): void => {
+      if (stopReason || exited) return;
+      stopReason = reason;
+      lastSignalSent = 'SIGTERM';
+      killGroup(child, 'SIGTERM');
+      killTimer = setTimeout(() => {
+        lastSignalSent = 'SIGKILL';
+        killGroup(child, 'SIGKILL');
+      }, commandLimits.killGraceMs);
+    };
+    const onAbort = (): void => stop('aborted');
+
+    termTimer = setTimeout(() => stop('timeout'), Math.round(timeoutS * 1000));
+    ctx.signal?.addEventListener('abort', onAbort, { once: true });
+
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      // Spawn failure (ENOENT, EACCES, …): no pid, and 'exit' never comes. Later errors (a failed
+      // kill) are followed by 'exit'/'close' as usual.
+      if (child.pid === undefined) finish({ kind: 'spawn_error', error });
+    });
+    child.once('exit', (code, signal) => {
+      exited = { kind: 'exit', code, signal };
+      clearTimeout(termTimer);
+      clearTimeout(killTimer);
+      // Kill whatever is left of the process group (background jobs, grandchildren), then wait for
+      // the pipes to drain. A process that escaped the group could hold them open: don't wait forever.
+      killGroup(child, 'SIGKILL');
+      closeGrace = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        finish(exited!);
+      }, 1000);
+    });
+    child.once('close', () => {
+      if (exited) finish(exited);
+    });
+  });
+
+  const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+  if (ending.kind === 'spawn_error') {
+    const code = ending.error.code;
+    const why =
+      code === 'ENOENT'
+        ? 'program not found (argv[0] must be a program on PATH or a path to an executable; there is no shell)'
+        : code === 'EACCES'
+          ? 'permission denied (not executable?)'
+          : (code ?? ending.error.message);
+    return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${why}`);
+  }
+
+  let status: string;
+  if (stopReason === 'timeout') {
+    status = `killed by ${lastSignalSent ?? 'SIGTERM'} after timeout (${timeoutS} s)`;
+  } else if (stopReason === 'aborted') {
+    status = `killed by ${lastSignalSent ?? 'SIGTERM'}: the call was cancelled`;
+  } else if (ending.code !== null) {
+    status =
+      ending.code === 0
+        ? 'exit code 0'
+        : `exit code ${ending.code} (the command ran and reported failure; read its output below)`;
+  } else {
+    status = `killed by signal ${ending.signal ?? 'unknown'}`;
+  }
+
+  const [outBudget, errBudget] = shareBudget([stdout.total, stderr.total], cap);
+  const section = (name: string, s: HeadTail, budget: number): string =>
+    s.total === 0 ? `--- ${name}: (empty) ---` : `--- ${name} (${s.total} bytes) ---\n${s.render(budget).replace(/\n$/, '')}`;
+  const content = [
+    `${status} [${elapsed} s]`,
+    section('stdout', stdout, outBudget),
+    section('stderr', stderr, errBudget),
+  ].join('\n');
+  return stopReason ? fail(`${T}: ${content}`) : ok(content);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+
+const runCommandTool: BuiltinTool = {
+  get spec() {
+    return {
+      name: 'run_command',
+      description:
+        'Run one program in the workspace root and return its exit code, stdout and stderr. `argv` is the ' +
+        'program followed by its arguments, e.g. ["git", "status", "--short"] or ["npm", "test"]. There is NO ' +
+        'shell: pipes, redirects, `&&`, `$VAR`, globs and quotes are passed literally to the program, so run ' +
+        'one program per call. stdin is empty; the environment is minimal (no credentials). Timeout: ' +
+        `timeout_s (default ${commandLimits.defaultTimeoutS}, max ${commandLimits.maxTimeoutS} seconds); ` +
+        'the command and its child processes are killed when it expires, and background processes are ' +
+        `killed when the command exits. Output is capped at ${formatSize(commandLimits.maxOutputBytes)} ` +
+        '(beginning and end kept). A non-zero exit code is reported as a normal result.',
+      inputSchema: {
+        type: 'object',
+        properties: {
+          argv: {
+            type: 'array',
+            items: { type: 'string' },
+            minItems: 1,
+            description: 'Program and arguments, e.g. ["ls", "-la", "src"]. argv[0] is looked up on PATH.',
+          },
+          timeout_s: {
+            type: 'number',
+            exclusiveMinimum: 0,
+            maximum: commandLimits.maxTimeoutS,
+            description: `Seconds before the command is killed. Default ${commandLimits.defaultTimeoutS}.`,
+          },
+        },
+        required: ['argv'],
+        additionalProperties: false,
+      },
+    };
+  },
+  run: neverThrows('run_command', runCommand),
+};
+
+/** Command-running built-in tools keyed by tool name. */
+export const commandTools: Record<string, BuiltinTool> = {
+  run_command: runCommandTool,
+};

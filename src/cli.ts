@@ -8,6 +8,8 @@ import { AgentStore } from './agents/store.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.js';
 import { log } from './log.js';
 import { Orchestrator } from './orchestrator/orchestrator.js';
+import { BudgetGate } from './orchestrator/budget-gate.js';
+import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
 import { VERSION } from './version.js';
 
@@ -36,7 +38,7 @@ const program = new Command()
 addCommon(program.command('serve').description('serve MCP over stdio'))
   .action(async (opts: CommonOpts) => {
     const { cfg, agents } = boot(opts);
-    const orchestrator = new Orchestrator(cfg, agents);
+    const orchestrator = await Orchestrator.create(cfg, agents);
     log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over stdio (workspace ${cfg.workspace})`);
     await serveStdioServer(orchestrator);
   });
@@ -49,7 +51,7 @@ addCommon(program.command('run').description('run one agent from the terminal an
   .option('--json', 'print the structured result as JSON')
   .action(async (agentName: string, taskWords: string[], opts: CommonOpts & { json?: boolean; context?: string; timeout?: number }) => {
     const { cfg, agents } = boot(opts);
-    const orchestrator = new Orchestrator(cfg, agents);
+    const orchestrator = await Orchestrator.create(cfg, agents);
     const abort = new AbortController();
     let interrupts = 0;
     process.on('SIGINT', () => {
@@ -76,6 +78,20 @@ addCommon(program.command('run').description('run one agent from the terminal an
       if (result.output) process.stdout.write(result.output + '\n');
     }
     process.exitCode = result.status === 'ok' ? 0 : result.status === 'cancelled' ? 130 : 1;
+  });
+
+addCommon(program.command('budget').description("show today's budget books from the state directory (per scope, agent and model)"))
+  .option('--day <YYYY-MM-DD>', 'UTC day (default today)')
+  .option('--json', 'print as JSON')
+  .action(async (opts: CommonOpts & { day?: string; json?: boolean }) => {
+    const cfg = loadConfig(opts);
+    const gate = await BudgetGate.open(cfg);
+    try {
+      const status = gate.ledger.status({ day: opts.day });
+      process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : renderBudget(status) + '\n');
+    } finally {
+      await gate.close();
+    }
   });
 
 const agentsCmd = program.command('agents').description('inspect agent definitions');

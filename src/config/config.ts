@@ -4,6 +4,7 @@ import { readFileSync, existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { ProviderEndpoint, WireApi } from '../providers/types.js';
+import { PriceTableSchema } from '../budget/prices.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -37,6 +38,12 @@ export const DelegateConfigSchema = z.strictObject({
   stateDir: z.string().optional(),
   defaultModel: z.string().optional(),
   providers: z.record(z.string(), ProviderConfigSchema).default({}),
+  /** Server-wide daily windows (UTC day), shared by every agent. */
+  budget: z
+    .strictObject({ daily_tokens: z.number().positive().optional(), daily_usd: z.number().positive().optional() })
+    .default({}),
+  /** USD per million tokens, merged over the built-in list prices; key = provider-local model id. */
+  prices: PriceTableSchema.default({}),
   requests: z
     .strictObject({
       maxRetries: z.number().int().min(0).max(10).default(3),
@@ -64,6 +71,17 @@ export const DelegateConfigSchema = z.strictObject({
       cancelGraceMs: z.number().int().positive().default(2000),
     })
     .default({ timeoutS: 1800, keepS: 3600, cancelGraceMs: 2000 }),
+  /** Tool execution: downstream MCP servers (mcpServers) and approvals for `ask` rules. */
+  tools: z
+    .strictObject({
+      /** Deadline of one downstream MCP tool call (also bounds starting the server and listing its tools). */
+      mcpCallTimeoutS: z.number().positive().default(60),
+      /** Downstream MCP tool output beyond this many bytes is cut, with a note to the model. */
+      mcpMaxOutputBytes: z.number().int().min(1024).default(64 * 1024),
+      /** How long an `ask` rule waits for the client to answer before the call is denied. */
+      askTimeoutS: z.number().positive().default(120),
+    })
+    .default({ mcpCallTimeoutS: 60, mcpMaxOutputBytes: 64 * 1024, askTimeoutS: 120 }),
 });
 
 export const ConfigFileSchema = z.strictObject({

@@ -8,13 +8,15 @@ import type { AgentStore } from '../agents/store.js';
 import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { parseModelRef } from '../providers/model-ref.js';
+import type { RuleSet } from '../permissions/index.js';
 import { emptyUsage, type ProviderEndpoint, type ToolCall, type Usage } from '../providers/types.js';
-import { builtinTools, toolsForAgent } from '../tools/registry.js';
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
 import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
 import { RunPool, ServerBusyError } from './pool.js';
 import { RunRegistry, type RunRecord, type RunResult } from './runs.js';
+import { ToolGate, type AskFn, type ToolRun } from './tool-gate.js';
 
 export interface RunRequest {
   agent: string;
@@ -27,6 +29,14 @@ export interface RunRequest {
   signal?: AbortSignal;
   /** Short human progress lines ("turn 2/8 · read_file src/app.ts · 1.9k tokens"). */
   onProgress?: (message: string) => void;
+  /** Caller caps; they can only lower the agent's own (a model-supplied argument never raises one). */
+  budget?: CallBudget;
+  /** The run (or fan-out batch) this one is delegated from: its budget is a slice of the parent's. */
+  parentRunId?: string;
+  /** Asks the client to approve a call an `ask` rule covers; without it such calls are denied. */
+  ask?: AskFn;
+  /** The delegating caller's permission rules: the run may only do what both allow. */
+  callerRules?: RuleSet;
 }
 
 /** Heartbeats keep clients' idle timers from firing while a model is thinking. */
@@ -34,14 +44,24 @@ const HEARTBEAT_MS = 5_000;
 
 export class Orchestrator {
   readonly runs: RunRegistry;
+  /** Every tool call goes through this: permissions, approvals, built-in and downstream MCP tools. */
+  readonly tools: ToolGate;
   private pool: RunPool;
 
   constructor(
     readonly cfg: ResolvedConfig,
     readonly agents: AgentStore,
+    /** Without one, budgets are enforced in memory only (nothing persisted across restarts). */
+    readonly budget: BudgetGate = BudgetGate.inMemory(cfg),
   ) {
     this.pool = new RunPool(cfg.delegate.pool);
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
+    this.tools = ToolGate.fromConfig(cfg);
+  }
+
+  /** The server's orchestrator: the budget ledger persists under the state dir and replays today. */
+  static async create(cfg: ResolvedConfig, agents: AgentStore): Promise<Orchestrator> {
+    return new Orchestrator(cfg, agents, await BudgetGate.open(cfg));
   }
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
@@ -77,6 +97,8 @@ export class Orchestrator {
         usage: { ...usage },
         model: modelRef,
         duration_ms: Date.now() - startedAt,
+        cost_usd: record.costUsd ?? null,
+        ...(record.budgetNotes?.length ? { notes: record.budgetNotes } : {}),
         ...(error ? { error } : {}),
       };
       record.status = status;
@@ -97,7 +119,14 @@ export class Orchestrator {
       finish('error', '', 0, (err as Error).message);
       return record;
     }
-    cancelImpl = this.execute(agent!, prepared, req, record, usage, finish);
+    let rb: RunBudget;
+    try {
+      rb = this.budget.openRun({ runId, agent: agent!, modelRef, call: req.budget, parentRunId: req.parentRunId });
+    } catch (err) {
+      finish('error', '', 0, `budget: ${(err as Error).message}`);
+      return record;
+    }
+    cancelImpl = this.execute(agent!, prepared, req, record, usage, rb, finish);
     return record;
   }
 
@@ -116,7 +145,7 @@ export class Orchestrator {
     agent: AgentDefinition,
     modelRef: string,
     input: Record<string, unknown>,
-  ): { error: string } | { endpoint: ProviderEndpoint; modelId: string; system: string; userMessage: string; tools: ReturnType<typeof toolsForAgent>['specs'] } {
+  ): { error: string } | { endpoint: ProviderEndpoint; modelId: string; userMessage: string } {
     if (!modelRef) {
       return {
         error: `agent ${agent.name} has no model and no default is configured (set "model: anthropic/<id>" in ${agent.source.file}, delegate.defaultModel in mcp.json, or DELEGATE_MCP_MODEL)`,
@@ -136,15 +165,9 @@ export class Orchestrator {
         error: `agent ${agent.name} uses ${modelRef}, but ${endpoint.apiKeyEnv ?? 'no API key'} is not set (set it in the server's environment or configure delegate.providers.${endpoint.provider} in mcp.json)`,
       };
     }
-    const { specs, missing } = toolsForAgent(agent);
-    if (missing.length) log.warn(`agent ${agent.name}: tools not available in this server: ${missing.join(', ')}`);
-    return {
-      endpoint,
-      modelId,
-      system: buildSystemPrompt(agent, specs, this.cfg.workspace),
-      userMessage: buildUserMessage(input),
-      tools: specs,
-    };
+    // The offered tools (and the system prompt naming them) come from the tool gate in execute():
+    // listing a downstream MCP server's tools may have to start it first.
+    return { endpoint, modelId, userMessage: buildUserMessage(input) };
   }
 
   private execute(
@@ -153,14 +176,24 @@ export class Orchestrator {
     req: RunRequest,
     record: RunRecord,
     usage: Usage,
+    rb: RunBudget,
     finish: (status: RunResult['status'], output: string, turns: number, error?: string) => void,
   ): (reason: 'cancelled' | 'timeout') => void {
     const { port1, port2 } = new MessageChannel();
+    // Settle the books before the result goes out: nothing the run reserved stays reserved.
+    const finishRun: typeof finish = (status, output, turns, error) => {
+      const totals = this.budget.closeRun(rb);
+      record.costUsd = totals.unpricedTokens > 0 && totals.usd === 0 ? null : totals.usd;
+      record.budgetNotes = rb.notes;
+      finish(status, output, turns, error);
+    };
     const toolAbort = new AbortController();
+    const toolRun = this.tools.openRun({ runId: record.runId, agent, ask: req.ask, callerRules: req.callerRules });
     let threadId: number | undefined;
     let cancelled: 'cancelled' | 'timeout' | undefined;
     let graceTimer: NodeJS.Timeout | undefined;
     let tokensSoFar = 0;
+    let costSoFar = 0;
     let lastProgressAt = 0;
     const maxTurns = agent.maxTurns;
 
@@ -169,7 +202,8 @@ export class Orchestrator {
       lastProgressAt = Date.now();
       if (!req.onProgress) return;
       const tokens = tokensSoFar >= 1000 ? `${(tokensSoFar / 1000).toFixed(1)}k` : String(tokensSoFar);
-      req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
+      const cost = costSoFar > 0 ? ` · $${costSoFar.toFixed(4)}` : '';
+      req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens${cost} · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
     };
     // Checked every second so that no gap between two progress messages exceeds HEARTBEAT_MS + 1 s.
     const heartbeat = setInterval(() => {
@@ -218,37 +252,45 @@ export class Orchestrator {
             : ({ kind: 'reply', id: msg.id, ok: true, ...r } satisfies MainReply),
         );
       if (msg.kind === 'model_call_start') {
-        reply({ maxOutputTokens: msg.maxOutputTokens });
+        // Budget gate: no model call starts unless every scope covering it can afford it.
+        const gate = this.budget.beforeCall(rb, msg.estimatedInputTokens, msg.maxOutputTokens);
+        if (!gate.ok) reply({ error: gate.reason });
+        else reply({ maxOutputTokens: gate.maxOutputTokens });
       } else if (msg.kind === 'model_call_end') {
+        const charge = this.budget.afterCall(rb, msg.usage, msg.streamedOutputChars);
         if (msg.usage) {
-          tokensSoFar += msg.usage.input_tokens + msg.usage.output_tokens + msg.usage.cache_read_input_tokens + msg.usage.cache_creation_input_tokens;
           for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += msg.usage[k];
+        }
+        if (charge) {
+          tokensSoFar += charge.tokens;
+          if (charge.usd !== null) costSoFar += charge.usd;
         }
         reply({});
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
-        void this.callTool(agent, msg.call, toolAbort.signal).then((outcome) => reply({ outcome }));
+        void this.callTool(agent, msg.call, toolAbort.signal, toolRun).then((outcome) => reply({ outcome }));
       }
     });
 
-    void this.pool
-      .run({
+    void this.tools
+      .prepare(toolRun, toolAbort.signal)
+      .then((tools) => this.pool.run({
         runId: record.runId,
         agent,
         modelRef: record.model,
         modelId: prepared.modelId,
         endpoint: prepared.endpoint,
-        system: prepared.system,
+        system: buildSystemPrompt(agent, tools, this.cfg.workspace),
         userMessage: prepared.userMessage,
-        tools: prepared.tools,
-        estimateTokens: false,
+        tools,
+        estimateTokens: rb.needsEstimate,
         port: port2,
-      })
+      }))
       .then(
         (outcome: RunOutcome) => {
           // A run that was cancelled or timed out reports that, even if the worker saw only an aborted request.
           const status = cancelled && outcome.status !== 'ok' ? cancelled : outcome.status;
-          finish(status, outcome.output, outcome.turns, outcome.error);
+          finishRun(status, outcome.output, outcome.turns, outcome.error);
         },
         (err: Error) => {
           const msg =
@@ -257,7 +299,7 @@ export class Orchestrator {
               : cancelled
                 ? `run ${cancelled === 'timeout' ? 'deadline reached' : 'cancelled'}; worker stopped`
                 : `worker failed: ${err.message} (the run was stopped; the server keeps serving)`;
-          finish(cancelled ?? 'error', '', record.turn, msg);
+          finishRun(cancelled ?? 'error', '', record.turn, msg);
         },
       )
       .finally(() => {
@@ -270,23 +312,18 @@ export class Orchestrator {
     return cancel;
   }
 
-  /** Executes one tool call on the main thread. Never throws: every failure is a tool error for the model. */
-  async callTool(agent: AgentDefinition, call: ToolCall, signal: AbortSignal): Promise<ToolOutcome> {
-    if (call.parseError) return { isError: true, content: `${call.name}: arguments are not valid JSON: ${call.parseError}` };
-    const granted = agent.tools.builtin.includes(call.name);
-    const tool = builtinTools[call.name];
-    if (!granted || !tool) {
-      const available = agent.tools.builtin.filter((n) => builtinTools[n]);
-      return {
-        isError: true,
-        content: `unknown tool "${call.name}" for agent ${agent.name} (available: ${available.join(', ') || 'none'})`,
-      };
+  /**
+   * Executes one tool call on the main thread, through the tool gate (offered? → permission rules on the
+   * actual arguments → approval → run). Never throws: every failure is a tool error for the model.
+   * Without `run` (a call outside any run) the agent's own rules apply and nobody can be asked.
+   */
+  async callTool(agent: AgentDefinition, call: ToolCall, signal: AbortSignal, run?: ToolRun): Promise<ToolOutcome> {
+    let r = run;
+    if (!r) {
+      r = this.tools.openRun({ runId: 'direct', agent });
+      await this.tools.prepare(r, signal);
     }
-    try {
-      return await tool.run(call.arguments, { workspaceRoot: this.cfg.workspace, signal });
-    } catch (err) {
-      return { isError: true, content: `${call.name} failed: ${(err as Error).message}` };
-    }
+    return this.tools.execute(r, call, signal);
   }
 
   poolStats() {
@@ -297,6 +334,8 @@ export class Orchestrator {
     for (const r of this.runs.list()) if (r.status === 'running') r.cancel('cancelled');
     this.runs.close();
     await this.pool.close();
+    await this.budget.close();
+    await this.tools.close();
   }
 }
 

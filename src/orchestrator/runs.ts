@@ -13,6 +13,10 @@ export interface RunResult {
   usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
   model: string;
   duration_ms: number;
+  /** USD for the run and its children; null when no price is known for its model (tokens only). */
+  cost_usd: number | null;
+  /** Budget notes, e.g. a max output shrunk to fit, or a model with no known price. */
+  notes?: string[];
   error?: string;
 }
 
@@ -30,6 +34,8 @@ export interface RunRecord {
   turn: number;
   usage: Usage;
   result?: RunResult;
+  costUsd?: number | null;
+  budgetNotes?: string[];
   done: Promise<RunResult>;
   cancel(reason?: 'cancelled' | 'timeout'): void;
 }

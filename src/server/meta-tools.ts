@@ -5,7 +5,8 @@ import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord, RunResult } from '../orchestrator/runs.js';
-import { progressReporter, runToolResult, RunResultSchema } from './server.js';
+import { randomUUID } from 'node:crypto';
+import { CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
 
 const MAX_PARALLEL_TASKS = 256;
 
@@ -52,19 +53,20 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       inputSchema: TaskSchema.extend({
         background: z.boolean().optional().describe('return at once with a run_id instead of waiting'),
         timeout_s: z.number().positive().optional().describe('deadline in seconds; can only lower the agent\'s own'),
+        budget: CallBudgetSchema.optional(),
       }),
     },
     async (args, ctx) => {
       const input = { task: args.task, ...(args.context ? { context: args.context } : {}) };
       if (args.background) {
         // Not tied to this call's signal: the call returns now and the run goes on.
-        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s });
+        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget });
         await Promise.race([rec.done, Promise.resolve()]);
         if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
         const out = { run_id: rec.runId, status: 'running' };
         return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
       }
-      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) });
+      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) });
       return withStructured(runToolResult(result), result);
     },
   );
@@ -76,12 +78,22 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       inputSchema: z.object({
         tasks: z.array(TaskSchema).min(1).max(MAX_PARALLEL_TASKS),
         max_concurrency: z.number().int().min(1).max(MAX_PARALLEL_TASKS).optional().describe('how many run at once (default: all)'),
+        budget: CallBudgetSchema.optional().describe('budget for the whole batch: every task draws from it, and the batch never spends more'),
       }),
-      outputSchema: z.object({ results: z.array(RunResultSchema.extend({ index: z.number(), error: z.string().optional() })), ok: z.number(), failed: z.number() }),
+      outputSchema: z.object({
+        batch_id: z.string(),
+        results: z.array(RunResultSchema.extend({ index: z.number(), error: z.string().optional() })),
+        ok: z.number(),
+        failed: z.number(),
+        usage: z.object({ tokens: z.number(), cost_usd: z.number() }),
+      }),
     },
     async (args, ctx) => {
       const report = progressReporter(ctx);
       const total = args.tasks.length;
+      // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
+      const batchId = `batch_${randomUUID()}`;
+      orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
       let done = 0;
       const results: (RunResult & { index: number })[] = new Array(total);
       const limit = args.max_concurrency ?? total;
@@ -101,6 +113,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
             agent: t.agent,
             input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
             owner,
+            parentRunId: batchId,
             signal: batch.signal,
             onProgress: report && ((m) => lastLine.set(index, m)),
           });
@@ -120,14 +133,40 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         if (ticker) clearInterval(ticker);
         ctx.mcpReq.signal.removeEventListener('abort', onAbort);
       }
+      const totals = orchestrator.budget.closeBatch(batchId);
       const ok = results.filter((r) => r.status === 'ok').length;
+      // A closing line, sent after every per-task one has gone out, so the client's last word is the total.
+      await report?.(`${total}/${total} done · ${ok} ok, ${total - ok} failed`);
       const summary = results
         .map((r) => `#${r.index} ${r.agent} ${r.status} (${r.duration_ms} ms, ${r.usage.input_tokens}+${r.usage.output_tokens} tokens)${r.status === 'ok' ? ':\n' + r.output : ': ' + (r.error ?? '')}`)
         .join('\n\n');
       return {
-        content: [{ type: 'text', text: `${ok}/${total} ok\n\n${summary}` }],
-        structuredContent: { results, ok, failed: total - ok },
+        content: [{ type: 'text', text: `${ok}/${total} ok · ${totals.tokens} tokens · $${totals.usd.toFixed(4)}\n\n${summary}` }],
+        structuredContent: { batch_id: batchId, results, ok, failed: total - ok, usage: { tokens: totals.tokens, cost_usd: totals.usd } },
       };
+    },
+  );
+
+  server.registerTool(
+    'budget_status',
+    {
+      description:
+        'Budget books: for each scope (server daily, agent daily, a run and its children) the limit, spent, reserved and remaining tokens and USD, plus usage per agent and per model for the day.',
+      inputSchema: z.object({
+        run_id: z.string().optional().describe('a run or batch id: that run and its children'),
+        day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional().describe('UTC day, YYYY-MM-DD (default today)'),
+      }),
+      annotations: { readOnlyHint: true },
+    },
+    async ({ run_id, day }) => {
+      if (run_id && !orchestrator.runs.get(run_id, owner) && !run_id.startsWith('batch_')) return unknownRun(run_id);
+      let status;
+      try {
+        status = orchestrator.budget.ledger.status({ runId: run_id, day });
+      } catch (err) {
+        return text(`budget_status: ${(err as Error).message}`, true);
+      }
+      return { content: [{ type: 'text', text: renderBudget(status) }], structuredContent: status as unknown as Record<string, unknown> };
     },
   );
 
@@ -192,4 +231,19 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
 /** Error results of meta tools still carry the structured run record, for programs driving them. */
 function withStructured(res: CallToolResult, r: RunResult): CallToolResult {
   return res.isError ? { ...res, structuredContent: { ...r } } : res;
+}
+
+type BudgetStatusView = ReturnType<Orchestrator['budget']['ledger']['status']>;
+
+/** A compact text view of the books (the structured form carries everything). */
+export function renderBudget(st: BudgetStatusView): string {
+  const lim = (n: number | undefined, unit: string) => (n === undefined ? 'no limit' : `${unit === '$' ? '$' + n : n} limit`);
+  const line = (s: BudgetStatusView['server']) =>
+    `${s.scope}: spent ${s.spent.tokens} tokens / $${s.spent.usd.toFixed(4)}, reserved ${s.reserved.tokens} (${lim(s.limits.tokens, 't')}, ${lim(s.limits.usd, '$')})`;
+  const out = [`budget for ${st.day}`, line(st.server)];
+  for (const a of Object.values(st.agents)) out.push(line(a));
+  for (const [m, t] of Object.entries(st.models)) out.push(`model ${m}: ${t.calls} calls, ${t.tokens} tokens, ${t.usd === null ? 'no price known' : '$' + t.usd.toFixed(4)}`);
+  for (const r of st.runs) out.push(`${'  '.repeat(r.depth)}${line(r)}`);
+  out.push(...st.notes);
+  return out.join('\n');
 }

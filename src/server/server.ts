@@ -25,7 +25,19 @@ export const RunResultSchema = z.object({
   usage: UsageSchema,
   model: z.string(),
   duration_ms: z.number(),
+  cost_usd: z.number().nullable(),
+  notes: z.array(z.string()).optional(),
 });
+
+/** The per-call budget argument every agent tool accepts: it can only lower the agent's caps. */
+export const CallBudgetSchema = z
+  .object({
+    run_tokens: z.number().positive().optional().describe('cap on tokens for this run (can only lower the agent\'s own cap)'),
+    run_usd: z.number().positive().optional().describe('cap on USD for this run (can only lower the agent\'s own cap)'),
+  })
+  .describe('optional budget for this call; it can lower the agent\'s limits, never raise them');
+
+const CALL_BUDGET_JSON = z.toJSONSchema(CallBudgetSchema) as Record<string, unknown>;
 
 /** Tool result for a finished run: structured on success, isError (with run id and cause) otherwise. */
 export function runToolResult(r: RunResult): CallToolResult {
@@ -73,10 +85,12 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
   );
   const agents = orchestrator.agents;
 
-  const runAgent = async (agentName: string, input: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}) => {
+  const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}) => {
+    const { budget, ...input } = args;
     const result = await orchestrator.run({
       agent: agentName,
       input,
+      budget: budget as RunRequest['budget'],
       owner,
       signal: ctx.mcpReq.signal,
       onProgress: progressReporter(ctx),
@@ -129,10 +143,17 @@ function registerAgentTool(server: McpServer, agent: AgentDefinition, runAgent: 
     agent.name,
     {
       description: agent.description,
-      inputSchema: fromJsonSchema<Record<string, unknown>>(agent.inputSchema as any),
+      inputSchema: fromJsonSchema<Record<string, unknown>>(withBudgetArgument(agent.inputSchema) as any),
       outputSchema: RunResultSchema,
       annotations: { readOnlyHint: agent.tools.builtin.every((t) => READ_ONLY_TOOLS.has(t)) && agent.tools.mcp.length === 0, openWorldHint: true },
     },
     async (args: Record<string, unknown>, ctx: ServerContext) => runAgent(agent.name, args, ctx),
   );
+}
+
+/** Adds the optional `budget` argument to an agent's input schema (unless the author used that name). */
+function withBudgetArgument(schema: Record<string, unknown>): Record<string, unknown> {
+  const props = (schema.properties ?? {}) as Record<string, unknown>;
+  if ('budget' in props) return schema;
+  return { ...schema, properties: { ...props, budget: CALL_BUDGET_JSON } };
 }

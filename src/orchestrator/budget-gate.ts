@@ -1,0 +1,124 @@
+// The budget checkpoint before and after every model call. It sits on the main thread (the only
+// authority): a worker reports its prompt estimate and asks; this reserves in every covering scope
+// (run, ancestor runs, agent daily, server daily) or refuses, then commits the reported usage.
+import type { AgentDefinition } from '../agents/definition.js';
+import { BudgetLedger, TokenScaler, type BudgetLimits, type RunTotals } from '../budget/index.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { log } from '../log.js';
+import type { Usage } from '../providers/types.js';
+
+/** Caps a caller may pass with a call; they can only lower the agent's own. */
+export interface CallBudget {
+  run_tokens?: number;
+  run_usd?: number;
+}
+
+/** What the gate remembers about one run between its model calls. */
+export interface RunBudget {
+  runId: string;
+  agent: string;
+  modelRef: string;
+  contextMax?: number;
+  /** Whether estimates matter: some limit covers this run. */
+  needsEstimate: boolean;
+  reservation?: { id: string; rawEstimate: number | null; scaledEstimate: number };
+  notes: string[];
+}
+
+export type GateDecision = { ok: true; maxOutputTokens: number } | { ok: false; reason: string };
+
+export class BudgetGate {
+  readonly scaler = new TokenScaler();
+
+  constructor(
+    readonly ledger: BudgetLedger,
+    private readonly serverLimited: boolean,
+  ) {}
+
+  /** Opens the persistent ledger under the state dir and replays today's spending. */
+  static async open(cfg: ResolvedConfig): Promise<BudgetGate> {
+    const server = cfg.delegate.budget;
+    const ledger = await BudgetLedger.open({
+      stateDir: cfg.stateDir,
+      server,
+      prices: cfg.delegate.prices,
+      warn: (m) => log.warn(m),
+    });
+    return new BudgetGate(ledger, server.daily_tokens !== undefined || server.daily_usd !== undefined);
+  }
+
+  /** An in-memory gate (no persistence), for embedding and for tools that never persist. */
+  static inMemory(cfg: ResolvedConfig): BudgetGate {
+    const server = cfg.delegate.budget;
+    const ledger = new BudgetLedger({ server, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
+    return new BudgetGate(ledger, server.daily_tokens !== undefined || server.daily_usd !== undefined);
+  }
+
+  openRun(r: { runId: string; agent: AgentDefinition; modelRef: string; call?: CallBudget; parentRunId?: string }): RunBudget {
+    const b = r.agent.budget;
+    const run: BudgetLimits = { tokens: b.runTokens, usd: b.runUsd };
+    const call: BudgetLimits = { tokens: r.call?.run_tokens, usd: r.call?.run_usd };
+    const agentDaily: BudgetLimits = { tokens: b.dailyTokens, usd: b.dailyUsd };
+    const { limits } = this.ledger.openRun({ runId: r.runId, agent: r.agent.name, parentRunId: r.parentRunId, run, call, agentDaily });
+    const contextMax = r.agent.policies.context.maxTokens;
+    // `limits` already includes the parent's remaining slice, so an unlimited batch costs no estimates.
+    const limited = [limits, agentDaily].some((l) => l.tokens !== undefined || l.usd !== undefined);
+    return {
+      runId: r.runId,
+      agent: r.agent.name,
+      modelRef: r.modelRef,
+      contextMax,
+      needsEstimate: this.serverLimited || limited || contextMax !== undefined,
+      notes: [],
+    };
+  }
+
+  /** Parent scope for a fan-out batch: its tasks draw slices of it. */
+  openBatch(runId: string, label: string, call?: CallBudget): void {
+    this.ledger.openRun({ runId, agent: label, run: {}, call: { tokens: call?.run_tokens, usd: call?.run_usd } });
+  }
+
+  beforeCall(rb: RunBudget, estimatedInputTokens: number | null, maxOutputTokens: number): GateDecision {
+    const scaled = estimatedInputTokens === null ? 0 : this.scaler.scale(rb.modelRef, estimatedInputTokens);
+    if (rb.contextMax !== undefined && scaled > rb.contextMax) {
+      return {
+        ok: false,
+        reason: `context limit: agent ${rb.agent} policies.context.max_tokens is ${rb.contextMax}, and this call's prompt is about ${scaled} tokens`,
+      };
+    }
+    const r = this.ledger.reserve({ runId: rb.runId, model: rb.modelRef, inputTokens: scaled, maxOutputTokens });
+    if (!r.ok) return { ok: false, reason: r.message };
+    rb.reservation = { id: r.reservationId, rawEstimate: estimatedInputTokens, scaledEstimate: scaled };
+    if (r.shrunk) rb.notes.push(`max output shrunk from ${maxOutputTokens} to ${r.maxOutputTokens} tokens to fit the budget`);
+    if (r.note && !rb.notes.includes(r.note)) rb.notes.push(r.note);
+    return { ok: true, maxOutputTokens: r.maxOutputTokens };
+  }
+
+  /** Commits what the provider reported (or the estimate + streamed output when usage never came). */
+  afterCall(rb: RunBudget, usage: Usage | null, streamedOutputChars: number): { tokens: number; usd: number | null } | undefined {
+    const res = rb.reservation;
+    if (!res) return undefined;
+    rb.reservation = undefined;
+    if (usage && res.rawEstimate !== null) {
+      this.scaler.learn(rb.modelRef, res.rawEstimate, usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens);
+    }
+    // ~4 characters per token is only used for the output of a stream that died before its usage.
+    return this.ledger.commit(res.id, usage, usage ? undefined : { streamedOutputTokens: Math.ceil(streamedOutputChars / 4) });
+  }
+
+  closeRun(rb: RunBudget): RunTotals {
+    if (rb.reservation) {
+      this.ledger.release(rb.reservation.id);
+      rb.reservation = undefined;
+    }
+    return this.ledger.closeRun(rb.runId);
+  }
+
+  closeBatch(runId: string): RunTotals {
+    return this.ledger.closeRun(runId);
+  }
+
+  async close(): Promise<void> {
+    await this.ledger.close();
+  }
+}

@@ -1,0 +1,422 @@
+// The tool gate: the one checkpoint every tool call of every run goes through, on the main thread.
+//
+//   offeredTools()  what the model is offered at all (built-ins the agent is granted + the downstream MCP
+//                   tools of the servers it may use), filtered by toolOffered();
+//   execute()       for each call the model makes: is it a tool this run was offered → checkToolCall()
+//                   with the ACTUAL arguments → deny (a tool error naming the rule; the run goes on) /
+//                   ask (the run's `ask` callback: once, for the rest of the run, or no) / allow → run
+//                   the tool with a context that keeps enforcing the rules inside it (every redirect of
+//                   fetch_url, every entry list_dir/search_files show) → the outcome.
+// Every decision is reported as a ToolDecisionRecord (for the audit log).
+// Nothing the model sends can widen what is allowed: the rules come from the agent file (intersected
+// with the caller's rules for delegated runs); the arguments only ever select among them.
+import path from 'node:path';
+import type { AgentDefinition } from '../agents/definition.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { log } from '../log.js';
+import {
+  checkMcpTool,
+  checkResolvedPath,
+  checkToolCall,
+  checkUrl,
+  intersect,
+  parseRule,
+  rulesForAgent,
+  toolOffered,
+  type Decision,
+  type RuleSet,
+} from '../permissions/index.js';
+import { describeArgv } from '../permissions/command.js';
+import { compileNameGlob } from '../permissions/glob.js';
+import type { ToolCall, ToolSpec } from '../providers/types.js';
+import { McpServers } from '../tools/mcp-servers.js';
+import { builtinTools } from '../tools/registry.js';
+import type { ToolContext, ToolOutcome } from '../tools/types.js';
+import { isWithin, toRel } from '../tools/workspace-path.js';
+
+/** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
+export type AskAnswer = 'once' | 'run' | 'deny';
+
+export interface AskQuestion {
+  agent: string;
+  /** The tool the model called (`run_command`, `mcp__github__create_issue`, …). */
+  tool: string;
+  /** What the call does, for a human: "run `npm publish`", "write `src/app.ts`". */
+  summary: string;
+  /** The ask rule that matched. */
+  rule: string;
+  runId?: string;
+  /** Aborts when the run is cancelled: stop asking. */
+  signal?: AbortSignal;
+}
+
+/** Asks whoever started the run. Rejecting means nobody could answer; the message says why. */
+export type AskFn = (q: AskQuestion) => Promise<AskAnswer>;
+
+export interface ToolDecisionRecord {
+  runId: string;
+  agent: string;
+  tool: string;
+  /** What the rules said: allow, ask or deny (`deny` also for calls refused before any rule). */
+  decision: Decision['decision'];
+  /** For `ask`: how it was settled. */
+  approval?: 'once' | 'run' | 'remembered' | 'denied' | 'unanswered';
+  rule: string | null;
+  reason: string;
+  /** From the call reaching the gate to its outcome (approval wait included). */
+  durationMs: number;
+  outcome: 'ok' | 'error' | 'denied' | 'unknown_tool';
+}
+
+export interface ToolRunOptions {
+  runId: string;
+  agent: AgentDefinition;
+  ask?: AskFn;
+  /** The delegating caller's rules: the run may only do what both allow. */
+  callerRules?: RuleSet;
+  onDecision?: (r: ToolDecisionRecord) => void;
+}
+
+/** Per-run state: the effective rules, what was offered, and approvals given "for this run". */
+export class ToolRun {
+  readonly runId: string;
+  readonly agent: AgentDefinition;
+  readonly rules: RuleSet;
+  readonly ask?: AskFn;
+  readonly onDecision?: (r: ToolDecisionRecord) => void;
+  /** Downstream servers this run may use (configured ones only). */
+  servers: string[] = [];
+  /** What the model was offered, by name; set by ToolGate.prepare(). */
+  offered = new Map<string, ToolSpec>();
+  /** `${rule}\0${tool}` approved for the rest of the run. */
+  readonly approved = new Set<string>();
+
+  constructor(o: ToolRunOptions) {
+    this.runId = o.runId;
+    this.agent = o.agent;
+    const own = rulesForAgent(o.agent);
+    this.rules = o.callerRules ? intersect(own, o.callerRules) : own;
+    this.ask = o.ask;
+    this.onDecision = o.onDecision;
+  }
+}
+
+const READ_TOOLS = ['read_file', 'list_dir', 'search_files'];
+const WRITE_TOOLS = ['write_file', 'edit_file'];
+/** Which built-ins a rule kind grants, for agents written with `permissions:` only. */
+const TOOLS_OF_KIND: Record<string, string[]> = { Read: READ_TOOLS, Edit: WRITE_TOOLS, Bash: ['run_command'], WebFetch: ['fetch_url'] };
+
+/**
+ * Built-in tools the agent is granted: its seed/builtin grants plus every tool whose kind one of its own
+ * `permissions` allow/ask rules names (so a Claude-Code-style agent needs no seed `tools`). The result
+ * is still filtered by toolOffered(), which also applies the caller's layers and bare denies.
+ */
+function grantedBuiltins(agent: AgentDefinition): string[] {
+  const names = new Set(agent.tools.builtin);
+  for (const s of [...agent.permissions.allow, ...agent.permissions.ask]) {
+    const p = parseRule(s);
+    if (p.ok) for (const t of TOOLS_OF_KIND[p.rule.kind] ?? []) names.add(t);
+  }
+  return Object.keys(builtinTools).filter((n) => names.has(n));
+}
+
+/** Downstream servers the agent may use: `tools.mcp`, or any allow/ask rule `mcp__<server glob>…`. */
+export function mcpServersFor(agent: AgentDefinition, configured: readonly string[]): string[] {
+  const globs: RegExp[] = [];
+  for (const s of [...agent.permissions.allow, ...agent.permissions.ask]) {
+    const p = parseRule(s);
+    if (!p.ok || p.rule.kind !== 'mcp') continue;
+    const rest = p.rule.source.slice('mcp__'.length);
+    const sep = rest.indexOf('__');
+    globs.push(compileNameGlob(sep < 0 ? rest : rest.slice(0, sep)));
+  }
+  return configured.filter((s) => agent.tools.mcp.includes(s) || globs.some((g) => g.test(s)));
+}
+
+/** The ToolSpecs the model is offered: granted built-ins and the given MCP tools, each allowed by toolOffered. */
+export function offeredTools(agent: AgentDefinition, rules: RuleSet, mcpTools: readonly ToolSpec[]): ToolSpec[] {
+  const specs = grantedBuiltins(agent)
+    .filter((n) => toolOffered(rules, n))
+    .map((n) => builtinTools[n].spec);
+  for (const t of mcpTools) if (toolOffered(rules, t.name)) specs.push(t);
+  return specs;
+}
+
+/** Why a tool that exists is not offered, naming the rule when one rules it out. */
+function whyNotOffered(rules: RuleSet, tool: string): string {
+  if (tool.startsWith('mcp__')) return checkMcpTool(rules, tool).reason;
+  const kind = Object.keys(TOOLS_OF_KIND).find((k) => TOOLS_OF_KIND[k].includes(tool)) ?? tool;
+  const label = (l: RuleSet['layers'][number]) => (l.label ? ` [${l.label}]` : '');
+  for (const layer of rules.layers) {
+    // A bare deny rules out the whole kind (a path that may not be read may not be edited either).
+    const bare = layer.deny.find((r) => r.trim() === kind || (kind === 'Edit' && r.trim() === 'Read'));
+    if (bare) return `denied by rule "${bare}"${label(layer)}`;
+  }
+  const lacking = rules.layers.find(
+    (l) => ![...l.allow, ...l.ask].some((r) => {
+      const p = parseRule(r);
+      return p.ok && p.rule.kind === kind;
+    }),
+  );
+  return `no allow or ask rule grants ${kind}${lacking ? label(lacking) : ''}`;
+}
+
+/** A short human description of what a call does, for approval prompts and logs. */
+export function summarizeCall(tool: string, args: Record<string, unknown>): string {
+  const s = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+  const short = (t: string) => (t.length > 200 ? `${t.slice(0, 200)}…` : t);
+  switch (tool) {
+    case 'run_command':
+      return Array.isArray(args.argv) && args.argv.every((a) => typeof a === 'string')
+        ? `run \`${short(describeArgv(args.argv as string[]))}\``
+        : `run ${short(s(args.argv))}`;
+    case 'write_file':
+      return `write \`${short(s(args.path))}\``;
+    case 'edit_file':
+      return `edit \`${short(s(args.path))}\``;
+    case 'read_file':
+      return `read \`${short(s(args.path))}\``;
+    case 'list_dir':
+      return `list \`${short(s(args.path ?? '.'))}\``;
+    case 'search_files':
+      return `search \`${short(s(args.path ?? '.'))}\` for /${short(s(args.pattern))}/`;
+    case 'fetch_url':
+      return `fetch \`${short(s(args.url))}\``;
+    default:
+      return `call \`${tool}\` with ${short(JSON.stringify(args ?? {}))}`;
+  }
+}
+
+export interface ToolGateOptions {
+  /** Realpath of the workspace root. */
+  workspaceRoot: string;
+  mcp: McpServers;
+  /** How long an approval request may wait before the call is denied. */
+  askTimeoutMs: number;
+}
+
+export class ToolGate {
+  /** Server-wide listener (the audit log); runs may add their own. */
+  onDecision?: (r: ToolDecisionRecord) => void;
+
+  constructor(private readonly opts: ToolGateOptions) {}
+
+  /** The server's gate: downstream servers from mcp.json (relative `cwd`s are relative to that file). */
+  static fromConfig(cfg: ResolvedConfig): ToolGate {
+    const t = cfg.delegate.tools;
+    const mcp = new McpServers(cfg.mcpServers, {
+      callTimeoutMs: t.mcpCallTimeoutS * 1000,
+      maxOutputBytes: t.mcpMaxOutputBytes,
+      baseDir: cfg.configFile ? path.dirname(cfg.configFile) : cfg.workspace,
+    });
+    return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000 });
+  }
+
+  get mcp(): McpServers {
+    return this.opts.mcp;
+  }
+
+  openRun(o: ToolRunOptions): ToolRun {
+    return new ToolRun(o);
+  }
+
+  /**
+   * What the run's model is offered. Starts (once) the downstream servers the agent may use and lists
+   * their tools; a server that cannot start is left out with a warning and retried on its next use.
+   */
+  async prepare(run: ToolRun, signal?: AbortSignal): Promise<ToolSpec[]> {
+    const { agent } = run;
+    const configured = this.opts.mcp.names();
+    for (const s of agent.tools.mcp) {
+      if (!configured.includes(s)) log.warn(`agent ${agent.name}: MCP server "${s}" is not configured in mcp.json mcpServers (configured: ${configured.join(', ') || 'none'})`);
+    }
+    run.servers = mcpServersFor(agent, configured);
+    const listed = await Promise.all(
+      run.servers.map((s) =>
+        this.opts.mcp.tools(s, signal).catch((err: Error) => {
+          if (!signal?.aborted) log.warn(`agent ${agent.name}, run ${run.runId}: ${err.message}; its tools are not offered`);
+          return [] as ToolSpec[];
+        }),
+      ),
+    );
+    const specs = offeredTools(agent, run.rules, listed.flat());
+    run.offered = new Map(specs.map((t) => [t.name, t]));
+    return specs;
+  }
+
+  /** Decides and executes one tool call. Never throws: every failure is a tool error for the model. */
+  async execute(run: ToolRun, call: ToolCall, signal: AbortSignal): Promise<ToolOutcome> {
+    const started = Date.now();
+    const record = (r: Omit<ToolDecisionRecord, 'runId' | 'agent' | 'tool' | 'durationMs'>, outcome: ToolOutcome): ToolOutcome => {
+      const full: ToolDecisionRecord = { runId: run.runId, agent: run.agent.name, tool: call.name, durationMs: Date.now() - started, ...r };
+      for (const cb of [this.onDecision, run.onDecision]) {
+        try {
+          cb?.(full);
+        } catch (err) {
+          log.warn(`tool decision listener failed: ${(err as Error).message}`);
+        }
+      }
+      if (full.decision !== 'allow') log.debug(`run ${run.runId} ${call.name}: ${full.decision} (${full.reason})`);
+      return outcome;
+    };
+    const fail = (content: string): ToolOutcome => ({ isError: true, content });
+    const denied = (d: { decision: Decision['decision']; rule: string | null; reason: string; approval?: ToolDecisionRecord['approval'] }, text: string) =>
+      record({ ...d, outcome: 'denied' }, fail(text));
+
+    if (call.parseError) {
+      return record(
+        { decision: 'deny', rule: null, reason: 'arguments are not valid JSON', outcome: 'error' },
+        fail(`${call.name}: arguments are not valid JSON: ${call.parseError}`),
+      );
+    }
+    const args = call.arguments ?? {};
+
+    // 1. Is it a tool this run was offered?
+    const unknown = await this.notOffered(run, call.name, signal);
+    if (unknown) return record({ decision: 'deny', rule: null, reason: unknown.reason, outcome: unknown.denied ? 'denied' : 'unknown_tool' }, fail(unknown.text));
+
+    // 2. The rules, on the actual arguments.
+    const d = await checkToolCall(run.rules, call.name, args, { workspaceRoot: this.opts.workspaceRoot });
+    if (d.decision === 'deny') return denied(d, `permission denied: ${d.reason}`);
+    let approval: ToolDecisionRecord['approval'];
+    const approvedRules = new Set<string>();
+    if (d.decision === 'ask') {
+      const rule = d.rule ?? '';
+      const key = `${rule}\0${call.name}`;
+      const summary = summarizeCall(call.name, args);
+      if (run.approved.has(key)) approval = 'remembered';
+      else {
+        const answer = await this.askUser(run, { agent: run.agent.name, tool: call.name, summary, rule, runId: run.runId, signal });
+        if (!answer.ok) {
+          return denied(
+            { ...d, approval: 'unanswered', reason: `approval needed but no client could answer: ${answer.reason}` },
+            `permission denied: approval needed but no client could answer (${answer.reason}); rule "${rule}" requires approval to ${summary}`,
+          );
+        }
+        if (answer.answer === 'deny') {
+          return denied({ ...d, approval: 'denied', reason: 'the user denied it' }, `permission denied: the user denied the request to ${summary} (rule "${rule}" requires approval)`);
+        }
+        approval = answer.answer;
+        if (answer.answer === 'run') run.approved.add(key);
+      }
+      approvedRules.add(rule);
+    }
+
+    // 3. Run it, with hooks that keep enforcing the rules inside the tool.
+    const ctx = this.context(run, signal, approvedRules);
+    let outcome: ToolOutcome;
+    const mcp = this.opts.mcp.parse(call.name);
+    try {
+      if (mcp) outcome = await this.opts.mcp.call(mcp.server, mcp.tool, args, signal);
+      else outcome = await builtinTools[call.name].run(args, ctx);
+    } catch (err) {
+      outcome = fail(`${call.name} failed: ${(err as Error).message}`);
+    }
+    return record({ decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: outcome.isError ? 'error' : 'ok' }, outcome);
+  }
+
+  close(): Promise<void> {
+    return this.opts.mcp.close();
+  }
+
+  /** null when the run may call `tool`; otherwise the message for the model. */
+  private async notOffered(run: ToolRun, tool: string, signal: AbortSignal): Promise<{ text: string; reason: string; denied: boolean } | null> {
+    if (run.offered.has(tool)) return null;
+    const available = () => [...run.offered.keys()].join(', ') || 'none';
+    const agent = run.agent.name;
+    const mcp = this.opts.mcp.parse(tool);
+    if (mcp && run.servers.includes(mcp.server)) {
+      // Its server could not be listed at the start of the run, or was restarted since: look again.
+      let specs: ToolSpec[];
+      try {
+        specs = await this.opts.mcp.tools(mcp.server, signal);
+      } catch (err) {
+        const reason = (err as Error).message;
+        return { text: `${tool}: ${reason}`, reason, denied: false };
+      }
+      const spec = specs.find((t) => t.name === tool);
+      if (spec && toolOffered(run.rules, tool)) {
+        run.offered.set(tool, spec);
+        return null;
+      }
+      if (!spec) {
+        const reason = `MCP server "${mcp.server}" has no tool "${mcp.tool}"`;
+        return { text: `unknown tool "${tool}" for agent ${agent}: ${reason} (available: ${available()})`, reason, denied: false };
+      }
+    }
+    if (builtinTools[tool] || mcp) {
+      const reason = whyNotOffered(run.rules, tool);
+      return { text: `permission denied: agent ${agent} may not use ${tool}: ${reason} (available: ${available()})`, reason, denied: true };
+    }
+    return { text: `unknown tool "${tool}" for agent ${agent} (available: ${available()})`, reason: 'unknown tool', denied: false };
+  }
+
+  /** Asks, bounded by the ask timeout and the run's cancellation: never hangs the run. */
+  private async askUser(run: ToolRun, q: AskQuestion): Promise<{ ok: true; answer: AskAnswer } | { ok: false; reason: string }> {
+    if (!run.ask) return { ok: false, reason: 'this run was not started by a client that can be asked' };
+    const ms = this.opts.askTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      const answer = await Promise.race([
+        run.ask(q),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+          onAbort = () => reject(new Error('the run was cancelled while waiting for approval'));
+          if (q.signal?.aborted) onAbort();
+          else q.signal?.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+      return answer === 'once' || answer === 'run' || answer === 'deny' ? { ok: true, answer } : { ok: false, reason: `unexpected answer ${JSON.stringify(answer)}` };
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) q.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The ToolContext for one call: its hooks apply the run's rules inside the tool. */
+  private context(run: ToolRun, signal: AbortSignal, approvedRules: ReadonlySet<string>): ToolContext {
+    const root = this.opts.workspaceRoot;
+    return {
+      workspaceRoot: root,
+      signal,
+      // Every request fetch_url makes (each redirect hop too). An ask rule counts only if this call's
+      // approval (or a run-wide one) covered that very rule: a redirect cannot stop to ask.
+      checkUrl: (url) => {
+        const d = checkUrl(run.rules, url);
+        if (d.decision === 'allow') return { ok: true, reason: d.reason };
+        if (d.decision === 'ask' && d.rule !== null && (approvedRules.has(d.rule) || run.approved.has(`${d.rule}\0fetch_url`))) {
+          return { ok: true, reason: d.reason };
+        }
+        if (d.decision === 'ask') return { ok: false, reason: `permission denied: ${d.reason}, and a redirect cannot stop to ask; fetch that URL directly` };
+        return { ok: false, reason: `permission denied: ${d.reason}` };
+      },
+      // Private/loopback/link-local addresses only for a host a rule names exactly, in every layer.
+      allowPrivateHost: (host) => namesHostExactly(run.rules, host),
+      // list_dir/search_files were checked on their starting path; each entry is checked here.
+      filterPath: (rel, abs, use) => {
+        const realRel = isWithin(root, abs) ? toRel(root, abs) : rel;
+        const realAbs = isWithin(root, abs) ? abs : path.join(root, rel);
+        const d = checkResolvedPath(run.rules, 'Read', { rel: realRel, abs: realAbs, lexicalRel: rel });
+        // Names may be listed unless denied; contents are read only where allowed outright.
+        return use === 'list' ? d.decision !== 'deny' : d.decision === 'allow';
+      },
+    };
+  }
+}
+
+/** True when every layer has an allow or ask rule WebFetch(domain:<host>) naming exactly this host. */
+function namesHostExactly(rules: RuleSet, host: string): boolean {
+  const h = host.toLowerCase();
+  return (
+    rules.layers.length > 0 &&
+    rules.layers.every((layer) =>
+      [...layer.allow, ...layer.ask].some((s) => {
+        const p = parseRule(s);
+        return p.ok && p.rule.kind === 'WebFetch' && p.rule.host.type === 'exact' && p.rule.host.host === h;
+      }),
+    )
+  );
+}

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { AgentDefinition, ArtifactSpec } from './definition.js';
 import type { JsonSchema } from '../providers/types.js';
+import { parseRule } from '../permissions/rules.js';
 
 /** Tool names some MCP clients accept unchanged (others rewrite every other character). */
 export const AGENT_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -120,10 +121,16 @@ const budgetSchema = z.strictObject({
   daily_usd: z.number().positive().optional(),
 });
 
+// A rule that does not parse is an error at load time (file:line:col), not a silent no-op at run time.
+const permissionRule = nonEmpty.superRefine((s, ctx) => {
+  const p = parseRule(s);
+  if (!p.ok) ctx.addIssue({ code: 'custom', message: p.error });
+});
+
 const permissionsSchema = z.strictObject({
-  deny: z.array(nonEmpty).optional(),
-  ask: z.array(nonEmpty).optional(),
-  allow: z.array(nonEmpty).optional(),
+  deny: z.array(permissionRule).optional(),
+  ask: z.array(permissionRule).optional(),
+  allow: z.array(permissionRule).optional(),
 });
 
 export const AgentFileSchema = z

@@ -368,10 +368,19 @@ async function runListDir(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   const max = limits.listMaxEntries;
   const truncated = total > max;
   const entries: { key: string; line: string }[] = [];
+  let hidden = 0;
   for (const d of truncated ? dirents.slice(0, max) : dirents) {
     if (entries.length % 100 === 99 && ctx.signal?.aborted) return abortedOutcome(T);
     const rel = joinRel(r.rel, d.name);
     const abs = path.join(r.abs, d.name);
+    if (ctx.filterPath) {
+      // Permission rules see a symlink's real target (a link to .env is still .env).
+      const lr = d.isSymbolicLink() ? await resolveInWorkspace(root, rel) : undefined;
+      if (!ctx.filterPath(rel, lr?.ok ? lr.abs : abs, 'list')) {
+        hidden++;
+        continue;
+      }
+    }
     if (d.isDirectory()) {
       entries.push({ key: `${rel}/`, line: `${rel}/` });
     } else if (d.isSymbolicLink()) {
@@ -391,7 +400,8 @@ async function runListDir(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const lines = entries.map((e) => e.line);
-  if (lines.length === 0) lines.push(`(empty directory: ${r.rel === '.' ? 'workspace root' : `${r.rel}/`})`);
+  if (lines.length === 0 && hidden === 0) lines.push(`(empty directory: ${r.rel === '.' ? 'workspace root' : `${r.rel}/`})`);
+  if (hidden > 0) lines.push(`[${plural(hidden, 'entry', 'entries')} hidden by permission rules]`);
   if (truncated) {
     lines.push(
       `[listing truncated at ${max} entries (of ${total}, sorted by name); ` +
@@ -538,10 +548,15 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
   let skippedDirLinks = 0;
   let unreadable = 0;
   let unresolvableLinks = 0;
+  let skippedByRules = 0;
   let hitMatchCap = false;
   let hitVisitCap = false;
 
   const searchFile = async (abs: string, rel: string): Promise<void> => {
+    if (ctx.filterPath && !ctx.filterPath(rel, abs, 'read')) {
+      skippedByRules++;
+      return;
+    }
     let buf: Buffer | null;
     try {
       const st = await fsp.stat(abs);
@@ -608,7 +623,9 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
         const rel = joinRel(dir.rel, d.name);
         const abs = path.join(dir.abs, d.name);
         if (d.isDirectory()) {
-          if (!NOT_EXPANDED.has(d.name)) subdirs.push({ abs, rel });
+          if (NOT_EXPANDED.has(d.name)) continue;
+          if (ctx.filterPath && !ctx.filterPath(rel, abs, 'list')) skippedByRules++;
+          else subdirs.push({ abs, rel });
         } else if (d.isSymbolicLink()) {
           // Symlinked directories are never descended into, so a link the glob excludes is irrelevant.
           if (!globMatches(rel)) continue;
@@ -655,6 +672,7 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
     skipped.push(`${plural(unresolvableLinks, 'symlink')} that cannot be resolved (loop or permission denied)`);
   }
   if (unreadable) skipped.push(`${plural(unreadable, 'unreadable entry', 'unreadable entries')}`);
+  if (skippedByRules) skipped.push(`${plural(skippedByRules, 'entry', 'entries')} excluded by permission rules`);
   if (skipped.length > 0) notes.push(`[skipped: ${skipped.join(', ')}]`);
 
   const where = r.rel === '.' ? 'the workspace' : `"${r.rel}"`;

@@ -1,13 +1,17 @@
-// The built-in tools an agent can be granted, by name. Downstream MCP tools and agent delegation
-// join this table in later stages; the orchestrator only ever looks tools up here.
+// The built-in tools an agent can be granted, by name. WHETHER a call may run is decided by the tool
+// gate (src/orchestrator/tool-gate.ts) with the permission engine; these only do the work. Downstream
+// MCP tools live in mcp-servers.ts and are named mcp__<server>__<tool>.
 import type { AgentDefinition } from '../agents/definition.js';
 import type { ToolSpec } from '../providers/types.js';
+import { netTools } from './fetch-url.js';
 import { fsTools } from './fs-tools.js';
+import { commandTools } from './run-command.js';
 import type { BuiltinTool } from './types.js';
+import { writeTools } from './write-tools.js';
 
-export const builtinTools: Record<string, BuiltinTool> = { ...fsTools };
+export const builtinTools: Record<string, BuiltinTool> = { ...fsTools, ...writeTools, ...commandTools, ...netTools };
 
-/** The tools an agent is offered: its grants that this server actually implements. */
+/** The built-in tools an agent is granted that this server implements (before permission rules). */
 export function toolsForAgent(agent: AgentDefinition): { specs: ToolSpec[]; missing: string[] } {
   const specs: ToolSpec[] = [];
   const missing: string[] = [];

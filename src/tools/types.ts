@@ -16,6 +16,13 @@ export interface ToolContext {
    * returns true for the host (the URL's hostname, lower-case, IPv6 without brackets).
    */
   allowPrivateHost?: (host: string) => boolean;
+  /**
+   * Policy hook for list_dir and search_files, which are permitted on their starting path only: called
+   * for every entry they would show or read. `rel` is the entry's workspace-relative path as listed,
+   * `abs` its real path (a symlink's resolved target). `use` is 'list' when only the name and size are
+   * shown, 'read' when its contents are searched. false hides the entry.
+   */
+  filterPath?: (rel: string, abs: string, use: 'list' | 'read') => boolean;
 }
 
 export interface ToolOutcome {

@@ -1,0 +1,75 @@
+// Approvals for `ask` permission rules, as MCP elicitation: "agent X wants to run `npm publish`" →
+// allow once / allow for this run / deny. Only the 2025-era protocol lets a server push a request to the
+// client in the middle of a tool call; on 2026-07-28 connections elicitInput throws, and a client that
+// did not declare the `elicitation` capability cannot be asked at all. In every such case (and on a
+// timeout) the asker rejects with the reason, and the tool gate denies the call with it: never a hang.
+import type { ElicitRequestFormParams, ElicitResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
+import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
+import type { AskFn, AskQuestion } from '../orchestrator/tool-gate.js';
+
+const DECISIONS = ['allow_once', 'allow_run', 'deny'] as const;
+
+function form(q: AskQuestion): ElicitRequestFormParams {
+  return {
+    mode: 'form',
+    message:
+      `agent ${q.agent} wants to ${q.summary}. Rule "${q.rule}" requires your approval. ` +
+      `"allow_run" also approves later ${q.tool} calls this rule covers, until the run ends.`,
+    requestedSchema: {
+      type: 'object',
+      properties: {
+        decision: {
+          type: 'string',
+          title: 'Decision',
+          description: 'allow_once: this call only; allow_run: for the rest of this run; deny: refuse',
+          enum: [...DECISIONS],
+        },
+      },
+      required: ['decision'],
+    },
+  };
+}
+
+/**
+ * An AskFn that asks this session's client. With `ctx` the request is sent as part of the tool call
+ * being handled (ctx.mcpReq.elicitInput); without it, on the session (for runs that outlive the call
+ * that started them, e.g. background delegations).
+ */
+export function approvalAsker(server: McpServer, ctx: ServerContext | undefined, timeoutMs: number): AskFn {
+  return async (q) => {
+    // From 2026-07-28 on a server can only ask by ending the call with input_required, which a run
+    // deep in its loop cannot do (the SDK's elicitInput would throw the same, less plainly).
+    const version = server.server.getNegotiatedProtocolVersion();
+    if (version && version >= '2026-07-28') {
+      throw new Error(`this connection uses MCP ${version}, where a server cannot send an approval request in the middle of a tool call`);
+    }
+    const caps = server.server.getClientCapabilities();
+    if (caps && !caps.elicitation) throw new Error('the client did not declare the elicitation capability');
+    const opts = { timeout: timeoutMs, ...(q.signal && { signal: q.signal }) };
+    let res: ElicitResult;
+    try {
+      res = ctx ? await ctx.mcpReq.elicitInput(form(q), opts) : await server.server.elicitInput(form(q), opts);
+    } catch (err) {
+      const e = err as Error & { code?: unknown };
+      if (e.code === 'REQUEST_TIMEOUT') throw new Error(`no answer within ${timeoutMs / 1000} s`);
+      throw new Error(`the approval request failed: ${e.message}`);
+    }
+    if (res.action !== 'accept') return 'deny';
+    const d = (res.content as Record<string, unknown> | undefined)?.decision;
+    return d === 'allow_once' ? 'once' : d === 'allow_run' ? 'run' : 'deny';
+  };
+}
+
+/**
+ * The orchestrator as seen by tools that start runs without a handler context at hand (the meta
+ * tools): every run they start may ask this session's client, unless the request brings its own asker.
+ */
+export function withSessionApprovals(orchestrator: Orchestrator, ask: AskFn): Orchestrator {
+  return new Proxy(orchestrator, {
+    get(target, prop) {
+      if (prop === 'run' || prop === 'start') return (req: RunRequest) => target[prop]({ ...req, ask: req.ask ?? ask });
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}

@@ -9,8 +9,11 @@ import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.j
 import { log } from './log.js';
 import { Orchestrator } from './orchestrator/orchestrator.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
+import { digest } from './audit/events.js';
+import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
+import { registerFanoutCommand } from './cli/fanout.js';
 import { VERSION } from './version.js';
 
 interface CommonOpts extends ConfigOverrides {}
@@ -39,6 +42,13 @@ addCommon(program.command('serve').description('serve MCP over stdio'))
   .action(async (opts: CommonOpts) => {
     const { cfg, agents } = boot(opts);
     const orchestrator = await Orchestrator.create(cfg, agents);
+    orchestrator.audit?.emit({
+      event: 'server_start',
+      version: VERSION,
+      config_digest: digest({ delegate: cfg.delegate, mcpServers: Object.keys(cfg.mcpServers) }),
+      agents_loaded: agents.exposed().length,
+      agents: agents.list().map((a) => a.name),
+    });
     log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over stdio (workspace ${cfg.workspace})`);
     await serveStdioServer(orchestrator);
   });
@@ -91,6 +101,37 @@ addCommon(program.command('budget').description("show today's budget books from 
       process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : renderBudget(status) + '\n');
     } finally {
       await gate.close();
+    }
+  });
+
+registerFanoutCommand(program, { addCommon, boot });
+
+addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
+  .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included)')
+  .option('--since <date>', 'start of the period (ISO date or time; default: 7 days ago)')
+  .option('--until <date>', 'end of the period (ISO date or time)')
+  .option('--json', 'print as JSON')
+  .action((opts: CommonOpts & { run?: string; since?: string; until?: string; json?: boolean }) => {
+    const cfg = loadConfig(opts);
+    if (!cfg.auditDir) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false)');
+    const since = opts.since ? new Date(opts.since) : opts.run ? undefined : new Date(Date.now() - 7 * 86_400_000);
+    const until = opts.until ? new Date(opts.until) : undefined;
+    for (const [flag, d] of [['--since', since], ['--until', until]] as const) {
+      if (d && Number.isNaN(d.getTime())) throw new ConfigError(`${flag}: not a date: ${flag === '--since' ? opts.since : opts.until}`);
+    }
+    const { events, torn, invalid } = readAuditDir(cfg.auditDir, { since, until });
+    if (torn || invalid) process.stderr.write(`note: skipped ${torn} torn and ${invalid} invalid line(s) in ${cfg.auditDir}\n`);
+    if (opts.run) {
+      const tree = runTree(events, opts.run);
+      if (!tree) {
+        process.stderr.write(`no run ${opts.run} in ${cfg.auditDir}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(opts.json ? JSON.stringify(tree, null, 2) + '\n' : renderTree(tree) + '\n');
+    } else {
+      const summary = summarize(events, { since, until });
+      process.stdout.write(opts.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary) + '\n');
     }
   });
 

@@ -42,6 +42,10 @@ export const DelegateConfigSchema = z.strictObject({
   budget: z
     .strictObject({ daily_tokens: z.number().positive().optional(), daily_usd: z.number().positive().optional() })
     .default({}),
+  /** The audit log: JSONL under <stateDir>/audit by default; previews of prompts/outputs only when asked. */
+  audit: z
+    .strictObject({ enabled: z.boolean().default(true), dir: z.string().optional(), previews: z.boolean().default(false) })
+    .default({ enabled: true, previews: false }),
   /** USD per million tokens, merged over the built-in list prices; key = provider-local model id. */
   prices: PriceTableSchema.default({}),
   requests: z
@@ -100,6 +104,8 @@ export interface ResolvedConfig {
   /** Realpath of the workspace; every file tool is confined to it. */
   workspace: string;
   stateDir: string;
+  /** Audit directory (absolute), or undefined when the audit log is switched off. */
+  auditDir?: string;
   defaultModel?: string;
   delegate: DelegateConfig;
   mcpServers: ConfigFile['mcpServers'];
@@ -163,6 +169,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd())
     agentsDir,
     workspace,
     stateDir,
+    auditDir: d.audit.enabled ? (d.audit.dir ? path.resolve(base, d.audit.dir) : path.join(stateDir, 'audit')) : undefined,
     defaultModel: process.env.DELEGATE_MCP_MODEL || d.defaultModel,
     delegate: d,
     mcpServers: parsed.mcpServers,
@@ -202,4 +209,18 @@ export function resolveEndpoint(cfg: ResolvedConfig, provider: string, env = pro
     requestTimeoutMs: r.timeoutS * 1000,
     streamIdleTimeoutMs: r.streamIdleTimeoutS * 1000,
   };
+}
+
+/** Every secret value the server holds from config (keys, header values, child env), for redaction. */
+export function configSecrets(cfg: ResolvedConfig): string[] {
+  const out: string[] = [];
+  for (const p of Object.values(cfg.delegate.providers)) {
+    if (p.apiKey) out.push(p.apiKey);
+    for (const v of Object.values(p.headers ?? {})) out.push(v);
+  }
+  for (const srv of Object.values(cfg.mcpServers)) {
+    if ('env' in srv) out.push(...Object.values(srv.env ?? {}));
+    if ('headers' in srv) out.push(...Object.values(srv.headers ?? {}));
+  }
+  return out.filter((v) => v.length >= 8);
 }

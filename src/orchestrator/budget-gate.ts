@@ -25,7 +25,9 @@ export interface RunBudget {
   notes: string[];
 }
 
-export type GateDecision = { ok: true; maxOutputTokens: number } | { ok: false; reason: string };
+export type GateDecision =
+  | { ok: true; maxOutputTokens: number; tokens: number; usd: number | null }
+  | { ok: false; reason: string; scope?: string; needed?: number };
 
 export class BudgetGate {
   readonly scaler = new TokenScaler();
@@ -87,11 +89,11 @@ export class BudgetGate {
       };
     }
     const r = this.ledger.reserve({ runId: rb.runId, model: rb.modelRef, inputTokens: scaled, maxOutputTokens });
-    if (!r.ok) return { ok: false, reason: r.message };
+    if (!r.ok) return { ok: false, reason: r.message, scope: r.scope, needed: Number.parseFloat(r.needed) || 0 };
     rb.reservation = { id: r.reservationId, rawEstimate: estimatedInputTokens, scaledEstimate: scaled };
     if (r.shrunk) rb.notes.push(`max output shrunk from ${maxOutputTokens} to ${r.maxOutputTokens} tokens to fit the budget`);
     if (r.note && !rb.notes.includes(r.note)) rb.notes.push(r.note);
-    return { ok: true, maxOutputTokens: r.maxOutputTokens };
+    return { ok: true, maxOutputTokens: r.maxOutputTokens, tokens: r.tokens, usd: r.usd };
   }
 
   /** Commits what the provider reported (or the estimate + streamed output when usage never came). */

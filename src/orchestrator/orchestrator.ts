@@ -2,6 +2,7 @@
 // the worker's questions (model-call gate, tool calls), executes tools, turns worker events into
 // progress, and owns cancellation and deadlines. Workers only ask; this decides.
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import type { AgentDefinition } from '../agents/definition.js';
 import type { AgentStore } from '../agents/store.js';
@@ -13,10 +14,15 @@ import { emptyUsage, type ProviderEndpoint, type ToolCall, type Usage } from '..
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
 import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import { AuditLog, type RunAudit } from '../audit/audit-log.js';
+import { digest } from '../audit/events.js';
+import { Redactor } from '../audit/redact.js';
+import { configSecrets } from '../config/config.js';
+import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
 import { RunPool, ServerBusyError } from './pool.js';
 import { RunRegistry, type RunRecord, type RunResult } from './runs.js';
-import { ToolGate, type AskFn, type ToolRun } from './tool-gate.js';
+import { ToolGate, type AskFn, type ToolDecisionRecord, type ToolRun } from './tool-gate.js';
 
 export interface RunRequest {
   agent: string;
@@ -33,6 +39,11 @@ export interface RunRequest {
   budget?: CallBudget;
   /** The run (or fan-out batch) this one is delegated from: its budget is a slice of the parent's. */
   parentRunId?: string;
+  /** Root of the delegation tree and this run's depth in it (for the audit trail). */
+  rootRunId?: string;
+  depth?: number;
+  /** Who asked, for the audit log: an MCP client, "cli", or "agent:<name>". */
+  caller?: string;
   /** Asks the client to approve a call an `ask` rule covers; without it such calls are denied. */
   ask?: AskFn;
   /** The delegating caller's permission rules: the run may only do what both allow. */
@@ -44,6 +55,9 @@ const HEARTBEAT_MS = 5_000;
 
 export class Orchestrator {
   readonly runs: RunRegistry;
+  readonly artifacts: ArtifactStore;
+  /** Secrets never reach the state dir: audit events and artifacts both pass through this. */
+  readonly redactor: Redactor;
   /** Every tool call goes through this: permissions, approvals, built-in and downstream MCP tools. */
   readonly tools: ToolGate;
   private pool: RunPool;
@@ -53,15 +67,23 @@ export class Orchestrator {
     readonly agents: AgentStore,
     /** Without one, budgets are enforced in memory only (nothing persisted across restarts). */
     readonly budget: BudgetGate = BudgetGate.inMemory(cfg),
+    /** Without one, nothing is audited (embedding, one-off CLI use). */
+    readonly audit?: AuditLog,
   ) {
     this.pool = new RunPool(cfg.delegate.pool);
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
+    this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'));
+    this.redactor = audit?.redactor ?? new Redactor({ secrets: configSecrets(cfg) });
     this.tools = ToolGate.fromConfig(cfg);
+    if (audit) this.tools.onDecision = (d) => this.auditToolDecision(d);
   }
 
   /** The server's orchestrator: the budget ledger persists under the state dir and replays today. */
   static async create(cfg: ResolvedConfig, agents: AgentStore): Promise<Orchestrator> {
-    return new Orchestrator(cfg, agents, await BudgetGate.open(cfg));
+    const audit = cfg.auditDir
+      ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }) })
+      : undefined;
+    return new Orchestrator(cfg, agents, await BudgetGate.open(cfg), audit);
   }
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
@@ -101,13 +123,49 @@ export class Orchestrator {
         ...(record.budgetNotes?.length ? { notes: record.budgetNotes } : {}),
         ...(error ? { error } : {}),
       };
+      if (status === 'ok' && agent?.artifacts.length) {
+        try {
+          const items = extractArtifacts(agent.artifacts, output).map((a) => ({ ...a, content: this.redactor.redactString(a.content) }));
+          const refs = this.artifacts.write(runId, items);
+          if (refs.length) result.artifacts = refs;
+          for (const a of refs) record.audit?.emit({ event: 'artifact', name: a.name, path: a.uri, bytes: a.bytes });
+        } catch (err) {
+          log.warn(`run ${runId}: could not write artifacts: ${(err as Error).message}`);
+        }
+      }
       record.status = status;
       record.endedAt = Date.now();
       record.result = result;
+      // run_end is flushed to disk (fdatasync) before the result is handed back.
+      record.audit?.emit({
+        event: 'run_end',
+        status,
+        turns,
+        usage: { ...usage },
+        cost_usd: result.cost_usd,
+        duration_ms: result.duration_ms,
+        ...(error ? { error } : {}),
+        ...(this.audit && agent && output ? previewField('output_preview', this.audit.previewText(output, agent.policies.secrets.redact)) : {}),
+      });
       settle(result);
     };
     this.runs.add(record);
 
+    const depth = req.parentRunId ? (req.depth ?? 1) : 0;
+    record.audit = this.audit?.forRun({
+      run_id: runId,
+      parent_run_id: req.parentRunId ?? null,
+      root_run_id: req.rootRunId ?? req.parentRunId ?? runId,
+      depth,
+      agent: req.agent,
+    });
+    record.audit?.emit({
+      event: 'run_start',
+      caller: req.caller ?? req.owner ?? null,
+      input_digest: digest(req.input),
+      model: modelRef,
+      ...(this.audit && agent ? previewField('input_preview', this.audit.previewText(JSON.stringify(req.input), agent.policies.secrets.redact)) : {}),
+    });
     const prepared = agent ? this.prepare(agent, modelRef, req.input) : { error: this.unknownAgent(req.agent) };
     if ('error' in prepared) {
       finish('error', '', 0, prepared.error);
@@ -194,6 +252,8 @@ export class Orchestrator {
     let graceTimer: NodeJS.Timeout | undefined;
     let tokensSoFar = 0;
     let costSoFar = 0;
+    let callStartedEstimate: number | null = null;
+    let retries = 0;
     let lastProgressAt = 0;
     const maxTurns = agent.maxTurns;
 
@@ -213,6 +273,7 @@ export class Orchestrator {
     const cancel = (reason: 'cancelled' | 'timeout') => {
       if (cancelled || record.status !== 'running') return;
       cancelled = reason;
+      record.audit?.emit({ event: 'cancelled', reason: reason === 'timeout' ? 'run deadline reached' : 'cancelled by the client' });
       port1.postMessage({ kind: 'cancel', reason } satisfies MainCommand);
       toolAbort.abort(reason);
       // Hard kill only if the cooperative cancel did not end the run in time.
@@ -242,7 +303,10 @@ export class Orchestrator {
           record.turn = msg.turn;
           progress('thinking');
         } else if (msg.type === 'stream_start') progress('model responding');
-        else if (msg.type === 'retry') progress(`retrying model call (attempt ${msg.attempt}: ${msg.reason})`);
+        else if (msg.type === 'retry') {
+          retries++;
+          progress(`retrying model call (attempt ${msg.attempt}: ${msg.reason})`);
+        }
         return;
       }
       const reply = (r: Omit<MainReply & { ok: true }, 'kind' | 'id' | 'ok'> | { error: string }) =>
@@ -254,10 +318,30 @@ export class Orchestrator {
       if (msg.kind === 'model_call_start') {
         // Budget gate: no model call starts unless every scope covering it can afford it.
         const gate = this.budget.beforeCall(rb, msg.estimatedInputTokens, msg.maxOutputTokens);
-        if (!gate.ok) reply({ error: gate.reason });
-        else reply({ maxOutputTokens: gate.maxOutputTokens });
+        callStartedEstimate = msg.estimatedInputTokens;
+        retries = 0;
+        if (!gate.ok) {
+          record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
+          reply({ error: gate.reason });
+        } else {
+          record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
+          reply({ maxOutputTokens: gate.maxOutputTokens });
+        }
       } else if (msg.kind === 'model_call_end') {
         const charge = this.budget.afterCall(rb, msg.usage, msg.streamedOutputChars);
+        record.audit?.emit({
+          event: 'model_call',
+          provider: prepared.endpoint.provider,
+          model: record.model,
+          turn: msg.turn,
+          estimated_input_tokens: callStartedEstimate,
+          usage: msg.usage,
+          latency_ms: msg.latencyMs,
+          retries,
+          stop_reason: msg.stopReason,
+          ...(msg.error ? { error: msg.error } : {}),
+        });
+        if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
         if (msg.usage) {
           for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += msg.usage[k];
         }
@@ -299,6 +383,7 @@ export class Orchestrator {
               : cancelled
                 ? `run ${cancelled === 'timeout' ? 'deadline reached' : 'cancelled'}; worker stopped`
                 : `worker failed: ${err.message} (the run was stopped; the server keeps serving)`;
+          if (!cancelled) record.audit?.emit({ event: 'error', message: msg });
           finishRun(cancelled ?? 'error', '', record.turn, msg);
         },
       )
@@ -326,15 +411,39 @@ export class Orchestrator {
     return this.tools.execute(r, call, signal);
   }
 
+  /** tool_call (every decision) and permission_denied (refusals) into the run's audit trail. */
+  private auditToolDecision(d: ToolDecisionRecord): void {
+    const ra = this.runs.get(d.runId)?.audit;
+    if (!ra) return;
+    const decision =
+      d.decision === 'ask' ? (d.approval === 'denied' || d.approval === 'unanswered' ? 'ask_denied' : 'ask_approved') : d.decision === 'allow' ? 'allow' : 'deny';
+    ra.emit({
+      event: 'tool_call',
+      tool: d.tool,
+      args_digest: digest(d.args ?? {}),
+      decision,
+      rule: d.rule,
+      duration_ms: d.durationMs,
+      outcome: d.outcome === 'ok' ? 'ok' : 'error',
+    });
+    if (decision === 'deny' || decision === 'ask_denied') ra.emit({ event: 'permission_denied', tool: d.tool, rule: d.rule, reason: d.reason });
+  }
+
   poolStats() {
     return this.pool.stats();
   }
 
-  async close(): Promise<void> {
-    for (const r of this.runs.list()) if (r.status === 'running') r.cancel('cancelled');
+  /** Cancels what still runs (their run_end reaches the audit log), then closes pool, books and log. */
+  async close(reason?: string): Promise<void> {
+    const running = this.runs.list().filter((r) => r.status === 'running');
+    for (const r of running) r.cancel('cancelled');
+    const grace = new Promise((res) => setTimeout(res, this.cfg.delegate.runs.cancelGraceMs).unref());
+    await Promise.race([Promise.all(running.map((r) => r.done)), grace]);
     this.runs.close();
     await this.pool.close();
     await this.budget.close();
+    if (reason) this.audit?.emit({ event: 'server_stop', reason });
+    this.audit?.close();
     await this.tools.close();
   }
 }
@@ -343,4 +452,8 @@ function describeToolCall(call: ToolCall): string {
   const a = call.arguments;
   const arg = typeof a.path === 'string' ? a.path : typeof a.pattern === 'string' ? a.pattern : '';
   return arg ? `${call.name} ${arg.slice(0, 60)}` : call.name;
+}
+
+function previewField<K extends string>(key: K, text: string | undefined): Partial<Record<K, string>> {
+  return text === undefined ? {} : ({ [key]: text } as Record<K, string>);
 }

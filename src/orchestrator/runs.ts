@@ -15,6 +15,8 @@ export interface RunResult {
   duration_ms: number;
   /** USD for the run and its children; null when no price is known for its model (tokens only). */
   cost_usd: number | null;
+  /** Deliverables written from the answer, readable as MCP resources. */
+  artifacts?: { name: string; uri: string; bytes: number }[];
   /** Budget notes, e.g. a max output shrunk to fit, or a model with no known price. */
   notes?: string[];
   error?: string;
@@ -35,6 +37,7 @@ export interface RunRecord {
   usage: Usage;
   result?: RunResult;
   costUsd?: number | null;
+  audit?: import('../audit/audit-log.js').RunAudit;
   budgetNotes?: string[];
   done: Promise<RunResult>;
   cancel(reason?: 'cancelled' | 'timeout'): void;

@@ -57,6 +57,8 @@ export interface ToolDecisionRecord {
   runId: string;
   agent: string;
   tool: string;
+  /** The arguments as the model sent them (the audit log keeps only a digest). */
+  args?: Record<string, unknown>;
   /** What the rules said: allow, ask or deny (`deny` also for calls refused before any rule). */
   decision: Decision['decision'];
   /** For `ask`: how it was settled. */
@@ -248,7 +250,7 @@ export class ToolGate {
   async execute(run: ToolRun, call: ToolCall, signal: AbortSignal): Promise<ToolOutcome> {
     const started = Date.now();
     const record = (r: Omit<ToolDecisionRecord, 'runId' | 'agent' | 'tool' | 'durationMs'>, outcome: ToolOutcome): ToolOutcome => {
-      const full: ToolDecisionRecord = { runId: run.runId, agent: run.agent.name, tool: call.name, durationMs: Date.now() - started, ...r };
+      const full: ToolDecisionRecord = { runId: run.runId, agent: run.agent.name, tool: call.name, args: call.arguments, durationMs: Date.now() - started, ...r };
       for (const cb of [this.onDecision, run.onDecision]) {
         try {
           cb?.(full);

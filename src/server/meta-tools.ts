@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord, RunResult } from '../orchestrator/runs.js';
 import { randomUUID } from 'node:crypto';
+import { digest } from '../audit/events.js';
 import { CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
 
 const MAX_PARALLEL_TASKS = 256;
@@ -94,6 +95,10 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
       const batchId = `batch_${randomUUID()}`;
       orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
+      // The batch is the root of its tasks' run tree in the audit log.
+      const batchAudit = orchestrator.audit?.forRun({ run_id: batchId, parent_run_id: null, root_run_id: batchId, depth: 0, agent: 'delegate_parallel' });
+      const batchStart = Date.now();
+      batchAudit?.emit({ event: 'run_start', caller: owner, input_digest: digest(args), model: '' });
       let done = 0;
       const results: (RunResult & { index: number })[] = new Array(total);
       const limit = args.max_concurrency ?? total;
@@ -114,6 +119,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
             input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
             owner,
             parentRunId: batchId,
+            rootRunId: batchId,
+            depth: 1,
             signal: batch.signal,
             onProgress: report && ((m) => lastLine.set(index, m)),
           });
@@ -135,6 +142,15 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       }
       const totals = orchestrator.budget.closeBatch(batchId);
       const ok = results.filter((r) => r.status === 'ok').length;
+      batchAudit?.emit({
+        event: 'run_end',
+        status: ctx.mcpReq.signal.aborted ? 'cancelled' : ok === total ? 'ok' : 'error',
+        turns: 0,
+        usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+        cost_usd: totals.self.usd,
+        duration_ms: Date.now() - batchStart,
+        ...(ok < total ? { error: `${total - ok} of ${total} tasks failed` } : {}),
+      });
       // A closing line, sent after every per-task one has gone out, so the client's last word is the total.
       await report?.(`${total}/${total} done · ${ok} ok, ${total - ok} failed`);
       const summary = results

@@ -7,7 +7,9 @@ import type { AgentDefinition } from '../agents/definition.js';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
 import { VERSION } from '../version.js';
+import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
+import { registerResources } from './resources.js';
 
 const UsageSchema = z.object({
   input_tokens: z.number(),
@@ -27,6 +29,7 @@ export const RunResultSchema = z.object({
   duration_ms: z.number(),
   cost_usd: z.number().nullable(),
   notes: z.array(z.string()).optional(),
+  artifacts: z.array(z.object({ name: z.string(), uri: z.string(), bytes: z.number() })).optional(),
 });
 
 /** The per-call budget argument every agent tool accepts: it can only lower the agent's caps. */
@@ -84,6 +87,7 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
     },
   );
   const agents = orchestrator.agents;
+  const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 
   const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}) => {
     const { budget, ...input } = args;
@@ -94,8 +98,21 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
       owner,
       signal: ctx.mcpReq.signal,
       onProgress: progressReporter(ctx),
+      ask: approvalAsker(server, ctx, askTimeoutMs),
       ...extra,
     });
+    // Client log (notifications/message), filtered by the level the client set with logging/setLevel.
+    void ctx.mcpReq
+      .log(result.status === 'ok' ? 'info' : 'warning', {
+        run_id: result.run_id,
+        agent: result.agent,
+        status: result.status,
+        turns: result.turns,
+        tokens: result.usage.input_tokens + result.usage.output_tokens,
+        cost_usd: result.cost_usd,
+        ...(result.error ? { error: result.error } : {}),
+      }, 'delegate-mcp')
+      .catch(() => {});
     return runToolResult(result);
   };
 
@@ -130,7 +147,9 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
       return { content: [{ type: 'text', text }], structuredContent: { agents: list, errors } };
     },
   );
-  registerMetaTools(server, orchestrator, owner);
+  // delegate & co. start runs outside this file: they ask on the session (approval.ts says why).
+  registerMetaTools(server, withSessionApprovals(orchestrator, approvalAsker(server, undefined, askTimeoutMs)), owner);
+  registerResources(server, orchestrator);
   return server;
 }
 

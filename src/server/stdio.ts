@@ -12,7 +12,7 @@ export async function serveStdioServer(orchestrator: Orchestrator): Promise<void
     closing = true;
     log.info(`shutting down (${why})`);
     await handle.close().catch(() => {});
-    await orchestrator.close().catch(() => {});
+    await orchestrator.close(why).catch(() => {});
     process.exit(0);
   };
   const handle = serveStdio(createServerFactory({ orchestrator }), {

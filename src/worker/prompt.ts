@@ -22,7 +22,7 @@ export function buildSystemPrompt(agent: AgentDefinition, tools: ToolSpec[], wor
     parts.push(
       'Deliverables expected from this run: ' +
         agent.artifacts.map((a) => a.name + (a.description ? ` (${a.description})` : '')).join(', ') +
-        '. Put their full content in your final answer.',
+        '. Put the full content of each in your final answer, wrapped as <artifact name="NAME">…</artifact>.',
     );
   }
   parts.push(`Workspace root: ${workspace}`);

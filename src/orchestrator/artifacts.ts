@@ -1,0 +1,79 @@
+// Artifacts: the deliverables an agent declares (`artifacts: [review.md]`), taken from its real final
+// answer and written under <stateDir>/artifacts/<run_id>/. The system prompt asks the model to wrap each
+// one in <artifact name="…">…</artifact>; with a single declared artifact and no tags, the whole answer is it.
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ArtifactSpec } from '../agents/definition.js';
+
+export interface ArtifactRef {
+  name: string;
+  uri: string;
+  bytes: number;
+}
+
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Artifact file name on disk: the declared name when it is a plain file name, else a safe variant. */
+export function artifactFileName(name: string): string {
+  if (SAFE_NAME.test(name) && !name.includes('..')) return name;
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 128) || 'artifact';
+}
+
+export function extractArtifacts(specs: ArtifactSpec[], output: string): { name: string; content: string }[] {
+  const found: { name: string; content: string }[] = [];
+  for (const spec of specs) {
+    const escaped = spec.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const m = new RegExp(`<artifact\\s+name=["']${escaped}["']\\s*>\\n?([\\s\\S]*?)\\n?</artifact>`).exec(output);
+    if (m) found.push({ name: spec.name, content: m[1] });
+  }
+  if (found.length === 0 && specs.length === 1 && output.trim()) found.push({ name: specs[0].name, content: output });
+  return found;
+}
+
+export class ArtifactStore {
+  constructor(readonly dir: string) {}
+
+  write(runId: string, items: { name: string; content: string }[]): ArtifactRef[] {
+    if (!items.length) return [];
+    const runDir = path.join(this.dir, runId);
+    mkdirSync(runDir, { recursive: true });
+    return items.map(({ name, content }) => {
+      const file = artifactFileName(name);
+      writeFileSync(path.join(runDir, file), content);
+      return { name, uri: artifactUri(runId, file), bytes: Buffer.byteLength(content) };
+    });
+  }
+
+  /** Every artifact on disk, newest runs first (for resources/list). */
+  list(limit = 500): ArtifactRef[] {
+    let runs: string[];
+    try {
+      runs = readdirSync(this.dir).filter((d) => /^run_[A-Za-z0-9-]+$/.test(d));
+    } catch {
+      return [];
+    }
+    const withTime = runs.map((r) => ({ r, t: statSync(path.join(this.dir, r)).mtimeMs })).sort((a, b) => b.t - a.t);
+    const out: ArtifactRef[] = [];
+    for (const { r } of withTime) {
+      for (const f of readdirSync(path.join(this.dir, r))) {
+        out.push({ name: f, uri: artifactUri(r, f), bytes: statSync(path.join(this.dir, r, f)).size });
+        if (out.length >= limit) return out;
+      }
+    }
+    return out;
+  }
+
+  /** Reads one artifact; the run id and name are checked so a URI can never leave the artifacts dir. */
+  read(runId: string, name: string): string | undefined {
+    if (!/^run_[A-Za-z0-9-]+$/.test(runId) || artifactFileName(name) !== name) return undefined;
+    try {
+      return readFileSync(path.join(this.dir, runId, name), 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+export function artifactUri(runId: string, file: string): string {
+  return `artifact://${runId}/${encodeURIComponent(file)}`;
+}

@@ -39,6 +39,8 @@ export interface AgentDefinition {
   budget: { runTokens?: number; runUsd?: number; dailyTokens?: number; dailyUsd?: number };
   permissions: { deny: string[]; ask: string[]; allow: string[] };
   agents: string[];
+  /** Whether a delegation chain that already contains this agent may call it again (never with the same task). */
+  allowReentry: boolean;
   outputSchema?: JsonSchema;
   /** Where it came from, for error messages and hot reload. */
   source: { file: string; format: 'yaml' | 'claude-md' | 'codex-toml' | 'dynamic' };

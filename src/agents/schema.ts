@@ -159,6 +159,8 @@ export const AgentFileSchema = z
     budget: budgetSchema.optional(),
     permissions: permissionsSchema.optional(),
     agents: z.array(agentName).optional(),
+    /** May this agent be re-entered by a delegation chain it is already part of (never with the same task). */
+    allow_reentry: z.boolean().default(false),
     output_schema: objectJsonSchema.optional(),
   })
   .superRefine(
@@ -248,6 +250,7 @@ export function normalise(raw: AgentFile, file: string): AgentDefinition {
       allow: [...(raw.permissions?.allow ?? [])],
     },
     agents: [...new Set(raw.agents ?? [])],
+    allowReentry: raw.allow_reentry,
     ...(raw.output_schema !== undefined && { outputSchema: raw.output_schema as JsonSchema }),
     source: { file, format: 'yaml' },
   };

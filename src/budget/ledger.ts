@@ -474,7 +474,11 @@ export class BudgetLedger {
     return result;
   }
 
-  commit(reservationId: string, usage: Usage | null, fallback?: { streamedOutputTokens: number }): Charge {
+  /**
+   * `usdOverride`: the USD to charge instead of pricing `usage` at the reservation's model; for usage
+   * reported by a re-entry child, whose tree may have used several models.
+   */
+  commit(reservationId: string, usage: Usage | null, fallback?: { streamedOutputTokens: number }, usdOverride?: number | null): Charge {
     const res = this.reservations.get(reservationId);
     if (!res) throw new Error(`budget: commit of unknown or already settled reservation ${reservationId}`);
     let u = usage;
@@ -495,7 +499,9 @@ export class BudgetLedger {
       parts = { input: res.inputTokens, output: res.maxOutputTokens, cache_read: 0, cache_write: 0 };
     }
     const tokens = parts.input + parts.output + parts.cache_read + parts.cache_write;
-    const usd = res.price
+    const usd = usdOverride !== undefined
+      ? usdOverride
+      : res.price
       ? usageCost(res.price, {
           input_tokens: parts.input,
           output_tokens: parts.output,

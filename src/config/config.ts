@@ -5,6 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { ProviderEndpoint, WireApi } from '../providers/types.js';
 import { PriceTableSchema } from '../budget/prices.js';
+import { AgentDirsSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -34,6 +35,12 @@ const McpServerSchema = z.union([
 
 export const DelegateConfigSchema = z.strictObject({
   agentsDir: z.string().default('agents'),
+  /** Reload agent files when they change while serving (notifies clients with tools/list_changed). */
+  watch: z.boolean().default(true),
+  /** More agent directories by format; default: .claude/agents and .codex/agents under the workspace when present. */
+  agentDirs: AgentDirsSchema.optional(),
+  /** The create_agent tool / `agents create`: drafting model, permission ceiling, saving. */
+  createAgent: CreateAgentConfigSchema.default(DEFAULT_CREATE_AGENT_CONFIG),
   workspace: z.string().optional(),
   stateDir: z.string().optional(),
   defaultModel: z.string().optional(),
@@ -46,6 +53,14 @@ export const DelegateConfigSchema = z.strictObject({
   audit: z
     .strictObject({ enabled: z.boolean().default(true), dir: z.string().optional(), previews: z.boolean().default(false) })
     .default({ enabled: true, previews: false }),
+  /** Agents delegating to agents (`agents: [...]` in a definition): through a child delegate-mcp by default. */
+  reentry: z
+    .strictObject({
+      mode: z.enum(['process', 'in-process']).default('process'),
+      /** The deepest a delegation chain may go (a top-level run is depth 0). */
+      maxDepth: z.number().int().min(0).max(16).default(3),
+    })
+    .default({ mode: 'process', maxDepth: 3 }),
   /** USD per million tokens, merged over the built-in list prices; key = provider-local model id. */
   prices: PriceTableSchema.default({}),
   requests: z

@@ -108,6 +108,24 @@ export class BudgetGate {
     return this.ledger.commit(res.id, usage, usage ? undefined : { streamedOutputTokens: Math.ceil(streamedOutputChars / 4) });
   }
 
+  /**
+   * Reserves, in the parent run's scopes, the slice a re-entry child may spend: min(the child's own cap,
+   * what every scope covering the parent has left). Returns the slice to send in the chain (undefined
+   * dimensions = no limit applies) and the reservation the child's reported usage is committed to.
+   */
+  reserveSlice(rb: RunBudget, childModel: string, childCapTokens?: number): { ok: true; reservationId: string; tokens?: number } | { ok: false; reason: string } {
+    const UNLIMITED = 1e12;
+    const want = childCapTokens ?? UNLIMITED;
+    const r = this.ledger.reserve({ runId: rb.runId, model: childModel, inputTokens: 0, maxOutputTokens: want, minOutputTokens: 1 });
+    if (!r.ok) return { ok: false, reason: r.message };
+    return { ok: true, reservationId: r.reservationId, ...(r.maxOutputTokens < UNLIMITED ? { tokens: r.maxOutputTokens } : {}) };
+  }
+
+  /** Commits what a re-entry child reported for its whole tree (its USD, not re-priced here). */
+  commitSlice(reservationId: string, usage: Usage | null, usd: number | null): { tokens: number; usd: number | null } {
+    return this.ledger.commit(reservationId, usage ?? { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, undefined, usd);
+  }
+
   closeRun(rb: RunBudget): RunTotals {
     if (rb.reservation) {
       this.ledger.release(rb.reservation.id);

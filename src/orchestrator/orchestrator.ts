@@ -10,7 +10,7 @@ import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { parseModelRef } from '../providers/model-ref.js';
 import type { RuleSet } from '../permissions/index.js';
-import { emptyUsage, type ProviderEndpoint, type ToolCall, type Usage } from '../providers/types.js';
+import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
 import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
@@ -20,6 +20,9 @@ import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
+import { RESULT_META_KEY, refuseHop, taskDigest, type CallChain, type RunLineage } from './chain.js';
+import { CHILD_ENV, ChildHub } from './reentry.js';
+import { checkToolCall } from '../permissions/index.js';
 import { RunPool, ServerBusyError } from './pool.js';
 import { RunRegistry, type RunRecord, type RunResult } from './runs.js';
 import { ToolGate, type AskFn, type ToolDecisionRecord, type ToolRun } from './tool-gate.js';
@@ -44,6 +47,8 @@ export interface RunRequest {
   depth?: number;
   /** Who asked, for the audit log: an MCP client, "cli", or "agent:<name>". */
   caller?: string;
+  /** The call chain this run arrives with (from a delegating agent, in-process or over the re-entry hop). */
+  chain?: CallChain;
   /** Asks the client to approve a call an `ask` rule covers; without it such calls are denied. */
   ask?: AskFn;
   /** The delegating caller's permission rules: the run may only do what both allow. */
@@ -56,6 +61,8 @@ const HEARTBEAT_MS = 5_000;
 export class Orchestrator {
   readonly runs: RunRegistry;
   readonly artifacts: ArtifactStore;
+  /** The warm child delegate-mcp that delegations run in (process re-entry). */
+  private hub?: ChildHub;
   /** Secrets never reach the state dir: audit events and artifacts both pass through this. */
   readonly redactor: Redactor;
   /** Every tool call goes through this: permissions, approvals, built-in and downstream MCP tools. */
@@ -83,7 +90,9 @@ export class Orchestrator {
     const audit = cfg.auditDir
       ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }) })
       : undefined;
-    return new Orchestrator(cfg, agents, await BudgetGate.open(cfg), audit);
+    // A re-entry child keeps its books in memory: its parent commits the usage it reports.
+    const budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
+    return new Orchestrator(cfg, agents, budget, audit);
   }
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
@@ -151,11 +160,17 @@ export class Orchestrator {
     };
     this.runs.add(record);
 
-    const depth = req.parentRunId ? (req.depth ?? 1) : 0;
+    const chain = req.chain;
+    const depth = chain ? chain.depth : req.parentRunId ? (req.depth ?? 1) : 0;
+    record.lineage = {
+      rootRunId: chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? runId,
+      depth,
+      ancestry: [...(chain?.ancestry ?? []), { agent: req.agent, task: taskDigest(req.input) }],
+    };
     record.audit = this.audit?.forRun({
       run_id: runId,
-      parent_run_id: req.parentRunId ?? null,
-      root_run_id: req.rootRunId ?? req.parentRunId ?? runId,
+      parent_run_id: chain?.parent_run_id ?? req.parentRunId ?? null,
+      root_run_id: record.lineage.rootRunId,
       depth,
       agent: req.agent,
     });
@@ -166,7 +181,13 @@ export class Orchestrator {
       model: modelRef,
       ...(this.audit && agent ? previewField('input_preview', this.audit.previewText(JSON.stringify(req.input), agent.policies.secrets.redact)) : {}),
     });
-    const prepared = agent ? this.prepare(agent, modelRef, req.input) : { error: this.unknownAgent(req.agent) };
+    // A chain is enforced on arrival too: depth, cycles, and (below) its budget and rules as ceilings.
+    const refused = chain && agent ? refuseHop({ rootRunId: chain.root_run_id, depth: chain.depth - 1, ancestry: chain.ancestry }, agent, req.input, this.cfg.delegate.reentry.maxDepth) : undefined;
+    const prepared = refused
+      ? { error: refused }
+      : agent
+        ? this.prepare(agent, modelRef, req.input)
+        : { error: this.unknownAgent(req.agent) };
     if ('error' in prepared) {
       finish('error', '', 0, prepared.error);
       return record;
@@ -179,7 +200,7 @@ export class Orchestrator {
     }
     let rb: RunBudget;
     try {
-      rb = this.budget.openRun({ runId, agent: agent!, modelRef, call: req.budget, parentRunId: req.parentRunId });
+      rb = this.budget.openRun({ runId, agent: agent!, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
     } catch (err) {
       finish('error', '', 0, `budget: ${(err as Error).message}`);
       return record;
@@ -242,11 +263,20 @@ export class Orchestrator {
     const finishRun: typeof finish = (status, output, turns, error) => {
       const totals = this.budget.closeRun(rb);
       record.costUsd = totals.unpricedTokens > 0 && totals.usd === 0 ? null : totals.usd;
+      // What this run and everything it delegated spent (a re-entry parent commits exactly this).
+      const tree = emptyUsage();
+      for (const m of Object.values(totals.byModel)) {
+        tree.input_tokens += m.input;
+        tree.output_tokens += m.output;
+        tree.cache_read_input_tokens += m.cache_read;
+        tree.cache_creation_input_tokens += m.cache_write;
+      }
+      record.treeUsage = tree;
       record.budgetNotes = rb.notes;
       finish(status, output, turns, error);
     };
     const toolAbort = new AbortController();
-    const toolRun = this.tools.openRun({ runId: record.runId, agent, ask: req.ask, callerRules: req.callerRules });
+    const toolRun = this.tools.openRun({ runId: record.runId, agent, ask: req.ask, callerRules: req.callerRules ?? req.chain?.rules });
     let threadId: number | undefined;
     let cancelled: 'cancelled' | 'timeout' | undefined;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -352,12 +382,16 @@ export class Orchestrator {
         reply({});
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
-        void this.callTool(agent, msg.call, toolAbort.signal, toolRun).then((outcome) => reply({ outcome }));
+        const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
+          ? this.delegate(record, rb, toolRun, msg.call, toolAbort.signal, progress)
+          : this.callTool(agent, msg.call, toolAbort.signal, toolRun);
+        void outcome.then((o) => reply({ outcome: o }));
       }
     });
 
     void this.tools
       .prepare(toolRun, toolAbort.signal)
+      .then((tools) => [...tools, ...this.delegationTools(agent, toolRun)])
       .then((tools) => this.pool.run({
         runId: record.runId,
         agent,
@@ -411,6 +445,122 @@ export class Orchestrator {
     return this.tools.execute(r, call, signal);
   }
 
+  /** One `agent__<name>` tool per agent this one may delegate to (listed in `agents:` or allowed by Agent(name)). */
+  private delegationTools(agent: AgentDefinition, toolRun: ToolRun): ToolSpec[] {
+    const names = new Set(agent.agents);
+    for (const layer of toolRun.rules.layers) for (const r of [...layer.allow, ...layer.ask]) {
+      const m = /^Agent\(([A-Za-z0-9_-]+)\)$/.exec(r.trim());
+      if (m) names.add(m[1]);
+    }
+    const specs: ToolSpec[] = [];
+    for (const name of names) {
+      const target = this.agents.get(name);
+      if (!target || (target.name === agent.name && !target.allowReentry)) continue;
+      specs.push({
+        name: `${DELEGATION_PREFIX}${name}`,
+        description: `Delegate to the agent "${name}": ${target.description}`.slice(0, 1024),
+        inputSchema: target.inputSchema,
+      });
+    }
+    return specs;
+  }
+
+  /**
+   * Runs `agent__<name>` for a parent run: permission check, depth and cycle checks, a budget slice
+   * reserved in the parent's scopes, then the child run — over the re-entry hop (a child delegate-mcp
+   * process, the default) or in-process — with progress forwarded and cancellation passed down.
+   */
+  private async delegate(
+    parent: RunRecord,
+    rb: RunBudget,
+    toolRun: ToolRun,
+    call: ToolCall,
+    signal: AbortSignal,
+    progress: (what: string) => void,
+  ): Promise<ToolOutcome> {
+    const name = call.name.slice(DELEGATION_PREFIX.length);
+    const target = this.agents.get(name);
+    const started = Date.now();
+    const decided = (decision: 'allow' | 'deny', reason: string, rule: string | null, outcome: 'ok' | 'error') => {
+      parent.audit?.emit({ event: 'tool_call', tool: call.name, args_digest: digest(call.arguments), decision, rule, duration_ms: Date.now() - started, outcome });
+      if (decision === 'deny') parent.audit?.emit({ event: 'permission_denied', tool: call.name, rule, reason });
+    };
+    if (!target) {
+      decided('deny', 'unknown agent', null, 'error');
+      return { isError: true, content: `unknown agent "${name}" (available: ${this.agents.list().map((a) => a.name).join(', ')})` };
+    }
+    // Depth and cycles first: they name the whole chain, which says more than a missing rule would.
+    const lineage = parent.lineage!;
+    const refused = refuseHop(lineage, target, call.arguments, this.cfg.delegate.reentry.maxDepth);
+    if (refused) {
+      decided('deny', refused, null, 'error');
+      return { isError: true, content: refused };
+    }
+    const perm = await checkToolCall(toolRun.rules, call.name, call.arguments, { workspaceRoot: this.cfg.workspace });
+    if (perm.decision !== 'allow') {
+      decided('deny', perm.reason, perm.rule, 'error');
+      return { isError: true, content: `permission denied: ${perm.reason}` };
+    }
+    const mode = this.cfg.delegate.reentry.mode;
+    const input = call.arguments;
+    const onProgress = (m: string) => progress(`→ ${name}: ${m}`);
+
+    if (mode === 'in-process') {
+      // Same process, same ledger: the child's budget scope is a child of the parent's run scope.
+      const child = this.start({
+        agent: name,
+        input,
+        owner: parent.owner,
+        signal,
+        onProgress,
+        parentRunId: parent.runId,
+        caller: `agent:${parent.agent}`,
+        chain: { v: 1, root_run_id: lineage.rootRunId, parent_run_id: parent.runId, depth: lineage.depth + 1, ancestry: lineage.ancestry, budget: {}, rules: toolRun.rules },
+      });
+      parent.audit?.emit({ event: 'delegation', child_run_id: child.runId, child_agent: name, hop: 'in-process' });
+      const r = await child.done;
+      decided('allow', 'delegation', null, r.status === 'ok' ? 'ok' : 'error');
+      return delegationOutcome(r.run_id, name, r.status, r.output, r.error);
+    }
+
+    // Process hop: reserve the child's slice here; commit what it reports for its whole tree.
+    const childModel = target.model ?? this.cfg.defaultModel ?? 'unknown/unknown';
+    const slice = this.budget.reserveSlice(rb, childModel, target.budget.runTokens);
+    if (!slice.ok) {
+      parent.audit?.emit({ event: 'budget_refused', scope: 'run', tokens: 0, usd: null, message: slice.reason });
+      decided('deny', slice.reason, null, 'error');
+      return { isError: true, content: `delegation to ${name} refused: ${slice.reason}` };
+    }
+    const chain: CallChain = {
+      v: 1,
+      root_run_id: lineage.rootRunId,
+      parent_run_id: parent.runId,
+      depth: lineage.depth + 1,
+      ancestry: lineage.ancestry,
+      budget: slice.tokens !== undefined ? { tokens: slice.tokens } : {},
+      rules: toolRun.rules,
+    };
+    this.hub ??= new ChildHub(this.cfg);
+    let childRunId = '';
+    try {
+      const res = await this.hub.call(name, input, chain, { signal, onProgress, timeoutMs: this.cfg.delegate.runs.timeoutS * 1000 });
+      const meta = (res._meta?.[RESULT_META_KEY] ?? {}) as { run_id?: string; usage?: Usage; tree_usage?: Usage; cost_usd?: number | null; status?: string };
+      childRunId = meta.run_id ?? '';
+      const charge = this.budget.commitSlice(slice.reservationId, meta.tree_usage ?? meta.usage ?? null, meta.cost_usd ?? null);
+      parent.audit?.emit({ event: 'delegation', child_run_id: childRunId, child_agent: name, hop: 'process' });
+      parent.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd, message: `re-entry child ${childRunId} (${name})` });
+      const text = res.content.map((c) => (c.type === 'text' ? c.text : `[${c.type}]`)).join('\n');
+      decided('allow', 'delegation', null, res.isError ? 'error' : 'ok');
+      return { isError: Boolean(res.isError), content: text };
+    } catch (err) {
+      // The child never reported: nothing is known to be spent beyond what it streamed; release the slice.
+      this.budget.ledger.release(slice.reservationId);
+      decided('allow', 'delegation', null, 'error');
+      const why = signal.aborted ? 'cancelled' : (err as Error).message;
+      return { isError: true, content: `delegation to ${name} failed: ${why}` };
+    }
+  }
+
   /** tool_call (every decision) and permission_denied (refusals) into the run's audit trail. */
   private auditToolDecision(d: ToolDecisionRecord): void {
     const ra = this.runs.get(d.runId)?.audit;
@@ -441,6 +591,7 @@ export class Orchestrator {
     await Promise.race([Promise.all(running.map((r) => r.done)), grace]);
     this.runs.close();
     await this.pool.close();
+    await this.hub?.close();
     await this.budget.close();
     if (reason) this.audit?.emit({ event: 'server_stop', reason });
     this.audit?.close();
@@ -456,4 +607,19 @@ function describeToolCall(call: ToolCall): string {
 
 function previewField<K extends string>(key: K, text: string | undefined): Partial<Record<K, string>> {
   return text === undefined ? {} : ({ [key]: text } as Record<K, string>);
+}
+
+const DELEGATION_PREFIX = 'agent__';
+
+/** Per-call caps: the smaller of what the caller asked and what the chain granted. */
+function lowerCaps(call: CallBudget | undefined, slice: CallChain['budget'] | undefined): CallBudget | undefined {
+  if (!slice || (slice.tokens === undefined && slice.usd === undefined)) return call;
+  const min = (a?: number, b?: number) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
+  return { run_tokens: min(call?.run_tokens, slice.tokens), run_usd: min(call?.run_usd, slice.usd) };
+}
+
+function delegationOutcome(runId: string, agent: string, status: string, output: string, error?: string): ToolOutcome {
+  return status === 'ok'
+    ? { isError: false, content: output }
+    : { isError: true, content: `run ${runId} (${agent}) ${status}: ${error ?? ''}${output ? `\n\nLast partial answer:\n${output}` : ''}` };
 }

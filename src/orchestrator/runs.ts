@@ -37,6 +37,10 @@ export interface RunRecord {
   usage: Usage;
   result?: RunResult;
   costUsd?: number | null;
+  /** Usage of this run and every run it delegated to (from the budget books). */
+  treeUsage?: Usage;
+  /** Where the run stands in its delegation tree. */
+  lineage?: import('./chain.js').RunLineage;
   audit?: import('../audit/audit-log.js').RunAudit;
   budgetNotes?: string[];
   done: Promise<RunResult>;

@@ -9,6 +9,7 @@ import type { RunResult } from '../orchestrator/runs.js';
 import { VERSION } from '../version.js';
 import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
+import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { registerResources } from './resources.js';
 
 const UsageSchema = z.object({
@@ -89,9 +90,14 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
   const agents = orchestrator.agents;
   const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 
-  const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}) => {
+  const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}): Promise<CallToolResult> => {
     const { budget, ...input } = args;
+    // A delegating delegate-mcp sends its call chain in _meta; it can only lower our limits.
+    const { chain, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined);
+    if (chainError) return { isError: true, content: [{ type: 'text', text: `refused: ${chainError}` }] };
     const result = await orchestrator.run({
+      chain,
+      caller: chain ? `agent:${chain.ancestry[chain.ancestry.length - 1].agent}` : undefined,
       agent: agentName,
       input,
       budget: budget as RunRequest['budget'],
@@ -113,7 +119,13 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
         ...(result.error ? { error: result.error } : {}),
       }, 'delegate-mcp')
       .catch(() => {});
-    return runToolResult(result);
+    const toolResult = runToolResult(result);
+    if (chain) {
+      // The parent's books: this run's id, status and what its whole tree spent.
+      const rec = orchestrator.runs.get(result.run_id);
+      toolResult._meta = { [RESULT_META_KEY]: { run_id: result.run_id, status: result.status, usage: result.usage, tree_usage: rec?.treeUsage ?? result.usage, cost_usd: result.cost_usd } };
+    }
+    return toolResult;
   };
 
   for (const agent of agents.exposed()) registerAgentTool(server, agent, runAgent);

@@ -1,0 +1,92 @@
+// The call chain: the limits that travel with a delegated call. Inside the process it is an object;
+// across the re-entry hop it travels in the MCP request's `_meta` under CHAIN_META_KEY, and the child
+// enforces it as its own ceilings. A chain can only LOWER limits relative to the server's own config:
+// depth is checked against our max_depth, budgets become per-call caps (which only lower), and rules
+// are intersected with the agent's own (which only narrows). So a forged chain cannot raise anything.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { AgentDefinition } from '../agents/definition.js';
+import type { RuleSet } from '../permissions/index.js';
+
+export const CHAIN_META_KEY = 'io.delegate-mcp/chain';
+/** What the child returns in the result's `_meta`: its run id, usage and cost, for the parent's books. */
+export const RESULT_META_KEY = 'io.delegate-mcp/run';
+
+const RuleLayerSchema = z.object({
+  label: z.string().optional(),
+  deny: z.array(z.string()),
+  ask: z.array(z.string()),
+  allow: z.array(z.string()),
+});
+
+export const CallChainSchema = z.strictObject({
+  v: z.literal(1),
+  root_run_id: z.string().min(1).max(100),
+  parent_run_id: z.string().min(1).max(100),
+  /** Depth of the run this call creates (the caller's depth + 1). */
+  depth: z.number().int().min(1).max(64),
+  /** Root first: who is already running, with a digest of the task each was given. */
+  ancestry: z.array(z.object({ agent: z.string(), task: z.string() })).min(1).max(64),
+  /** The slice of the caller's budget granted to this call. */
+  budget: z.object({ tokens: z.number().nonnegative().optional(), usd: z.number().nonnegative().optional() }),
+  /** The caller's effective permission rules. */
+  rules: z.object({ layers: z.array(RuleLayerSchema).max(32) }),
+});
+
+export type CallChain = z.infer<typeof CallChainSchema>;
+
+/** Where a run stands in its delegation tree (what its own delegations extend). */
+export interface RunLineage {
+  rootRunId: string;
+  depth: number;
+  ancestry: { agent: string; task: string }[];
+}
+
+/** Digest of a task after normalising whitespace and case, so "same task" survives reformatting. */
+export function taskDigest(input: Record<string, unknown>): string {
+  const { budget: _b, ...rest } = input;
+  const text = JSON.stringify(rest).toLowerCase().replace(/\s+/g, ' ').trim();
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+export function describeChain(ancestry: { agent: string }[], next?: string): string {
+  return [...ancestry.map((a) => a.agent), ...(next ? [next] : [])].join(' → ');
+}
+
+/**
+ * Whether `target` may run as the next hop of `lineage` with this input. Returns the refusal reason,
+ * or undefined when allowed. Used by the caller before a hop and by the child on arrival.
+ */
+export function refuseHop(lineage: RunLineage, target: AgentDefinition, input: Record<string, unknown>, maxDepth: number): string | undefined {
+  const depth = lineage.depth + 1;
+  if (depth > maxDepth) {
+    return `delegation refused: ${describeChain(lineage.ancestry, target.name)} would be depth ${depth}, over max_depth ${maxDepth}`;
+  }
+  const already = lineage.ancestry.filter((a) => a.agent === target.name);
+  if (already.length) {
+    if (!target.allowReentry) {
+      return `delegation refused: cycle ${describeChain(lineage.ancestry, target.name)} (${target.name} is already running in this chain; set allow_reentry: true in its definition to permit re-entry with a different task)`;
+    }
+    const digest = taskDigest(input);
+    if (already.some((a) => a.task === digest)) {
+      return `delegation refused: ${target.name} is already working on this same task in the chain ${describeChain(lineage.ancestry)}`;
+    }
+  }
+  return undefined;
+}
+
+/** Parses `_meta[CHAIN_META_KEY]`; a malformed chain is refused with the reason. */
+export function parseChain(meta: Record<string, unknown> | undefined): { chain?: CallChain; error?: string } {
+  const raw = meta?.[CHAIN_META_KEY];
+  if (raw === undefined) return {};
+  const r = CallChainSchema.safeParse(raw);
+  if (!r.success) {
+    return { error: `invalid ${CHAIN_META_KEY} in _meta: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}` };
+  }
+  if (r.data.ancestry.length !== r.data.depth) return { error: `invalid ${CHAIN_META_KEY}: depth ${r.data.depth} does not match an ancestry of ${r.data.ancestry.length}` };
+  return { chain: r.data };
+}
+
+export function rulesFromChain(chain: CallChain): RuleSet {
+  return chain.rules;
+}

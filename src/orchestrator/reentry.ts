@@ -1,0 +1,87 @@
+// Re-entry: this server as an MCP client of a child delegate-mcp process (same entry point, started with
+// process.execPath, never npx), kept warm and reused by every delegation, restarted when it dies. The
+// call chain rides in each request's `_meta`; progress comes back as notifications and cancellation goes
+// down as notifications/cancelled, both handled by the SDK client.
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import type { CallToolResult } from '@modelcontextprotocol/server';
+import type { ResolvedConfig } from '../config/config.js';
+import { log } from '../log.js';
+import { VERSION } from '../version.js';
+import { CHAIN_META_KEY, type CallChain } from './chain.js';
+
+/** Set in the child's environment: its budget books stay in memory (the parent commits their usage). */
+export const CHILD_ENV = 'DELEGATE_MCP_CHILD';
+
+export class ChildHub {
+  private client?: Client;
+  private connecting?: Promise<Client>;
+  private transport?: StdioClientTransport;
+  private closed = false;
+
+  constructor(private readonly cfg: ResolvedConfig) {}
+
+  /** The child's pid while it runs (tests and diagnostics look for it in the process tree). */
+  get pid(): number | null {
+    return this.transport?.pid ?? null;
+  }
+
+  private connect(): Promise<Client> {
+    if (this.client) return Promise.resolve(this.client);
+    this.connecting ??= (async () => {
+      const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+      const args = [cli, 'serve', '--agents', this.cfg.agentsDir, '--workspace', this.cfg.workspace];
+      if (this.cfg.configFile) args.push('--config', this.cfg.configFile);
+      const transport = new StdioClientTransport({
+        command: process.execPath,
+        args,
+        env: { ...(process.env as Record<string, string>), [CHILD_ENV]: '1' },
+        cwd: this.cfg.workspace,
+        stderr: 'inherit',
+      });
+      const client = new Client({ name: 'delegate-mcp-parent', version: VERSION });
+      transport.onclose = () => {
+        // A dead child is started again on the next delegation.
+        if (this.client === client) this.client = undefined;
+        if (!this.closed) log.warn('re-entry child exited; it will be restarted on the next delegation');
+      };
+      try {
+        await client.connect(transport);
+      } finally {
+        this.connecting = undefined;
+      }
+      this.transport = transport;
+      this.client = client;
+      log.debug(`re-entry child started (pid ${transport.pid})`);
+      return client;
+    })();
+    return this.connecting;
+  }
+
+  async call(
+    agent: string,
+    args: Record<string, unknown>,
+    chain: CallChain,
+    opts: { signal: AbortSignal; onProgress?: (message: string) => void; timeoutMs: number },
+  ): Promise<CallToolResult> {
+    const client = await this.connect();
+    return (await client.callTool(
+      { name: agent, arguments: args, _meta: { [CHAIN_META_KEY]: chain } },
+      {
+        signal: opts.signal,
+        // Progress from the child keeps the hop alive and is forwarded to our own caller.
+        onprogress: (p) => opts.onProgress?.(p.message ?? `${p.progress}`),
+        resetTimeoutOnProgress: true,
+        timeout: opts.timeoutMs,
+        maxTotalTimeout: opts.timeoutMs,
+      },
+    )) as CallToolResult;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client?.close().catch(() => {});
+    this.client = undefined;
+  }
+}

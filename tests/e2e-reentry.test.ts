@@ -200,6 +200,27 @@ permissions:
     }
   });
 
+  it('reentry.mode in-process runs the same checks in one process with one ledger', async () => {
+    const ipCfg = path.join(ws, 'inproc.json');
+    writeFileSync(ipCfg, JSON.stringify({ delegate: { reentry: { mode: 'in-process', maxDepth: 2 } } }));
+    const srv = await startServer({ args: ['--config', ipCfg, '--agents', agentsDir, '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    try {
+      mock.reset();
+      const calls = Array.from({ length: 3 }, (_, i) => ({ name: 'agent__helper', arguments: { task: `piece ${i}` } }));
+      mock.setHandler(planned({ lead: calls, helper: [{ name: 'agent__lead', arguments: { task: 'back' } }] }, () => ({ usage: { input_tokens: 10, output_tokens: 5 } })));
+      const r = (await srv.client.callTool({ name: 'lead', arguments: { task: 'go' } })).structuredContent as any;
+      assert.equal(r.status, 'ok');
+      assert.match(r.output, /delegation refused: cycle lead → helper → lead/);
+      assert.deepEqual(childPids(srv.transport.pid!), [], 'no child process in-process');
+      const st = (await srv.client.callTool({ name: 'budget_status', arguments: { run_id: r.run_id } })).structuredContent as any;
+      assert.equal(st.runs[0].spent.tokens, 2 * 15 + 3 * 2 * 15, 'parent = own + children');
+      assert.equal(st.runs.length, 4, 'the run and its three children');
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
+
   it('a forged or malformed chain from a plain client cannot raise any limit', async () => {
     const srv = await serve();
     try {

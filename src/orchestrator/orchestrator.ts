@@ -261,6 +261,7 @@ export class Orchestrator {
     const { port1, port2 } = new MessageChannel();
     // Settle the books before the result goes out: nothing the run reserved stays reserved.
     const finishRun: typeof finish = (status, output, turns, error) => {
+      if (record.status !== 'running') return; // settled already (e.g. by the cancel fallback below)
       const totals = this.budget.closeRun(rb);
       record.costUsd = totals.unpricedTokens > 0 && totals.usd === 0 ? null : totals.usd;
       // What this run and everything it delegated spent (a re-entry parent commits exactly this).
@@ -308,10 +309,17 @@ export class Orchestrator {
       toolAbort.abort(reason);
       // Hard kill only if the cooperative cancel did not end the run in time.
       graceTimer = setTimeout(() => {
-        if (record.status === 'running' && threadId !== undefined) {
+        if (record.status !== 'running') return;
+        if (threadId !== undefined) {
           log.warn(`run ${record.runId} did not stop within ${this.cfg.delegate.runs.cancelGraceMs} ms; terminating worker thread ${threadId}`);
           this.pool.killThread(threadId);
         }
+        // Never started (still queued, or its worker cannot start): settle it now; if the task runs
+        // later, the worker sees the cancel first and returns at once.
+        const last = setTimeout(() => {
+          if (record.status === 'running') finishRun(reason, '', record.turn, reason === 'timeout' ? 'run deadline reached before the run could start' : 'run cancelled');
+        }, this.cfg.delegate.runs.cancelGraceMs);
+        last.unref();
       }, this.cfg.delegate.runs.cancelGraceMs);
       graceTimer.unref();
     };

@@ -719,10 +719,10 @@ const listDirTool: BuiltinTool = {
     return {
       name: 'list_dir',
       description:
-        'List a workspace directory recursively (breadth-first, at most ' +
-        `${limits.listMaxEntries} entries). Paths are shown relative to the workspace root, sorted; ` +
-        'directories end with "/", files show their size in bytes, symlinks show their target. ' +
-        'The contents of .git and node_modules directories are not expanded (call list_dir on them directly).',
+        'List the direct entries of a workspace directory (one level, at most ' +
+        `${limits.listMaxEntries} entries; call it again on a subdirectory to go deeper). Paths are shown ` +
+        'relative to the workspace root, sorted; directories end with "/", files show their size in bytes, ' +
+        'symlinks are marked.',
       inputSchema: {
         type: 'object',
         properties: {

@@ -15,7 +15,7 @@
 //   --cli PATH              another build of dist/cli.js to measure as "ours" (for experiments)
 import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -330,6 +330,7 @@ max_turns: 2
     for (const h of handles.values()) await h.close();
   }
   await mock.close();
+  rmSync(ws, { recursive: true, force: true });
 
   report(results, (performance.now() - benchStart) / 1000);
 }

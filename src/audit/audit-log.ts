@@ -31,7 +31,7 @@ export interface AuditLogOptions {
 
 export const PREVIEW_CHARS = 500;
 /** Events after which the log is made durable at once rather than at the next group commit. */
-const FLUSH_AFTER: ReadonlySet<string> = new Set(['run_end', 'server_stop']);
+const FLUSH_AFTER: ReadonlySet<string> = new Set(['server_stop']);
 
 // Per process, not per instance: (pid, seq) stays unique even with two AuditLogs in one process.
 let processSeq = 0;
@@ -132,6 +132,11 @@ export class AuditLog {
   }
 
   /** fdatasync now: after a run ends and on shutdown. Sync, never throws. */
+  /** Durable without blocking the event loop; run ends await it before their result goes out. */
+  flushAsync(): Promise<void> {
+    return this.closed ? Promise.resolve() : this.transport.flushAsync();
+  }
+
   flush(): void {
     this.transport.flush();
   }

@@ -115,6 +115,36 @@ export class DurableFileTransport extends Transport {
     this.sync();
   }
 
+  private inflight: Promise<void> | null = null;
+
+  /**
+   * flush() without blocking the event loop: the fdatasync runs on libuv's pool, and callers that
+   * arrive while one is in flight share the next one (group commit for bursts of run ends).
+   */
+  flushAsync(): Promise<void> {
+    if (this.failing || this.backlog.length) this.recover(true);
+    if (this.inflight) return this.inflight.then(() => this.flushAsync());
+    if (this.fd === null || this.unsynced === 0) return Promise.resolve();
+    if (this.commitTimer) {
+      clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+    }
+    const fd = this.fd;
+    const n = this.unsynced;
+    this.unsynced = 0;
+    this.inflight = new Promise<void>((resolve) => {
+      fs.fdatasync(fd, (err) => {
+        this.inflight = null;
+        if (err && this.fd === fd) {
+          this.unsynced += n;
+          this.fail(err);
+        } else if (!err) this.stats_.synced += n;
+        resolve();
+      });
+    });
+    return this.inflight;
+  }
+
   override close(): void {
     if (this.shut) return;
     this.flush();

@@ -156,7 +156,9 @@ export class Orchestrator {
         ...(error ? { error } : {}),
         ...(this.audit && agent && output ? previewField('output_preview', this.audit.previewText(output, agent.policies.secrets.redact)) : {}),
       });
-      settle(result);
+      // The result goes out only once its run_end is on disk (fdatasync, shared by concurrent run ends).
+      if (this.audit) void this.audit.flushAsync().then(() => settle(result));
+      else settle(result);
     };
     this.runs.add(record);
 

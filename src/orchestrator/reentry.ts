@@ -3,8 +3,9 @@
 // call chain rides in each request's `_meta`; progress comes back as notifications and cancellation goes
 // down as notifications/cancelled, both handled by the SDK client.
 import { fileURLToPath } from 'node:url';
-import { Client } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import type { Client } from '@modelcontextprotocol/client';
+import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { loadClientSdk } from '../tools/mcp-client-sdk.js';
 import type { CallToolResult } from '@modelcontextprotocol/server';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
@@ -30,6 +31,7 @@ export class ChildHub {
   private connect(): Promise<Client> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
+      const { Client, StdioClientTransport } = await loadClientSdk();
       const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
       const args = [cli, 'serve', '--agents', this.cfg.agentsDir, '--workspace', this.cfg.workspace];
       if (this.cfg.configFile) args.push('--config', this.cfg.configFile);

@@ -11,7 +11,7 @@ import type {
   Tool,
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
-import { StreamDriver, missingKey, parseToolArguments } from './shared.js';
+import { StreamDriver, currentDriver, routedFetch, missingKey, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   emptyUsage,
@@ -28,18 +28,21 @@ import {
 export class AnthropicAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
-  // A client per call so its `fetch` can report that call's retries; cheap, and connection
-  // pooling lives in undici's global dispatcher, not in the client.
-  private client(fetch: StreamDriver['fetch']): Anthropic {
+  // One client per adapter (adapters are cached per endpoint); each call's retries still reach its
+  // own driver through routedFetch.
+  private cachedClient?: Anthropic;
+
+  private client(): Anthropic {
+    if (this.cachedClient) return this.cachedClient;
     const { apiKey, baseURL, headers, maxRetries, requestTimeoutMs } = this.endpoint;
-    return new Anthropic({
+    return (this.cachedClient = new Anthropic({
       apiKey,
       baseURL, // undefined → the SDK reads ANTHROPIC_BASE_URL itself
       defaultHeaders: headers,
       maxRetries,
       timeout: requestTimeoutMs,
-      fetch,
-    });
+      fetch: routedFetch,
+    }));
   }
 
   async *stream(request: ModelRequest): AsyncGenerator<ModelEvent, void, undefined> {
@@ -48,9 +51,9 @@ export class AnthropicAdapter implements ProviderAdapter {
     let text = '';
     try {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
-      const client = this.client(driver.fetch);
+      const client = this.client();
       const params = toAnthropicParams(request);
-      const stream = yield* driver.open(() => client.messages.create(params, { signal: driver.signal }));
+      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.messages.create(params, { signal: driver.signal })));
 
       const toolCalls: ToolCall[] = [];
       const blocks = new Map<number, { id: string; name: string; json: string }>();

@@ -19,6 +19,20 @@ export * from './types.js';
  */
 export function createAdapter(endpoint: ProviderEndpoint): ProviderAdapter {
   assertEndpointUsable(endpoint);
+  // Adapters (and their SDK clients) are reused per endpoint: runs in a worker share them.
+  const key = JSON.stringify(endpoint);
+  let adapter = adapters.get(key);
+  if (!adapter) {
+    if (adapters.size >= 64) adapters.clear();
+    adapter = buildAdapter(endpoint);
+    adapters.set(key, adapter);
+  }
+  return adapter;
+}
+
+const adapters = new Map<string, ProviderAdapter>();
+
+function buildAdapter(endpoint: ProviderEndpoint): ProviderAdapter {
   switch (endpoint.wireApi) {
     case 'anthropic':
       return new AnthropicAdapter(endpoint);

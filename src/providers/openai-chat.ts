@@ -9,7 +9,7 @@ import type {
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
-import { StreamDriver, missingKey, openAIUsage, parseToolArguments } from './shared.js';
+import { StreamDriver, currentDriver, routedFetch, missingKey, openAIUsage, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   type Message,
@@ -26,16 +26,19 @@ export class OpenAIChatAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
   // A client per call so its `fetch` can report that call's retries (see AnthropicAdapter).
-  private client(fetch: StreamDriver['fetch']): OpenAI {
+  private cachedClient?: OpenAI;
+
+  private client(): OpenAI {
+    if (this.cachedClient) return this.cachedClient;
     const { apiKey, baseURL, headers, maxRetries, requestTimeoutMs } = this.endpoint;
-    return new OpenAI({
+    return (this.cachedClient = new OpenAI({
       apiKey,
       baseURL, // undefined → the SDK reads OPENAI_BASE_URL itself
       defaultHeaders: headers,
       maxRetries,
       timeout: requestTimeoutMs,
-      fetch,
-    });
+      fetch: routedFetch,
+    }));
   }
 
   async *stream(request: ModelRequest): AsyncGenerator<ModelEvent, void, undefined> {
@@ -45,9 +48,9 @@ export class OpenAIChatAdapter implements ProviderAdapter {
     let text = '';
     try {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
-      const client = this.client(driver.fetch);
+      const client = this.client();
       const params = toChatParams(request, isOfficialOpenAI(this.endpoint.baseURL));
-      const stream = yield* driver.open(() => client.chat.completions.create(params, { signal: driver.signal }));
+      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.chat.completions.create(params, { signal: driver.signal })));
 
       const slots: { id: string; name: string; args: string }[] = [];
       const toolCalls: ToolCall[] = [];

@@ -8,7 +8,7 @@ import type {
   ResponseStreamEvent,
   ResponseUsage,
 } from 'openai/resources/responses/responses';
-import { StreamDriver, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
+import { StreamDriver, currentDriver, routedFetch, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   type Message,
@@ -25,16 +25,19 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
   // A client per call so its `fetch` can report that call's retries (see AnthropicAdapter).
-  private client(fetch: StreamDriver['fetch']): OpenAI {
+  private cachedClient?: OpenAI;
+
+  private client(): OpenAI {
+    if (this.cachedClient) return this.cachedClient;
     const { apiKey, baseURL, headers, maxRetries, requestTimeoutMs } = this.endpoint;
-    return new OpenAI({
+    return (this.cachedClient = new OpenAI({
       apiKey,
       baseURL, // undefined → the SDK reads OPENAI_BASE_URL itself
       defaultHeaders: headers,
       maxRetries,
       timeout: requestTimeoutMs,
-      fetch,
-    });
+      fetch: routedFetch,
+    }));
   }
 
   async *stream(request: ModelRequest): AsyncGenerator<ModelEvent, void, undefined> {
@@ -44,9 +47,9 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
     let text = '';
     try {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
-      const client = this.client(driver.fetch);
+      const client = this.client();
       const params = toResponsesParams(request);
-      const stream = yield* driver.open(() => client.responses.create(params, { signal: driver.signal }));
+      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.responses.create(params, { signal: driver.signal })));
 
       const toolCalls: ToolCall[] = [];
       const argBuffers = new Map<number, string>(); // by output_index

@@ -10,8 +10,9 @@
 // plus exactly the `env` of its mcp.json entry, never this server's own environment: our provider API
 // keys reach a child only when the entry names them.
 import path from 'node:path';
-import { Client, SdkError, SdkErrorCode, StreamableHTTPClientTransport, type CallToolResult, type Tool } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import type { CallToolResult, Client, StreamableHTTPClientTransport, Tool } from '@modelcontextprotocol/client';
+import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { isSdkError, loadClientSdk } from './mcp-client-sdk.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { ToolSpec } from '../providers/types.js';
@@ -110,7 +111,7 @@ export class McpServers {
       return { isError: res.isError === true, content: this.cap(renderResult(res)) };
     } catch (err) {
       if (signal?.aborted) return { isError: true, content: `${full}: aborted` };
-      if (err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout) {
+      if (isSdkError(err, 'RequestTimeout')) {
         // A server that does not answer is treated as hung: stop it so the next call starts a fresh one.
         this.drop(server, conn);
         return {
@@ -118,7 +119,7 @@ export class McpServers {
           content: `${full}: MCP server "${server}" did not answer within ${timeoutS} s; it was stopped and will be restarted on the next call`,
         };
       }
-      if (conn.closed || (err instanceof SdkError && err.code === SdkErrorCode.ConnectionClosed)) {
+      if (conn.closed || (isSdkError(err, 'ConnectionClosed'))) {
         this.drop(server, conn);
         const tail = conn.stderr().trim();
         return {
@@ -185,6 +186,7 @@ export class McpServers {
 
   private async connect(server: string): Promise<Connection> {
     const entry = this.entries[server];
+    const { Client, StdioClientTransport, StreamableHTTPClientTransport } = await loadClientSdk();
     const client = new Client({ name: 'delegate-mcp', version: VERSION });
     let stderr = '';
     let transport: StdioClientTransport | StreamableHTTPClientTransport;
@@ -234,7 +236,7 @@ export class McpServers {
       conn.closed = true;
       await client.close().catch(() => {});
       const e = err as Error;
-      const why = e instanceof SdkError && e.code === SdkErrorCode.RequestTimeout ? `no answer within ${timeout / 1000} s` : e.message;
+      const why = isSdkError(e, 'RequestTimeout') ? `no answer within ${timeout / 1000} s` : e.message;
       const tail = stderr.trim();
       throw new Error(`MCP server "${server}" could not be started (${what}): ${why}${tail ? `; its stderr ended with: ${tail.slice(-500)}` : ''}`);
     }

@@ -1,0 +1,197 @@
+// The per-agent MCP tools of one session, kept in step with the live agent store: at session start every
+// exposed agent is registered; on each store 'change' (hot reload, create_agent) new agents are
+// registered, changed ones updated (description, input schema, annotations) and removed ones removed.
+// The SDK sends notifications/tools/list_changed for each of those once the session is connected
+// (coalesced per tick by the server's debouncedNotificationMethods). Also: the create_agent tool.
+import { fromJsonSchema, type CallToolResult, type McpServer, type RegisteredTool, type ServerContext } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+import { createAgent, CreateAgentError } from '../agents/create.js';
+import type { AgentDefinition } from '../agents/definition.js';
+import { AGENT_NAME_RE } from '../agents/schema.js';
+import type { AgentStore } from '../agents/store.js';
+import { log } from '../log.js';
+import type { Orchestrator } from '../orchestrator/orchestrator.js';
+import { CallBudgetSchema, progressReporter, RunResultSchema } from './server.js';
+
+export type RunAgentFn = (agent: string, input: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
+
+/** Tools every session has besides the agents: an agent may not take these names. */
+export const RESERVED_TOOL_NAMES = [
+  'list_agents',
+  'create_agent',
+  'delegate',
+  'delegate_parallel',
+  'budget_status',
+  'run_status',
+  'run_result',
+  'run_cancel',
+];
+
+const READ_ONLY_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
+
+let callBudgetJson: Record<string, unknown> | undefined;
+
+/** Adds the optional `budget` argument to an agent's input schema (unless the author used that name). */
+function withBudgetArgument(schema: Record<string, unknown>): Record<string, unknown> {
+  const props = (schema.properties ?? {}) as Record<string, unknown>;
+  if ('budget' in props) return schema;
+  // Computed on first use: server.ts and this module import each other.
+  callBudgetJson ??= z.toJSONSchema(CallBudgetSchema) as Record<string, unknown>;
+  return { ...schema, properties: { ...props, budget: callBudgetJson } };
+}
+
+function toolConfig(agent: AgentDefinition) {
+  const inputJson = withBudgetArgument(agent.inputSchema);
+  const annotations = {
+    readOnlyHint: agent.tools.builtin.every((t) => READ_ONLY_TOOLS.has(t)) && agent.tools.mcp.length === 0,
+    openWorldHint: true,
+  };
+  return {
+    description: agent.description,
+    inputSchema: fromJsonSchema<Record<string, unknown>>(inputJson as any),
+    annotations,
+    /** What a client sees of the tool: when it changes, the tool is updated. */
+    key: JSON.stringify([agent.description, inputJson, annotations]),
+  };
+}
+
+/**
+ * Registers the store's exposed agents on `server` and keeps them in step with the store until the
+ * session closes (or the returned function is called).
+ */
+export function syncAgentTools(server: McpServer, store: AgentStore, runAgent: RunAgentFn): () => void {
+  const registered = new Map<string, { tool: RegisteredTool; key: string }>();
+  const refused = new Set<string>();
+
+  const sync = () => {
+    const wanted = new Map(store.exposed().map((a) => [a.name, a]));
+    for (const [name, r] of registered) {
+      if (wanted.has(name)) continue;
+      r.tool.remove();
+      registered.delete(name);
+    }
+    for (const agent of wanted.values()) {
+      const c = toolConfig(agent);
+      const r = registered.get(agent.name);
+      if (r) {
+        if (r.key !== c.key) {
+          r.tool.update({ description: c.description, paramsSchema: c.inputSchema, annotations: c.annotations });
+          r.key = c.key;
+        }
+        continue;
+      }
+      if (RESERVED_TOOL_NAMES.includes(agent.name)) {
+        if (!refused.has(agent.name)) log.error(`agent "${agent.name}" (${agent.source.file}) is not offered: the name belongs to a built-in tool`);
+        refused.add(agent.name);
+        continue;
+      }
+      try {
+        const name = agent.name;
+        const tool = server.registerTool(
+          name,
+          { description: c.description, inputSchema: c.inputSchema, outputSchema: RunResultSchema, annotations: c.annotations },
+          // By name: the run uses the store's definition at call time, so updates need no new callback.
+          async (args: Record<string, unknown>, ctx: ServerContext) => runAgent(name, args, ctx),
+        );
+        registered.set(name, { tool, key: c.key });
+      } catch (err) {
+        if (!refused.has(agent.name)) log.error(`agent "${agent.name}" (${agent.source.file}) is not offered: ${(err as Error).message}`);
+        refused.add(agent.name);
+      }
+    }
+  };
+
+  sync();
+  let connectedOnce = false;
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    store.off('change', onChange);
+  };
+  function onChange(): void {
+    // A session that went away without our close hook running (a transport that replaced onclose).
+    if (server.isConnected()) connectedOnce = true;
+    else if (connectedOnce) return stop();
+    try {
+      sync();
+    } catch (err) {
+      log.error(`updating the agent tools of a session failed: ${(err as Error).message}`);
+    }
+  }
+  store.on('change', onChange);
+  // Unsubscribe when the session's server closes (chained: the transport entry may set its own).
+  const inner = server.server;
+  const previous = inner.onclose;
+  inner.onclose = () => {
+    stop();
+    previous?.();
+  };
+  return stop;
+}
+
+const CreateAgentOutput = z.object({
+  name: z.string(),
+  tool_name: z.string(),
+  yaml: z.string(),
+  file: z.string(),
+  saved: z.boolean(),
+  save_refused: z.string().optional(),
+  clamped: z.array(z.string()),
+  attempts: z.number(),
+  model: z.string(),
+});
+
+/** create_agent: a model drafts a definition from a description; the agent is served at once. */
+export function registerCreateAgentTool(server: McpServer, orchestrator: Orchestrator): void {
+  const cc = orchestrator.cfg.delegate.createAgent;
+  if (cc && !cc.enabled) return;
+  server.registerTool(
+    'create_agent',
+    {
+      description:
+        'Create a new agent from a plain-language description. A model drafts its definition (name, description, instructions, tools); its permissions are reduced to what this server allows created agents (by default: reading workspace files only), and it becomes a new tool at once (clients get tools/list_changed). Returns the definition as YAML and the new tool\'s name. With save: true it is also written to the agents directory, if the server allows that.',
+      inputSchema: z.object({
+        description: z.string().min(1).describe('what the agent should do, for whom, and what a good answer looks like'),
+        name: z.string().regex(AGENT_NAME_RE).optional().describe('tool name for the agent ([A-Za-z0-9_-], 1-64); default: chosen by the model'),
+        save: z.boolean().optional().describe('also write it to the agents directory (only when the server allows it)'),
+      }),
+      outputSchema: CreateAgentOutput,
+      annotations: { readOnlyHint: false, openWorldHint: true },
+    },
+    async (args, ctx) => {
+      const report = progressReporter(ctx);
+      try {
+        const out = await createAgent(
+          orchestrator.cfg,
+          orchestrator.agents,
+          { description: args.description, name: args.name, save: args.save, signal: ctx.mcpReq.signal, onProgress: report && ((m) => void report(m)) },
+          RESERVED_TOOL_NAMES,
+        );
+        log.info(`create_agent: created "${out.name}" (${out.savedTo ?? 'in memory'})${out.clamped.length ? `; removed ${out.clamped.join(', ')}` : ''}`);
+        const structured = {
+          name: out.name,
+          tool_name: out.toolName,
+          yaml: out.yaml,
+          file: out.definition.source.file,
+          saved: out.savedTo !== undefined,
+          ...(out.saveRefused && { save_refused: out.saveRefused }),
+          clamped: out.clamped,
+          attempts: out.attempts,
+          model: out.model,
+        };
+        const notes = [
+          `Created agent "${out.name}": call the tool "${out.toolName}".`,
+          out.savedTo ? `Saved to ${out.savedTo}.` : '',
+          out.saveRefused ? out.saveRefused : '',
+          out.clamped.length ? `Removed by the server's permission ceiling: ${out.clamped.join('; ')}.` : '',
+        ].filter(Boolean);
+        return { content: [{ type: 'text', text: `${notes.join('\n')}\n\n${out.yaml}` }], structuredContent: structured };
+      } catch (err) {
+        const msg = err instanceof CreateAgentError ? err.message : `create_agent failed: ${(err as Error).message}`;
+        if (!(err instanceof CreateAgentError)) log.error(`create_agent: ${(err as Error).stack ?? msg}`);
+        return { isError: true, content: [{ type: 'text', text: msg }] };
+      }
+    },
+  );
+}

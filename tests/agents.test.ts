@@ -92,6 +92,7 @@ describe('normalisation', () => {
       budget: {},
       permissions: { deny: [], ask: [], allow: [] },
       agents: [],
+      allowReentry: false,
       source: { file, format: 'yaml' },
     });
     const props = agent!.inputSchema.properties as Record<string, { type: string; description: string }>;

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { DEFAULT_CREATE_AGENT_CONFIG, type CreateAgentCeiling } from '../config/agents-config.js';
 import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
 import { parseRule } from '../permissions/rules.js';
-import { createAdapter } from '../providers/index.js';
+import type { ProviderAdapter } from '../providers/types.js';
 import { parseModelRef } from '../providers/model-ref.js';
 import type { Message } from '../providers/types.js';
 import type { AgentDefinition } from './definition.js';
@@ -96,11 +96,13 @@ export async function createAgent(
   if (!modelRef) {
     throw new CreateAgentError('no model to draft with: set delegate.createAgent.model or delegate.defaultModel in mcp.json (or DELEGATE_MCP_MODEL)');
   }
-  let adapter: ReturnType<typeof createAdapter>;
+  let adapter: ProviderAdapter;
   let modelId: string;
   try {
     const ref = parseModelRef(modelRef);
     modelId = ref.model;
+    // The provider SDKs are loaded here, on the first draft, not at server start-up.
+    const { createAdapter } = await import('../providers/index.js');
     adapter = createAdapter(resolveEndpoint(cfg, ref.provider));
   } catch (err) {
     throw new CreateAgentError(`cannot draft with model "${modelRef}": ${(err as Error).message}`);
@@ -180,7 +182,7 @@ export async function createAgent(
 }
 
 /** One non-streaming-looking call: the text of the model's answer. */
-async function complete(adapter: ReturnType<typeof createAdapter>, model: string, messages: Message[], signal?: AbortSignal): Promise<string> {
+async function complete(adapter: ProviderAdapter, model: string, messages: Message[], signal?: AbortSignal): Promise<string> {
   let text = '';
   try {
     for await (const ev of adapter.stream({ model, system: DRAFT_SYSTEM_PROMPT, messages, tools: [], maxOutputTokens: 4096, temperature: 0.2, signal })) {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { ProviderEndpoint, WireApi } from '../providers/types.js';
 import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
+import { HttpConfigSchema } from '../server/http-config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -101,6 +102,8 @@ export const DelegateConfigSchema = z.strictObject({
       askTimeoutS: z.number().positive().default(120),
     })
     .default({ mcpCallTimeoutS: 60, mcpMaxOutputBytes: 64 * 1024, askTimeoutS: 120 }),
+  /** `serve --http`: bind address, bearer token, limits, shutdown grace (src/server/http-config.ts). */
+  http: HttpConfigSchema,
 });
 
 export const ConfigFileSchema = z.strictObject({
@@ -237,5 +240,6 @@ export function configSecrets(cfg: ResolvedConfig): string[] {
     if ('env' in srv) out.push(...Object.values(srv.env ?? {}));
     if ('headers' in srv) out.push(...Object.values(srv.headers ?? {}));
   }
+  if (cfg.delegate.http.token) out.push(cfg.delegate.http.token);
   return out.filter((v) => v.length >= 8);
 }

@@ -5,7 +5,25 @@ import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { createServerFactory } from './server.js';
 
-export async function serveStdioServer(orchestrator: Orchestrator): Promise<void> {
+export interface StdioServeOptions {
+  /**
+   * Another transport (HTTP) serves from the same process and owns shutdown: stdin EOF then closes
+   * only this connection, and signals are left to the caller.
+   */
+  shared?: boolean;
+}
+
+export async function serveStdioServer(orchestrator: Orchestrator, opts: StdioServeOptions = {}): Promise<{ close(): Promise<void> }> {
+  if (opts.shared) {
+    const shared = serveStdio(createServerFactory({ orchestrator }), {
+      onerror: (err) => log.error(`stdio transport: ${err.message}`),
+    });
+    process.stdin.on('end', () => {
+      log.info('stdio client disconnected; still serving HTTP');
+      void shared.close().catch(() => {});
+    });
+    return shared;
+  }
   let closing = false;
   const shutdown = async (why: string) => {
     if (closing) return;
@@ -22,4 +40,5 @@ export async function serveStdioServer(orchestrator: Orchestrator): Promise<void
   process.stdin.on('end', () => void shutdown('stdin closed'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  return handle;
 }

@@ -5,6 +5,10 @@ import { Command } from 'commander';
 import { loadAgentsDir } from './agents/loader.js';
 import { formatLoadError } from './agents/definition.js';
 import { AgentStore } from './agents/store.js';
+import { agentSources, loadAgentSources } from './agents/formats.js';
+import { watchAgents } from './agents/watch.js';
+import { createAgent, CreateAgentError } from './agents/create.js';
+import { RESERVED_TOOL_NAMES } from './server/agent-tools.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.js';
 import { log } from './log.js';
 import { Orchestrator } from './orchestrator/orchestrator.js';
@@ -13,6 +17,7 @@ import { digest } from './audit/events.js';
 import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
+import type { HttpCliOptions } from './server/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
 import { VERSION } from './version.js';
 
@@ -27,7 +32,7 @@ function addCommon(cmd: Command): Command {
 
 function boot(opts: CommonOpts) {
   const cfg = loadConfig(opts);
-  const agents = new AgentStore(cfg.agentsDir);
+  const agents = new AgentStore(cfg.agentsDir, agentSources(cfg));
   agents.load();
   for (const e of agents.formattedErrors()) log.error(`agent file error: ${e}`);
   return { cfg, agents };
@@ -38,9 +43,18 @@ const program = new Command()
   .description('An MCP server that exposes YAML-defined AI agents as MCP tools.')
   .version(VERSION);
 
-addCommon(program.command('serve').description('serve MCP over stdio'))
-  .action(async (opts: CommonOpts) => {
+addCommon(program.command('serve').description('serve MCP over stdio, or over HTTP with --http (both with --http --stdio)'))
+  .option('--http', 'serve Streamable HTTP at /mcp and legacy SSE at /sse instead of stdio')
+  .option('--stdio', 'with --http: also serve stdio')
+  .option('--host <host>', 'HTTP bind address (default: delegate.http.host or 127.0.0.1; beyond loopback a token is required)')
+  .option('--port <port>', 'HTTP port, 0 for a free one (default: delegate.http.port or 8808)')
+  .option('--token <token>', 'bearer token HTTP clients must send (prefer env DELEGATE_MCP_TOKEN: flags show in ps)')
+  .action(async (opts: CommonOpts & HttpCliOptions & { http?: boolean; stdio?: boolean }) => {
     const { cfg, agents } = boot(opts);
+    // Refuse an unsafe HTTP setup before anything starts.
+    // The HTTP stack (Node adapter, legacy SSE) loads only when asked for: stdio start-up stays fast.
+    const http = opts.http ? await import('./server/http-serve.js') : undefined;
+    const httpOpts = http?.resolveHttpOptions(cfg, opts);
     const orchestrator = await Orchestrator.create(cfg, agents);
     orchestrator.audit?.emit({
       event: 'server_start',
@@ -49,8 +63,11 @@ addCommon(program.command('serve').description('serve MCP over stdio'))
       agents_loaded: agents.exposed().length,
       agents: agents.list().map((a) => a.name),
     });
-    log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over stdio (workspace ${cfg.workspace})`);
-    await serveStdioServer(orchestrator);
+    // Hot reload: file changes reach every session as tools/list_changed (delegate.watch, default on).
+    if (cfg.delegate.watch) watchAgents(agents);
+    log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);
+    if (http && httpOpts) await http.serveHttp(orchestrator, { ...httpOpts, stdio: opts.stdio });
+    else await serveStdioServer(orchestrator);
   });
 
 addCommon(program.command('run').description('run one agent from the terminal and print its answer'))
@@ -140,7 +157,7 @@ addCommon(agentsCmd.command('list').description('list the agents and any load er
   .option('--json', 'print as JSON')
   .action((opts: CommonOpts & { json?: boolean }) => {
     const cfg = loadConfig(opts);
-    const catalog = loadAgentsDir(cfg.agentsDir);
+    const catalog = loadAgentSources(agentSources(cfg));
     const list = [...catalog.agents.values()].map((a) => ({
       name: a.name,
       model: a.model ?? cfg.defaultModel ?? '(default model not set)',
@@ -161,17 +178,42 @@ addCommon(agentsCmd.command('list').description('list the agents and any load er
 agentsCmd
   .command('validate')
   .description('check agent files; exits 1 with file:line:col messages when anything is wrong')
-  .argument('[dir]', 'agents directory (default: from config, or ./agents)')
+  .argument('[dir]', 'agents directory (default: every agent directory from config: agentsDir, agentDirs or .claude/agents, .codex/agents)')
   .option('--config <file>', 'path to mcp.json')
-  .action((dir: string | undefined, opts: CommonOpts) => {
-    const agentsDir = dir ?? loadConfig(opts).agentsDir;
-    const catalog = loadAgentsDir(agentsDir);
+  .option('--format <format>', 'format of the files in [dir]: yaml, claude-md or codex-toml', 'yaml')
+  .action((dir: string | undefined, opts: CommonOpts & { format: string }) => {
+    if (!['yaml', 'claude-md', 'codex-toml'].includes(opts.format)) throw new ConfigError(`--format: expected yaml, claude-md or codex-toml, got ${opts.format}`);
+    const sources = dir ? [{ dir, format: opts.format as 'yaml' }] : agentSources(loadConfig(opts));
+    const agentsDir = sources.map((s) => s.dir).join(', ');
+    const catalog = dir && opts.format === 'yaml' ? loadAgentsDir(dir) : loadAgentSources(sources);
     for (const e of catalog.errors) process.stderr.write(`${formatLoadError(e)}\n`);
     const n = catalog.agents.size;
     if (catalog.errors.length) {
       process.stderr.write(`${catalog.errors.length} error(s); ${n} agent(s) valid in ${agentsDir}\n`);
       process.exitCode = 1;
     } else process.stdout.write(`${n} agent(s) valid in ${agentsDir}\n`);
+  });
+
+addCommon(agentsCmd.command('create').description('draft a new agent from a description with a model; prints its YAML (permissions clamped to delegate.createAgent.ceiling)'))
+  .argument('<description...>', 'what the agent should do')
+  .option('--name <name>', "the agent's name (default: chosen by the model)")
+  .option('--save', 'write it to the agents directory (only when delegate.createAgent.allowSave is true)')
+  .action(async (words: string[], opts: CommonOpts & { name?: string; save?: boolean }) => {
+    const { cfg, agents } = boot(opts);
+    try {
+      const out = await createAgent(cfg, agents, { description: words.join(' '), name: opts.name, save: opts.save, onProgress: (m) => process.stderr.write(`${m}\n`) }, RESERVED_TOOL_NAMES);
+      process.stdout.write(out.yaml);
+      if (out.clamped.length) process.stderr.write(`removed by the permission ceiling: ${out.clamped.join('; ')}\n`);
+      if (out.savedTo) process.stderr.write(`saved to ${out.savedTo}\n`);
+      if (out.saveRefused) {
+        process.stderr.write(`${out.saveRefused.replace(/; the agent is served.*$/, '')}\n`);
+        process.exitCode = 1;
+      }
+    } catch (err) {
+      if (!(err instanceof CreateAgentError)) throw err;
+      process.stderr.write(`delegate-mcp: ${err.message}\n`);
+      process.exitCode = 1;
+    }
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -1,14 +1,14 @@
 // The MCP tool surface: one tool per exposed agent plus list_agents. One McpServer instance per
 // connection (the factory is called per session), so one client never sees another's runs.
 import { randomUUID } from 'node:crypto';
-import { McpServer, fromJsonSchema, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
+import { McpServer, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
-import type { AgentDefinition } from '../agents/definition.js';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
 import { VERSION } from '../version.js';
 import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
+import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
 import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { registerResources } from './resources.js';
 
@@ -40,8 +40,6 @@ export const CallBudgetSchema = z
     run_usd: z.number().positive().optional().describe('cap on USD for this run (can only lower the agent\'s own cap)'),
   })
   .describe('optional budget for this call; it can lower the agent\'s limits, never raise them');
-
-const CALL_BUDGET_JSON = z.toJSONSchema(CallBudgetSchema) as Record<string, unknown>;
 
 /** Tool result for a finished run: structured on success, isError (with run id and cause) otherwise. */
 export function runToolResult(r: RunResult): CallToolResult {
@@ -78,11 +76,14 @@ export function createServerFactory(deps: ServerDeps): () => McpServer {
   return () => buildServer(deps, `session_${randomUUID()}`);
 }
 
-function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
+/** One server instance for one client session; `owner` scopes its runs (the HTTP transport picks it). */
+export function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
   const server = new McpServer(
     { name: 'delegate-mcp', version: VERSION },
     {
       capabilities: { tools: { listChanged: true }, logging: {} },
+      // Hot reload changes several tools at once: one tools/list_changed per tick, not one per tool.
+      debouncedNotificationMethods: ['notifications/tools/list_changed'],
       instructions:
         'Each tool runs an AI agent (a loop of model and tool calls) and returns its final answer. Pass the work in "task" and any background in "context". Calls can take minutes: send a progressToken to get progress.',
     },
@@ -128,7 +129,8 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
     return toolResult;
   };
 
-  for (const agent of agents.exposed()) registerAgentTool(server, agent, runAgent);
+  // One tool per exposed agent, kept in step with the store (hot reload, create_agent): agent-tools.ts.
+  syncAgentTools(server, agents, runAgent);
 
   server.registerTool(
     'list_agents',
@@ -161,30 +163,7 @@ function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
   );
   // delegate & co. start runs outside this file: they ask on the session (approval.ts says why).
   registerMetaTools(server, withSessionApprovals(orchestrator, approvalAsker(server, undefined, askTimeoutMs)), owner);
+  registerCreateAgentTool(server, orchestrator);
   registerResources(server, orchestrator);
   return server;
-}
-
-const READ_ONLY_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
-
-type RunAgentFn = (agent: string, input: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
-
-function registerAgentTool(server: McpServer, agent: AgentDefinition, runAgent: RunAgentFn): void {
-  server.registerTool(
-    agent.name,
-    {
-      description: agent.description,
-      inputSchema: fromJsonSchema<Record<string, unknown>>(withBudgetArgument(agent.inputSchema) as any),
-      outputSchema: RunResultSchema,
-      annotations: { readOnlyHint: agent.tools.builtin.every((t) => READ_ONLY_TOOLS.has(t)) && agent.tools.mcp.length === 0, openWorldHint: true },
-    },
-    async (args: Record<string, unknown>, ctx: ServerContext) => runAgent(agent.name, args, ctx),
-  );
-}
-
-/** Adds the optional `budget` argument to an agent's input schema (unless the author used that name). */
-function withBudgetArgument(schema: Record<string, unknown>): Record<string, unknown> {
-  const props = (schema.properties ?? {}) as Record<string, unknown>;
-  if ('budget' in props) return schema;
-  return { ...schema, properties: { ...props, budget: CALL_BUDGET_JSON } };
 }

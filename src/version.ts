@@ -1,4 +1,5 @@
-// The package version, read once from package.json next to dist/ (or src/ under tsx).
+// The package version, read once from our package.json.
 import { readFileSync } from 'node:fs';
+import { PACKAGE_JSON } from './paths.js';
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;

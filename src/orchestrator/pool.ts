@@ -2,8 +2,8 @@
 // (concurrentTasksPerWorker); no per-task AbortSignal is passed, because piscina cannot share a worker
 // among tasks that carry one. Cancellation is cooperative (over the run's port); `killThread` is the
 // hard fallback after the grace period.
-import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { WORKER_ENTRY } from '../paths.js';
 import type { DelegateConfig } from '../config/config.js';
 import type { RunOutcome, RunTask } from '../worker/protocol.js';
 
@@ -20,7 +20,7 @@ export class RunPool {
 
   constructor(private opts: DelegateConfig['pool']) {
     this.pool = new Piscina({
-      filename: fileURLToPath(new URL('../worker/agent-loop.js', import.meta.url)),
+      filename: WORKER_ENTRY,
       minThreads: Math.min(opts.minThreads, opts.maxThreads),
       maxThreads: opts.maxThreads,
       concurrentTasksPerWorker: opts.concurrentTasksPerWorker,

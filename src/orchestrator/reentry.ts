@@ -2,7 +2,7 @@
 // process.execPath, never npx), kept warm and reused by every delegation, restarted when it dies. The
 // call chain rides in each request's `_meta`; progress comes back as notifications and cancellation goes
 // down as notifications/cancelled, both handled by the SDK client.
-import { fileURLToPath } from 'node:url';
+import { CLI_ENTRY } from '../paths.js';
 import type { Client } from '@modelcontextprotocol/client';
 import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { loadClientSdk } from '../tools/mcp-client-sdk.js';
@@ -32,8 +32,7 @@ export class ChildHub {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
       const { Client, StdioClientTransport } = await loadClientSdk();
-      const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
-      const args = [cli, 'serve', '--agents', this.cfg.agentsDir, '--workspace', this.cfg.workspace];
+      const args = [CLI_ENTRY, 'serve', '--agents', this.cfg.agentsDir, '--workspace', this.cfg.workspace];
       if (this.cfg.configFile) args.push('--config', this.cfg.configFile);
       const transport = new StdioClientTransport({
         command: process.execPath,

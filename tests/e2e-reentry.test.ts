@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
-import { agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+
+const execFileP = promisify(execFile);
 
 type Plan = Record<string, { name: string; arguments: Record<string, unknown> }[]>;
 
@@ -97,6 +101,13 @@ permissions:
       assert.equal(childStart.depth, 1);
       assert.notEqual(childStart.pid, events.find((e) => e.run_id === sc.run_id).pid, "B's events come from the child process");
       assert.ok(events.some((e) => e.event === 'model_call' && e.run_id === del.child_run_id), "B's model call happened in the child");
+      // `audit --run` rebuilds the tree across the process hop.
+      const { stdout } = await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', sc.run_id, '--config', cfg, '--workspace', ws]);
+      const tree = JSON.parse(stdout);
+      assert.equal(tree.agent, 'lead');
+      assert.equal(tree.children.length, 1);
+      assert.equal(tree.children[0].agent, 'helper');
+      assert.equal(tree.children[0].status, 'ok');
     } finally {
       mock.reset();
       await srv.close();

@@ -156,9 +156,11 @@ export class Orchestrator {
         ...(error ? { error } : {}),
         ...(this.audit && agent && output ? previewField('output_preview', this.audit.previewText(output, agent.policies.secrets.redact)) : {}),
       });
-      // The result goes out only once its run_end is on disk (fdatasync, shared by concurrent run ends).
-      if (this.audit) void this.audit.flushAsync().then(() => settle(result));
-      else settle(result);
+      // run_end is already in the file (one write before this line), so a kill -9 from here on cannot
+      // lose it; the fdatasync that also covers power loss runs off the event loop, shared by
+      // concurrent run ends, without holding the result back.
+      void this.audit?.flushAsync();
+      settle(result);
     };
     this.runs.add(record);
 
@@ -338,11 +340,7 @@ export class Orchestrator {
 
     port1.on('message', (msg: WorkerMessage) => {
       if (msg.kind === 'event') {
-        if (msg.type === 'turn_start') {
-          threadId = msg.threadId;
-          record.turn = msg.turn;
-          progress('thinking');
-        } else if (msg.type === 'stream_start') progress('model responding');
+        if (msg.type === 'stream_start') progress('model responding');
         else if (msg.type === 'retry') {
           retries++;
           progress(`retrying model call (attempt ${msg.attempt}: ${msg.reason})`);
@@ -356,6 +354,9 @@ export class Orchestrator {
             : ({ kind: 'reply', id: msg.id, ok: true, ...r } satisfies MainReply),
         );
       if (msg.kind === 'model_call_start') {
+        threadId = msg.threadId;
+        record.turn = msg.turn;
+        progress('thinking');
         // Budget gate: no model call starts unless every scope covering it can afford it.
         const gate = this.budget.beforeCall(rb, msg.estimatedInputTokens, msg.maxOutputTokens);
         callStartedEstimate = msg.estimatedInputTokens;
@@ -412,6 +413,7 @@ export class Orchestrator {
         userMessage: prepared.userMessage,
         tools,
         estimateTokens: rb.needsEstimate,
+        progress: Boolean(req.onProgress),
         port: port2,
       }))
       .then(

@@ -11,7 +11,7 @@ import type {
   Tool,
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
-import { StreamDriver, currentDriver, routedFetch, missingKey, parseToolArguments } from './shared.js';
+import { StreamDriver, routedFetch, missingKey, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   emptyUsage,
@@ -53,7 +53,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
       const client = this.client();
       const params = toAnthropicParams(request);
-      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.messages.create(params, { signal: driver.signal })));
+      const stream = yield* driver.open(() => client.messages.create(params, { signal: driver.signal, fetchOptions: driver.fetchOptions }));
 
       const toolCalls: ToolCall[] = [];
       const blocks = new Map<number, { id: string; name: string; json: string }>();

@@ -9,7 +9,7 @@ import type {
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
-import { StreamDriver, currentDriver, routedFetch, missingKey, openAIUsage, parseToolArguments } from './shared.js';
+import { StreamDriver, routedFetch, missingKey, openAIUsage, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   type Message,
@@ -50,7 +50,7 @@ export class OpenAIChatAdapter implements ProviderAdapter {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
       const client = this.client();
       const params = toChatParams(request, isOfficialOpenAI(this.endpoint.baseURL));
-      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.chat.completions.create(params, { signal: driver.signal })));
+      const stream = yield* driver.open(() => client.chat.completions.create(params, { signal: driver.signal, fetchOptions: driver.fetchOptions }));
 
       const slots: { id: string; name: string; args: string }[] = [];
       const toolCalls: ToolCall[] = [];

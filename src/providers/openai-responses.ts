@@ -8,7 +8,7 @@ import type {
   ResponseStreamEvent,
   ResponseUsage,
 } from 'openai/resources/responses/responses';
-import { StreamDriver, currentDriver, routedFetch, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
+import { StreamDriver, routedFetch, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
 import {
   ProviderError,
   type Message,
@@ -49,7 +49,7 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
       if (!this.endpoint.apiKey) throw missingKey(this.endpoint);
       const client = this.client();
       const params = toResponsesParams(request);
-      const stream = yield* driver.open(() => currentDriver.run(driver, () => client.responses.create(params, { signal: driver.signal })));
+      const stream = yield* driver.open(() => client.responses.create(params, { signal: driver.signal, fetchOptions: driver.fetchOptions }));
 
       const toolCalls: ToolCall[] = [];
       const argBuffers = new Map<number, string>(); // by output_index

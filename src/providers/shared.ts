@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 // Plumbing shared by the three adapters: abort/idle-timeout handling around an SDK stream,
 // surfacing the SDKs' built-in retries as `retry` events, and SDK error → ProviderError mapping.
 
@@ -30,16 +29,17 @@ class StreamStopped extends Error {}
  * One per `stream()` call. Owns the AbortController handed to the SDK (linked to the caller's
  * signal), the stream-idle timer, and a queue of retry events reported by `fetch`.
  */
-/** The driver of the request being made in this async context (see routedFetch). */
-export const currentDriver = new AsyncLocalStorage<StreamDriver>();
+/** Key under which a call's driver rides in the SDK request's fetchOptions (spread into fetch's init). */
+const DRIVER_KEY = Symbol('delegate-mcp stream driver');
 
 /**
- * `fetch` for a long-lived SDK client: one client per endpoint is reused by every call, and each call
- * runs inside `currentDriver.run(driver, …)`, so its attempts (and the SDK's retries) reach that call's
- * driver. Building a client per call cost ~0.2 ms of CPU each time.
+ * `fetch` for a long-lived SDK client: one client per endpoint is reused by every call (building one
+ * per call cost ~0.2 ms of CPU), and each call passes its driver in `fetchOptions`, so its attempts and
+ * the SDK's retries still reach that call's driver. (AsyncLocalStorage would do the same, but its
+ * promise hooks tax every promise in the worker.)
  */
 export const routedFetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-  const driver = currentDriver.getStore();
+  const driver = (init as Record<symbol, StreamDriver | undefined> | undefined)?.[DRIVER_KEY];
   return driver ? driver.fetch(input, init) : globalThis.fetch(input, init);
 };
 
@@ -64,6 +64,12 @@ export class StreamDriver {
     const onUserAbort = () => this.controller.abort(userSignal?.reason);
     userSignal?.addEventListener('abort', onUserAbort, { once: true });
     this.unlinkUserSignal = () => userSignal?.removeEventListener('abort', onUserAbort);
+  }
+
+  /** Pass as the SDK request's `fetchOptions`: it routes the SDK's fetch calls to this driver. */
+  get fetchOptions(): Record<string, never> {
+    // Typed empty for the SDKs: the driver rides under a symbol key they spread without reading.
+    return { [DRIVER_KEY]: this } as unknown as Record<string, never>;
   }
 
   /** Pass as the SDK request's `signal`. */

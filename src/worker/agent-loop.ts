@@ -82,11 +82,10 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
     while (turns < agent.maxTurns) {
       if (channel.abort.signal.aborted) return stopped();
       turns++;
-      channel.emit({ type: 'turn_start', turn: turns, maxTurns: agent.maxTurns, threadId });
 
       // Gate: the orchestrator checks budgets before every model call and may shrink max output.
       const estimated = task.estimateTokens ? await estimateInputTokens(task.system, messages, task.tools) : null;
-      const gate = await channel.ask({ kind: 'model_call_start', turn: turns, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
+      const gate = await channel.ask({ kind: 'model_call_start', turn: turns, threadId, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
       if (channel.abort.signal.aborted) return stopped();
       if (!gate.ok) return finish('error', lastText, gate.reason);
       const maxOutputTokens = gate.maxOutputTokens ?? agent.maxOutputTokens;
@@ -96,7 +95,6 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       let toolCalls: ToolCall[] = [];
       let callUsage: Usage | null = null;
       let streamedChars = 0;
-      let textEvents = 0;
       try {
         modelCalls++;
         for await (const ev of adapter.stream({
@@ -108,12 +106,10 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
           temperature: agent.temperature,
           signal: channel.abort.signal,
         })) {
-          if (ev.type === 'stream_start') channel.emit({ type: 'stream_start', turn: turns });
-          else if (ev.type === 'text_delta') {
-            streamedChars += ev.text.length;
-            // Throttle: progress wants a sign of life, not every token.
-            if (++textEvents % 20 === 1) channel.emit({ type: 'text', turn: turns, chars: streamedChars });
-          } else if (ev.type === 'retry') channel.emit({ type: 'retry', turn: turns, attempt: ev.attempt, delayMs: ev.delayMs, reason: ev.reason });
+          if (ev.type === 'stream_start') {
+            if (task.progress) channel.emit({ type: 'stream_start', turn: turns });
+          } else if (ev.type === 'text_delta') streamedChars += ev.text.length;
+          else if (ev.type === 'retry') channel.emit({ type: 'retry', turn: turns, attempt: ev.attempt, delayMs: ev.delayMs, reason: ev.reason });
           else if (ev.type === 'done') {
             text = ev.text;
             toolCalls = ev.toolCalls;

@@ -17,6 +17,8 @@ export interface RunTask {
   tools: ToolSpec[];
   /** Whether the gate needs input token estimates (only when a budget covers the run). */
   estimateTokens: boolean;
+  /** Whether anyone follows this run's progress; without, the worker sends no progress events. */
+  progress: boolean;
   port: MessagePort | import('node:worker_threads').MessagePort;
 }
 
@@ -37,6 +39,8 @@ export type WorkerRequest =
       kind: 'model_call_start';
       id: number;
       turn: number;
+      /** The worker thread running the turn (the hard-kill fallback needs it). */
+      threadId: number;
       /** Tokenizer estimate of the prompt's input tokens, when the task asked for estimates. */
       estimatedInputTokens: number | null;
       maxOutputTokens: number;
@@ -48,11 +52,12 @@ export type MainReply =
   | { kind: 'reply'; id: number; ok: true; maxOutputTokens?: number; outcome?: ToolOutcome }
   | { kind: 'reply'; id: number; ok: false; reason: string };
 
-/** Worker → main one-way events (progress, for the client and the audit log). */
+/**
+ * Worker → main one-way events, sent only when someone follows the run's progress (each message
+ * costs both threads a structured clone; a turn's start rides on model_call_start).
+ */
 export type WorkerEvent =
-  | { kind: 'event'; type: 'turn_start'; turn: number; maxTurns: number; threadId: number }
   | { kind: 'event'; type: 'stream_start'; turn: number }
-  | { kind: 'event'; type: 'text'; turn: number; chars: number }
   | { kind: 'event'; type: 'retry'; turn: number; attempt: number; delayMs: number; reason: string };
 
 /** Main → worker one-way messages. */

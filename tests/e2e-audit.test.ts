@@ -7,17 +7,12 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree, readAuditEvents } from './helpers.js';
 
 const execFileP = promisify(execFile);
 const FAKE_KEY = 'sk-ant-api03-FAKEKEYabcdefghijklmnopqrstuvwxyz0123456789';
 
-function readEvents(stateDir: string): any[] {
-  const dir = path.join(stateDir, 'audit');
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.jsonl'))
-    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
-}
+const readEvents = readAuditEvents;
 
 function allFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {

@@ -9,18 +9,13 @@ import type { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Client as McpClient } from '@modelcontextprotocol/client';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, tempDir, writeTree, readAuditEvents } from './helpers.js';
 import { INIT, connectClient, rawPost, startHttpServer, type Flavour, type HttpServer } from './http-helpers.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
-function readEvents(stateDir: string): any[] {
-  const dir = path.join(stateDir, 'audit');
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.jsonl'))
-    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
-}
+const readEvents = readAuditEvents;
 
 async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;

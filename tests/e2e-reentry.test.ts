@@ -7,7 +7,7 @@ import path from 'node:path';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -38,10 +38,6 @@ function childPids(pid: number): number[] {
   return out;
 }
 
-function auditEvents(stateDir: string): any[] {
-  const dir = path.join(stateDir, 'audit');
-  return readdirSync(dir).flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
-}
 
 describe('re-entry: agents delegating to agents through a child delegate-mcp', () => {
   let mock: MockModel;
@@ -92,7 +88,7 @@ permissions:
       const helperReq = mock.requests.find((r) => r.system.includes('You are "helper"'))!;
       assert.ok(helperReq.toolNames.includes('agent__lead') || true);
       await new Promise((r) => setTimeout(r, 200));
-      const events = auditEvents(path.join(ws, '.delegate-mcp'));
+      const events = readAuditEvents(path.join(ws, '.delegate-mcp'));
       const del = events.find((e) => e.event === 'delegation' && e.run_id === sc.run_id);
       assert.equal(del?.hop, 'process');
       const childStart = events.find((e) => e.event === 'run_start' && e.run_id === del.child_run_id);

@@ -1,6 +1,6 @@
 // Test helpers: spawn the real built server (dist/cli.js) over stdio and drive it with the real MCP
 // client, the way a user's client would. Requires `npm run build` first (npm test does it).
-import { mkdtempSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,4 +84,12 @@ max_turns: 4
 tools:
   fs: {read: true}
 ${extra}`;
+}
+
+/** Every audit event under a state directory (all files, all processes), in file order. */
+export function readAuditEvents(stateDir: string): any[] {
+  const dir = path.join(stateDir, 'audit');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
 }

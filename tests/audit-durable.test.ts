@@ -107,13 +107,15 @@ test('previews: off by default, off for redacting agents, otherwise 500 redacted
   on.close();
 });
 
-test('group commit: fdatasync every N lines or after T ms, and flush() forces it', async () => {
+test('group commit: fdatasync every N lines or after T ms (off the event loop), and flush() forces it', async () => {
   const dir = tempDir();
   const t = new DurableFileTransport({ dir, commitEvery: 4, commitIntervalMs: 60 });
   for (let i = 0; i < 3; i++) t.writeLine(`{"i":${i}}`);
   assert.equal(t.stats.written, 3);
   assert.equal(t.stats.synced, 0);
   t.writeLine('{"i":3}');
+  assert.equal(t.stats.synced, 0, 'the group commit does not block the writer');
+  await t.flushAsync(); // joins the sync the 4th line started
   assert.equal(t.stats.synced, 4, 'the 4th line commits the group');
   t.writeLine('{"i":4}');
   assert.equal(t.stats.synced, 4);

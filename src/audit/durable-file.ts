@@ -116,6 +116,7 @@ export class DurableFileTransport extends Transport {
   }
 
   private inflight: Promise<void> | null = null;
+  private followUp: Promise<void> | null = null;
 
   /**
    * flush() without blocking the event loop: the fdatasync runs on libuv's pool, and callers that
@@ -123,7 +124,11 @@ export class DurableFileTransport extends Transport {
    */
   flushAsync(): Promise<void> {
     if (this.failing || this.backlog.length) this.recover(true);
-    if (this.inflight) return this.inflight.then(() => this.flushAsync());
+    // While one sync runs, every later caller shares a single follow-up sync.
+    if (this.inflight) return (this.followUp ??= this.inflight.then(() => {
+      this.followUp = null;
+      return this.flushAsync();
+    }));
     if (this.fd === null || this.unsynced === 0) return Promise.resolve();
     if (this.commitTimer) {
       clearTimeout(this.commitTimer);
@@ -172,9 +177,10 @@ export class DurableFileTransport extends Transport {
     while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
     this.stats_.written++;
     this.unsynced++;
-    if (this.unsynced >= this.commitEvery) this.sync();
+    // Group commit runs off the event loop (flushAsync); only flush()/close() block, at shutdown.
+    if (this.unsynced >= this.commitEvery) void this.flushAsync();
     else if (!this.commitTimer) {
-      this.commitTimer = setTimeout(() => this.sync(), this.commitIntervalMs);
+      this.commitTimer = setTimeout(() => void this.flushAsync(), this.commitIntervalMs);
       this.commitTimer.unref();
     }
   }

@@ -764,13 +764,10 @@ export class BudgetLedger {
     return n;
   }
 
+  /** Group commit off the event loop: a blocking fdatasync here stalled every run's bookkeeping. */
   private syncAll(): void {
     for (const d of this.days.values()) {
-      try {
-        d.file?.syncNow();
-      } catch (err) {
-        this.warn(`fdatasync ${d.file?.path}: ${(err as Error).message}`);
-      }
+      d.file?.sync().catch((err: Error) => this.warn(`fdatasync ${d.file?.path}: ${err.message}`));
     }
   }
 

@@ -338,6 +338,18 @@ export class Orchestrator {
     if (req.signal?.aborted) onAbort();
     else req.signal?.addEventListener('abort', onAbort, { once: true });
 
+    // The budget gate: no model call starts unless every scope covering it can afford it.
+    const openGate = (turn: number, estimated: number | null, maxOutputTokens: number) => {
+      record.turn = turn;
+      progress('thinking');
+      const gate = this.budget.beforeCall(rb, estimated, maxOutputTokens);
+      callStartedEstimate = estimated;
+      retries = 0;
+      if (!gate.ok) record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
+      else record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
+      return gate;
+    };
+
     port1.on('message', (msg: WorkerMessage) => {
       if (msg.kind === 'event') {
         if (msg.type === 'stream_start') progress('model responding');
@@ -355,20 +367,10 @@ export class Orchestrator {
         );
       if (msg.kind === 'model_call_start') {
         threadId = msg.threadId;
-        record.turn = msg.turn;
-        progress('thinking');
-        // Budget gate: no model call starts unless every scope covering it can afford it.
-        const gate = this.budget.beforeCall(rb, msg.estimatedInputTokens, msg.maxOutputTokens);
-        callStartedEstimate = msg.estimatedInputTokens;
-        retries = 0;
-        if (!gate.ok) {
-          record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
-          reply({ error: gate.reason });
-        } else {
-          record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
-          reply({ maxOutputTokens: gate.maxOutputTokens });
-        }
+        const gate = openGate(msg.turn, msg.estimatedInputTokens, msg.maxOutputTokens);
+        reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens } : { error: gate.reason });
       } else if (msg.kind === 'model_call_end') {
+        threadId = msg.threadId;
         const charge = this.budget.afterCall(rb, msg.usage, msg.streamedOutputChars);
         record.audit?.emit({
           event: 'model_call',
@@ -403,19 +405,30 @@ export class Orchestrator {
     void this.tools
       .prepare(toolRun, toolAbort.signal)
       .then((tools) => [...tools, ...this.delegationTools(agent, toolRun)])
-      .then((tools) => this.pool.run({
-        runId: record.runId,
-        agent,
-        modelRef: record.model,
-        modelId: prepared.modelId,
-        endpoint: prepared.endpoint,
-        system: buildSystemPrompt(agent, tools, this.cfg.workspace),
-        userMessage: prepared.userMessage,
-        tools,
-        estimateTokens: rb.needsEstimate,
-        progress: Boolean(req.onProgress),
-        port: port2,
-      }))
+      .then((tools) => {
+        // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the
+        // first model request starts without a round trip to this thread.
+        let firstTurnGranted: { maxOutputTokens: number } | undefined;
+        if (!rb.needsEstimate) {
+          const gate = openGate(1, null, agent.maxOutputTokens);
+          if (!gate.ok) return { status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason } satisfies RunOutcome;
+          firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens };
+        }
+        return this.pool.run({
+          runId: record.runId,
+          agent,
+          modelRef: record.model,
+          modelId: prepared.modelId,
+          endpoint: prepared.endpoint,
+          system: buildSystemPrompt(agent, tools, this.cfg.workspace),
+          userMessage: prepared.userMessage,
+          tools,
+          estimateTokens: rb.needsEstimate,
+          progress: Boolean(req.onProgress),
+          firstTurnGranted,
+          port: port2,
+        });
+      })
       .then(
         (outcome: RunOutcome) => {
           // A run that was cancelled or timed out reports that, even if the worker saw only an aborted request.

@@ -85,7 +85,10 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
 
       // Gate: the orchestrator checks budgets before every model call and may shrink max output.
       const estimated = task.estimateTokens ? await estimateInputTokens(task.system, messages, task.tools) : null;
-      const gate = await channel.ask({ kind: 'model_call_start', turn: turns, threadId, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
+      const gate: MainReply =
+        turns === 1 && task.firstTurnGranted
+          ? { kind: 'reply', id: 0, ok: true, maxOutputTokens: task.firstTurnGranted.maxOutputTokens }
+          : await channel.ask({ kind: 'model_call_start', turn: turns, threadId, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
       if (channel.abort.signal.aborted) return stopped();
       if (!gate.ok) return finish('error', lastText, gate.reason);
       const maxOutputTokens = gate.maxOutputTokens ?? agent.maxOutputTokens;
@@ -114,7 +117,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
             text = ev.text;
             toolCalls = ev.toolCalls;
             callUsage = ev.usage;
-            await channel.ask({ kind: 'model_call_end', turn: turns, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
+            await channel.ask({ kind: 'model_call_end', turn: turns, threadId, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
           }
         }
       } catch (err) {
@@ -123,6 +126,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
         await channel.ask({
           kind: 'model_call_end',
           turn: turns,
+          threadId,
           usage: pe?.partialUsage ?? null,
           streamedOutputChars: partialChars,
           stopReason: 'error',

@@ -19,6 +19,11 @@ export interface RunTask {
   estimateTokens: boolean;
   /** Whether anyone follows this run's progress; without, the worker sends no progress events. */
   progress: boolean;
+  /**
+   * The first turn's gate, already passed on the main thread at dispatch (possible when no estimate is
+   * needed): the first model request starts without a round trip.
+   */
+  firstTurnGranted?: { maxOutputTokens: number };
   port: MessagePort | import('node:worker_threads').MessagePort;
 }
 
@@ -45,7 +50,7 @@ export type WorkerRequest =
       estimatedInputTokens: number | null;
       maxOutputTokens: number;
     }
-  | { kind: 'model_call_end'; id: number; turn: number; usage: Usage | null; streamedOutputChars: number; stopReason: StopReason | 'error'; latencyMs: number; error?: string }
+  | { kind: 'model_call_end'; id: number; turn: number; threadId: number; usage: Usage | null; streamedOutputChars: number; stopReason: StopReason | 'error'; latencyMs: number; error?: string }
   | { kind: 'call_tool'; id: number; turn: number; call: ToolCall };
 
 export type MainReply =

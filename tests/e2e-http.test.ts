@@ -92,6 +92,23 @@ describe('HTTP transport', () => {
     }
   });
 
+  it('a 2026-07-28 client (no sessions) follows its background run by run id; a session client cannot', async () => {
+    const modern = await connectClient(srv.url, 'modern', TOKEN);
+    const legacy = await connectClient(srv.url, 'legacy', TOKEN);
+    try {
+      const started = await modern.callTool({ name: 'delegate', arguments: { agent: 'worker', task: 'in the background', background: true } });
+      const runId = (started.structuredContent as any).run_id;
+      const other = await legacy.callTool({ name: 'run_status', arguments: { run_id: runId } });
+      assert.equal(other.isError, true, 'a session-bound client cannot read it');
+      const r = await modern.callTool({ name: 'run_result', arguments: { run_id: runId, wait_s: 10 } });
+      assert.equal((r.structuredContent as any).status, 'ok');
+      assert.equal((r.structuredContent as any).output, 'mock answer to: in the background');
+    } finally {
+      await modern.close();
+      await legacy.close();
+    }
+  });
+
   it('answers 401 / 403 / 413 / 404 / 405 with clear bodies, and /healthz without a token', async () => {
     const none = await rawPost(srv.url, INIT);
     assert.equal(none.status, 401);

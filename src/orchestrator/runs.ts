@@ -62,7 +62,7 @@ export class RunRegistry {
 
   get(runId: string, owner?: string): RunRecord | undefined {
     const rec = this.runs.get(runId);
-    if (!rec || (owner !== undefined && rec.owner !== owner)) return undefined;
+    if (!rec || (owner !== undefined && rec.owner !== owner && !bothSessionless(rec.owner, owner))) return undefined;
     return rec;
   }
 
@@ -77,4 +77,17 @@ export class RunRegistry {
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+/**
+ * Owners of session-less requests (the 2026-07-28 era over HTTP has no sessions: every request is a
+ * new server instance) start with this prefix. For them the run id itself is the capability: it is a
+ * random UUID that only the request that started the run was told, so a later request that presents
+ * it may follow, fetch or cancel that run, while runs of session-bound clients stay invisible to it
+ * (and theirs to them).
+ */
+export const SESSIONLESS_OWNER_PREFIX = 'sessionless_';
+
+function bothSessionless(a: string, b: string): boolean {
+  return a.startsWith(SESSIONLESS_OWNER_PREFIX) && b.startsWith(SESSIONLESS_OWNER_PREFIX);
 }

@@ -19,6 +19,7 @@ import { createMcpHandler, isInitializeRequest, isLegacyRequest, type McpServer 
 import { NodeStreamableHTTPServerTransport, hostHeaderValidation, originValidation, toNodeHandler } from '@modelcontextprotocol/node';
 import { SSEServerTransport } from '@modelcontextprotocol/server-legacy/sse';
 import { log } from '../log.js';
+import { SESSIONLESS_OWNER_PREFIX } from '../orchestrator/runs.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { BearerToken, allowedHostnames } from './http-auth.js';
 import type { HttpConfig } from './http-config.js';
@@ -82,8 +83,9 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
   const sdkError = (leg: string) => (err: Error) => log.debug(`http ${leg}: ${err.message}`);
   const scopedServer = (owner: string) => buildServer({ orchestrator: slots.scoped(orchestrator, owner) }, owner);
 
-  // 2026-07-28: one instance per request (the era has no sessions); each request is its own owner.
-  const modern = createMcpHandler(() => scopedServer(`modern_${randomUUID()}`), {
+  // 2026-07-28: one instance per request (the era has no sessions); each request is its own owner,
+  // and a background run is reached later through its run id (see SESSIONLESS_OWNER_PREFIX).
+  const modern = createMcpHandler(() => scopedServer(`${SESSIONLESS_OWNER_PREFIX}${randomUUID()}`), {
     legacy: 'reject',
     maxRequestBodySize: limits.maxBodyBytes,
     onerror: sdkError('2026-07-28'),

@@ -13,7 +13,7 @@
 // one catalog (`loadAgentSources`), which the store uses for start-up and hot reload.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import type { Pair } from 'yaml';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { AgentFileFormat } from '../config/agents-config.js';

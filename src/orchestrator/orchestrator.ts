@@ -14,13 +14,13 @@ import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type U
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
 import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
-import { AuditLog, type RunAudit } from '../audit/audit-log.js';
+import { AuditLog } from '../audit/audit-log.js';
 import { digest } from '../audit/events.js';
 import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
-import { RESULT_META_KEY, refuseHop, taskDigest, type CallChain, type RunLineage } from './chain.js';
+import { RESULT_META_KEY, refuseHop, taskDigest, type CallChain } from './chain.js';
 import { CHILD_ENV, ChildHub } from './reentry.js';
 import { checkToolCall } from '../permissions/index.js';
 import { RunPool, ServerBusyError } from './pool.js';

@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startMockModel } from '../tests/mock-model/server.js';
-import { CLI, ROOT, tempDir, writeTree } from '../tests/helpers.js';
+import { CLI, ROOT, tempDir, writeTree, mockEnv } from '../tests/helpers.js';
 
 interface Variant {
   name: string;
@@ -36,14 +36,7 @@ const quantile = (xs: number[], p: number) => {
 };
 
 const mock = await startMockModel();
-const env = {
-  PATH: process.env.PATH ?? '',
-  HOME: process.env.HOME ?? '/tmp',
-  ANTHROPIC_API_KEY: 'x',
-  ANTHROPIC_BASE_URL: mock.url,
-  DELEGATE_MCP_LOG_LEVEL: 'warn',
-  BARE_TOOL: AGENT,
-};
+const env = mockEnv(mock.url, { BARE_TOOL: AGENT });
 
 interface Running {
   v: Variant;

@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
-import { CLI, ROOT, tempDir, writeTree } from '../tests/helpers.js';
+import { CLI, ROOT, tempDir, writeTree, mockEnv } from '../tests/helpers.js';
 
 // ---------------------------------------------------------------------------------------------- args
 const argv = process.argv.slice(2);
@@ -212,13 +212,7 @@ max_turns: 2
     const delegate = { ...(DELEGATE ? JSON.parse(DELEGATE) : {}), ...(POOL ? { pool: JSON.parse(POOL) } : {}) };
     writeFileSync(path.join(ws, 'mcp.json'), JSON.stringify({ delegate }, null, 2));
   }
-  const env = {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '/tmp',
-    ANTHROPIC_API_KEY: 'x',
-    ANTHROPIC_BASE_URL: mock.url,
-    DELEGATE_MCP_LOG_LEVEL: 'warn',
-  };
+  const env = mockEnv(mock.url);
   const nodeFlags: string[] = [];
   if (CPU_PROF) {
     mkdirSync(path.resolve(CPU_PROF), { recursive: true });

@@ -20,7 +20,7 @@ import type { AgentFileFormat } from '../config/agents-config.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { parseRule } from '../permissions/rules.js';
 import type { AgentDefinition, AgentLoadError } from './definition.js';
-import { formatPath, loadAgentFile, suggest, type AgentFileResult } from './loader.js';
+import { addFirstByName, formatPath, loadAgentFile, suggest, type AgentFileResult } from './loader.js';
 import { AgentFileSchema, normalise, objectKeysAt, type AgentFile } from './schema.js';
 
 export type { AgentFileFormat } from '../config/agents-config.js';
@@ -86,19 +86,7 @@ export function loadAgentSources(sources: readonly AgentSource[]): SourcesCatalo
       const { result, nameLine } = loadAgentFileAs(file, src.format);
       errors.push(...result.errors);
       files.set(file, result.agent);
-      const agent = result.agent;
-      if (!agent) continue;
-      const first = agents.get(agent.name);
-      if (first) {
-        errors.push({
-          file,
-          ...(nameLine !== undefined && { line: nameLine, column: 1 }),
-          field: 'name',
-          message: `duplicate agent name "${agent.name}": already defined in ${first.source.file}; this file is ignored`,
-        });
-        continue;
-      }
-      agents.set(agent.name, agent);
+      if (result.agent) addFirstByName(agents, errors, result.agent, nameLine !== undefined ? { line: nameLine, column: 1 } : {});
     }
   }
   return { agents, errors, files };

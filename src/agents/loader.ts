@@ -138,21 +138,32 @@ export function loadAgentsDir(dir: string): AgentCatalog {
   for (const file of files) {
     const { result, positionOf } = loadDetailed(file);
     errors.push(...result.errors);
-    const agent = result.agent;
-    if (!agent) continue;
-    const first = agents.get(agent.name);
-    if (first) {
-      errors.push({
-        file,
-        ...positionOf(['name']),
-        field: 'name',
-        message: `duplicate agent name "${agent.name}": already defined in ${first.source.file}; this file is ignored`,
-      });
-      continue;
-    }
-    agents.set(agent.name, agent);
+    if (result.agent) addFirstByName(agents, errors, result.agent, positionOf(['name']));
   }
   return { agents, errors };
+}
+
+/**
+ * Adds `agent` unless its name is taken: the first file (in load order) wins, and the later one gets an
+ * error naming both files. Shared by every loader so the rule and its message stay one.
+ */
+export function addFirstByName(
+  agents: Map<string, AgentDefinition>,
+  errors: AgentLoadError[],
+  agent: AgentDefinition,
+  namePosition: { line?: number; column?: number },
+): void {
+  const first = agents.get(agent.name);
+  if (!first) {
+    agents.set(agent.name, agent);
+    return;
+  }
+  errors.push({
+    file: agent.source.file,
+    ...namePosition,
+    field: 'name',
+    message: `duplicate agent name "${agent.name}": already defined in ${first.source.file}; this file is ignored`,
+  });
 }
 
 // ---- zod issues → human messages ----

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { AgentDefinition } from '../agents/definition.js';
-import type { RuleSet } from '../permissions/index.js';
 
 export const CHAIN_META_KEY = 'io.delegate-mcp/chain';
 /** What the child returns in the result's `_meta`: its run id, usage and cost, for the parent's books. */
@@ -85,8 +84,4 @@ export function parseChain(meta: Record<string, unknown> | undefined): { chain?:
   }
   if (r.data.ancestry.length !== r.data.depth) return { error: `invalid ${CHAIN_META_KEY}: depth ${r.data.depth} does not match an ancestry of ${r.data.ancestry.length}` };
   return { chain: r.data };
-}
-
-export function rulesFromChain(chain: CallChain): RuleSet {
-  return chain.rules;
 }

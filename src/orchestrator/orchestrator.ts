@@ -397,7 +397,7 @@ export class Orchestrator {
         progress(describeToolCall(msg.call));
         const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
           ? this.delegate(record, rb, toolRun, msg.call, toolAbort.signal, progress)
-          : this.callTool(agent, msg.call, toolAbort.signal, toolRun);
+          : this.tools.execute(toolRun, msg.call, toolAbort.signal);
         void outcome.then((o) => reply({ outcome: o }));
       }
     });
@@ -456,19 +456,7 @@ export class Orchestrator {
     return cancel;
   }
 
-  /**
-   * Executes one tool call on the main thread, through the tool gate (offered? → permission rules on the
-   * actual arguments → approval → run). Never throws: every failure is a tool error for the model.
-   * Without `run` (a call outside any run) the agent's own rules apply and nobody can be asked.
-   */
-  async callTool(agent: AgentDefinition, call: ToolCall, signal: AbortSignal, run?: ToolRun): Promise<ToolOutcome> {
-    let r = run;
-    if (!r) {
-      r = this.tools.openRun({ runId: 'direct', agent });
-      await this.tools.prepare(r, signal);
-    }
-    return this.tools.execute(r, call, signal);
-  }
+
 
   /** One `agent__<name>` tool per agent this one may delegate to (listed in `agents:` or allowed by Agent(name)). */
   private delegationTools(agent: AgentDefinition, toolRun: ToolRun): ToolSpec[] {
@@ -602,10 +590,6 @@ export class Orchestrator {
       outcome: d.outcome === 'ok' ? 'ok' : 'error',
     });
     if (decision === 'deny' || decision === 'ask_denied') ra.emit({ event: 'permission_denied', tool: d.tool, rule: d.rule, reason: d.reason });
-  }
-
-  poolStats() {
-    return this.pool.stats();
   }
 
   /** Cancels what still runs (their run_end reaches the audit log), then closes pool, books and log. */

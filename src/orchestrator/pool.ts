@@ -67,9 +67,6 @@ export class RunPool {
     return true;
   }
 
-  stats() {
-    return { running: this.running, threads: this.pool.threads.length, queued: this.pool.queueSize };
-  }
 
   async close(): Promise<void> {
     await this.pool.close({ force: true });

@@ -65,14 +65,19 @@ const exited = (child: ChildProcess) =>
     else child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 
-test('emit stamps v/ts/seq/pid, fills null context, redacts, and writes one complete JSON line per event', () => {
+test('emit stamps v/ts/seq/pid, fills null context, redacts, and writes one complete JSON line per event', async () => {
   const dir = tempDir();
   const audit = AuditLog.open({ dir, redactor: new Redactor({ env: {}, secrets: ['config-secret-value'] }) });
   const a = audit.emit({ event: 'server_start', version: '0.1.0', config_digest: 'sha256:0123456789abcdef', agents_loaded: 2 });
   const b = audit.forRun(ctx);
   b.emit({ event: 'error', message: 'provider said: bad key config-secret-value' });
-  // Delivered through winston synchronously: the line is in the file before emit returns.
+  // server_start (like run_end) is written before emit returns; other events at the end of the turn.
+  assert.equal(linesOf(dir).length, 1);
+  await new Promise((r) => setImmediate(r));
   assert.equal(linesOf(dir).length, 2);
+  b.emit({ event: 'error', message: 'queued' });
+  b.emit({ event: 'run_end', status: 'ok', turns: 1, usage: { input_tokens: 1, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, cost_usd: null, duration_ms: 1 });
+  assert.equal(linesOf(dir).length, 4, 'run_end takes the queued events with it, before emit returns');
   audit.close();
 
   assert.ok(a);

@@ -155,5 +155,46 @@ describe('audit log', () => {
       await srv.close();
     }
   });
+  it('the per-run client log (notifications/message) goes only to a client that set a level, filtered by it', async () => {
+    const srv = await startServer({ args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws], env: env(), cwd: ws });
+    const logs: { level: string; data: Record<string, unknown> }[] = [];
+    srv.client.setNotificationHandler('notifications/message', (n) => {
+      logs.push(n.params as { level: string; data: Record<string, unknown> });
+    });
+    try {
+      mock.setHandler(() => ({ text: 'fine' }));
+      const call = () => srv.client.callTool({ name: 'worker', arguments: { task: 'log me' } });
+      await call();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(logs.length, 0, 'no level set: no log message (the result carries it all)');
+
+      await srv.client.setLoggingLevel('info');
+      const r = await call();
+      const runId = (r.structuredContent as { run_id: string }).run_id;
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal(logs.length, 1);
+      assert.equal(logs[0].level, 'info');
+      assert.equal(logs[0].data.run_id, runId);
+      assert.equal(logs[0].data.status, 'ok');
+
+      await srv.client.setLoggingLevel('error');
+      await call();
+      mock.setHandler(() => ({ error: { status: 400, message: 'bad request' } }));
+      const failed = await call();
+      assert.equal(failed.isError, true);
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal(logs.length, 1, 'info and warning are below the error threshold');
+
+      await srv.client.setLoggingLevel('warning');
+      await call();
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal(logs.length, 2);
+      assert.equal(logs[1].level, 'warning');
+      assert.equal(logs[1].data.status, 'error');
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
 });
 

@@ -32,6 +32,13 @@ export interface AuditLogOptions {
 export const PREVIEW_CHARS = 500;
 /** Events after which the log is made durable at once rather than at the next group commit. */
 const FLUSH_AFTER: ReadonlySet<string> = new Set(['server_stop']);
+/**
+ * Events written at once, with everything queued before them: a run's trail is in the file before its
+ * result goes out (a kill -9 from then on cannot lose it). Other events are queued and written together
+ * at the end of the event-loop turn: one write(2) and one pass through winston for a burst of events
+ * instead of one each (a run's start-up events, or many runs finishing together).
+ */
+const WRITE_NOW: ReadonlySet<string> = new Set(['run_end', 'server_start', 'server_stop']);
 
 // Per process, not per instance: (pid, seq) stays unique even with two AuditLogs in one process.
 let processSeq = 0;
@@ -49,6 +56,9 @@ export class AuditLog {
   private readonly logger: winston.Logger;
   private readonly onError: (err: Error) => void;
   private closed = false;
+  /** Serialised events waiting for the end of this event-loop turn (see WRITE_NOW). */
+  private pending: string[] = [];
+  private writeScheduled: NodeJS.Immediate | null = null;
 
   private constructor(opts: AuditLogOptions) {
     this.redactor = opts.redactor ?? new Redactor();
@@ -103,7 +113,9 @@ export class AuditLog {
         ...fields,
       };
       const clean = this.redactor.redact(record) as AuditEvent;
-      this.logger.info(serialise(clean));
+      this.pending.push(serialise(clean));
+      if (WRITE_NOW.has(event)) this.writePending();
+      else this.writeScheduled ??= setImmediate(() => this.writePending());
       if (FLUSH_AFTER.has(event)) this.flush();
       return clean;
     } catch (err) {
@@ -131,18 +143,38 @@ export class AuditLog {
     return clean.slice(0, cut);
   }
 
-  /** fdatasync now: after a run ends and on shutdown. Sync, never throws. */
-  /** Durable without blocking the event loop; run ends await it before their result goes out. */
-  flushAsync(): Promise<void> {
-    return this.closed ? Promise.resolve() : this.transport.flushAsync();
+  /** Hands the queued events to winston as one message: the transport writes it in one write(2). */
+  private writePending(): void {
+    if (this.writeScheduled) {
+      clearImmediate(this.writeScheduled);
+      this.writeScheduled = null;
+    }
+    if (!this.pending.length) return;
+    const lines = this.pending.join('\n');
+    this.pending = [];
+    try {
+      this.logger.info(lines);
+    } catch (err) {
+      this.onError(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
+  /** Durable (fdatasync) without blocking the event loop. */
+  flushAsync(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.writePending();
+    return this.transport.flushAsync();
+  }
+
+  /** Written and fdatasync'd now: on shutdown. Sync, never throws. */
   flush(): void {
+    this.writePending();
     this.transport.flush();
   }
 
   close(): void {
     if (this.closed) return;
+    this.writePending();
     this.closed = true;
     this.transport.close();
     this.logger.close();

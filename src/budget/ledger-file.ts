@@ -52,6 +52,8 @@ export class DayFile {
   /** Bytes consumed: always the end of a complete line (or of a torn tail skipped at first read). */
   private offset = 0;
   private lineNo = 0;
+  /** Whether `offset` ends a torn fragment (skipped) rather than a complete line. */
+  private atTornEnd = false;
   private unsynced = 0;
   private readonly seen = new Set<string>();
 
@@ -85,6 +87,7 @@ export class DayFile {
       // Someone truncated or replaced the file. Re-read it all; `seen` keeps us from double counting.
       this.warn(`${this.path}: file shrank from ${this.offset} to ${size} bytes; re-reading it from the start`);
       this.offset = 0;
+      this.atTornEnd = false;
       this.lineNo = 0;
     }
     const out: LedgerRecord[] = [];
@@ -100,6 +103,7 @@ export class DayFile {
       for (let i = data.indexOf(NL); i >= 0; i = data.indexOf(NL, start)) {
         this.consume(data.subarray(start, i), out);
         this.offset += i + 1 - start;
+        this.atTornEnd = false;
         start = i + 1;
       }
       carry = Buffer.from(data.subarray(start));
@@ -107,6 +111,7 @@ export class DayFile {
     if (carry.length && Date.now() - stat.mtimeMs >= this.tornAfterMs) {
       this.consume(carry, out, 'torn write: no trailing newline');
       this.offset += carry.length;
+      this.atTornEnd = true;
     }
     return out;
   }
@@ -140,8 +145,11 @@ export class DayFile {
       this.fd = fs.openSync(this.path, 'a+');
     }
     const size = fs.fstatSync(this.fd).size;
+    // Nobody appended since our last read (the usual case): the file ends at a line we consumed, so it
+    // ends in "\n", and our own line can be consumed right away instead of re-read by the next tail.
+    const caughtUp = size === this.offset && !this.atTornEnd;
     let prefix = '';
-    if (size > 0) {
+    if (size > 0 && !caughtUp) {
       const last = Buffer.alloc(1);
       fs.readSync(this.fd, last, 0, 1, size - 1);
       if (last[0] !== NL) prefix = '\n';
@@ -152,6 +160,11 @@ export class DayFile {
     const written = fs.writeSync(this.fd, data);
     this.unsynced++;
     if (written !== data.length) throw new Error(`short write to ${this.path}: ${written} of ${data.length} bytes`);
+    // O_APPEND put it at `size` unless another process appended in between; only then is it re-read.
+    if (caughtUp && fs.fstatSync(this.fd).size === size + written) {
+      this.offset += written;
+      this.lineNo++;
+    }
   }
 
   syncNow(): void {

@@ -13,7 +13,7 @@ import type { RuleSet } from '../permissions/index.js';
 import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
-import type { MainCommand, MainReply, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import type { MainCommand, MainReply, ModelCallEnd, RunOutcome, WorkerMessage } from '../worker/protocol.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { digest } from '../audit/events.js';
 import { Redactor } from '../audit/redact.js';
@@ -145,7 +145,6 @@ export class Orchestrator {
       record.status = status;
       record.endedAt = Date.now();
       record.result = result;
-      // run_end is flushed to disk (fdatasync) before the result is handed back.
       record.audit?.emit({
         event: 'run_end',
         status,
@@ -156,10 +155,8 @@ export class Orchestrator {
         ...(error ? { error } : {}),
         ...(this.audit && agent && output ? previewField('output_preview', this.audit.previewText(output, agent.policies.secrets.redact)) : {}),
       });
-      // run_end is already in the file (one write before this line), so a kill -9 from here on cannot
-      // lose it; the fdatasync that also covers power loss runs off the event loop, shared by
-      // concurrent run ends, without holding the result back.
-      void this.audit?.flushAsync();
+      // run_end (with the run's earlier events) is already in the file, so a kill -9 from here on
+      // cannot lose it; the group commit's fdatasync covers power loss within commitIntervalMs.
       settle(result);
     };
     this.runs.add(record);
@@ -350,6 +347,33 @@ export class Orchestrator {
       return gate;
     };
 
+    // The worker's report of a finished model call: commit its usage, audit it.
+    const modelCallEnded = (end: ModelCallEnd) => {
+      if (record.status !== 'running') return; // books closed already (the cancel fallback settled the run)
+      threadId = end.threadId;
+      const charge = this.budget.afterCall(rb, end.usage, end.streamedOutputChars);
+      record.audit?.emit({
+        event: 'model_call',
+        provider: prepared.endpoint.provider,
+        model: record.model,
+        turn: end.turn,
+        estimated_input_tokens: callStartedEstimate,
+        usage: end.usage,
+        latency_ms: end.latencyMs,
+        retries,
+        stop_reason: end.stopReason,
+        ...(end.error ? { error: end.error } : {}),
+      });
+      if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
+      if (end.usage) {
+        for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += end.usage[k];
+      }
+      if (charge) {
+        tokensSoFar += charge.tokens;
+        if (charge.usd !== null) costSoFar += charge.usd;
+      }
+    };
+
     port1.on('message', (msg: WorkerMessage) => {
       if (msg.kind === 'event') {
         if (msg.type === 'stream_start') progress('model responding');
@@ -359,6 +383,7 @@ export class Orchestrator {
         }
         return;
       }
+      msg.ended?.forEach(modelCallEnded);
       const reply = (r: Omit<MainReply & { ok: true }, 'kind' | 'id' | 'ok'> | { error: string }) =>
         port1.postMessage(
           'error' in r
@@ -369,30 +394,6 @@ export class Orchestrator {
         threadId = msg.threadId;
         const gate = openGate(msg.turn, msg.estimatedInputTokens, msg.maxOutputTokens);
         reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens } : { error: gate.reason });
-      } else if (msg.kind === 'model_call_end') {
-        threadId = msg.threadId;
-        const charge = this.budget.afterCall(rb, msg.usage, msg.streamedOutputChars);
-        record.audit?.emit({
-          event: 'model_call',
-          provider: prepared.endpoint.provider,
-          model: record.model,
-          turn: msg.turn,
-          estimated_input_tokens: callStartedEstimate,
-          usage: msg.usage,
-          latency_ms: msg.latencyMs,
-          retries,
-          stop_reason: msg.stopReason,
-          ...(msg.error ? { error: msg.error } : {}),
-        });
-        if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
-        if (msg.usage) {
-          for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += msg.usage[k];
-        }
-        if (charge) {
-          tokensSoFar += charge.tokens;
-          if (charge.usd !== null) costSoFar += charge.usd;
-        }
-        reply({});
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
         const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
@@ -431,6 +432,7 @@ export class Orchestrator {
       })
       .then(
         (outcome: RunOutcome) => {
+          outcome.callsEnded?.forEach(modelCallEnded);
           // A run that was cancelled or timed out reports that, even if the worker saw only an aborted request.
           const status = cancelled && outcome.status !== 'ok' ? cancelled : outcome.status;
           finishRun(status, outcome.output, outcome.turns, outcome.error);

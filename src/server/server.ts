@@ -1,7 +1,7 @@
 // The MCP tool surface: one tool per exposed agent plus list_agents. One McpServer instance per
 // connection (the factory is called per session), so one client never sees another's runs.
 import { randomUUID } from 'node:crypto';
-import { McpServer, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
+import { LOG_LEVEL_META_KEY, McpServer, type CallToolResult, type LoggingLevel, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
@@ -68,6 +68,9 @@ export function progressReporter(ctx: ServerContext): ((message: string) => Prom
   };
 }
 
+/** Severity order of MCP log levels (RFC 5424), lowest first. */
+const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
 export interface ServerDeps {
   orchestrator: Orchestrator;
 }
@@ -91,6 +94,21 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
   const agents = orchestrator.agents;
   const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 
+  // The per-run summary (notifications/message) goes only to clients that asked for logs: with
+  // logging/setLevel (2025 eras; tracked here, so the level is per session), or with a level in the
+  // request itself (2026-07-28, which the SDK checks). Everyone else has it all in the result, and
+  // an unasked-for message costs both ends a wake-up on every call.
+  let sessionLogLevel: LoggingLevel | undefined;
+  server.server.setRequestHandler('logging/setLevel', async (request) => {
+    sessionLogLevel = request.params.level;
+    return {};
+  });
+  const clientLog = (ctx: ServerContext, level: LoggingLevel, data: Record<string, unknown>) => {
+    const asked = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[LOG_LEVEL_META_KEY] !== undefined;
+    if (!asked && (sessionLogLevel === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(sessionLogLevel))) return;
+    void ctx.mcpReq.log(level, data, 'delegate-mcp').catch(() => {});
+  };
+
   const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}): Promise<CallToolResult> => {
     const { budget, ...input } = args;
     // A delegating delegate-mcp sends its call chain in _meta; it can only lower our limits.
@@ -108,18 +126,15 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       ask: approvalAsker(server, ctx, askTimeoutMs),
       ...extra,
     });
-    // Client log (notifications/message), filtered by the level the client set with logging/setLevel.
-    void ctx.mcpReq
-      .log(result.status === 'ok' ? 'info' : 'warning', {
-        run_id: result.run_id,
-        agent: result.agent,
-        status: result.status,
-        turns: result.turns,
-        tokens: result.usage.input_tokens + result.usage.output_tokens,
-        cost_usd: result.cost_usd,
-        ...(result.error ? { error: result.error } : {}),
-      }, 'delegate-mcp')
-      .catch(() => {});
+    clientLog(ctx, result.status === 'ok' ? 'info' : 'warning', {
+      run_id: result.run_id,
+      agent: result.agent,
+      status: result.status,
+      turns: result.turns,
+      tokens: result.usage.input_tokens + result.usage.output_tokens,
+      cost_usd: result.cost_usd,
+      ...(result.error ? { error: result.error } : {}),
+    });
     const toolResult = runToolResult(result);
     if (chain) {
       // The parent's books: this run's id, status and what its whole tree spent.

@@ -5,12 +5,14 @@ import { threadId, type MessagePort } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
 import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
 import { estimateInputTokens } from './tokens.js';
-import type { MainMessage, MainReply, RunOutcome, RunTask, WorkerEvent, WorkerRequest } from './protocol.js';
+import type { MainMessage, MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerEvent, WorkerRequest } from './protocol.js';
 
 /** Request/response over the run's port; one-way events and the cancel command share it. */
 class RunChannel {
   private nextId = 1;
   private pending = new Map<number, (reply: MainReply) => void>();
+  /** Model-call reports waiting for the next message to the main thread (see ModelCallEnd). */
+  private ended: ModelCallEnd[] = [];
   readonly abort = new AbortController();
   cancelReason: 'cancelled' | 'timeout' | undefined;
 
@@ -34,12 +36,23 @@ class RunChannel {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.port.postMessage({ ...req, id });
+      this.port.postMessage(this.ended.length ? { ...req, id, ended: this.takeEnded() } : { ...req, id });
     });
   }
 
   emit(event: DistributiveOmit<WorkerEvent, 'kind'>): void {
     this.port.postMessage({ kind: 'event', ...event });
+  }
+
+  /** Queued, not posted: it goes with the next request or the run's outcome (one wake-up fewer each). */
+  modelCallEnded(end: Omit<ModelCallEnd, 'threadId'>): void {
+    this.ended.push({ threadId, ...end });
+  }
+
+  takeEnded(): ModelCallEnd[] {
+    const e = this.ended;
+    this.ended = [];
+    return e;
   }
 
   close(): void {
@@ -63,14 +76,10 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
   let lastText = '';
   let turns = 0;
   let modelCalls = 0;
-  const finish = (status: RunOutcome['status'], output: string, error?: string): RunOutcome => ({
-    status,
-    output,
-    turns,
-    usage,
-    modelCalls,
-    ...(error ? { error } : {}),
-  });
+  const finish = (status: RunOutcome['status'], output: string, error?: string): RunOutcome => {
+    const callsEnded = channel.takeEnded();
+    return { status, output, turns, usage, modelCalls, ...(error ? { error } : {}), ...(callsEnded.length ? { callsEnded } : {}) };
+  };
   const stopped = () => {
     const reason = channel.cancelReason ?? 'cancelled';
     return finish(reason, lastText, reason === 'timeout' ? 'run deadline reached' : 'run cancelled');
@@ -117,16 +126,14 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
             text = ev.text;
             toolCalls = ev.toolCalls;
             callUsage = ev.usage;
-            await channel.ask({ kind: 'model_call_end', turn: turns, threadId, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
+            channel.modelCallEnded({ turn: turns, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
           }
         }
       } catch (err) {
         const pe = err instanceof ProviderError ? err : undefined;
         const partialChars = pe?.partialText?.length ?? streamedChars;
-        await channel.ask({
-          kind: 'model_call_end',
+        channel.modelCallEnded({
           turn: turns,
-          threadId,
           usage: pe?.partialUsage ?? null,
           streamedOutputChars: partialChars,
           stopReason: 'error',

@@ -36,10 +36,15 @@ export interface RunOutcome {
   usage: Usage;
   modelCalls: number;
   error?: string;
+  /** Model calls whose end was not reported yet (the last one, usually): committed before the run settles. */
+  callsEnded?: ModelCallEnd[];
 }
 
-/** Worker → main requests (answered with a WorkerReply carrying the same id). */
-export type WorkerRequest =
+/**
+ * Worker → main requests (answered with a WorkerReply carrying the same id). Each may carry the model
+ * calls that ended since the last message: the main thread commits them before it answers.
+ */
+export type WorkerRequest = (
   | {
       kind: 'model_call_start';
       id: number;
@@ -50,8 +55,23 @@ export type WorkerRequest =
       estimatedInputTokens: number | null;
       maxOutputTokens: number;
     }
-  | { kind: 'model_call_end'; id: number; turn: number; threadId: number; usage: Usage | null; streamedOutputChars: number; stopReason: StopReason | 'error'; latencyMs: number; error?: string }
-  | { kind: 'call_tool'; id: number; turn: number; call: ToolCall };
+  | { kind: 'call_tool'; id: number; turn: number; call: ToolCall }
+) & { ended?: ModelCallEnd[] };
+
+/**
+ * A model call ended (usage to commit, audit record). Not a message of its own: it rides on the run's
+ * next request or on its outcome, so a one-call run crosses threads only twice (task, result), and the
+ * usage is always committed before the next gate or before the run settles.
+ */
+export interface ModelCallEnd {
+  turn: number;
+  threadId: number;
+  usage: Usage | null;
+  streamedOutputChars: number;
+  stopReason: StopReason | 'error';
+  latencyMs: number;
+  error?: string;
+}
 
 export type MainReply =
   | { kind: 'reply'; id: number; ok: true; maxOutputTokens?: number; outcome?: ToolOutcome }

@@ -34,11 +34,13 @@ export const PREVIEW_CHARS = 500;
 const FLUSH_AFTER: ReadonlySet<string> = new Set(['server_stop']);
 /**
  * Events written at once, with everything queued before them: a run's trail is in the file before its
- * result goes out (a kill -9 from then on cannot lose it). Other events are queued and written together
- * at the end of the event-loop turn: one write(2) and one pass through winston for a burst of events
- * instead of one each (a run's start-up events, or many runs finishing together).
+ * result goes out (a kill -9 from then on cannot lose it). Other events wait at most QUEUE_MS (or until
+ * QUEUE_LINES are queued): a short run's whole trail then goes through winston and write(2) once, and
+ * a burst of runs shares one write, instead of one per event.
  */
 const WRITE_NOW: ReadonlySet<string> = new Set(['run_end', 'server_start', 'server_stop']);
+const QUEUE_MS = 50;
+const QUEUE_LINES = 256;
 
 // Per process, not per instance: (pid, seq) stays unique even with two AuditLogs in one process.
 let processSeq = 0;
@@ -56,9 +58,9 @@ export class AuditLog {
   private readonly logger: winston.Logger;
   private readonly onError: (err: Error) => void;
   private closed = false;
-  /** Serialised events waiting for the end of this event-loop turn (see WRITE_NOW). */
+  /** Serialised events waiting to be written (see WRITE_NOW). */
   private pending: string[] = [];
-  private writeScheduled: NodeJS.Immediate | null = null;
+  private writeScheduled: NodeJS.Timeout | null = null;
 
   private constructor(opts: AuditLogOptions) {
     this.redactor = opts.redactor ?? new Redactor();
@@ -114,8 +116,11 @@ export class AuditLog {
       };
       const clean = this.redactor.redact(record) as AuditEvent;
       this.pending.push(serialise(clean));
-      if (WRITE_NOW.has(event)) this.writePending();
-      else this.writeScheduled ??= setImmediate(() => this.writePending());
+      if (WRITE_NOW.has(event) || this.pending.length >= QUEUE_LINES) this.writePending();
+      else if (!this.writeScheduled) {
+        this.writeScheduled = setTimeout(() => this.writePending(), QUEUE_MS);
+        this.writeScheduled.unref(); // the exit hook writes what is left
+      }
       if (FLUSH_AFTER.has(event)) this.flush();
       return clean;
     } catch (err) {
@@ -146,7 +151,7 @@ export class AuditLog {
   /** Hands the queued events to winston as one message: the transport writes it in one write(2). */
   private writePending(): void {
     if (this.writeScheduled) {
-      clearImmediate(this.writeScheduled);
+      clearTimeout(this.writeScheduled);
       this.writeScheduled = null;
     }
     if (!this.pending.length) return;

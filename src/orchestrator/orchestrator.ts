@@ -14,7 +14,7 @@ import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type U
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
 import type { MainCommand, MainReply, ModelCallEnd, RunOutcome, WorkerMessage } from '../worker/protocol.js';
-import { AuditLog } from '../audit/audit-log.js';
+import { AuditLog, installShutdownFlush } from '../audit/audit-log.js';
 import { digest } from '../audit/events.js';
 import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
@@ -68,6 +68,7 @@ export class Orchestrator {
   /** Every tool call goes through this: permissions, approvals, built-in and downstream MCP tools. */
   readonly tools: ToolGate;
   private pool: RunPool;
+  private uninstallShutdownFlush?: () => void;
 
   constructor(
     readonly cfg: ResolvedConfig,
@@ -92,7 +93,10 @@ export class Orchestrator {
       : undefined;
     // A re-entry child keeps its books in memory: its parent commits the usage it reports.
     const budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
-    return new Orchestrator(cfg, agents, budget, audit);
+    const orchestrator = new Orchestrator(cfg, agents, budget, audit);
+    // Queued events reach the file even when the process dies of an exception or a signal.
+    if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
+    return orchestrator;
   }
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
@@ -606,6 +610,7 @@ export class Orchestrator {
     await this.budget.close();
     if (reason) this.audit?.emit({ event: 'server_stop', reason });
     this.audit?.close();
+    this.uninstallShutdownFlush?.();
     await this.tools.close();
   }
 }

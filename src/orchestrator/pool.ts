@@ -26,9 +26,6 @@ export class RunPool {
       concurrentTasksPerWorker: opts.concurrentTasksPerWorker,
       maxQueue: opts.maxQueue,
       idleTimeout: 60_000,
-      // Runs are I/O bound and share a worker: its event loop must keep turning between tasks (the
-      // default 'sync' parks an idle worker in Atomics.wait, and each wake costs the main thread ~0.4 ms).
-      atomics: 'disabled',
       resourceLimits: { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb },
     });
     // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but

@@ -50,6 +50,8 @@ export class StreamDriver {
   private idleTimer: NodeJS.Timeout | undefined;
   private idleFired = false;
   private retries = 0;
+  /** The SDK stream ended normally (its body was read to the end). */
+  private drained = false;
   private readonly pending: ModelEvent[] = [];
   private wake: (() => void) | null = null;
 
@@ -156,6 +158,7 @@ export class StreamDriver {
     }
     // The SDKs end iteration silently when their signal aborts, so check why we stopped.
     if (this.controller.signal.aborted) throw new StreamStopped();
+    this.drained = true;
   }
 
   private armIdle(): void {
@@ -176,7 +179,9 @@ export class StreamDriver {
   dispose(): void {
     this.disarmIdle();
     this.unlinkUserSignal();
-    this.controller.abort();
+    // A stream read to its end has released its connection already; aborting it anyway would only
+    // cost an AbortError and a StreamStopped (two stack traces) on every call.
+    if (!this.drained) this.controller.abort();
   }
 
   private abortedError(partialUsage: Usage | null, partialText: string): ProviderError {

@@ -383,7 +383,7 @@ export class BudgetLedger {
       }
     }
     this.agentLimits.set(r.agent, checkLimits(r.agentDaily, `agent ${r.agent} daily`));
-    this.agentScope(this.today(), r.agent); // so status lists the agent's window from the start
+    this.agentScope(this.today(this.dailyLimited(r.agent)), r.agent); // so status lists the agent's window from the start
 
     const run: RunState = {
       runId: r.runId,
@@ -412,7 +412,8 @@ export class BudgetLedger {
     const input = Math.ceil(checkCount(r.inputTokens, 'inputTokens'));
     const maxOut = Math.floor(checkCount(r.maxOutputTokens, 'maxOutputTokens'));
     const minOut = Math.min(maxOut, Math.floor(checkCount(r.minOutputTokens ?? 256, 'minOutputTokens')));
-    const day = this.today(); // also reads what other processes appended since the last look
+    // Other processes' appends matter only to a daily window with a limit; status() reads them anyway.
+    const day = this.today(this.dailyLimited(run.agent));
     const agentScope = this.agentScope(day, run.agent);
     const price = this.prices.lookup(r.model);
 
@@ -672,15 +673,21 @@ export class BudgetLedger {
     this.runs.delete(rs.runId);
   }
 
-  /** Today's window: handles UTC rollover and picks up other processes' appends. */
-  private today(): DayState {
+  /** Whether a daily window with a limit covers this agent's calls (server-wide or its own). */
+  private dailyLimited(agent: string): boolean {
+    const a = this.agentLimits.get(agent);
+    return hasLimit(this.serverLimits) || (a !== undefined && hasLimit(a));
+  }
+
+  /** Today's window: handles UTC rollover and (unless `tail` is false) picks up other processes' appends. */
+  private today(tail = true): DayState {
     const day = utcDay(this.now());
     if (day !== this.currentDay) {
       this.currentDay = day;
       this.pruneDays();
     }
     const d = this.loadDay(day);
-    this.tail(d);
+    if (tail) this.tail(d);
     d.server.limits = this.serverLimits;
     return d;
   }
@@ -926,3 +933,5 @@ function fmtLimit(dim: 'tokens' | 'usd', n: number): string {
 function dimWord(dim: 'tokens' | 'usd'): string {
   return dim === 'tokens' ? 'token' : 'USD';
 }
+
+const hasLimit = (l: BudgetLimits) => l.tokens !== undefined || l.usd !== undefined;

@@ -38,7 +38,20 @@ export type CallChain = z.infer<typeof CallChainSchema>;
 export interface RunLineage {
   rootRunId: string;
   depth: number;
-  ancestry: { agent: string; task: string }[];
+  /** The chain so far, this run last. Only delegation reads it, so runs that never delegate never hash their task. */
+  readonly ancestry: { agent: string; task: string }[];
+}
+
+/** A lineage whose own ancestry entry (a hash of the task) is computed on first use. */
+export function lineageOf(rootRunId: string, depth: number, before: { agent: string; task: string }[], agent: string, input: Record<string, unknown>): RunLineage {
+  let ancestry: { agent: string; task: string }[] | undefined;
+  return {
+    rootRunId,
+    depth,
+    get ancestry() {
+      return (ancestry ??= [...before, { agent, task: taskDigest(input) }]);
+    },
+  };
 }
 
 /** Digest of a task after normalising whitespace and case, so "same task" survives reformatting. */

@@ -20,7 +20,7 @@ import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
-import { RESULT_META_KEY, refuseHop, taskDigest, type CallChain } from './chain.js';
+import { RESULT_META_KEY, lineageOf, refuseHop, type CallChain } from './chain.js';
 import { CHILD_ENV, ChildHub } from './reentry.js';
 import { checkToolCall } from '../permissions/index.js';
 import { RunPool, ServerBusyError } from './pool.js';
@@ -167,11 +167,7 @@ export class Orchestrator {
 
     const chain = req.chain;
     const depth = chain ? chain.depth : req.parentRunId ? (req.depth ?? 1) : 0;
-    record.lineage = {
-      rootRunId: chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? runId,
-      depth,
-      ancestry: [...(chain?.ancestry ?? []), { agent: req.agent, task: taskDigest(req.input) }],
-    };
+    record.lineage = lineageOf(chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? runId, depth, chain?.ancestry ?? [], req.agent, req.input);
     record.audit = this.audit?.forRun({
       run_id: runId,
       parent_run_id: chain?.parent_run_id ?? req.parentRunId ?? null,
@@ -302,9 +298,12 @@ export class Orchestrator {
       req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens${cost} · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
     };
     // Checked every second so that no gap between two progress messages exceeds HEARTBEAT_MS + 1 s.
-    const heartbeat = setInterval(() => {
-      if (Date.now() - lastProgressAt >= HEARTBEAT_MS) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
-    }, 1000);
+    // Only for a caller that follows progress: nothing else reads a heartbeat.
+    const heartbeat = req.onProgress
+      ? setInterval(() => {
+          if (Date.now() - lastProgressAt >= HEARTBEAT_MS) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
+        }, 1000)
+      : undefined;
 
     const cancel = (reason: 'cancelled' | 'timeout') => {
       if (cancelled || record.status !== 'running') return;
@@ -421,7 +420,7 @@ export class Orchestrator {
         }
         return this.pool.run({
           runId: record.runId,
-          agent,
+          agent: { name: agent.name, maxTurns: agent.maxTurns, maxOutputTokens: agent.maxOutputTokens, temperature: agent.temperature },
           modelRef: record.model,
           modelId: prepared.modelId,
           endpoint: prepared.endpoint,

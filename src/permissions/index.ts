@@ -117,6 +117,15 @@ function evaluate(rs: RuleSet, perLayer: (c: Compiled) => Decision): Decision {
 
 /** An agent's own rules: explicit `permissions` first, then seed-format grants, then its `agents` list. */
 export function rulesForAgent(agent: AgentDefinition): RuleSet {
+  // Per definition object: a reloaded agent is a new object, so the cache never goes stale.
+  let rules = agentRules.get(agent);
+  if (!rules) agentRules.set(agent, (rules = compileAgentRules(agent)));
+  return rules;
+}
+
+const agentRules = new WeakMap<AgentDefinition, RuleSet>();
+
+function compileAgentRules(agent: AgentDefinition): RuleSet {
   return {
     layers: [
       {

@@ -7,7 +7,8 @@ import type { ToolOutcome } from '../tools/types.js';
 /** What the orchestrator hands to piscina for one run (plain data + the run's port). */
 export interface RunTask {
   runId: string;
-  agent: AgentDefinition;
+  /** Only what the loop reads: the task is structured-cloned to the worker on every run. */
+  agent: Pick<AgentDefinition, 'name' | 'maxTurns' | 'maxOutputTokens' | 'temperature'>;
   /** Provider-local model id and the endpoint to reach it. */
   modelRef: string;
   modelId: string;

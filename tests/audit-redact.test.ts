@@ -2,6 +2,7 @@
 // non-secrets that must come through untouched.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { digest, canonicalJson } from '../src/audit/events.js';
 import { REDACTED, Redactor, isSecretFieldName } from '../src/audit/redact.js';
 
@@ -116,6 +117,28 @@ test('odd values: cycles, errors, dates, bigints, buffers', () => {
   // The same object twice (not a cycle) is copied twice.
   const shared = { k: 'v' };
   assert.deepEqual(r.redact({ x: shared, y: shared }), { x: { k: 'v' }, y: { k: 'v' } });
+});
+
+test('redactToJson (the audit log\'s one-pass form) writes exactly JSON.stringify(redact(value))', () => {
+  const key = 'sk-ant-api03-' + 'Z'.repeat(30);
+  const r = new Redactor({ env: {}, secrets: ['literal-secret-value'] });
+  const secretish = fc.constantFrom(`uses ${key} here`, 'literal-secret-value', 'Bearer abcdefghijklmnop', 'plain text', '', 'token=abcdefgh12345678');
+  const keyName = fc.constantFrom('task', 'token', 'api_key', 'Authorization', 'message', 'input_tokens', 'password', 'note', '0');
+  const leaf = fc.oneof(secretish, fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.date({ noInvalidDate: true }));
+  const tree = fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(keyName, tie('node'), { maxKeys: 5 })),
+  })).node;
+  fc.assert(
+    fc.property(fc.dictionary(keyName, tree, { maxKeys: 6 }), (value) => {
+      assert.equal(r.redactToJson(value), JSON.stringify(r.redact(value)));
+    }),
+    { numRuns: 500 },
+  );
+  // What the fast path hands over to redact(): cycles, BigInt, binary, Map, Set.
+  const odd: Record<string, unknown> = { n: 1n, buf: Buffer.from('xyz'), m: new Map([['token', 'x']]), s: new Set([key]) };
+  odd.self = odd;
+  assert.equal(r.redactToJson(odd), JSON.stringify(r.redact(odd), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  assert.deepEqual(JSON.parse(r.redactToJson({ err: new Error(`bad ${key}`) })), { err: { name: 'Error', message: 'bad [REDACTED:anthropic-key]' } });
 });
 
 test('scanning stays linear on adversarial input', () => {

@@ -94,44 +94,47 @@ export class AuditLog {
   }
 
   /**
-   * Stamps (v, ts, seq, pid), redacts and writes one event; returns what was written. Never throws:
-   * an audit problem must not fail the run it records.
+   * Stamps (v, ts, seq, pid), redacts and writes one event. Never throws: an audit problem must not
+   * fail the run it records.
    */
-  emit(input: AuditEventInput): AuditEvent | undefined {
-    if (this.closed) return undefined;
+  emit(input: AuditEventInput): void {
+    this.write(undefined, input);
+  }
+
+  private write(context: RunContext | undefined, input: AuditEventInput | RunEventInput): void {
+    if (this.closed) return;
     try {
-      const { event, run_id, parent_run_id, root_run_id, depth, agent, ...fields } = input;
+      const c = (context ?? input) as Partial<RunContext>;
+      // One object, redacted while it is serialised (no deep copy): this runs several times per run.
       const record = {
         v: AUDIT_SCHEMA_VERSION,
         ts: new Date().toISOString(),
         seq: ++processSeq,
         pid: process.pid,
-        event,
-        run_id: run_id ?? null,
-        parent_run_id: parent_run_id ?? null,
-        root_run_id: root_run_id ?? null,
-        depth: depth ?? null,
-        agent: agent ?? null,
-        ...fields,
+        event: input.event,
+        run_id: c.run_id ?? null,
+        parent_run_id: c.parent_run_id ?? null,
+        root_run_id: c.root_run_id ?? null,
+        depth: c.depth ?? null,
+        agent: c.agent ?? null,
+        // A run's events carry no context keys of their own (RunEventInput), so they spread as they are.
+        ...(context ? input : withoutContext(input)),
       };
-      const clean = this.redactor.redact(record) as AuditEvent;
-      this.pending.push(serialise(clean));
-      if (WRITE_NOW.has(event) || this.pending.length >= QUEUE_LINES) this.writePending();
+      this.pending.push(this.redactor.redactToJson(record));
+      if (WRITE_NOW.has(input.event) || this.pending.length >= QUEUE_LINES) this.writePending();
       else if (!this.writeScheduled) {
         this.writeScheduled = setTimeout(() => this.writePending(), QUEUE_MS);
         this.writeScheduled.unref(); // the exit hook writes what is left
       }
-      if (FLUSH_AFTER.has(event)) this.flush();
-      return clean;
+      if (FLUSH_AFTER.has(input.event)) this.flush();
     } catch (err) {
       this.onError(err instanceof Error ? err : new Error(String(err)));
-      return undefined;
     }
   }
 
   /** An emitter bound to one run's context. */
   forRun(context: RunContext): RunAudit {
-    return { context, emit: (e) => void this.emit({ ...context, ...e } as AuditEventInput) };
+    return { context, emit: (e) => this.write(context, e) };
   }
 
   /**
@@ -218,13 +221,10 @@ export function installShutdownFlush(audit: Pick<AuditLog, 'flush'>): () => void
   return uninstall;
 }
 
-function serialise(event: unknown): string {
-  try {
-    return JSON.stringify(event);
-  } catch {
-    // BigInt (or a toJSON that throws) in an event's fields: stringify what we can.
-    return JSON.stringify(event, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  }
+/** The event's own fields: the context keys are stamped from the run's context (or null). */
+function withoutContext(input: AuditEventInput | RunEventInput): Record<string, unknown> {
+  const { event: _e, run_id: _r, parent_run_id: _p, root_run_id: _o, depth: _d, agent: _a, ...fields } = input as AuditEventInput;
+  return fields;
 }
 
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;

@@ -8,7 +8,7 @@
 //   runs write their own run_end (maybe in another process), so summing over runs never double counts;
 // - digests are `sha256:` + the first 16 hex digits of sha256 over canonical JSON (see `digest`), so
 //   inputs can be correlated without storing them.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './hash.js';
 import { z } from 'zod';
 
 export const AUDIT_SCHEMA_VERSION = 1 as const;
@@ -173,7 +173,7 @@ export function canonicalJson(value: unknown): string {
 
 /** `sha256:` + first 16 hex digits of sha256(canonical JSON). */
 export function digest(value: unknown): string {
-  return 'sha256:' + createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 16);
+  return 'sha256:' + sha256Hex(canonicalJson(value)).slice(0, 16);
 }
 
 export function emptyAuditUsage(): AuditUsage {

@@ -3,7 +3,7 @@
 // enforces it as its own ceilings. A chain can only LOWER limits relative to the server's own config:
 // depth is checked against our max_depth, budgets become per-call caps (which only lower), and rules
 // are intersected with the agent's own (which only narrows). So a forged chain cannot raise anything.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../audit/hash.js';
 import { z } from 'zod';
 import type { AgentDefinition } from '../agents/definition.js';
 
@@ -58,7 +58,7 @@ export function lineageOf(rootRunId: string, depth: number, before: { agent: str
 export function taskDigest(input: Record<string, unknown>): string {
   const { budget: _b, ...rest } = input;
   const text = JSON.stringify(rest).toLowerCase().replace(/\s+/g, ' ').trim();
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+  return sha256Hex(text).slice(0, 16);
 }
 
 export function describeChain(ancestry: { agent: string }[], next?: string): string {

@@ -63,6 +63,7 @@ describe('fan-out and run control', () => {
         assert.ok(r.usage.output_tokens > 0);
       });
       assert.equal(mock.maxInFlight, 32, `mock saw ${mock.maxInFlight} requests at once`);
+      process.stderr.write(`FANWALL ${wall.toFixed(0)}\n`);
       assert.ok(wall <= LIMIT_MS, `wall ${wall.toFixed(0)} ms`);
       // Task progress is aggregated into this one call's progress as done/total. (The SDK client drops
       // notifications it handles after the response, so the very last lines may not arrive.)

@@ -406,33 +406,41 @@ export class Orchestrator {
       }
     });
 
-    void this.tools
-      .prepare(toolRun, toolAbort.signal)
-      .then((tools) => [...tools, ...this.delegationTools(agent, toolRun)])
-      .then((tools) => {
-        // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the
-        // first model request starts without a round trip to this thread.
-        let firstTurnGranted: { maxOutputTokens: number } | undefined;
-        if (!rb.needsEstimate) {
-          const gate = openGate(1, null, agent.maxOutputTokens);
-          if (!gate.ok) return { status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason } satisfies RunOutcome;
-          firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens };
-        }
-        return this.pool.run({
-          runId: record.runId,
-          agent: { name: agent.name, maxTurns: agent.maxTurns, maxOutputTokens: agent.maxOutputTokens, temperature: agent.temperature },
-          modelRef: record.model,
-          modelId: prepared.modelId,
-          endpoint: prepared.endpoint,
-          system: buildSystemPrompt(agent, tools, this.cfg.workspace),
-          userMessage: prepared.userMessage,
-          tools,
-          estimateTokens: rb.needsEstimate,
-          progress: Boolean(req.onProgress),
-          firstTurnGranted,
-          port: port2,
-        });
-      })
+    const dispatch = (offered: ToolSpec[]): Promise<RunOutcome> => {
+      const tools = [...offered, ...this.delegationTools(agent, toolRun)];
+      // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the
+      // first model request starts without a round trip to this thread.
+      let firstTurnGranted: { maxOutputTokens: number } | undefined;
+      if (!rb.needsEstimate) {
+        const gate = openGate(1, null, agent.maxOutputTokens);
+        if (!gate.ok) return Promise.resolve({ status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason });
+        firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens };
+      }
+      return this.pool.run({
+        runId: record.runId,
+        agent: { name: agent.name, maxTurns: agent.maxTurns, maxOutputTokens: agent.maxOutputTokens, temperature: agent.temperature },
+        modelRef: record.model,
+        modelId: prepared.modelId,
+        endpoint: prepared.endpoint,
+        system: buildSystemPrompt(agent, tools, this.cfg.workspace),
+        userMessage: prepared.userMessage,
+        tools,
+        estimateTokens: rb.needsEstimate,
+        progress: Boolean(req.onProgress),
+        firstTurnGranted,
+        port: port2,
+      });
+    };
+    // Dispatched now when no downstream server has to be asked for its tools first: the worker starts
+    // this run's request while this thread goes on starting the next ones (a fan-out pipelines).
+    let outcome: Promise<RunOutcome>;
+    try {
+      const offered = this.tools.offeredNow(toolRun);
+      outcome = offered ? dispatch(offered) : this.tools.prepare(toolRun, toolAbort.signal).then(dispatch);
+    } catch (err) {
+      outcome = Promise.reject(err);
+    }
+    void outcome
       .then(
         (outcome: RunOutcome) => {
           outcome.callsEnded?.forEach(modelCallEnded);

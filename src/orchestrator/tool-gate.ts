@@ -222,6 +222,16 @@ export class ToolGate {
     return new ToolRun(o);
   }
 
+  /** What the run's model is offered, when no downstream MCP server has to be listed first (else undefined). */
+  offeredNow(run: ToolRun): ToolSpec[] | undefined {
+    const servers = mcpServersFor(run.agent, this.opts.mcp.names());
+    if (servers.length || run.agent.tools.mcp.length) return undefined; // prepare() lists them (and warns)
+    run.servers = servers;
+    const specs = offeredTools(run.agent, run.rules, []);
+    run.offered = new Map(specs.map((t) => [t.name, t]));
+    return specs;
+  }
+
   /**
    * What the run's model is offered. Starts (once) the downstream servers the agent may use and lists
    * their tools; a server that cannot start is left out with a warning and retried on its next use.

@@ -7,6 +7,17 @@ import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } fr
 import { estimateInputTokens } from './tokens.js';
 import type { MainMessage, MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerEvent, WorkerRequest } from './protocol.js';
 
+// Provider SDKs warn on every request that names a deprecated model. Once per worker is enough: each
+// line would also cross to the main thread (worker stdio is piped through it) on every call.
+const seenWarnings = new Set<string>();
+const consoleWarn = console.warn.bind(console);
+console.warn = (...args: unknown[]) => {
+  const key = args.map(String).join(' ');
+  if (seenWarnings.has(key)) return;
+  if (seenWarnings.size < 1000) seenWarnings.add(key);
+  consoleWarn(...args);
+};
+
 /** Request/response over the run's port; one-way events and the cancel command share it. */
 class RunChannel {
   private nextId = 1;

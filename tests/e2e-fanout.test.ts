@@ -76,6 +76,38 @@ describe('fan-out and run control', () => {
     }
   });
 
+  it('after the model server closes idle keep-alive connections, the next fan-out neither waits nor retries', async () => {
+    // An idle worker must keep its event loop turning: one parked in Atomics.wait never sees the
+    // sockets close, reuses dead ones, and each such call waits out the SDK's retry backoff.
+    const idleMock = await startMockModel();
+    const srv = await startServer({ args: ['--agents', agentsDir, '--workspace', ws], env: mockEnv(idleMock.url), cwd: ws });
+    try {
+      idleMock.setHandler(() => ({ text: 'fine', delayMs: 400 }));
+      const fan = async () => {
+        const lines: string[] = [];
+        const t0 = performance.now();
+        const results = await Promise.all(
+          Array.from({ length: 32 }, (_, i) =>
+            srv.client.callTool({ name: i % 2 ? 'worker-a' : 'worker-b', arguments: { task: `idle test ${i}` } }, { onprogress: (p) => lines.push(p.message ?? '') }),
+          ),
+        );
+        assert.ok(results.every((r) => !r.isError), JSON.stringify(results.find((r) => r.isError)));
+        return { wall: performance.now() - t0, retries: lines.filter((l) => /retrying/.test(l)) };
+      };
+      await fan(); // opens 32 keep-alive connections
+      // Which call lands on a dead socket is up to timing, so the idle spell is repeated.
+      for (let round = 0; round < 2; round++) {
+        await new Promise((r) => setTimeout(r, 6500)); // the mock closes them after 5 s idle (Node's default)
+        const again = await fan();
+        assert.deepEqual(again.retries, [], `round ${round + 1}: no model call had to be retried`);
+        assert.ok(again.wall < 850, `round ${round + 1}: the fan-out took ${again.wall.toFixed(0)} ms (model: 400 ms)`);
+      }
+    } finally {
+      await srv.close();
+      await idleMock.close();
+    }
+  });
+
   it('one failing task never fails the others', async () => {
     const srv = await serve();
     try {

@@ -37,14 +37,12 @@ describe('fan-out and run control', () => {
       await srv.client.callTool({ name: 'delegate_parallel', arguments: { tasks: warm } });
       mock.setHandler((req) => ({ text: `answer for ${req.lastUserText}`, delayMs: 1000 }));
       const tasks = Array.from({ length: 32 }, (_, i) => ({ agent: i % 2 ? 'worker-a' : 'worker-b', task: `task ${i}` }));
-      // The machine is shared and noisy (2 cores): the best of up to three batches is the measurement.
-      // The issue's 1.1 s target is what `npm run bench` measures on a quiet machine; this suite also
-      // runs beside other work (CI, parallel sessions), so it allows 1.15 s before failing.
-      const LIMIT_MS = 1150;
+      // The machine is shared and noisy (2 cores): the best of up to five batches is the measurement.
+      const LIMIT_MS = 1100;
       let wall = Infinity;
       let res: any;
       let progress: string[] = [];
-      for (let attempt = 0; attempt < 3 && wall > 1100; attempt++) {
+      for (let attempt = 0; attempt < 5 && wall > LIMIT_MS; attempt++) {
         mock.reset();
         mock.setHandler((req) => ({ text: `answer for ${req.lastUserText}`, delayMs: 1000 }));
         const seen: string[] = [];
@@ -63,7 +61,6 @@ describe('fan-out and run control', () => {
         assert.ok(r.usage.output_tokens > 0);
       });
       assert.equal(mock.maxInFlight, 32, `mock saw ${mock.maxInFlight} requests at once`);
-      process.stderr.write(`FANWALL ${wall.toFixed(0)}\n`);
       assert.ok(wall <= LIMIT_MS, `wall ${wall.toFixed(0)} ms`);
       // Task progress is aggregated into this one call's progress as done/total. (The SDK client drops
       // notifications it handles after the response, so the very last lines may not arrive.)

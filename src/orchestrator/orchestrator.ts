@@ -464,7 +464,8 @@ export class Orchestrator {
         clearTimeout(deadline);
         if (graceTimer) clearTimeout(graceTimer);
         req.signal?.removeEventListener('abort', onAbort);
-        port1.close();
+        // Closing wakes the worker thread (and frees its end): after the result has gone out.
+        setImmediate(() => port1.close());
       });
     return cancel;
   }

@@ -66,8 +66,14 @@ class RunChannel {
     return e;
   }
 
-  close(): void {
-    this.port.close();
+  /**
+   * The run is over: stop listening. The port is not closed here: the orchestrator closes its end once
+   * it has the result (which frees this one too), and a close from this side would wake its thread
+   * once more just before the result does.
+   */
+  release(): void {
+    this.port.removeAllListeners('message');
+    this.port.unref();
   }
 }
 
@@ -180,6 +186,6 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
     if (channel.abort.signal.aborted) return stopped();
     return finish('error', lastText, (err as Error).message);
   } finally {
-    channel.close();
+    channel.release();
   }
 }

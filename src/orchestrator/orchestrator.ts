@@ -69,6 +69,7 @@ export class Orchestrator {
   readonly tools: ToolGate;
   private pool: RunPool;
   private uninstallShutdownFlush?: () => void;
+  private readonly endpoints = new Map<string, ProviderEndpoint>();
 
   constructor(
     readonly cfg: ResolvedConfig,
@@ -236,7 +237,8 @@ export class Orchestrator {
     try {
       const ref = parseModelRef(modelRef);
       modelId = ref.model;
-      endpoint = resolveEndpoint(this.cfg, ref.provider);
+      endpoint = this.endpoints.get(ref.provider) ?? resolveEndpoint(this.cfg, ref.provider);
+      this.endpoints.set(ref.provider, endpoint); // the config (and its keys) is fixed for the process
     } catch (err) {
       return { error: `agent ${agent.name} uses model "${modelRef}": ${(err as Error).message}` };
     }
@@ -277,7 +279,15 @@ export class Orchestrator {
       record.budgetNotes = rb.notes;
       finish(status, output, turns, error);
     };
-    const toolAbort = new AbortController();
+    // Stops running tools on cancel. Made on first use: most runs never call a tool.
+    let toolAbort: AbortController | undefined;
+    const toolSignal = (): AbortSignal => {
+      if (!toolAbort) {
+        toolAbort = new AbortController();
+        if (cancelled) toolAbort.abort(cancelled);
+      }
+      return toolAbort.signal;
+    };
     const toolRun = this.tools.openRun({ runId: record.runId, agent, ask: req.ask, callerRules: req.callerRules ?? req.chain?.rules });
     let threadId: number | undefined;
     let cancelled: 'cancelled' | 'timeout' | undefined;
@@ -310,7 +320,7 @@ export class Orchestrator {
       cancelled = reason;
       record.audit?.emit({ event: 'cancelled', reason: reason === 'timeout' ? 'run deadline reached' : 'cancelled by the client' });
       port1.postMessage({ kind: 'cancel', reason } satisfies MainCommand);
-      toolAbort.abort(reason);
+      toolAbort?.abort(reason);
       // Hard kill only if the cooperative cancel did not end the run in time.
       graceTimer = setTimeout(() => {
         if (record.status !== 'running') return;
@@ -400,8 +410,8 @@ export class Orchestrator {
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
         const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
-          ? this.delegate(record, rb, toolRun, msg.call, toolAbort.signal, progress)
-          : this.tools.execute(toolRun, msg.call, toolAbort.signal);
+          ? this.delegate(record, rb, toolRun, msg.call, toolSignal(), progress)
+          : this.tools.execute(toolRun, msg.call, toolSignal());
         void outcome.then((o) => reply({ outcome: o }));
       }
     });
@@ -436,7 +446,7 @@ export class Orchestrator {
     let outcome: Promise<RunOutcome>;
     try {
       const offered = this.tools.offeredNow(toolRun);
-      outcome = offered ? dispatch(offered) : this.tools.prepare(toolRun, toolAbort.signal).then(dispatch);
+      outcome = offered ? dispatch(offered) : this.tools.prepare(toolRun, toolSignal()).then(dispatch);
     } catch (err) {
       outcome = Promise.reject(err);
     }

@@ -161,23 +161,34 @@ export class StreamDriver {
     this.drained = true;
   }
 
+  // One timer per stream, refreshed per event (a new Timeout for every SSE event cost more than the
+  // event). It only counts while we wait: fired while the consumer holds an event, it re-arms.
+  private waiting = false;
+
   private armIdle(): void {
     const ms = this.endpoint.streamIdleTimeoutMs;
     if (!(ms > 0) || !Number.isFinite(ms)) return;
+    this.waiting = true;
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
     this.idleTimer = setTimeout(() => {
+      if (!this.waiting) return void this.idleTimer?.refresh();
       this.idleFired = true;
       this.controller.abort();
     }, ms);
   }
 
   private disarmIdle(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+    this.waiting = false;
   }
 
   /** Always call in `finally`: releases the HTTP request if the consumer stopped early. */
   dispose(): void {
-    this.disarmIdle();
+    this.waiting = false;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     this.unlinkUserSignal();
     // A stream read to its end has released its connection already; aborting it anyway would only
     // cost an AbortError and a StreamStopped (two stack traces) on every call.

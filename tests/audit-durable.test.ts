@@ -99,6 +99,32 @@ test('emit stamps v/ts/seq/pid, fills null context, redacts, and writes one comp
   assert.equal(linesOf(dir).length, 4, 'emit after close is a no-op');
 });
 
+test('a held run emitter writes nothing until release, then its first event and the rest in order, with their own times', async () => {
+  const dir = tempDir();
+  const audit = AuditLog.open({ dir, redactor: new Redactor({ env: {} }) });
+  let built = 0;
+  const run = audit.forRun(ctx, { held: true, first: () => (built++, { event: 'run_start', caller: 'test', input_digest: 'sha256:00', model: 'm' }) });
+  run.emit({ event: 'budget_reserve', scope: 'run', tokens: 10, usd: null });
+  const emittedAt = Date.now();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(built, 0, 'the first event is built only on release');
+  run.release();
+  run.release(); // idempotent
+  run.emit({ event: 'run_end', status: 'ok', turns: 1, usage: { input_tokens: 1, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, cost_usd: null, duration_ms: 1 });
+  const events = linesOf(dir).map((l) => JSON.parse(l) as AuditEvent);
+  assert.deepEqual(events.map((e) => e.event), ['run_start', 'budget_reserve', 'run_end']);
+  assert.equal(built, 1);
+  assert.ok(Date.parse(events[1].ts) <= emittedAt, 'stamped when emitted, not when written');
+  // A run_end while held releases the rest first.
+  const dir2 = tempDir();
+  const audit2 = AuditLog.open({ dir: dir2, redactor: new Redactor({ env: {} }) });
+  const early = audit2.forRun(ctx, { held: true, first: () => ({ event: 'run_start', caller: null, input_digest: 'sha256:00', model: 'm' }) });
+  early.emit({ event: 'run_end', status: 'error', turns: 0, usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, cost_usd: null, duration_ms: 0, error: 'unknown agent' });
+  assert.deepEqual(linesOf(dir2).map((l) => (JSON.parse(l) as AuditEvent).event), ['run_start', 'run_end']);
+  audit.close();
+  audit2.close();
+});
+
 test('previews: off by default, off for redacting agents, otherwise 500 redacted chars', () => {
   const dir = tempDir();
   const off = AuditLog.open({ dir, redactor: new Redactor({ env: {} }) });

@@ -48,6 +48,11 @@ let processSeq = 0;
 export interface RunAudit {
   readonly context: RunContext;
   emit(event: RunEventInput): void;
+  /**
+   * Writes what was emitted while the emitter was held (see forRun), in order and with the times they
+   * were emitted, and stops holding. Idempotent.
+   */
+  release(): void;
 }
 
 export class AuditLog {
@@ -101,14 +106,14 @@ export class AuditLog {
     this.write(undefined, input);
   }
 
-  private write(context: RunContext | undefined, input: AuditEventInput | RunEventInput): void {
+  private write(context: RunContext | undefined, input: AuditEventInput | RunEventInput, at?: number): void {
     if (this.closed) return;
     try {
       const c = (context ?? input) as Partial<RunContext>;
       // One object, redacted while it is serialised (no deep copy): this runs several times per run.
       const record = {
         v: AUDIT_SCHEMA_VERSION,
-        ts: new Date().toISOString(),
+        ts: new Date(at ?? Date.now()).toISOString(),
         seq: ++processSeq,
         pid: process.pid,
         event: input.event,
@@ -133,8 +138,38 @@ export class AuditLog {
   }
 
   /** An emitter bound to one run's context. */
-  forRun(context: RunContext): RunAudit {
-    return { context, emit: (e) => this.write(context, e) };
+  /**
+   * An emitter bound to one run's context. `held`: events are only noted (input and time) until
+   * release(), and `first` (the run_start, built only then) goes before them: the orchestrator starts
+   * the run's model request first and builds and serialises its start-up events while the request is
+   * on its way.
+   */
+  forRun(context: RunContext, opts: { held?: boolean; first?: () => RunEventInput } = {}): RunAudit {
+    let held: { e: RunEventInput; at: number }[] | null = opts.held ? [] : null;
+    const startedAt = Date.now();
+    let first = opts.first;
+    if (first && !held) {
+      this.write(context, first());
+      first = undefined;
+    }
+    const release = () => {
+      const q = held;
+      held = null;
+      if (first) this.write(context, first(), startedAt);
+      first = undefined;
+      if (q) for (const { e, at } of q) this.write(context, e, at);
+    };
+    return {
+      context,
+      emit: (e) => {
+        if (held && !WRITE_NOW.has(e.event)) held.push({ e, at: Date.now() });
+        else {
+          release(); // a run_end never waits: everything before it goes first
+          this.write(context, e);
+        }
+      },
+      release,
+    };
   }
 
   /**

@@ -169,20 +169,26 @@ export class Orchestrator {
     const chain = req.chain;
     const depth = chain ? chain.depth : req.parentRunId ? (req.depth ?? 1) : 0;
     record.lineage = lineageOf(chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? runId, depth, chain?.ancestry ?? [], req.agent, req.input);
-    record.audit = this.audit?.forRun({
-      run_id: runId,
-      parent_run_id: chain?.parent_run_id ?? req.parentRunId ?? null,
-      root_run_id: record.lineage.rootRunId,
-      depth,
-      agent: req.agent,
-    });
-    record.audit?.emit({
-      event: 'run_start',
-      caller: req.caller ?? req.owner ?? null,
-      input_digest: digest(req.input),
-      model: modelRef,
-      ...(this.audit && agent ? previewField('input_preview', this.audit.previewText(JSON.stringify(req.input), agent.policies.secrets.redact)) : {}),
-    });
+    // Held until the run is dispatched: its start-up events are serialised while the request is out.
+    record.audit = this.audit?.forRun(
+      {
+        run_id: runId,
+        parent_run_id: chain?.parent_run_id ?? req.parentRunId ?? null,
+        root_run_id: record.lineage.rootRunId,
+        depth,
+        agent: req.agent,
+      },
+      {
+        held: true,
+        first: () => ({
+          event: 'run_start',
+          caller: req.caller ?? req.owner ?? null,
+          input_digest: digest(req.input),
+          model: modelRef,
+          ...(this.audit && agent ? previewField('input_preview', this.audit.previewText(JSON.stringify(req.input), agent.policies.secrets.redact)) : {}),
+        }),
+      },
+    );
     // A chain is enforced on arrival too: depth, cycles, and (below) its budget and rules as ceilings.
     const refused = chain && agent ? refuseHop({ rootRunId: chain.root_run_id, depth: chain.depth - 1, ancestry: chain.ancestry }, agent, req.input, this.cfg.delegate.reentry.maxDepth) : undefined;
     const prepared = refused
@@ -208,6 +214,7 @@ export class Orchestrator {
       return record;
     }
     cancelImpl = this.execute(agent!, prepared, req, record, usage, rb, finish);
+    record.audit?.release();
     return record;
   }
 

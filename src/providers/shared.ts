@@ -43,6 +43,13 @@ export const routedFetch = (input: string | URL | Request, init?: RequestInit): 
   return driver ? driver.fetch(input, init) : globalThis.fetch(input, init);
 };
 
+/** One request header, without copying them all into a new Headers (the SDKs pass a Headers). */
+function headerValue(headers: HeadersInit | undefined, name: string): string | null {
+  if (!headers) return null;
+  if (headers instanceof Headers) return headers.get(name);
+  return new Headers(headers).get(name);
+}
+
 export class StreamDriver {
   private readonly controller = new AbortController();
   private readonly stopped: Promise<never>;
@@ -92,7 +99,7 @@ export class StreamDriver {
    * each attempt so the agent loop can see that a retry is coming and why.
    */
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const attempt = Number(new Headers(init?.headers).get('x-stainless-retry-count') ?? '0') || 0;
+    const attempt = Number(headerValue(init?.headers, 'x-stainless-retry-count') ?? '0') || 0;
     const willRetry = attempt < this.endpoint.maxRetries;
     let response: Response;
     try {

@@ -162,6 +162,9 @@ export class Orchestrator {
       });
       // run_end (with the run's earlier events) is already in the file, so a kill -9 from here on
       // cannot lose it; the group commit's fdatasync covers power loss within commitIntervalMs.
+      // The record is kept for run_status/run_result (delegate.runs.keepS): let go of the run's
+      // machinery (ports, timers, the caller's request context) that the cancel closure holds.
+      cancelImpl = () => {};
       settle(result);
     };
     this.runs.add(record);

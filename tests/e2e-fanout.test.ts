@@ -221,6 +221,30 @@ describe('fan-out and run control', () => {
     }
   });
 
+  it('a run cancelled the moment it starts ends cancelled at once (the cancel may overtake its task)', async () => {
+    const srv = await serve();
+    try {
+      mock.setHandler(() => ({ text: 'too late', delayMs: 5000 }));
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        const started = await srv.client.callTool({ name: 'delegate', arguments: { agent: 'worker-a', task: `cancel me ${i}`, background: true } });
+        const runId = (started.structuredContent as any).run_id;
+        await srv.client.callTool({ name: 'run_cancel', arguments: { run_id: runId } });
+        const res = await srv.client.callTool({ name: 'run_result', arguments: { run_id: runId, wait_s: 10 } });
+        const ms = performance.now() - t0;
+        assert.match(JSON.stringify(res), /cancelled/, JSON.stringify(res).slice(0, 300));
+        // Well under the 2 s cancel grace: the worker acted on the cancel itself.
+        assert.ok(ms < 1500, `run ${i} took ${ms.toFixed(0)} ms to end`);
+      }
+      const deadline = performance.now() + 2000;
+      while (mock.inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(mock.inFlight, 0, 'no model request left running');
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
+
   it('background runs: start, poll status, fetch result; cancel another one', async () => {
     const srv = await serve();
     try {

@@ -3,7 +3,7 @@
 // progress, and owns cancellation and deadlines. Workers only ask; this decides.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { MessageChannel } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import type { AgentDefinition } from '../agents/definition.js';
 import type { AgentStore } from '../agents/store.js';
 import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
@@ -13,7 +13,7 @@ import type { RuleSet } from '../permissions/index.js';
 import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
-import type { MainCommand, MainReply, ModelCallEnd, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import type { MainReply, ModelCallEnd, RunOutcome, WorkerMessage } from '../worker/protocol.js';
 import { AuditLog, installShutdownFlush } from '../audit/audit-log.js';
 import { digest } from '../audit/events.js';
 import { Redactor } from '../audit/redact.js';
@@ -271,7 +271,8 @@ export class Orchestrator {
     rb: RunBudget,
     finish: (status: RunResult['status'], output: string, turns: number, error?: string) => void,
   ): (reason: 'cancelled' | 'timeout') => void {
-    const { port1, port2 } = new MessageChannel();
+    // This run's line on its worker's control channel (opened before dispatch: a message may come at once).
+    const line = this.pool.open(record.runId, (msg, port) => onWorkerMessage(msg, port));
     // Settle the books before the result goes out: nothing the run reserved stays reserved.
     const finishRun: typeof finish = (status, output, turns, error) => {
       if (record.status !== 'running') return; // settled already (e.g. by the cancel fallback below)
@@ -329,7 +330,7 @@ export class Orchestrator {
       if (cancelled || record.status !== 'running') return;
       cancelled = reason;
       record.audit?.emit({ event: 'cancelled', reason: reason === 'timeout' ? 'run deadline reached' : 'cancelled by the client' });
-      port1.postMessage({ kind: 'cancel', reason } satisfies MainCommand);
+      line.cancel(reason);
       toolAbort?.abort(reason);
       // Hard kill only if the cooperative cancel did not end the run in time.
       graceTimer = setTimeout(() => {
@@ -397,7 +398,7 @@ export class Orchestrator {
       }
     };
 
-    port1.on('message', (msg: WorkerMessage) => {
+    const onWorkerMessage = (msg: WorkerMessage, port: MessagePort) => {
       if (msg.kind === 'event') {
         if (msg.type === 'stream_start') progress('model responding');
         else if (msg.type === 'retry') {
@@ -408,7 +409,8 @@ export class Orchestrator {
       }
       msg.ended?.forEach(modelCallEnded);
       const reply = (r: Omit<MainReply & { ok: true }, 'kind' | 'id' | 'ok'> | { error: string }) =>
-        port1.postMessage(
+        line.reply(
+          port,
           'error' in r
             ? ({ kind: 'reply', id: msg.id, ok: false, reason: r.error } satisfies MainReply)
             : ({ kind: 'reply', id: msg.id, ok: true, ...r } satisfies MainReply),
@@ -424,7 +426,7 @@ export class Orchestrator {
           : this.tools.execute(toolRun, msg.call, toolSignal());
         void outcome.then((o) => reply({ outcome: o }));
       }
-    });
+    };
 
     const dispatch = (offered: ToolSpec[]): Promise<RunOutcome> => {
       const tools = [...offered, ...this.delegationTools(agent, toolRun)];
@@ -448,7 +450,6 @@ export class Orchestrator {
         estimateTokens: rb.needsEstimate,
         progress: Boolean(req.onProgress),
         firstTurnGranted,
-        port: port2,
       });
     };
     // Dispatched now when no downstream server has to be asked for its tools first: the worker starts
@@ -484,8 +485,7 @@ export class Orchestrator {
         clearTimeout(deadline);
         if (graceTimer) clearTimeout(graceTimer);
         req.signal?.removeEventListener('abort', onAbort);
-        // Closing wakes the worker thread (and frees its end): after the result has gone out.
-        setImmediate(() => port1.close());
+        line.close();
       });
     return cancel;
   }

@@ -1,11 +1,21 @@
 // The piscina pool agent runs execute on. Runs are I/O bound, so many share one worker
 // (concurrentTasksPerWorker); no per-task AbortSignal is passed, because piscina cannot share a worker
-// among tasks that carry one. Cancellation is cooperative (over the run's port); `killThread` is the
-// hard fallback after the grace period.
+// among tasks that carry one. Runs talk to this thread over their worker's control channel (see
+// ControlAnnounce); cancellation is cooperative over it, and `killThread` is the hard fallback after
+// the grace period.
+import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { WORKER_ENTRY } from '../paths.js';
 import type { DelegateConfig } from '../config/config.js';
-import type { RunOutcome, RunTask } from '../worker/protocol.js';
+import { CONTROL_ANNOUNCE, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WorkerMessage } from '../worker/protocol.js';
+
+/** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
+export interface RunLine {
+  reply(port: MessagePort, msg: MainMessage): void;
+  /** Tells every worker (the run's own may not have said a word yet); only the one running it acts. */
+  cancel(reason: 'cancelled' | 'timeout'): void;
+  close(): void;
+}
 
 export class ServerBusyError extends Error {
   constructor(message: string) {
@@ -36,6 +46,38 @@ export class RunPool {
     // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but
     // keep the event from becoming an unhandled 'error'.
     this.pool.on('error', () => {});
+    this.pool.on('message', (m: ControlAnnounce) => {
+      if (m?.kind === CONTROL_ANNOUNCE) this.addControl(m.port);
+    });
+  }
+
+  private readonly controls = new Set<MessagePort>();
+  private readonly lines = new Map<string, (msg: WorkerMessage, port: MessagePort) => void>();
+  /** Cancels of runs still running, re-sent to a worker that announces itself later. */
+  private readonly cancels = new Map<string, 'cancelled' | 'timeout'>();
+
+  private addControl(port: MessagePort): void {
+    this.controls.add(port);
+    port.on('message', (msg: ControlUp) => this.lines.get(msg.runId)?.(msg, port));
+    port.on('close', () => this.controls.delete(port)); // its worker is gone
+    port.unref();
+    for (const [runId, reason] of this.cancels) port.postMessage({ kind: 'cancel', reason, runId } satisfies ControlDown);
+  }
+
+  /** Opens a run's line before its task is dispatched (its first message may come at once). */
+  open(runId: string, onMessage: (msg: WorkerMessage, port: MessagePort) => void): RunLine {
+    this.lines.set(runId, onMessage);
+    return {
+      reply: (port, msg) => port.postMessage({ ...msg, runId } as ControlDown),
+      cancel: (reason) => {
+        this.cancels.set(runId, reason);
+        for (const port of this.controls) port.postMessage({ kind: 'cancel', reason, runId } satisfies ControlDown);
+      },
+      close: () => {
+        this.lines.delete(runId);
+        this.cancels.delete(runId);
+      },
+    };
   }
 
   /** Capacity check before dispatch, so a full server answers "busy" at once instead of queueing. */
@@ -53,7 +95,7 @@ export class RunPool {
     this.assertCapacity();
     this.running++;
     try {
-      return (await this.pool.run(task, { transferList: [task.port as any] })) as RunOutcome;
+      return (await this.pool.run(task)) as RunOutcome;
     } catch (err) {
       if (/queue is at limit/i.test(String((err as Error).message))) {
         throw new ServerBusyError(`server busy: task queue is at its limit (${this.opts.maxQueue}), retry later`);

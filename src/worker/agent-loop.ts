@@ -1,11 +1,23 @@
 // Piscina task entry: runs one agent's loop of model calls and tool calls. Many runs share a worker
-// (they are I/O bound); each talks to the orchestrator over its own MessagePort. This file is the
-// worker entry, so it stays thin: adapters and the tokenizer load once per worker, not per run.
-import { threadId, type MessagePort } from 'node:worker_threads';
+// (they are I/O bound); they talk to the orchestrator over this thread's one control channel, tagged
+// with their run id. This file is the worker entry, so it stays thin: adapters and the tokenizer load
+// once per worker, not per run.
+import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
 import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
 import { estimateInputTokens } from './tokens.js';
-import type { MainMessage, MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerEvent, WorkerRequest } from './protocol.js';
+import {
+  CONTROL_ANNOUNCE,
+  type ControlAnnounce,
+  type ControlDown,
+  type ControlUp,
+  type MainReply,
+  type ModelCallEnd,
+  type RunOutcome,
+  type RunTask,
+  type WorkerEvent,
+  type WorkerRequest,
+} from './protocol.js';
 
 // Provider SDKs warn on every request that names a deprecated model. Once per worker is enough: each
 // line would also cross to the main thread (worker stdio is piped through it) on every call.
@@ -18,7 +30,27 @@ console.warn = (...args: unknown[]) => {
   consoleWarn(...args);
 };
 
-/** Request/response over the run's port; one-way events and the cancel command share it. */
+// This thread's control channel, announced to the main thread once (see ControlAnnounce).
+const { port1: control, port2: controlPeer } = new MessageChannel();
+parentPort?.postMessage({ kind: CONTROL_ANNOUNCE, threadId, port: controlPeer } satisfies ControlAnnounce, [controlPeer]);
+control.unref(); // piscina decides when this thread ends, not this port
+/** The runs of this thread, by run id. */
+const runs = new Map<string, RunChannel>();
+/**
+ * Cancels that arrived before their run: a cancel goes to every worker and may overtake the task on
+ * piscina's own channel. Kept a minute, then forgotten (the run went to another thread).
+ */
+const earlyCancels = new Map<string, { reason: 'cancelled' | 'timeout'; at: number }>();
+control.on('message', (msg: ControlDown) => {
+  const run = runs.get(msg.runId);
+  if (run) return run.receive(msg);
+  if (msg.kind !== 'cancel') return; // a reply for a run that is over
+  const now = Date.now();
+  for (const [id, c] of earlyCancels) if (now - c.at > 60_000) earlyCancels.delete(id);
+  earlyCancels.set(msg.runId, { reason: msg.reason, at: now });
+});
+
+/** One run's side of the control channel: requests and replies, one-way events, the cancel command. */
 class RunChannel {
   private nextId = 1;
   private pending = new Map<number, (reply: MainReply) => void>();
@@ -27,19 +59,30 @@ class RunChannel {
   readonly abort = new AbortController();
   cancelReason: 'cancelled' | 'timeout' | undefined;
 
-  constructor(private port: MessagePort) {
-    port.on('message', (msg: MainMessage) => {
-      if (msg.kind === 'cancel') {
-        this.cancelReason ??= msg.reason;
-        this.abort.abort(msg.reason);
-        // Unblock anything waiting on the main thread; it will not answer a cancelled run.
-        for (const [id, resolve] of this.pending) resolve({ kind: 'reply', id, ok: false, reason: msg.reason });
-        this.pending.clear();
-      } else {
-        this.pending.get(msg.id)?.(msg);
-        this.pending.delete(msg.id);
-      }
-    });
+  constructor(private runId: string) {
+    runs.set(runId, this);
+    const early = earlyCancels.get(runId);
+    if (early) {
+      earlyCancels.delete(runId);
+      this.receive({ kind: 'cancel', reason: early.reason, runId });
+    }
+  }
+
+  receive(msg: ControlDown): void {
+    if (msg.kind === 'cancel') {
+      this.cancelReason ??= msg.reason;
+      this.abort.abort(msg.reason);
+      // Unblock anything waiting on the main thread; it will not answer a cancelled run.
+      for (const [id, resolve] of this.pending) resolve({ kind: 'reply', id, ok: false, reason: msg.reason });
+      this.pending.clear();
+    } else {
+      this.pending.get(msg.id)?.(msg);
+      this.pending.delete(msg.id);
+    }
+  }
+
+  private send(msg: DistributiveOmit<ControlUp, 'runId'>): void {
+    control.postMessage({ ...msg, runId: this.runId } as ControlUp);
   }
 
   ask(req: DistributiveOmit<WorkerRequest, 'id'>): Promise<MainReply> {
@@ -47,12 +90,12 @@ class RunChannel {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.port.postMessage(this.ended.length ? { ...req, id, ended: this.takeEnded() } : { ...req, id });
+      this.send((this.ended.length ? { ...req, id, ended: this.takeEnded() } : { ...req, id }) as WorkerRequest);
     });
   }
 
   emit(event: DistributiveOmit<WorkerEvent, 'kind'>): void {
-    this.port.postMessage({ kind: 'event', ...event });
+    this.send({ kind: 'event', ...event } as WorkerEvent);
   }
 
   /** Queued, not posted: it goes with the next request or the run's outcome (one wake-up fewer each). */
@@ -66,14 +109,9 @@ class RunChannel {
     return e;
   }
 
-  /**
-   * The run is over: stop listening. The port is not closed here: the orchestrator closes its end once
-   * it has the result (which frees this one too), and a close from this side would wake its thread
-   * once more just before the result does.
-   */
+  /** The run is over: late replies and cancels for it are dropped. */
   release(): void {
-    this.port.removeAllListeners('message');
-    this.port.unref();
+    runs.delete(this.runId);
   }
 }
 
@@ -87,7 +125,7 @@ function addUsage(total: Usage, u: Usage): void {
 }
 
 export default async function runAgent(task: RunTask): Promise<RunOutcome> {
-  const channel = new RunChannel(task.port as MessagePort);
+  const channel = new RunChannel(task.runId);
   const usage = emptyUsage();
   const messages: Message[] = [{ role: 'user', content: task.userMessage }];
   let lastText = '';

@@ -1,10 +1,10 @@
 // The typed channel between a run's worker loop and the orchestrator (main thread). The worker holds no
-// authority: it asks (model call gate, tool calls) and is told yes or no. One MessagePort per run.
+// authority: it asks (model call gate, tool calls) and is told yes or no, over its thread's control channel.
 import type { AgentDefinition } from '../agents/definition.js';
 import type { ProviderEndpoint, ToolCall, ToolSpec, Usage, StopReason } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
 
-/** What the orchestrator hands to piscina for one run (plain data + the run's port). */
+/** What the orchestrator hands to piscina for one run (plain data; the run talks over its thread's control channel). */
 export interface RunTask {
   runId: string;
   /** Only what the loop reads: the task is structured-cloned to the worker on every run. */
@@ -25,8 +25,24 @@ export interface RunTask {
    * needed): the first model request starts without a round trip.
    */
   firstTurnGranted?: { maxOutputTokens: number };
-  port: MessagePort | import('node:worker_threads').MessagePort;
 }
+
+/**
+ * Each worker thread opens ONE control channel to the main thread when it starts and announces it on
+ * its parentPort (piscina forwards such messages as the pool's 'message' event). Every run's requests,
+ * events, replies and cancels travel on it, tagged with the run id: a run needs no port of its own, so
+ * starting one costs no MessageChannel, no port transfer and no close (measured ~0.2 ms of CPU a run).
+ */
+export const CONTROL_ANNOUNCE = 'delegate-mcp/control';
+export interface ControlAnnounce {
+  kind: typeof CONTROL_ANNOUNCE;
+  threadId: number;
+  port: import('node:worker_threads').MessagePort;
+}
+/** Worker → main on a control channel. */
+export type ControlUp = WorkerMessage & { runId: string };
+/** Main → worker on a control channel (a cancel goes to every worker: only the one running it acts). */
+export type ControlDown = MainMessage & { runId: string };
 
 export type RunStatus = 'ok' | 'max_turns' | 'error' | 'cancelled' | 'timeout';
 

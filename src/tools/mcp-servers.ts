@@ -15,6 +15,7 @@ import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { isSdkError, loadClientSdk } from './mcp-client-sdk.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
+import { describeCause } from '../providers/shared.js';
 import type { ToolSpec } from '../providers/types.js';
 import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './fs-tools.js';
@@ -128,6 +129,13 @@ export class McpServers {
             `${full}: MCP server "${server}" exited or closed the connection during the call; it will be restarted on the next call` +
             (tail ? ` (its stderr ended with: ${tail.slice(-500)})` : ''),
         };
+      }
+      if (isNetworkFailure(err)) {
+        // An HTTP server that cannot be reached: reconnect on the next call.
+        this.drop(server, conn);
+        const entry = this.entries[server];
+        const url = entry && 'url' in entry ? ` at ${entry.url}` : '';
+        return { isError: true, content: `${full}: cannot reach MCP server "${server}"${url}: ${describeCause(err)}; it will be reconnected on the next call` };
       }
       // A protocol-level error answer (invalid params, unknown tool, …): the server is fine.
       return { isError: true, content: `${full}: MCP server "${server}" returned an error: ${(err as Error).message}` };
@@ -284,4 +292,9 @@ function renderResult(res: CallToolResult): string {
   }
   if (parts.length === 0 && res.structuredContent !== undefined) parts.push(JSON.stringify(res.structuredContent));
   return parts.length ? parts.join('\n') : '(no output)';
+}
+
+/** fetch's own failure (connection refused, reset, DNS): a TypeError whose cause names the system error. */
+function isNetworkFailure(err: unknown): boolean {
+  return err instanceof TypeError && /fetch failed/.test(err.message);
 }

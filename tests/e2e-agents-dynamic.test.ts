@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/client';
 import { startMockModel, defaultHandler, type MockModel, type MockReply } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
+import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
 
 const execFileP = promisify(execFile);
 const READ_TOOLS = ['read_file', 'list_dir', 'search_files'];
@@ -422,5 +422,42 @@ describe('create_agent', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /not saved: saving created agents is off/);
     assert.equal(existsSync(path.join(agentsDir, 'cli-saved.yaml')), false);
+  });
+});
+
+describe('delegating to an agent made with create_agent', () => {
+  it('runs it in this process (a re-entry child would not know it), with the chain recorded', async () => {
+    const drafts = [JSON.stringify({ name: 'note-taker', description: 'Takes notes on what it is told.', instructions: 'Answer with a note.' })];
+    const mock = await startMockModel({
+      handler: (req): MockReply => {
+        if (req.system.includes(DRAFT_MARKER)) return { text: drafts.shift() ?? 'no more drafts' };
+        if (req.system.includes('You are "note-taker"')) return { text: 'NOTE: taken' };
+        return defaultHandler(req) as MockReply;
+      },
+    });
+    const ws = tempDir('dmcp-create-deleg-');
+    const agentsDir = path.join(ws, 'agents');
+    // lead may delegate to note-taker, which does not exist yet when the server starts.
+    writeTree(agentsDir, { 'lead.yaml': agentYaml('lead', 'anthropic/claude-test-1', 'agents: [note-taker]') });
+    const cfg = path.join(ws, 'mcp.json');
+    writeFileSync(cfg, JSON.stringify({ delegate: { defaultModel: 'anthropic/claude-test-1' } }));
+    const srv = await startServer({ args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    try {
+      const created = await srv.client.callTool({ name: 'create_agent', arguments: { description: 'an agent that takes notes' } });
+      assert.equal((created.structuredContent as any)?.name, 'note-taker', JSON.stringify(created.content));
+      const res: any = await srv.client.callTool({ name: 'lead', arguments: { task: '[[tool:agent__note-taker {"task":"note this"}]]' } });
+      assert.equal(res.structuredContent?.status, 'ok', JSON.stringify(res.content));
+      assert.match(res.structuredContent.output, /NOTE: taken/, 'the delegated run answered');
+      const events = readAuditEvents(path.join(ws, '.delegate-mcp'));
+      const delegation = events.find((e) => e.event === 'delegation' && e.child_agent === 'note-taker');
+      assert.ok(delegation, 'a delegation event');
+      assert.equal(delegation.hop, 'in-process');
+      const child = events.find((e) => e.event === 'run_end' && e.run_id === delegation.child_run_id);
+      assert.equal(child?.status, 'ok');
+      assert.equal(child?.parent_run_id, res.structuredContent.run_id);
+    } finally {
+      await srv.close();
+      await mock.close();
+    }
   });
 });

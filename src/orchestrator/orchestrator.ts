@@ -548,7 +548,9 @@ export class Orchestrator {
       decided('deny', perm.reason, perm.rule, 'error');
       return { isError: true, content: `permission denied: ${perm.reason}` };
     }
-    const mode = this.cfg.delegate.reentry.mode;
+    // An agent made with create_agent and not saved exists only in this process: a re-entry child
+    // would not know it, so it runs here (same checks, same ledger, the chain's limits as ever).
+    const mode = target.source.format === 'dynamic' ? 'in-process' : this.cfg.delegate.reentry.mode;
     const input = call.arguments;
     const onProgress = (m: string) => progress(`→ ${name}: ${m}`);
 

@@ -202,13 +202,6 @@ export class AuditLog {
     }
   }
 
-  /** Durable (fdatasync) without blocking the event loop. */
-  flushAsync(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.writePending();
-    return this.transport.flushAsync();
-  }
-
   /** Written and fdatasync'd now: on shutdown. Sync, never throws. */
   flush(): void {
     this.writePending();

@@ -226,10 +226,7 @@ export class ToolGate {
   offeredNow(run: ToolRun): ToolSpec[] | undefined {
     const servers = mcpServersFor(run.agent, this.opts.mcp.names());
     if (servers.length || run.agent.tools.mcp.length) return undefined; // prepare() lists them (and warns)
-    run.servers = servers;
-    const specs = offeredTools(run.agent, run.rules, []);
-    run.offered = new Map(specs.map((t) => [t.name, t]));
-    return specs;
+    return this.offer(run, servers, []);
   }
 
   /**
@@ -242,16 +239,22 @@ export class ToolGate {
     for (const s of agent.tools.mcp) {
       if (!configured.includes(s)) log.warn(`agent ${agent.name}: MCP server "${s}" is not configured in mcp.json mcpServers (configured: ${configured.join(', ') || 'none'})`);
     }
-    run.servers = mcpServersFor(agent, configured);
+    const servers = mcpServersFor(agent, configured);
     const listed = await Promise.all(
-      run.servers.map((s) =>
+      servers.map((s) =>
         this.opts.mcp.tools(s, signal).catch((err: Error) => {
           if (!signal?.aborted) log.warn(`agent ${agent.name}, run ${run.runId}: ${err.message}; its tools are not offered`);
           return [] as ToolSpec[];
         }),
       ),
     );
-    const specs = offeredTools(agent, run.rules, listed.flat());
+    return this.offer(run, servers, listed.flat());
+  }
+
+  /** Records on the run what its model is offered: the granted built-ins and these servers' tools. */
+  private offer(run: ToolRun, servers: string[], mcpTools: ToolSpec[]): ToolSpec[] {
+    run.servers = servers;
+    const specs = offeredTools(run.agent, run.rules, mcpTools);
     run.offered = new Map(specs.map((t) => [t.name, t]));
     return specs;
   }

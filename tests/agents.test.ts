@@ -91,6 +91,7 @@ describe('normalisation', () => {
       policies: { context: {}, secrets: { redact: false } },
       budget: {},
       permissions: { deny: [], ask: [], allow: [] },
+      sandbox: { network: false },
       agents: [],
       allowReentry: false,
       source: { file, format: 'yaml' },

@@ -38,6 +38,8 @@ export interface AgentDefinition {
   /** Slots for later issues; present (possibly empty) so consumers need no optional chaining. */
   budget: { runTokens?: number; runUsd?: number; dailyTokens?: number; dailyUsd?: number };
   permissions: { deny: string[]; ask: string[]; allow: string[] };
+  /** run_command's OS sandbox: whether commands may use the network (default false). */
+  sandbox: { network: boolean };
   agents: string[];
   /** Whether a delegation chain that already contains this agent may call it again (never with the same task). */
   allowReentry: boolean;

@@ -114,6 +114,12 @@ const policiesSchema = z.strictObject({
   secrets: z.strictObject({ redact: z.boolean().optional() }).optional(),
 });
 
+/** The OS sandbox run_command uses for this agent (src/sandbox/). */
+const sandboxSchema = z.strictObject({
+  /** Commands may use the network (off by default: their own network namespace has no interfaces). */
+  network: z.boolean().default(false),
+});
+
 const budgetSchema = z.strictObject({
   run_tokens: positiveInt.optional(),
   run_usd: z.number().positive().optional(),
@@ -158,6 +164,7 @@ export const AgentFileSchema = z
     policies: policiesSchema.optional(),
     budget: budgetSchema.optional(),
     permissions: permissionsSchema.optional(),
+    sandbox: sandboxSchema.optional(),
     agents: z.array(agentName).optional(),
     /** May this agent be re-entered by a delegation chain it is already part of (never with the same task). */
     allow_reentry: z.boolean().default(false),
@@ -249,6 +256,7 @@ export function normalise(raw: AgentFile, file: string): AgentDefinition {
       ask: [...(raw.permissions?.ask ?? [])],
       allow: [...(raw.permissions?.allow ?? [])],
     },
+    sandbox: { network: raw.sandbox?.network ?? false },
     agents: [...new Set(raw.agents ?? [])],
     allowReentry: raw.allow_reentry,
     ...(raw.output_schema !== undefined && { outputSchema: raw.output_schema as JsonSchema }),

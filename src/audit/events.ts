@@ -58,6 +58,8 @@ export const RunStartSchema = ev('run_start', {
   input_digest: z.string(),
   model: z.string(),
   input_preview: z.string().optional(),
+  /** run_command's OS sandbox for this run: "bwrap", or "off" when mcp.json turned it off. */
+  sandbox: z.enum(['bwrap', 'off']).optional(),
 });
 export const RunEndSchema = ev('run_end', {
   status: RunStatusSchema,

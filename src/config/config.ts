@@ -7,6 +7,7 @@ import type { ProviderEndpoint, WireApi } from '../providers/types.js';
 import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 import { HttpConfigSchema } from '../server/http-config.js';
+import { SANDBOX_MODES } from '../sandbox/modes.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -102,6 +103,19 @@ export const DelegateConfigSchema = z.strictObject({
       askTimeoutS: z.number().positive().default(120),
     })
     .default({ mcpCallTimeoutS: 60, mcpMaxOutputBytes: 64 * 1024, askTimeoutS: 120 }),
+  /**
+   * The OS sandbox of run_command (src/sandbox/): "bwrap" (bubblewrap; commands are refused when it is
+   * missing) or "off" (explicitly no sandbox: warned about at start, recorded in every run's audit).
+   */
+  sandbox: z
+    .strictObject({
+      mode: z.enum(SANDBOX_MODES).default('bwrap'),
+      /** Extra host paths mounted read-only in the sandbox (a toolchain outside /usr); absolute. */
+      readOnly: z
+        .array(z.string().refine((p) => path.isAbsolute(p), { error: (iss) => `must be an absolute path, got ${JSON.stringify(iss.input)}` }))
+        .default([]),
+    })
+    .default({ mode: 'bwrap', readOnly: [] }),
   /** `serve --http`: bind address, bearer token, limits, shutdown grace (src/server/http-config.ts). */
   http: HttpConfigSchema,
 });

@@ -16,6 +16,8 @@ const RuleLayerSchema = z.object({
   deny: z.array(z.string()),
   ask: z.array(z.string()),
   allow: z.array(z.string()),
+  /** The sandbox network grant travels with the rules, so a delegation can only narrow it. */
+  network: z.boolean().optional(),
 });
 
 export const CallChainSchema = z.strictObject({

@@ -188,6 +188,7 @@ export class Orchestrator {
           caller: req.caller ?? req.owner ?? null,
           input_digest: digest(req.input),
           model: modelRef,
+          sandbox: this.cfg.delegate.sandbox.mode,
           ...(this.audit && agent ? previewField('input_preview', this.audit.previewText(JSON.stringify(req.input), agent.policies.secrets.redact)) : {}),
         }),
       },

@@ -33,6 +33,8 @@ import { McpServers } from '../tools/mcp-servers.js';
 import { builtinTools } from '../tools/registry.js';
 import type { ToolContext, ToolOutcome } from '../tools/types.js';
 import { isWithin, toRel } from '../tools/workspace-path.js';
+import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
+import { sandboxProtectedPaths } from '../sandbox/protected.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
 export type AskAnswer = 'once' | 'run' | 'deny';
@@ -195,6 +197,8 @@ export interface ToolGateOptions {
   mcp: McpServers;
   /** How long an approval request may wait before the call is denied. */
   askTimeoutMs: number;
+  /** run_command's OS sandbox (mode, protected paths); each call adds the run's rules. */
+  sandbox: SandboxSettings;
 }
 
 export class ToolGate {
@@ -211,7 +215,14 @@ export class ToolGate {
       maxOutputBytes: t.mcpMaxOutputBytes,
       baseDir: cfg.configFile ? path.dirname(cfg.configFile) : cfg.workspace,
     });
-    return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000 });
+    const sb = cfg.delegate.sandbox;
+    if (sb.mode === 'off') {
+      log.warn('delegate.sandbox.mode is "off": run_command runs commands WITHOUT an OS sandbox; an allowed program can read, write and reach anything this server can (recorded in every run\'s audit)');
+    } else if (process.platform !== 'linux' || !findBwrap()) {
+      log.warn(`run_command will refuse every command: its bubblewrap sandbox is not available here (${process.platform === 'linux' ? 'bwrap not found; apt-get install bubblewrap or dnf install bubblewrap' : `none is implemented for ${process.platform}`}); set delegate.sandbox.mode to "off" to run commands without one`);
+    }
+    const sandbox: SandboxSettings = { mode: sb.mode, readOnly: [...sb.readOnly], protected: sandboxProtectedPaths(cfg) };
+    return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000, sandbox });
   }
 
   get mcp(): McpServers {
@@ -397,6 +408,8 @@ export class ToolGate {
     return {
       workspaceRoot: root,
       signal,
+      // run_command: the sandbox's writable directories and network come from the run's rules.
+      sandbox: { settings: this.opts.sandbox, rules: run.rules },
       // Every request fetch_url makes (each redirect hop too). An ask rule counts only if this call's
       // approval (or a run-wide one) covered that very rule: a redirect cannot stop to ask.
       checkUrl: (url) => {

@@ -55,6 +55,8 @@ export interface RuleLayer {
   deny: string[];
   ask: string[];
   allow: string[];
+  /** May this layer's run give its commands the network (run_command's sandbox)? Absent means no. */
+  network?: boolean;
 }
 
 /** A call is allowed only if every layer allows it. Plain JSON: it crosses process boundaries. */
@@ -138,6 +140,7 @@ function compileAgentRules(agent: AgentDefinition): RuleSet {
           // `agents:` lists the sub-agents this agent may delegate to.
           ...agent.agents.map((n) => `Agent(${n})`),
         ],
+        network: agent.sandbox.network,
       },
     ],
   };
@@ -151,10 +154,16 @@ export function intersect(child: RuleSet, caller: RuleSet): RuleSet {
   const layers: RuleLayer[] = [];
   const seen = new Set<string>();
   for (const l of [...child.layers, ...caller.layers]) {
-    const key = JSON.stringify([l.label ?? '', l.deny, l.ask, l.allow]);
+    const key = JSON.stringify([l.label ?? '', l.deny, l.ask, l.allow, l.network === true]);
     if (seen.has(key)) continue;
     seen.add(key);
-    layers.push({ ...(l.label !== undefined && { label: l.label }), deny: [...l.deny], ask: [...l.ask], allow: [...l.allow] });
+    layers.push({
+      ...(l.label !== undefined && { label: l.label }),
+      deny: [...l.deny],
+      ask: [...l.ask],
+      allow: [...l.allow],
+      ...(l.network === true && { network: true }),
+    });
   }
   return { layers };
 }

@@ -1,12 +1,17 @@
 // Built-in tool run_command: runs one program with an argv array in the workspace. Never a shell:
-// spawn(argv[0], argv.slice(1), {shell: false}), so `$( )`, backticks, `;`, `|`, globs and quotes in
+// the program gets argv as given (shell: false), so `$( )`, backticks, `;`, `|`, globs and quotes in
 // the arguments reach the program literally. WHETHER a given argv may run is the permission engine's
 // decision (made before this tool is called); this tool enforces the mechanical limits:
-//   - a scrubbed environment (small allowlist; anything that looks like a credential is dropped);
+//   - the OS sandbox (src/sandbox/): under bubblewrap unless delegate.sandbox.mode is "off"; refused
+//     when the call carries no sandbox settings or no sandbox can be made (never a silent fallback);
+//   - a scrubbed environment (small allowlist; anything that looks like a credential is dropped), plus
+//     git settings that keep git from running programs named by files in the workspace;
 //   - cwd = the workspace root, stdin closed;
-//   - a timeout (default 60 s, max 600 s) and ctx.signal: SIGTERM to the whole process group, SIGKILL
-//     2 s later. The child is its own process group (detached: true), so grandchildren die with it;
-//     whatever is left of the group when the command exits is killed too (no stray background jobs);
+//   - a timeout (default 60 s, max 600 s) and ctx.signal: SIGTERM to the command and everything it
+//     started, SIGKILL 2 s later. Sandboxed, SIGKILL goes to bwrap, which takes its whole pid namespace
+//     with it; unsandboxed, the child is its own process group (detached: true) and the group is
+//     killed. Whatever is left when the command exits is killed too (no stray background jobs; under
+//     bwrap not even a setsid or double-forked one);
 //   - output capped (default 64 KiB for stdout + stderr together), keeping head and tail.
 // A non-zero exit status is a normal result (isError: false) the model should read; isError is true
 // only when the command could not be started, timed out or was cancelled.
@@ -25,6 +30,8 @@ import {
   utf8SafeEnd,
 } from './fs-tools.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+import { gitHardeningEnv, prepareLaunch } from '../sandbox/index.js';
+import { descendantPids } from '../sandbox/processes.js';
 
 /** Limits for run_command; the orchestrator may overwrite these at startup. */
 export const commandLimits = {
@@ -150,6 +157,16 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
+function signalAll(pids: number[], sig: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // run_command
 
@@ -194,6 +211,9 @@ function parseArgs(T: string, rawArgs: Record<string, unknown>): ParsedArgs {
   return { argv: argv as string[], timeoutS };
 }
 
+const NOT_FOUND = 'program not found (argv[0] must be a program on PATH or a path to an executable; there is no shell)';
+const NO_PERMISSION = 'permission denied (not executable?)';
+
 type Ending =
   | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
   | { kind: 'spawn_error'; error: NodeJS.ErrnoException };
@@ -217,6 +237,10 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
     return fail(`${T}: the workspace root ${ctx.workspaceRoot} is not an accessible directory`);
   }
 
+  const launch = await prepareLaunch(ctx.sandbox, ctx.workspaceRoot, argv, { ...buildChildEnv(), ...gitHardeningEnv() });
+  if (!launch.ok) return fail(`${T}: refused: ${launch.error}`);
+  if (ctx.signal?.aborted) return abortedOutcome(T);
+
   const cap = commandLimits.maxOutputBytes;
   const stdout = new HeadTail(cap);
   const stderr = new HeadTail(cap);
@@ -226,10 +250,10 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   let child: ChildProcess;
   try {
-    child = spawn(argv[0], argv.slice(1), {
+    child = spawn(launch.file, launch.args, {
       shell: false,
       cwd: ctx.workspaceRoot,
-      env: buildChildEnv(),
+      env: launch.env,
       detached: process.platform !== 'win32',
       stdio: ['ignore', 'pipe', 'pipe'],
       windowsHide: true,
@@ -261,7 +285,9 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
       if (stopReason || exited) return;
       stopReason = reason;
       lastSignalSent = 'SIGTERM';
-      killGroup(child, 'SIGTERM');
+      // Under bwrap: SIGTERM to the processes inside (bwrap would die of it and take them down at once).
+      if (launch.sandboxed && child.pid !== undefined) signalAll(descendantPids(child.pid), 'SIGTERM');
+      else killGroup(child, 'SIGTERM');
       killTimer = setTimeout(() => {
         lastSignalSent = 'SIGKILL';
         killGroup(child, 'SIGKILL');
@@ -298,13 +324,21 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   const elapsed = ((Date.now() - started) / 1000).toFixed(1);
   if (ending.kind === 'spawn_error') {
     const code = ending.error.code;
-    const why =
-      code === 'ENOENT'
-        ? 'program not found (argv[0] must be a program on PATH or a path to an executable; there is no shell)'
-        : code === 'EACCES'
-          ? 'permission denied (not executable?)'
-          : (code ?? ending.error.message);
+    const why = code === 'ENOENT' ? NOT_FOUND : code === 'EACCES' ? NO_PERMISSION : (code ?? ending.error.message);
     return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${why}`);
+  }
+
+  // bwrap reports a program it cannot exec (or a sandbox it cannot set up) on stderr with status 1.
+  if (launch.sandboxed && !stopReason && ending.code === 1) {
+    const m = /^bwrap: (.*)/.exec(stderr.render(cap).split('\n')[0] ?? '');
+    if (m) {
+      const why = /^execvp .*: No such file or directory$/.test(m[1])
+        ? NOT_FOUND
+        : /^execvp .*: Permission denied$/.test(m[1])
+          ? NO_PERMISSION
+          : `the sandbox could not be set up: ${m[1]}`;
+      return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${why}`);
+    }
   }
 
   let status: string;
@@ -343,7 +377,9 @@ const runCommandTool: BuiltinTool = {
         'Run one program in the workspace root and return its exit code, stdout and stderr. `argv` is the ' +
         'program followed by its arguments, e.g. ["git", "status", "--short"] or ["npm", "test"]. There is NO ' +
         'shell: pipes, redirects, `&&`, `$VAR`, globs and quotes are passed literally to the program, so run ' +
-        'one program per call. stdin is empty; the environment is minimal (no credentials). Timeout: ' +
+        'one program per call. Unless the server turned its sandbox off, it runs in one: the workspace is writable only where your Edit permissions ' +
+        'reach, nothing outside it is visible, and there is no network unless your configuration allows it. ' +
+        'stdin is empty; the environment is minimal (no credentials). Timeout: ' +
         `timeout_s (default ${commandLimits.defaultTimeoutS}, max ${commandLimits.maxTimeoutS} seconds); ` +
         'the command and its child processes are killed when it expires, and background processes are ' +
         `killed when the command exits. Output is capped at ${formatSize(commandLimits.maxOutputBytes)} ` +

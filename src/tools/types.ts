@@ -1,6 +1,7 @@
 // Tools an agent can call. Tool execution always happens on the main thread (the orchestrator),
 // never in a worker: workers ask, the main thread checks and executes.
 import type { ToolSpec } from '../providers/types.js';
+import type { CommandSandbox } from '../sandbox/index.js';
 
 export interface ToolContext {
   /** Realpath of the workspace root every file tool is confined to. */
@@ -23,6 +24,11 @@ export interface ToolContext {
    * shown, 'read' when its contents are searched. false hides the entry.
    */
   filterPath?: (rel: string, abs: string, use: 'list' | 'read') => boolean;
+  /**
+   * run_command's OS sandbox for this call (server settings + the run's rules). Without it run_command
+   * refuses to run anything: there is no unconfined default.
+   */
+  sandbox?: CommandSandbox;
 }
 
 export interface ToolOutcome {

@@ -1,0 +1,144 @@
+// The OS sandbox around run_command. The argv rules decide WHETHER a command may run; the sandbox bounds
+// what an allowed program can then do (its own options, the code it runs, what it starts):
+//
+//   mode "bwrap" (the default)  every command runs under bubblewrap (see bwrap-args.ts for the layout):
+//                               own namespaces and /proc, system read-only, the workspace writable only
+//                               where the run's Edit rules reach, protected paths read-only or hidden,
+//                               nothing else of the host, private /tmp, no network unless every layer
+//                               of the run's rules allows it. When bwrap is missing or cannot create
+//                               namespaces, commands are REFUSED with what to install — never run bare.
+//                               On a system other than Linux the same refusal (sandbox-exec is not
+//                               implemented yet).
+//   mode "off"                  commands run directly (process group, scrubbed environment), as chosen
+//                               explicitly in mcp.json; warned about at start and recorded in the audit.
+//
+// Lifetime: the command is pid 2 of its own pid namespace under bwrap's init; when it exits, or bwrap is
+// killed (timeout, cancel), or the server dies (--die-with-parent), the namespace goes and the kernel
+// kills everything in it — setsid or double-forked children included.
+import { execFile } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import path from 'node:path';
+import type { RuleSet } from '../permissions/index.js';
+import { bwrapArgs } from './bwrap-args.js';
+import { systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
+import type { SandboxMode } from './modes.js';
+import { networkAllowed, workspaceAccess } from './policy.js';
+
+export { gitHardeningEnv } from './git-env.js';
+export type { ProtectedPaths } from './mounts.js';
+
+export { SANDBOX_MODES, type SandboxMode } from './modes.js';
+
+/** The server's sandbox settings (delegate.sandbox in mcp.json, plus the paths it protects). */
+export interface SandboxSettings {
+  mode: SandboxMode;
+  /** Extra host paths mounted read-only (toolchains outside /usr). */
+  readOnly: string[];
+  protected: ProtectedPaths;
+}
+
+/** What run_command needs to confine one call: the server's settings and the run's effective rules. */
+export interface CommandSandbox {
+  settings: SandboxSettings;
+  rules: RuleSet;
+  /** The workspace root as configured, when it differs from its realpath (absolute Edit globs name either). */
+  configuredRoot?: string;
+}
+
+/** How to start one command: the program to spawn, its arguments and environment. */
+export type Launch =
+  | { ok: true; file: string; args: string[]; env: Record<string, string>; sandboxed: boolean }
+  | { ok: false; error: string };
+
+const INSTALL_HINT = 'install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; Arch: pacman -S bubblewrap)';
+const OFF_HINT = 'or set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)';
+
+type Availability = { ok: true; path: string } | { ok: false; reason: string };
+let available: Promise<Availability> | undefined;
+
+/** bwrap on PATH (or the usual places), or undefined. */
+export function findBwrap(envPath = process.env.PATH ?? ''): string | undefined {
+  const dirs = [...envPath.split(path.delimiter).filter((d) => path.isAbsolute(d)), '/usr/bin', '/bin', '/usr/local/bin'];
+  for (const d of dirs) {
+    const p = path.join(d, 'bwrap');
+    try {
+      if (statSync(p).isFile()) {
+        accessSync(p, constants.X_OK);
+        return p;
+      }
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/** Why commands cannot be sandboxed here, or null. Found once bwrap works; looked for again while it does not. */
+export async function sandboxUnavailable(): Promise<string | null> {
+  if (process.platform !== 'linux') {
+    return `commands run in an OS sandbox, and none is implemented for ${process.platform} yet (bubblewrap is Linux-only; sandbox-exec on macOS is not implemented); set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)`;
+  }
+  available ??= probe();
+  const a = await available;
+  if (a.ok) return null;
+  available = undefined;
+  return a.reason;
+}
+
+async function probe(): Promise<Availability> {
+  const bwrap = findBwrap();
+  if (!bwrap) return { ok: false, reason: `commands run in a bubblewrap sandbox, and bwrap was not found; ${INSTALL_HINT}, ${OFF_HINT}` };
+  // Can it create the namespaces? (Some kernels or AppArmor profiles forbid unprivileged user namespaces.)
+  const stderr = await new Promise<string | null>((resolve) => {
+    execFile(bwrap, ['--unshare-all', '--unshare-user', '--cap-drop', 'ALL', '--ro-bind', '/', '/', '--', 'true'], { timeout: 10_000, env: {} }, (err, _out, errText) =>
+      resolve(err ? (String(errText).trim() || err.message) : null),
+    );
+  });
+  if (stderr !== null) {
+    return {
+      ok: false,
+      reason:
+        `commands run in a bubblewrap sandbox, and ${bwrap} cannot create one here: ${stderr} ` +
+        '(unprivileged user namespaces must be allowed: sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04+ ' +
+        `kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap); ${OFF_HINT}`,
+    };
+  }
+  return { ok: true, path: bwrap };
+}
+
+/** Environment overrides inside the sandbox: the host's home and temp dirs are not there. */
+const SANDBOX_ENV = { HOME: '/tmp', TMPDIR: '/tmp' };
+
+/**
+ * How to start `argv` for a call: under bwrap, or directly when the mode is "off". `env` is the command's
+ * scrubbed environment. Refuses (ok: false) when no sandbox is configured or none can be made.
+ */
+export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoot: string, argv: string[], env: Record<string, string>): Promise<Launch> {
+  if (!sb) return { ok: false, error: 'no sandbox settings were given for this call; commands are not run without them' };
+  if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false };
+  const why = await sandboxUnavailable();
+  if (why) return { ok: false, error: why };
+  const bwrap = (await available) as { ok: true; path: string };
+  const roots = [workspaceRoot, ...(sb.configuredRoot && sb.configuredRoot !== workspaceRoot ? [sb.configuredRoot] : [])];
+  const isDir = (rel: string): boolean => {
+    try {
+      return statSync(path.join(workspaceRoot, rel)).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+  const access = workspaceAccess(sb.rules, roots, isDir);
+  const ws = workspaceMounts(workspaceRoot, access, sb.settings.protected);
+  const args = bwrapArgs(
+    {
+      workspace: workspaceRoot,
+      ...ws,
+      system: systemMounts({ nodeExecPath: process.execPath, extra: sb.settings.readOnly }),
+      network: networkAllowed(sb.rules),
+      env: { ...env, ...SANDBOX_ENV },
+    },
+    argv,
+  );
+  // bwrap itself gets an empty environment: the sandbox's /proc/1/environ shows nothing of the server's.
+  return { ok: true, file: bwrap.path, args, env: {}, sandboxed: true };
+}

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { writeLimits, writeTools } from '../src/tools/write-tools.js';
 import { buildChildEnv, commandLimits, commandTools } from '../src/tools/run-command.js';
+import type { CommandSandbox, SandboxMode } from '../src/sandbox/index.js';
 import { netLimits, netTools } from '../src/tools/fetch-url.js';
 import { isPrivateAddress, parseIPv6 } from '../src/tools/net-address.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from '../src/tools/types.js';
@@ -248,30 +250,64 @@ describe('edit_file', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('run_command', () => {
+/** Sandbox settings for direct calls: protected paths none, the run may edit run/ only. */
+function sandboxFor(mode: SandboxMode, allow: string[] = ['Edit(run/**)'], network = false): CommandSandbox {
+  return {
+    settings: { mode, readOnly: [], protected: { dirs: [], paths: [], hidden: [] } },
+    rules: { layers: [{ deny: [], ask: [], allow, ...(network && { network }) }] },
+  };
+}
+
+const bwrapMissing = spawnSync('bwrap', ['--version']).status !== 0;
+if (bwrapMissing && process.env.CI === 'true') throw new Error('bubblewrap (bwrap) is not installed, and CI=true: apt-get install -y bubblewrap');
+if (bwrapMissing) process.stderr.write('SKIP run_command under bubblewrap (tests/tools-write-exec-fetch.test.ts): bwrap is not installed\n');
+
+/** A heartbeat file a background process appends to: has it stopped growing? */
+async function stoppedGrowing(file: string): Promise<boolean> {
+  const size = () => (fs.existsSync(file) ? fs.statSync(file).size : 0);
+  const a = size();
+  await new Promise((r) => setTimeout(r, 600));
+  return size() === a;
+}
+
+// The same behaviour sandboxed and not: run_command under bubblewrap, and with the sandbox "off".
+for (const mode of ['bwrap', 'off'] as const) {
+describe(`run_command (sandbox ${mode})`, { skip: mode === 'bwrap' && bwrapMissing ? 'bubblewrap (bwrap) is not installed' : false }, () => {
+  // Scripts live in the workspace (read-only to the command); files they write go to run/ (writable).
+  const c = (): ToolContext => ({ workspaceRoot: ws, sandbox: sandboxFor(mode) });
+  const runCmd = (args: unknown, extra: Partial<ToolContext> = {}) => call('run_command', args, { ...c(), ...extra });
+  const wsScript = (name: string, code: string): string => {
+    write(`scripts-${mode}/${name}`, code);
+    return wsPath(`scripts-${mode}/${name}`);
+  };
+  const runDir = (): string => {
+    fs.mkdirSync(wsPath('run'), { recursive: true });
+    return wsPath('run');
+  };
+
   it('runs argv in the workspace root and returns exit code, stdout and stderr', async () => {
-    const s = script('hello.mjs', "console.log('hello from ' + process.cwd()); console.error('a warning'); process.exit(3);\n");
-    const r = await call('run_command', { argv: [process.execPath, s] });
+    const s = wsScript('hello.mjs', "console.log('hello from ' + process.cwd()); console.error('a warning'); process.exit(3);\n");
+    const r = await runCmd({ argv: [process.execPath, s] });
     assert.equal(r.isError, false, r.content);
     assert.match(r.content, /^exit code 3 \(the command ran and reported failure; read its output below\) \[\d+\.\d s\]\n/);
     assert.ok(r.content.includes(`--- stdout (${`hello from ${ws}\n`.length} bytes) ---\nhello from ${ws}\n`), r.content);
     assert.ok(r.content.includes('--- stderr (10 bytes) ---\na warning'), r.content);
-    const ok = await call('run_command', { argv: [process.execPath, s.replace('hello.mjs', 'ok.mjs')] });
+    const ok = await runCmd({ argv: [process.execPath, s.replace('hello.mjs', 'ok.mjs')] });
     assert.equal(ok.isError, false); // exit 1: node cannot find the file, a normal (failed) result
     assert.match(ok.content, /^exit code 1/);
-    const zero = await call('run_command', { argv: ['/bin/echo'] });
+    const zero = await runCmd({ argv: ['/bin/echo'] });
     assert.match(zero.content, /^exit code 0 \[[\d.]+ s\]\n--- stdout \(1 bytes\) ---\n\n--- stderr: \(empty\) ---$/);
   });
 
   it('passes shell metacharacters literally (no shell)', async () => {
     const argv = ['echo', '$(whoami)', '`id`', ';', 'ls', '|', 'cat', '&&', '*', '$HOME', "'q'", '>', 'f'];
-    const r = await call('run_command', { argv });
+    const r = await runCmd({ argv });
     assert.equal(r.isError, false, r.content);
     assert.ok(r.content.includes(`\n${argv.slice(1).join(' ')}\n`), r.content);
     assert.ok(!fs.existsSync(wsPath('f')), 'no redirection happened');
   });
 
-  it('scrubs the environment', async () => {
+  it('scrubs the environment and hardens git', async () => {
     const saved = { ...process.env };
     process.env.FAKE_API_KEY = 'sk-fake-key-value';
     process.env.MY_SECRET = 'hunter2';
@@ -281,8 +317,8 @@ describe('run_command', () => {
     process.env.LC_ALL = 'C';
     process.env.RANDOM_HARMLESS = 'not allowlisted';
     try {
-      const s = script('env.mjs', 'console.log(JSON.stringify(process.env));\n');
-      const r = await call('run_command', { argv: [process.execPath, s] });
+      const s = wsScript('env.mjs', 'console.log(JSON.stringify(process.env));\n');
+      const r = await runCmd({ argv: [process.execPath, s] });
       assert.equal(r.isError, false, r.content);
       const json = r.content.split('\n').find((l) => l.startsWith('{'));
       assert.ok(json, r.content);
@@ -294,6 +330,11 @@ describe('run_command', () => {
       assert.ok(!r.content.includes('hunter2'));
       assert.equal(env.PATH, process.env.PATH);
       assert.equal(env.LC_ALL, 'C');
+      assert.equal(env.GIT_CONFIG_NOSYSTEM, '1');
+      assert.equal(env.GIT_CONFIG_GLOBAL, '/dev/null');
+      assert.equal(env.GIT_CONFIG_KEY_0, 'safe.bareRepository');
+      assert.equal(env.GIT_CONFIG_VALUE_0, 'explicit');
+      if (mode === 'bwrap') assert.equal(env.HOME, '/tmp');
       assert.deepEqual(buildChildEnv({ PATH: '/bin', AWS_SECRET_ACCESS_KEY: 'x', OPENAI_API_KEY: 'y', HOME: '/h' }), {
         PATH: '/bin',
         HOME: '/h',
@@ -304,31 +345,30 @@ describe('run_command', () => {
     }
   });
 
-  it('timeout kills the child and its grandchild (process group)', async () => {
-    const pidFile = path.join(base, 'grandchild.pid');
-    const g = script('grandchild.mjs', `import fs from 'node:fs'; fs.writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);\n`);
-    const c = script(
+  it('timeout kills the child and its grandchild', async () => {
+    const hb = path.join(runDir(), `grandchild-${mode}.hb`);
+    const g = wsScript('grandchild.mjs', `import fs from 'node:fs'; setInterval(() => fs.appendFileSync(${JSON.stringify(hb)}, '.'), 50);\n`);
+    const ch = wsScript(
       'child.mjs',
       `import { spawn } from 'node:child_process';\nspawn(process.execPath, [${JSON.stringify(g)}], { stdio: 'ignore' });\nconsole.log('started');\nsetInterval(() => {}, 1000);\n`,
     );
     const t0 = Date.now();
-    const r = await call('run_command', { argv: [process.execPath, c], timeout_s: 1 });
+    const r = await runCmd({ argv: [process.execPath, ch], timeout_s: 1 });
     const took = Date.now() - t0;
     assert.equal(r.isError, true, r.content);
     assert.match(r.content, /^run_command: killed by SIGTERM after timeout \(1 s\)/);
     assert.ok(r.content.includes('started'));
     assert.ok(took >= 900 && took < 5000, `took ${took} ms`);
-    const gpid = Number(fs.readFileSync(pidFile, 'utf8'));
-    assert.ok(gpid > 0);
-    assert.ok(await waitDead(gpid), `grandchild ${gpid} still alive`);
+    assert.ok(fs.existsSync(hb), 'the grandchild ran');
+    assert.ok(await stoppedGrowing(hb), 'the grandchild is still alive');
   });
 
   it('escalates to SIGKILL when SIGTERM is ignored', async () => {
-    const s = script('stubborn.mjs', "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000);\n");
+    const s = wsScript('stubborn.mjs', "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000);\n");
     const old = commandLimits.killGraceMs;
     commandLimits.killGraceMs = 300;
     try {
-      const r = await call('run_command', { argv: [process.execPath, s], timeout_s: 0.5 });
+      const r = await runCmd({ argv: [process.execPath, s], timeout_s: 0.5 });
       assert.equal(r.isError, true);
       assert.match(r.content, /^run_command: killed by SIGKILL after timeout \(0.5 s\)/);
     } finally {
@@ -337,43 +377,42 @@ describe('run_command', () => {
   });
 
   it('kills background processes left behind when the command exits', async () => {
-    const pidFile = path.join(base, 'bg.pid');
-    const bg = script('bg.mjs', `import fs from 'node:fs'; fs.writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);\n`);
-    const c = script(
+    const hb = path.join(runDir(), `bg-${mode}.hb`);
+    const bg = wsScript('bg.mjs', `import fs from 'node:fs'; setInterval(() => fs.appendFileSync(${JSON.stringify(hb)}, '.'), 50);\n`);
+    const ch = wsScript(
       'spawner.mjs',
       `import { spawn } from 'node:child_process'; import fs from 'node:fs';\n` +
         `const p = spawn(process.execPath, [${JSON.stringify(bg)}], { stdio: 'ignore' }); p.unref();\n` +
-        `const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(pidFile)})) { clearInterval(t); console.log('spawned'); } }, 20);\n`,
+        `const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(hb)})) { clearInterval(t); console.log('spawned'); } }, 20);\n`,
     );
-    const r = await call('run_command', { argv: [process.execPath, c], timeout_s: 10 });
+    const r = await runCmd({ argv: [process.execPath, ch], timeout_s: 10 });
     assert.match(r.content, /^exit code 0/);
-    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    assert.ok(await waitDead(pid), `background process ${pid} still alive`);
+    assert.ok(await stoppedGrowing(hb), 'the background process is still alive');
   });
 
   it('honours ctx.signal', async () => {
-    const s = script('sleep.mjs', "console.log('sleeping'); setInterval(() => {}, 1000);\n");
+    const s = wsScript('sleep.mjs', "console.log('sleeping'); setInterval(() => {}, 1000);\n");
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 300);
     const t0 = Date.now();
-    const r = await call('run_command', { argv: [process.execPath, s] }, { workspaceRoot: ws, signal: ac.signal });
+    const r = await runCmd({ argv: [process.execPath, s] }, { signal: ac.signal });
     assert.equal(r.isError, true);
     assert.match(r.content, /^run_command: killed by SIGTERM: the call was cancelled/);
     assert.ok(Date.now() - t0 < 5000);
     const pre = new AbortController();
     pre.abort();
-    assert.deepEqual(await call('run_command', { argv: ['echo'] }, { workspaceRoot: ws, signal: pre.signal }), {
+    assert.deepEqual(await runCmd({ argv: ['echo'] }, { signal: pre.signal }), {
       isError: true,
       content: 'run_command: aborted',
     });
   });
 
   it('caps output, keeping head and tail', async () => {
-    const s = script('loud.mjs', "process.stdout.write('HEAD' + 'A'.repeat(20000) + 'TAIL\\n'); process.stderr.write('E'.repeat(30) + '\\n');\n");
+    const s = wsScript('loud.mjs', "process.stdout.write('HEAD' + 'A'.repeat(20000) + 'TAIL\\n'); process.stderr.write('E'.repeat(30) + '\\n');\n");
     const old = commandLimits.maxOutputBytes;
     commandLimits.maxOutputBytes = 1000;
     try {
-      const r = await call('run_command', { argv: [process.execPath, s] });
+      const r = await runCmd({ argv: [process.execPath, s] });
       assert.equal(r.isError, false);
       assert.match(r.content, /--- stdout \(20009 bytes\) ---\nHEADA+\n\[… \d+ bytes omitted …\]\nA+TAIL\n--- stderr \(31 bytes\) ---\nE{30}$/);
       const omitted = Number(/\[… (\d+) bytes omitted …\]/.exec(r.content)![1]);
@@ -386,10 +425,10 @@ describe('run_command', () => {
   });
 
   it('reports spawn failures and validates argv', async () => {
-    const nf = await call('run_command', { argv: ['definitely-not-a-program-xyz', 'a'] });
+    const nf = await runCmd({ argv: ['definitely-not-a-program-xyz', 'a'] });
     assert.equal(nf.isError, true);
     assert.match(nf.content, /^run_command: could not start "definitely-not-a-program-xyz": program not found/);
-    const noRoot = await call('run_command', { argv: ['echo'] }, { workspaceRoot: path.join(base, 'no-such-ws') });
+    const noRoot = await runCmd({ argv: ['echo'] }, { workspaceRoot: path.join(base, 'no-such-ws') });
     assert.deepEqual(noRoot, {
       isError: true,
       content: `run_command: the workspace root ${path.join(base, 'no-such-ws')} is not an accessible directory`,
@@ -407,8 +446,62 @@ describe('run_command', () => {
       [{ argv: ['ls'], shell: true }, 'run_command: unknown argument "shell" (expected: argv, timeout_s)'],
     ];
     for (const [args, msg] of cases) {
-      assert.deepEqual(await call('run_command', args), { isError: true, content: msg }, JSON.stringify(args));
+      assert.deepEqual(await runCmd(args), { isError: true, content: msg }, JSON.stringify(args));
     }
+    assert.equal(cases.length, 10);
+  });
+});
+}
+
+describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap (bwrap) is not installed' : false }, () => {
+  const scriptIn = (name: string, code: string): string => {
+    write(`scripts-bwrap-only/${name}`, code);
+    return wsPath(`scripts-bwrap-only/${name}`);
+  };
+
+  it('without sandbox settings, nothing runs', async () => {
+    assert.deepEqual(await call('run_command', { argv: ['echo', 'x'] }, { workspaceRoot: ws }), {
+      isError: true,
+      content: 'run_command: refused: no sandbox settings were given for this call; commands are not run without them',
+    });
+  });
+
+  it('a cancelled call leaves no setsid, double-forked process behind', async () => {
+    fs.mkdirSync(wsPath('run'), { recursive: true });
+    const late = wsPath('run/cancel-late.txt');
+    const s = scriptIn(
+      'fork-and-hang.mjs',
+      `import { spawn } from 'node:child_process';\n` +
+        `spawn('sh', ['-c', '(sleep 1; echo late > ${late}) &'], { detached: true, stdio: 'ignore' }).unref();\n` +
+        `console.log('forked'); setInterval(() => {}, 1000);\n`,
+    );
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 400);
+    const r = await call('run_command', { argv: [process.execPath, s] }, { workspaceRoot: ws, signal: ac.signal, sandbox: sandboxFor('bwrap') });
+    assert.match(r.content, /^run_command: killed by SIGTERM: the call was cancelled/);
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(fs.existsSync(late), false, 'the double-forked process outlived the call');
+  });
+
+  it('writes only where Edit rules reach; nothing of the host outside the workspace is visible', async () => {
+    const s = scriptIn(
+      'probe.mjs',
+      `import fs from 'node:fs';\nconst out = {};\n` +
+        `for (const p of process.argv.slice(2)) { try { fs.writeFileSync(p, 'x'); out[p] = 'wrote'; } catch (e) { out[p] = e.code; } }\n` +
+        `out.outside = fs.existsSync(${JSON.stringify(path.join(outside, 'secret.txt'))});\n` +
+        `out.home = fs.existsSync(${JSON.stringify(os.homedir())}) && fs.readdirSync(${JSON.stringify(os.homedir())}).length;\n` +
+        `out.procs = fs.readdirSync('/proc').filter((n) => /^\\d+$/.test(n)).length;\n` +
+        `console.log(JSON.stringify(out));\n`,
+    );
+    const r = await call('run_command', { argv: [process.execPath, s, 'run/ok.txt', 'target.txt', 'new-top.txt'] }, { workspaceRoot: ws, sandbox: sandboxFor('bwrap') });
+    const res = JSON.parse(r.content.split('\n').find((l) => l.startsWith('{'))!);
+    assert.equal(res['run/ok.txt'], 'wrote');
+    assert.equal(res['target.txt'], 'EROFS');
+    assert.equal(res['new-top.txt'], 'EROFS');
+    assert.equal(res.outside, false);
+    assert.ok(res.home === false || res.home === 0, `home visible: ${res.home}`);
+    assert.ok(res.procs <= 4, `saw ${res.procs} processes`);
+    assert.equal(readWs('target.txt'), 'target\n');
   });
 });
 

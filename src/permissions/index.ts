@@ -140,7 +140,8 @@ function compileAgentRules(agent: AgentDefinition): RuleSet {
           // `agents:` lists the sub-agents this agent may delegate to.
           ...agent.agents.map((n) => `Agent(${n})`),
         ],
-        network: agent.sandbox.network,
+        // Definitions built in code (tests, older callers) may lack the field: no network then.
+        network: agent.sandbox?.network === true,
       },
     ],
   };

@@ -56,10 +56,9 @@ const OFF_HINT = 'or set delegate.sandbox.mode to "off" in mcp.json to run comma
 type Availability = { ok: true; path: string } | { ok: false; reason: string };
 let available: Promise<Availability> | undefined;
 
-/** bwrap on PATH (or the usual places), or undefined. */
+/** bwrap on the server's PATH, or undefined. */
 export function findBwrap(envPath = process.env.PATH ?? ''): string | undefined {
-  const dirs = [...envPath.split(path.delimiter).filter((d) => path.isAbsolute(d)), '/usr/bin', '/bin', '/usr/local/bin'];
-  for (const d of dirs) {
+  for (const d of envPath.split(path.delimiter).filter((d) => path.isAbsolute(d))) {
     const p = path.join(d, 'bwrap');
     try {
       if (statSync(p).isFile()) {

@@ -172,9 +172,12 @@ export function workspaceMounts(root: string, access: WorkspaceAccess, prot: Pro
     }
     hidden.push({ path: real, kind: dir ? 'dir' : 'file' });
   }
+  // A hidden path inside another one is hidden already (and could not be mounted in a read-only tmpfs).
+  const outerHidden = hidden.filter((h) => !hidden.some((o) => o !== h && o.kind === 'dir' && o.path !== h.path && isInsideDir(h.path, o.path)));
+  const uniqHidden = outerHidden.filter((h, i) => outerHidden.findIndex((o) => o.path === h.path) === i);
   return {
     writable: writableReal.sort(byDepth),
-    readOnly: [...readOnly].filter((p) => !hidden.some((h) => isInsideDir(p, h.path))).sort(byDepth),
-    hidden: hidden.sort((a, b) => byDepth(a.path, b.path)),
+    readOnly: [...readOnly].filter((p) => !uniqHidden.some((h) => isInsideDir(p, h.path))).sort(byDepth),
+    hidden: uniqHidden.sort((a, b) => byDepth(a.path, b.path)),
   };
 }

@@ -109,6 +109,13 @@ permissions:
     - Bash(node hang.mjs)
     - Bash(node writer.mjs:*)
 `,
+      'gardener.yaml': `name: gardener
+description: May edit the whole workspace and run one script.
+model: anthropic/claude-test-1
+max_turns: 4
+permissions:
+  allow: [Read(**), Edit(**), "Bash(node writer.mjs:*)"]
+`,
       'netter.yaml': `name: netter
 description: May use the network from its commands.
 model: anthropic/claude-test-1
@@ -189,10 +196,25 @@ permissions:
       assert.equal(readFileSync(path.join(ws, 'out', 'result.txt'), 'utf8'), 'WRITTEN');
     });
 
-    it('.git stays read-only even under an Edit-covered command, and git status works', async () => {
+    it('git status works in a real repository', async () => {
       const r = await run(['git', 'status']);
       assert.match(r.content, /exit code 0[\s\S]*(No commits yet|On branch)/);
     });
+  });
+
+  it('with Edit(**), a command still cannot write .git or plant an agent file', async () => {
+    const results: string[] = [];
+    for (const target of ['.git/config', '.git/hooks/pre-commit', '.claude/agents/pwned.md', 'fine.txt']) {
+      const fed = await toolResults(srv.client, 'gardener', directive('run_command', { argv: ['node', 'writer.mjs', target] }));
+      results.push(fed[0].content);
+    }
+    assert.match(results[0], /WRITE-FAILED EROFS/);
+    assert.match(results[1], /WRITE-FAILED (EROFS|ENOENT)/);
+    assert.match(results[2], /WRITE-FAILED (EROFS|ENOENT)/);
+    assert.match(results[3], /WROTE fine\.txt/);
+    assert.equal(existsSync(path.join(ws, '.claude', 'agents', 'pwned.md')), false);
+    assert.equal(existsSync(path.join(ws, '.git', 'hooks', 'pre-commit')), false);
+    assert.doesNotMatch(readFileSync(path.join(ws, '.git', 'config'), 'utf8'), /WRITTEN/);
   });
 
   describe('nothing a command starts outlives its call', () => {
@@ -285,5 +307,51 @@ permissions:
     const starts = readAuditEvents(path.join(base, 'state')).filter((e) => e.event === 'run_start');
     assert.equal(starts.length, 2);
     for (const e of starts) assert.equal(e.sandbox, 'off', JSON.stringify(e));
+  });
+});
+
+// Without bubblewrap (here: not on the server's PATH), commands are refused with what to install —
+// never run without a sandbox — and the server says so when it starts.
+describe('without bubblewrap, run_command is refused, naming the package', () => {
+  let mock: MockModel;
+  let srv: ServerHandle;
+
+  before(async () => {
+    mock = await startMockModel();
+    const base = tempDir('dmcp-sbx-nobwrap-');
+    const ws = path.join(base, 'ws');
+    mkdirSync(ws);
+    writeTree(path.join(base, 'agents'), {
+      'echoer.yaml': `name: echoer
+description: Echoes.
+model: anthropic/claude-test-1
+max_turns: 4
+permissions:
+  allow: ["Bash(echo:*)"]
+`,
+    });
+    const cfg = path.join(base, 'mcp.json');
+    writeFileSync(cfg, JSON.stringify({ delegate: { stateDir: path.join(base, 'state') } }));
+    srv = await startServer({
+      args: ['--config', cfg, '--agents', path.join(base, 'agents'), '--workspace', ws],
+      env: mockEnv(mock.url, { PATH: path.join(base, 'no-bin') }),
+      cwd: ws,
+    });
+  });
+  after(async () => {
+    await srv?.close();
+    await mock?.close();
+  });
+
+  it('warns at start and refuses the command with the install line', async () => {
+    assert.match(srv.stderr(), /run_command will refuse every command: its bubblewrap sandbox is not available here \(bwrap not found; apt-get install bubblewrap or dnf install bubblewrap\)/);
+    const before = mock.requests.length;
+    const res: any = await srv.client.callTool({ name: 'echoer', arguments: { task: directive('run_command', { argv: ['echo', 'ran-anyway'] }) } });
+    assert.equal(res.structuredContent?.status, 'ok');
+    const fed = mock.requests.slice(before)[1].toolResults;
+    assert.equal(fed.length, 1);
+    assert.equal(fed[0].isError, true);
+    assert.match(fed[0].content, /^run_command: refused: commands run in a bubblewrap sandbox, and bwrap was not found; install bubblewrap \(Debian\/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap.*or set delegate\.sandbox\.mode to "off"/);
+    assert.doesNotMatch(fed[0].content, /ran-anyway/);
   });
 });

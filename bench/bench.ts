@@ -23,6 +23,7 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, ROOT, tempDir, writeTree, mockEnv } from '../tests/helpers.js';
+import { benchSandbox } from './sandbox.js';
 
 // ---------------------------------------------------------------------------------------------- args
 const argv = process.argv.slice(2);
@@ -327,6 +328,8 @@ max_turns: 2
   rmSync(ws, { recursive: true, force: true });
 
   report(results, (performance.now() - benchStart) / 1000);
+  // run_command's sandbox overhead (bench/sandbox.ts, also runnable on its own).
+  process.stdout.write('\n' + (await benchSandbox({ quick: QUICK })));
 }
 
 // ------------------------------------------------------------------------------------------- report

@@ -80,7 +80,13 @@ describe('run_command runs in an OS sandbox (bubblewrap)', { skip: bwrapMissing 
     ws = path.join(base, 'ws');
     out = path.join(base, 'out');
     writeTree(out, { 'secret.txt': 'TOP-SECRET-OUTSIDE\n' });
-    writeTree(ws, { 'src/a.txt': 'alpha\n', 'src/b.txt': 'beta\n', 'out/.keep': '', ...SCRIPTS });
+    writeTree(ws, {
+      'src/a.txt': 'alpha\n',
+      'src/b.txt': 'beta\n',
+      'out/.keep': '',
+      'package.json': JSON.stringify({ name: 'ws', version: '1.0.0', private: true, scripts: { test: 'node writer.mjs out/npm-test.txt' } }),
+      ...SCRIPTS,
+    });
     execFileSync('git', ['init', '-q'], { cwd: ws });
     tcp = net.createServer((s) => {
       connections++;
@@ -108,6 +114,7 @@ permissions:
     - Bash(node late.mjs)
     - Bash(node hang.mjs)
     - Bash(node writer.mjs:*)
+    - Bash(npm test)
 `,
       'gardener.yaml': `name: gardener
 description: May edit the whole workspace and run one script.
@@ -194,6 +201,12 @@ permissions:
       const allowed = await run(['node', 'writer.mjs', 'out/result.txt']);
       assert.match(allowed.content, /exit code 0[\s\S]*WROTE out\/result\.txt/);
       assert.equal(readFileSync(path.join(ws, 'out', 'result.txt'), 'utf8'), 'WRITTEN');
+    });
+
+    it('npm test writing into an Edit-covered directory works', async () => {
+      const r = await run(['npm', 'test']);
+      assert.match(r.content, /^exit code 0[\s\S]*WROTE out\/npm-test\.txt/, r.content);
+      assert.equal(readFileSync(path.join(ws, 'out', 'npm-test.txt'), 'utf8'), 'WRITTEN');
     });
 
     it('git status works in a real repository', async () => {

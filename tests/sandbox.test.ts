@@ -2,7 +2,7 @@
 // system mounts, resolving mounts against a real directory tree, git's hardening, and the config keys.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadAgentFile } from '../src/agents/loader.js';
@@ -10,7 +10,7 @@ import { loadConfig, ConfigError } from '../src/config/config.js';
 import { intersect, rulesForAgent, type RuleSet } from '../src/permissions/index.js';
 import { bwrapArgs, type SandboxMounts } from '../src/sandbox/bwrap-args.js';
 import { gitHardeningEnv } from '../src/sandbox/index.js';
-import { ETC_ENTRIES, systemMounts, workspaceMounts, type HostFs } from '../src/sandbox/mounts.js';
+import { ETC_ENTRIES, closeMounts, systemMounts, workspaceMounts, type HostFs } from '../src/sandbox/mounts.js';
 import { networkAllowed, workspaceAccess } from '../src/sandbox/policy.js';
 
 const ROOT = '/srv/ws';
@@ -91,7 +91,7 @@ describe('network', () => {
 describe('the bwrap command line', () => {
   const m: SandboxMounts = {
     workspace: '/tmp/ws',
-    writable: ['/tmp/ws/out'],
+    writable: [{ path: '/tmp/ws/out', childFd: 3 }],
     readOnly: ['/tmp/ws/.git', '/tmp/ws/out/.claude/agents'],
     hidden: [{ path: '/tmp/ws/.delegate-mcp', kind: 'dir' }, { path: '/tmp/ws/mcp.json', kind: 'file' }],
     system: { readOnly: ['/usr', '/etc/passwd'], symlinks: [{ target: 'usr/bin', path: '/bin' }] },
@@ -120,7 +120,7 @@ describe('the bwrap command line', () => {
       at(a, '--dev', '/dev'),
       at(a, '--tmpfs', '/tmp'),
       at(a, '--ro-bind', '/tmp/ws', '/tmp/ws'),
-      at(a, '--bind', '/tmp/ws/out', '/tmp/ws/out'),
+      at(a, '--bind-fd', '3', '/tmp/ws/out'),
       at(a, '--ro-bind', '/tmp/ws/.git', '/tmp/ws/.git'),
       at(a, '--ro-bind', '/tmp/ws/out/.claude/agents', '/tmp/ws/out/.claude/agents'),
       at(a, '--tmpfs', '/tmp/ws/.delegate-mcp', '--remount-ro', '/tmp/ws/.delegate-mcp'),
@@ -130,7 +130,7 @@ describe('the bwrap command line', () => {
     ];
     assert.ok(order.every((i) => i >= 0), JSON.stringify(order));
     assert.deepEqual([...order].sort((x, y) => x - y), order);
-    assert.equal(a.filter((x) => x === '--bind').length, 1, 'only the writable directory is mounted read-write');
+    assert.equal(a.filter((x) => x === '--bind' || x === '--bind-fd').length, 1, 'only the writable directory is mounted read-write');
   });
 });
 
@@ -181,9 +181,12 @@ describe('resolving workspace mounts', () => {
   it('writable dirs are realpaths inside the workspace; a symlink out is never writable; a missing one is created', () => {
     const { base, ws } = tree();
     const m = workspaceMounts(ws, { writable: ['escape', 'out', 'src'], readOnly: [], hidden: [] }, { dirs: [], paths: [], hidden: [] });
-    assert.deepEqual(m.writable, [path.join(ws, 'out'), path.join(ws, 'src')]);
+    assert.deepEqual(m.writable.map((w) => w.path), [path.join(ws, 'out'), path.join(ws, 'src')]);
+    // Each comes with a descriptor of that very directory (what bwrap binds).
+    for (const w of m.writable) assert.equal(readlinkSync(`/proc/self/fd/${w.fd}`), w.path);
+    closeMounts(m);
     assert.ok(existsSync(path.join(ws, 'out')));
-    assert.ok(!m.writable.some((w) => w.startsWith(path.join(base, 'outside'))));
+    assert.ok(!m.writable.some((w) => w.path.startsWith(path.join(base, 'outside'))));
   });
 
   it('protected paths: read-only when present; a missing agent dir is created only where a command could write it', () => {
@@ -191,6 +194,7 @@ describe('resolving workspace mounts', () => {
     const prot = { dirs: [path.join(ws, '.claude', 'agents'), path.join(ws, 'src', 'agents')], paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'nope')], hidden: [path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json'), path.join(ws, '.delegate-mcp', 'audit'), path.join(ws, 'mcp.json')] };
     mkdirSync(path.join(ws, '.delegate-mcp', 'audit'));
     const m = workspaceMounts(ws, { writable: ['src'], readOnly: [], hidden: [] }, prot);
+    closeMounts(m);
     assert.equal(existsSync(path.join(ws, '.claude')), false, 'not created: nothing may write the root');
     assert.ok(existsSync(path.join(ws, 'src', 'agents')), 'created: src/ is writable');
     assert.deepEqual(m.readOnly, [path.join(ws, '.git'), path.join(ws, 'src', 'agents')]);

@@ -491,6 +491,8 @@ describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap
         `out.outside = fs.existsSync(${JSON.stringify(path.join(outside, 'secret.txt'))});\n` +
         `out.home = fs.existsSync(${JSON.stringify(os.homedir())}) && fs.readdirSync(${JSON.stringify(os.homedir())}).length;\n` +
         `out.procs = fs.readdirSync('/proc').filter((n) => /^\\d+$/.test(n)).length;\n` +
+        // No descriptor of a host directory reaches the command (openat(fd, "..") would walk the host tree).
+        `out.dirFds = fs.readdirSync('/proc/self/fd').filter((n) => { try { return fs.statSync('/proc/self/fd/' + n).isDirectory(); } catch { return false; } }).length;\n` +
         `console.log(JSON.stringify(out));\n`,
     );
     const r = await call('run_command', { argv: [process.execPath, s, 'run/ok.txt', 'target.txt', 'new-top.txt'] }, { workspaceRoot: ws, sandbox: sandboxFor('bwrap') });
@@ -501,6 +503,7 @@ describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap
     assert.equal(res.outside, false);
     assert.ok(res.home === false || res.home === 0, `home visible: ${res.home}`);
     assert.ok(res.procs <= 4, `saw ${res.procs} processes`);
+    assert.equal(res.dirFds, 0, 'a directory descriptor was inherited');
     assert.equal(readWs('target.txt'), 'target\n');
   });
 });

@@ -16,8 +16,8 @@
 export interface SandboxMounts {
   /** Realpath of the workspace root: the command's cwd. */
   workspace: string;
-  /** Realpaths inside the workspace, mounted read-write. */
-  writable: string[];
+  /** Realpaths inside the workspace, mounted read-write from a descriptor bwrap inherits as `childFd`. */
+  writable: { path: string; childFd: number }[];
   /** Realpaths mounted read-only on top of the writable ones. */
   readOnly: string[];
   /** Realpaths replaced by an empty directory or an empty file. */
@@ -45,7 +45,7 @@ export function bwrapArgs(m: SandboxMounts, argv: readonly string[]): string[] {
   for (const s of m.system.symlinks) a.push('--symlink', s.target, s.path);
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
   a.push('--ro-bind', m.workspace, m.workspace);
-  for (const p of m.writable) a.push('--bind', p, p);
+  for (const w of m.writable) a.push('--bind-fd', String(w.childFd), w.path);
   for (const p of m.readOnly) a.push('--ro-bind', p, p);
   for (const h of m.hidden) {
     if (h.kind === 'dir') a.push('--tmpfs', h.path, '--remount-ro', h.path);

@@ -20,7 +20,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import type { RuleSet } from '../permissions/index.js';
 import { bwrapArgs } from './bwrap-args.js';
-import { systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
+import { closeMounts, systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
 import type { SandboxMode } from './modes.js';
 import { networkAllowed, workspaceAccess } from './policy.js';
 
@@ -45,10 +45,16 @@ export interface CommandSandbox {
   configuredRoot?: string;
 }
 
-/** How to start one command: the program to spawn, its arguments and environment. */
+/**
+ * How to start one command: the program to spawn, its arguments and environment, and descriptors to pass
+ * as fds 3, 4, … (`fds`); `release()` closes them in this process once the command is spawned (or not).
+ */
 export type Launch =
-  | { ok: true; file: string; args: string[]; env: Record<string, string>; sandboxed: boolean }
+  | { ok: true; file: string; args: string[]; env: Record<string, string>; sandboxed: boolean; fds: number[]; release: () => void }
   | { ok: false; error: string };
+
+/** The first descriptor number bwrap sees the writable directories as (0-2 are stdio). */
+const FIRST_CHILD_FD = 3;
 
 const INSTALL_HINT = 'install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; Arch: pacman -S bubblewrap)';
 const OFF_HINT = 'or set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)';
@@ -114,7 +120,7 @@ const SANDBOX_ENV = { HOME: '/tmp', TMPDIR: '/tmp' };
  */
 export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoot: string, argv: string[], env: Record<string, string>): Promise<Launch> {
   if (!sb) return { ok: false, error: 'no sandbox settings were given for this call; commands are not run without them' };
-  if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false };
+  if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false, fds: [], release: () => {} };
   const why = await sandboxUnavailable();
   if (why) return { ok: false, error: why };
   const bwrap = (await available) as { ok: true; path: string };
@@ -131,7 +137,9 @@ export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoo
   const args = bwrapArgs(
     {
       workspace: workspaceRoot,
-      ...ws,
+      writable: ws.writable.map((w, i) => ({ path: w.path, childFd: FIRST_CHILD_FD + i })),
+      readOnly: ws.readOnly,
+      hidden: ws.hidden,
       system: systemMounts({ nodeExecPath: process.execPath, extra: sb.settings.readOnly }),
       network: networkAllowed(sb.rules),
       env: { ...env, ...SANDBOX_ENV },
@@ -139,5 +147,5 @@ export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoo
     argv,
   );
   // bwrap itself gets an empty environment: the sandbox's /proc/1/environ shows nothing of the server's.
-  return { ok: true, file: bwrap.path, args, env: {}, sandboxed: true };
+  return { ok: true, file: bwrap.path, args, env: {}, sandboxed: true, fds: ws.writable.map((w) => w.fd), release: () => closeMounts(ws) };
 }

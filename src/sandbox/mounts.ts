@@ -1,7 +1,7 @@
 // Resolving what a command may reach into real host paths, at the moment it is started (directories
 // come and go during a run). Every path handed to bubblewrap is a realpath checked to be inside the
 // workspace: a symlink planted in the workspace must not turn a mount into a window on the host.
-import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { SystemMounts } from './bwrap-args.js';
 import { isInsideDir, outermost, type WorkspaceAccess } from './policy.js';
@@ -120,7 +120,12 @@ export interface ProtectedPaths {
 }
 
 export interface WorkspaceMounts {
-  writable: string[];
+  /**
+   * Read-write directories, each with an open descriptor (O_DIRECTORY) checked, after opening, to be the
+   * directory inside the workspace: bwrap binds the descriptor, so swapping a path component for a
+   * symlink between the check and the mount changes nothing. The caller closes them (closeMounts).
+   */
+  writable: { path: string; fd: number }[];
   readOnly: string[];
   hidden: { path: string; kind: 'dir' | 'file' }[];
 }
@@ -175,9 +180,37 @@ export function workspaceMounts(root: string, access: WorkspaceAccess, prot: Pro
   // A hidden path inside another one is hidden already (and could not be mounted in a read-only tmpfs).
   const outerHidden = hidden.filter((h) => !hidden.some((o) => o !== h && o.kind === 'dir' && o.path !== h.path && isInsideDir(h.path, o.path)));
   const uniqHidden = outerHidden.filter((h, i) => outerHidden.findIndex((o) => o.path === h.path) === i);
+  const writableFds: WorkspaceMounts['writable'] = [];
+  for (const p of writableReal.sort(byDepth)) {
+    let fd: number;
+    try {
+      fd = openSync(p, constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch {
+      continue;
+    }
+    let opened: string | undefined;
+    try {
+      opened = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      opened = undefined;
+    }
+    if (opened === p) writableFds.push({ path: p, fd });
+    else closeSync(fd); // replaced meanwhile (or no /proc): not writable this time
+  }
   return {
-    writable: writableReal.sort(byDepth),
+    writable: writableFds,
     readOnly: [...readOnly].filter((p) => !uniqHidden.some((h) => isInsideDir(p, h.path))).sort(byDepth),
     hidden: uniqHidden.sort((a, b) => byDepth(a.path, b.path)),
   };
+}
+
+/** Closes the descriptors workspaceMounts opened. */
+export function closeMounts(m: WorkspaceMounts): void {
+  for (const w of m.writable) {
+    try {
+      closeSync(w.fd);
+    } catch {
+      // already closed
+    }
+  }
 }

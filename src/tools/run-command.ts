@@ -239,7 +239,10 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   const launch = await prepareLaunch(ctx.sandbox, ctx.workspaceRoot, argv, { ...buildChildEnv(), ...gitHardeningEnv() });
   if (!launch.ok) return fail(`${T}: refused: ${launch.error}`);
-  if (ctx.signal?.aborted) return abortedOutcome(T);
+  if (ctx.signal?.aborted) {
+    launch.release();
+    return abortedOutcome(T);
+  }
 
   const cap = commandLimits.maxOutputBytes;
   const stdout = new HeadTail(cap);
@@ -255,12 +258,15 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
       cwd: ctx.workspaceRoot,
       env: launch.env,
       detached: process.platform !== 'win32',
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // fds 3, 4, …: the sandbox's writable directories, opened and checked beforehand.
+      stdio: ['ignore', 'pipe', 'pipe', ...launch.fds],
       windowsHide: true,
     });
   } catch (e) {
     // Synchronous spawn failures (e.g. invalid arguments).
     return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${e instanceof Error ? e.message : String(e)}`);
+  } finally {
+    launch.release(); // the child has its copies
   }
   child.stdout?.on('data', (c: Buffer) => stdout.push(c));
   child.stderr?.on('data', (c: Buffer) => stderr.push(c));

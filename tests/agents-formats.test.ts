@@ -213,6 +213,7 @@ describe('create_agent helpers', () => {
         permissions: { allow: ['Read(src/**)', 'Edit(**)', 'Bash(ls)', 'WebFetch(domain:x.com)', 'mcp__github__x', 'Agent(y)'], ask: ['Bash(npm publish)'], deny: ['Read(**/.env)'] },
         agents: ['y'],
         expose: false,
+        sandbox: { network: true },
       },
       DEFAULT_CEILING,
     );
@@ -222,7 +223,7 @@ describe('create_agent helpers', () => {
       tools: { fs: { read: true }, mcp: ['read_file'] },
       permissions: { allow: ['Read(src/**)'], deny: ['Read(**/.env)'] },
     });
-    for (const r of ['tools.fs.write: true', 'tools.shell.exec: rm -rf /', 'tools.net.allow: evil.com', 'tools.mcp: github', 'tools.mcp: run_command', 'permissions.allow: Edit(**)', 'permissions.ask: Bash(npm publish)', 'agents: y', 'expose: false']) {
+    for (const r of ['tools.fs.write: true', 'tools.shell.exec: rm -rf /', 'tools.net.allow: evil.com', 'tools.mcp: github', 'tools.mcp: run_command', 'permissions.allow: Edit(**)', 'permissions.ask: Bash(npm publish)', 'agents: y', 'expose: false', 'sandbox.network: true']) {
       assert.ok(removed.includes(r), `${r} not in ${removed.join(' | ')}`);
     }
   });
@@ -243,5 +244,13 @@ describe('create_agent helpers', () => {
     assert.deepEqual((raw.permissions as any).allow, ['Edit(docs/**)', 'Bash(npm test)', 'WebFetch(domain:api.github.com)', 'mcp__github__get_issue']);
     assert.deepEqual(raw.agents, ['helper']);
     assert.equal(removed.length, 7, removed.join(' | '));
+  });
+
+  test('sandbox.network survives only a ceiling that grants it', () => {
+    const draft = () => ({ name: 'x', description: 'd', sandbox: { network: true } });
+    const wide = CreateAgentCeilingSchema.parse({ sandbox: { network: true } });
+    assert.deepEqual(clampToCeiling(draft(), wide).raw.sandbox, { network: true });
+    assert.deepEqual(clampToCeiling(draft(), wide).removed, []);
+    assert.equal(clampToCeiling(draft(), DEFAULT_CEILING).raw.sandbox, undefined);
   });
 });

@@ -235,6 +235,7 @@ function describeCeiling(c: CreateAgentCeiling): string {
   if (c.net.allow.length) parts.push(c.net.allow.includes('*') ? 'fetching URLs' : `fetching from ${c.net.allow.join(', ')}`);
   if (c.mcp.length) parts.push(`the MCP servers ${c.mcp.join(', ')}`);
   if (c.agents.length) parts.push(`delegating to ${c.agents.join(', ')}`);
+  if (c.sandbox.network && c.shell.exec.length) parts.push('network access for its commands');
   return parts.length ? parts.join('; ') : 'no tools at all';
 }
 
@@ -350,6 +351,13 @@ export function clampToCeiling(draft: Record<string, unknown>, ceiling: CreateAg
     for (const a of raw.agents) if (!keep.includes(a)) removed.push(`agents: ${a}`);
     if (keep.length) raw.agents = keep;
     else delete raw.agents;
+  }
+  // The sandbox's network is a grant too.
+  const sandbox = raw.sandbox as { network?: boolean } | undefined;
+  if (sandbox?.network === true && !ceiling.sandbox.network) {
+    removed.push('sandbox.network: true');
+    delete sandbox.network;
+    if (Object.keys(sandbox).length === 0) delete raw.sandbox;
   }
   if (raw.expose === false) {
     removed.push('expose: false');

@@ -34,6 +34,8 @@ export const CreateAgentCeilingSchema = z.strictObject({
   mcp: z.array(z.string().min(1)).default([]),
   /** Agents a created agent may delegate to. */
   agents: z.array(z.string().min(1)).default([]),
+  /** Whether a created agent may give its commands the network (its `sandbox.network`). */
+  sandbox: z.strictObject({ network: z.boolean().default(false) }).default({ network: false }),
 });
 export type CreateAgentCeiling = z.output<typeof CreateAgentCeilingSchema>;
 

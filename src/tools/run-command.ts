@@ -339,7 +339,7 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
     const m = /^bwrap: (.*)/.exec(stderr.render(cap).split('\n')[0] ?? '');
     if (m) {
       const why = /^execvp .*: No such file or directory$/.test(m[1])
-        ? NOT_FOUND
+        ? `${NOT_FOUND}; in the sandbox only /usr, /bin, /lib…, the Node.js install and delegate.sandbox.readOnly paths are visible`
         : /^execvp .*: Permission denied$/.test(m[1])
           ? NO_PERMISSION
           : `the sandbox could not be set up: ${m[1]}`;
@@ -383,8 +383,9 @@ const runCommandTool: BuiltinTool = {
         'Run one program in the workspace root and return its exit code, stdout and stderr. `argv` is the ' +
         'program followed by its arguments, e.g. ["git", "status", "--short"] or ["npm", "test"]. There is NO ' +
         'shell: pipes, redirects, `&&`, `$VAR`, globs and quotes are passed literally to the program, so run ' +
-        'one program per call. Unless the server turned its sandbox off, it runs in one: the workspace is writable only where your Edit permissions ' +
-        'reach, nothing outside it is visible, and there is no network unless your configuration allows it. ' +
+        'one program per call. Unless the server turned its sandbox off, it runs in one: the workspace is ' +
+        'writable only where your Edit permissions reach, nothing outside it is visible, and there is no ' +
+        'network unless your configuration allows it. ' +
         'stdin is empty; the environment is minimal (no credentials). Timeout: ' +
         `timeout_s (default ${commandLimits.defaultTimeoutS}, max ${commandLimits.maxTimeoutS} seconds); ` +
         'the command and its child processes are killed when it expires, and background processes are ' +

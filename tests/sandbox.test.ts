@@ -97,6 +97,7 @@ describe('the bwrap command line', () => {
     system: { readOnly: ['/usr', '/etc/passwd'], symlinks: [{ target: 'usr/bin', path: '/bin' }] },
     network: false,
     env: { PATH: '/usr/bin', HOME: '/tmp' },
+    features: { disableUserns: true, tmpfsSize: true },
   };
   const at = (a: string[], ...seq: string[]): number => a.findIndex((_, i) => seq.every((s, j) => a[i + j] === s));
 
@@ -106,6 +107,10 @@ describe('the bwrap command line', () => {
     assert.ok(at(a, '--cap-drop', 'ALL') >= 0);
     assert.ok(!a.includes('--share-net'));
     assert.ok(bwrapArgs({ ...m, network: true }, ['x']).includes('--share-net'));
+    assert.ok(a.includes('--disable-userns'));
+    assert.ok(at(a, '--size', String(1024 ** 3), '--tmpfs', '/tmp') >= 0, 'the private /tmp is capped');
+    const old = bwrapArgs({ ...m, features: { disableUserns: false, tmpfsSize: false } }, ['x']);
+    assert.ok(!old.includes('--disable-userns') && !old.includes('--size'), 'an older bwrap gets only what it knows');
     assert.ok(at(a, '--setenv', 'PATH', '/usr/bin') > at(a, '--clearenv'));
     assert.ok(at(a, '--setenv', 'HOME', '/tmp') >= 0);
     assert.deepEqual(a.slice(-5), ['--chdir', '/tmp/ws', '--', 'git', 'status']);

@@ -491,6 +491,7 @@ describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap
         `out.outside = fs.existsSync(${JSON.stringify(path.join(outside, 'secret.txt'))});\n` +
         `out.home = fs.existsSync(${JSON.stringify(os.homedir())}) && fs.readdirSync(${JSON.stringify(os.homedir())}).length;\n` +
         `out.procs = fs.readdirSync('/proc').filter((n) => /^\\d+$/.test(n)).length;\n` +
+        `const st = fs.statfsSync('/tmp'); out.tmpBytes = st.blocks * st.bsize;\n` +
         // No descriptor of a host directory reaches the command (openat(fd, "..") would walk the host tree).
         `out.dirFds = fs.readdirSync('/proc/self/fd').filter((n) => { try { return fs.statSync('/proc/self/fd/' + n).isDirectory(); } catch { return false; } }).length;\n` +
         `console.log(JSON.stringify(out));\n`,
@@ -504,6 +505,7 @@ describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap
     assert.ok(res.home === false || res.home === 0, `home visible: ${res.home}`);
     assert.ok(res.procs <= 4, `saw ${res.procs} processes`);
     assert.equal(res.dirFds, 0, 'a directory descriptor was inherited');
+    assert.ok(res.tmpBytes <= 1024 ** 3, `private /tmp is ${res.tmpBytes} bytes`);
     assert.equal(readWs('target.txt'), 'target\n');
   });
 });

@@ -26,7 +26,19 @@ export interface SandboxMounts {
   network: boolean;
   /** The command's whole environment. */
   env: Record<string, string>;
+  /** Options this bwrap understands beyond the basics (0.8+): see BwrapFeatures. */
+  features: BwrapFeatures;
 }
+
+export interface BwrapFeatures {
+  /** `--disable-userns`: the command cannot create user namespaces of its own (less kernel surface). */
+  disableUserns: boolean;
+  /** `--size` for tmpfs: the private /tmp is capped (it lives in memory). */
+  tmpfsSize: boolean;
+}
+
+/** Size cap of the private /tmp when bwrap can set one. */
+export const TMP_SIZE_BYTES = 1024 * 1024 * 1024;
 
 export interface SystemMounts {
   /** Host paths mounted read-only at the same place (missing ones are skipped by bwrap). */
@@ -37,13 +49,16 @@ export interface SystemMounts {
 
 export function bwrapArgs(m: SandboxMounts, argv: readonly string[]): string[] {
   const a: string[] = ['--unshare-all', '--unshare-user'];
+  if (m.features.disableUserns) a.push('--disable-userns');
   if (m.network) a.push('--share-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   a.push('--clearenv');
   for (const [k, v] of Object.entries(m.env)) a.push('--setenv', k, v);
   for (const p of m.system.readOnly) a.push('--ro-bind-try', p, p);
   for (const s of m.system.symlinks) a.push('--symlink', s.target, s.path);
-  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  a.push('--proc', '/proc', '--dev', '/dev');
+  if (m.features.tmpfsSize) a.push('--size', String(TMP_SIZE_BYTES));
+  a.push('--tmpfs', '/tmp');
   a.push('--ro-bind', m.workspace, m.workspace);
   for (const w of m.writable) a.push('--bind-fd', String(w.childFd), w.path);
   for (const p of m.readOnly) a.push('--ro-bind', p, p);

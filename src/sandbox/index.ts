@@ -19,7 +19,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import type { RuleSet } from '../permissions/index.js';
-import { bwrapArgs } from './bwrap-args.js';
+import { bwrapArgs, type BwrapFeatures } from './bwrap-args.js';
 import { closeMounts, systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
 import type { SandboxMode } from './modes.js';
 import { networkAllowed, workspaceAccess } from './policy.js';
@@ -59,7 +59,7 @@ const FIRST_CHILD_FD = 3;
 const INSTALL_HINT = 'install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; Arch: pacman -S bubblewrap)';
 const OFF_HINT = 'or set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)';
 
-type Availability = { ok: true; path: string } | { ok: false; reason: string };
+type Availability = { ok: true; path: string; features: BwrapFeatures } | { ok: false; reason: string };
 let available: Promise<Availability> | undefined;
 
 /** bwrap on the server's PATH, or undefined. */
@@ -108,7 +108,9 @@ async function probe(): Promise<Availability> {
         `kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap); ${OFF_HINT}`,
     };
   }
-  return { ok: true, path: bwrap };
+  // Newer options, when this bwrap has them (Debian 12 ships 0.8; older releases lack both).
+  const help = await new Promise<string>((resolve) => execFile(bwrap, ['--help'], { timeout: 10_000, env: {} }, (_e, out, err) => resolve(`${out}${err}`)));
+  return { ok: true, path: bwrap, features: { disableUserns: help.includes('--disable-userns'), tmpfsSize: /^\s*--size\b/m.test(help) } };
 }
 
 /** Environment overrides inside the sandbox: the host's home and temp dirs are not there. */
@@ -123,7 +125,7 @@ export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoo
   if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false, fds: [], release: () => {} };
   const why = await sandboxUnavailable();
   if (why) return { ok: false, error: why };
-  const bwrap = (await available) as { ok: true; path: string };
+  const bwrap = (await available) as Extract<Availability, { ok: true }>;
   const roots = [workspaceRoot, ...(sb.configuredRoot && sb.configuredRoot !== workspaceRoot ? [sb.configuredRoot] : [])];
   const isDir = (rel: string): boolean => {
     try {
@@ -143,6 +145,7 @@ export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoo
       system: systemMounts({ nodeExecPath: process.execPath, extra: sb.settings.readOnly }),
       network: networkAllowed(sb.rules),
       env: { ...env, ...SANDBOX_ENV },
+      features: bwrap.features,
     },
     argv,
   );

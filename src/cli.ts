@@ -10,6 +10,7 @@ import { watchAgents } from './agents/watch.js';
 import { createAgent, CreateAgentError } from './agents/create.js';
 import { RESERVED_TOOL_NAMES } from './server/agent-tools.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.js';
+import { openStateDir } from './config/state-dir.js';
 import { log } from './log.js';
 import { Orchestrator } from './orchestrator/orchestrator.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
@@ -32,6 +33,7 @@ function addCommon(cmd: Command): Command {
 
 function boot(opts: CommonOpts) {
   const cfg = loadConfig(opts);
+  openStateDir(cfg);
   const agents = new AgentStore(cfg.agentsDir, agentSources(cfg));
   agents.load();
   for (const e of agents.formattedErrors()) log.error(`agent file error: ${e}`);
@@ -112,6 +114,7 @@ addCommon(program.command('budget').description("show today's budget books from 
   .option('--json', 'print as JSON')
   .action(async (opts: CommonOpts & { day?: string; json?: boolean }) => {
     const cfg = loadConfig(opts);
+    openStateDir(cfg);
     const gate = await BudgetGate.open(cfg);
     try {
       const status = gate.ledger.status({ day: opts.day });
@@ -130,6 +133,7 @@ addCommon(program.command('audit').description('summarise the audit log per agen
   .option('--json', 'print as JSON')
   .action((opts: CommonOpts & { run?: string; since?: string; until?: string; json?: boolean }) => {
     const cfg = loadConfig(opts);
+    openStateDir(cfg);
     if (!cfg.auditDir) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false)');
     const since = opts.since ? new Date(opts.since) : opts.run ? undefined : new Date(Date.now() - 7 * 86_400_000);
     const until = opts.until ? new Date(opts.until) : undefined;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { defaultStateDir } from '../src/config/state-dir.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -23,11 +24,20 @@ export function writeTree(dir: string, files: Record<string, string>): void {
   }
 }
 
+/** Servers started by tests keep their default state dirs under this temp dir, never under the user's ~/.local/state. */
+export const TEST_STATE_HOME = tempDir('dmcp-xdg-');
+
+/** Where a server started with mockEnv keeps the state of `workspace` when mcp.json sets no delegate.stateDir. */
+export function stateDirOf(workspace: string, stateHome = TEST_STATE_HOME): string {
+  return defaultStateDir(realpathSync(workspace), { XDG_STATE_HOME: stateHome });
+}
+
 /** Environment that points the real provider SDKs at the mock model server. */
 export function mockEnv(mockUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '/tmp',
+    XDG_STATE_HOME: TEST_STATE_HOME,
     ANTHROPIC_API_KEY: 'sk-ant-test-key',
     ANTHROPIC_BASE_URL: mockUrl,
     OPENAI_API_KEY: 'sk-test-openai-key',

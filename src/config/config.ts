@@ -8,6 +8,7 @@ import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 import { HttpConfigSchema } from '../server/http-config.js';
 import { SANDBOX_MODES } from '../sandbox/modes.js';
+import { defaultStateDir } from './state-dir.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -44,6 +45,7 @@ export const DelegateConfigSchema = z.strictObject({
   /** The create_agent tool / `agents create`: drafting model, permission ceiling, saving. */
   createAgent: CreateAgentConfigSchema.default(DEFAULT_CREATE_AGENT_CONFIG),
   workspace: z.string().optional(),
+  /** Budget ledger, audit log, artifacts; default ${XDG_STATE_HOME:-~/.local/state}/delegate-mcp/<workspace id> (state-dir.ts). */
   stateDir: z.string().optional(),
   defaultModel: z.string().optional(),
   providers: z.record(z.string(), ProviderConfigSchema).default({}),
@@ -135,6 +137,7 @@ export interface ResolvedConfig {
   agentsDir: string;
   /** Realpath of the workspace; every file tool is confined to it. */
   workspace: string;
+  /** Absolute; outside the workspace unless configured there (protected either way: permissions/protected-paths.ts). */
   stateDir: string;
   /** Audit directory (absolute), or undefined when the audit log is switched off. */
   auditDir?: string;
@@ -195,7 +198,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd())
       : cwd;
   if (!existsSync(workspaceRaw)) throw new ConfigError(`workspace directory not found: ${workspaceRaw}`);
   const workspace = realpathSync(workspaceRaw);
-  const stateDir = d.stateDir ? path.resolve(base, d.stateDir) : path.join(workspace, '.delegate-mcp');
+  const stateDir = d.stateDir ? path.resolve(base, d.stateDir) : defaultStateDir(workspace);
   return {
     configFile: file,
     agentsDir,

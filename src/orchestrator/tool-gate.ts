@@ -27,12 +27,13 @@ import {
   type RuleSet,
 } from '../permissions/index.js';
 import { describeArgv } from '../permissions/command.js';
+import { ProtectedGuard, protectedPaths, type ProtectedAccess, type ProtectedPath } from '../permissions/protected-paths.js';
 import { compileNameGlob } from '../permissions/glob.js';
 import type { ToolCall, ToolSpec } from '../providers/types.js';
 import { McpServers } from '../tools/mcp-servers.js';
 import { builtinTools } from '../tools/registry.js';
 import type { ToolContext, ToolOutcome } from '../tools/types.js';
-import { isWithin, toRel } from '../tools/workspace-path.js';
+import { isWithin, resolveInWorkspace, toRel } from '../tools/workspace-path.js';
 import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
 
@@ -199,7 +200,18 @@ export interface ToolGateOptions {
   askTimeoutMs: number;
   /** run_command's OS sandbox (mode, protected paths); each call adds the run's rules. */
   sandbox: SandboxSettings;
+  /** What no tool may reach whatever the rules say (permissions/protected-paths.ts). */
+  protectedPaths: readonly ProtectedPath[];
 }
+
+/** What each built-in file tool does with its `path` argument, for the protected-path check. */
+const PATH_ACCESS: Record<string, ProtectedAccess> = {
+  read_file: 'read',
+  search_files: 'read',
+  list_dir: 'list',
+  write_file: 'write',
+  edit_file: 'write',
+};
 
 export class ToolGate {
   /** Server-wide listener (the audit log); runs may add their own. */
@@ -222,7 +234,7 @@ export class ToolGate {
       log.warn(`run_command will refuse every command: its bubblewrap sandbox is not available here (${process.platform === 'linux' ? 'bwrap not found; apt-get install bubblewrap or dnf install bubblewrap' : `none is implemented for ${process.platform}`}); set delegate.sandbox.mode to "off" to run commands without one`);
     }
     const sandbox: SandboxSettings = { mode: sb.mode, readOnly: [...sb.readOnly], protected: sandboxProtectedPaths(cfg) };
-    return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000, sandbox });
+    return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000, sandbox, protectedPaths: protectedPaths(cfg) });
   }
 
   get mcp(): McpServers {
@@ -301,7 +313,12 @@ export class ToolGate {
     const unknown = await this.notOffered(run, call.name, signal);
     if (unknown) return record({ decision: 'deny', rule: null, reason: unknown.reason, outcome: unknown.denied ? 'denied' : 'unknown_tool' }, fail(unknown.text));
 
-    // 2. The rules, on the actual arguments.
+    // 2. Protected paths, before any rule: no rule can grant them.
+    const guard = await ProtectedGuard.resolve(this.opts.protectedPaths, this.opts.workspaceRoot);
+    const hit = await this.protectedHit(guard, call.name, args);
+    if (hit) return denied({ decision: 'deny', rule: null, reason: hit }, `permission denied: ${hit}`);
+
+    // 3. The rules, on the actual arguments.
     const d = await checkToolCall(run.rules, call.name, args, { workspaceRoot: this.opts.workspaceRoot });
     if (d.decision === 'deny') return denied(d, `permission denied: ${d.reason}`);
     let approval: ToolDecisionRecord['approval'];
@@ -328,8 +345,8 @@ export class ToolGate {
       approvedRules.add(rule);
     }
 
-    // 3. Run it, with hooks that keep enforcing the rules inside the tool.
-    const ctx = this.context(run, signal, approvedRules);
+    // 4. Run it, with hooks that keep enforcing the rules (and the protected paths) inside the tool.
+    const ctx = { ...this.context(run, signal, approvedRules), protect: guard };
     let outcome: ToolOutcome;
     const mcp = this.opts.mcp.parse(call.name);
     try {
@@ -343,6 +360,16 @@ export class ToolGate {
 
   close(): Promise<void> {
     return this.opts.mcp.close();
+  }
+
+  /** The refusal when a built-in file tool's path is protected; undefined otherwise (or when the path does not resolve: the rules refuse it then). */
+  private async protectedHit(guard: ProtectedGuard, tool: string, args: Record<string, unknown>): Promise<string | undefined> {
+    const access = PATH_ACCESS[tool];
+    const requested = args.path ?? (tool === 'list_dir' || tool === 'search_files' ? '.' : undefined);
+    if (!access || typeof requested !== 'string') return undefined;
+    const r = await resolveInWorkspace(this.opts.workspaceRoot, requested, { forWrite: access === 'write' });
+    if (!r.ok) return undefined;
+    return guard.check(access, r.abs, path.resolve(this.opts.workspaceRoot, requested))?.message;
   }
 
   /** null when the run may call `tool`; otherwise the message for the model. */

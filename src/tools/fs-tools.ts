@@ -245,6 +245,8 @@ async function runReadFile(rawArgs: Record<string, unknown>, ctx: ToolContext): 
 
   const r = await resolveInWorkspace(ctx.workspaceRoot, p);
   if (!r.ok) return fail(`${T}: ${r.reason}`);
+  const hit = ctx.protect?.check('read', r.abs, path.resolve(ctx.workspaceRoot, p));
+  if (hit) return fail(`${T}: ${hit.message}`);
 
   let fh: fsp.FileHandle;
   try {
@@ -343,6 +345,8 @@ async function runListDir(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   const r = await resolveInWorkspace(ctx.workspaceRoot, p);
   if (!r.ok) return fail(`${T}: ${r.reason}`);
+  const hit = ctx.protect?.check('list', r.abs, path.resolve(ctx.workspaceRoot, p));
+  if (hit) return fail(`${T}: ${hit.message}`);
   const root = await fsp.realpath(ctx.workspaceRoot).catch(() => ctx.workspaceRoot);
 
   try {
@@ -373,9 +377,11 @@ async function runListDir(rawArgs: Record<string, unknown>, ctx: ToolContext): P
     if (entries.length % 100 === 99 && ctx.signal?.aborted) return abortedOutcome(T);
     const rel = joinRel(r.rel, d.name);
     const abs = path.join(r.abs, d.name);
+    // Protected paths that are never shown (the state dir) are left out without a trace, links to them too.
+    const lr = d.isSymbolicLink() && (ctx.filterPath || ctx.protect) ? await resolveInWorkspace(root, rel) : undefined;
+    if (ctx.protect?.hidden(abs) || (lr?.ok && ctx.protect?.hidden(lr.abs))) continue;
     if (ctx.filterPath) {
       // Permission rules see a symlink's real target (a link to .env is still .env).
-      const lr = d.isSymbolicLink() ? await resolveInWorkspace(root, rel) : undefined;
       if (!ctx.filterPath(rel, lr?.ok ? lr.abs : abs, 'list')) {
         hidden++;
         continue;
@@ -519,6 +525,8 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
 
   const r = await resolveInWorkspace(ctx.workspaceRoot, p);
   if (!r.ok) return fail(`${T}: ${r.reason}`);
+  const hit = ctx.protect?.check('read', r.abs, path.resolve(ctx.workspaceRoot, p));
+  if (hit) return fail(`${T}: ${hit.message}`);
   const root = await fsp.realpath(ctx.workspaceRoot).catch(() => ctx.workspaceRoot);
 
   let top: Stats;
@@ -553,6 +561,8 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
   let hitVisitCap = false;
 
   const searchFile = async (abs: string, rel: string): Promise<void> => {
+    // Protected files (mcp.json, anything in the state dir) are skipped without a trace.
+    if (ctx.protect?.check('read', abs)) return;
     if (ctx.filterPath && !ctx.filterPath(rel, abs, 'read')) {
       skippedByRules++;
       return;
@@ -623,7 +633,7 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
         const rel = joinRel(dir.rel, d.name);
         const abs = path.join(dir.abs, d.name);
         if (d.isDirectory()) {
-          if (NOT_EXPANDED.has(d.name)) continue;
+          if (NOT_EXPANDED.has(d.name) || ctx.protect?.hidden(abs)) continue;
           if (ctx.filterPath && !ctx.filterPath(rel, abs, 'list')) skippedByRules++;
           else subdirs.push({ abs, rel });
         } else if (d.isSymbolicLink()) {

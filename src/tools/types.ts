@@ -2,6 +2,7 @@
 // never in a worker: workers ask, the main thread checks and executes.
 import type { ToolSpec } from '../providers/types.js';
 import type { CommandSandbox } from '../sandbox/index.js';
+import type { ProtectedGuard } from '../permissions/protected-paths.js';
 
 export interface ToolContext {
   /** Realpath of the workspace root every file tool is confined to. */
@@ -29,6 +30,12 @@ export interface ToolContext {
    * refuses to run anything: there is no unconfined default.
    */
   sandbox?: CommandSandbox;
+  /**
+   * The server's protected paths (state dir, agent directories, mcp.json, .git internals), resolved for
+   * this call. The file tools refuse them and leave them out of listings whatever the rules say; the tool
+   * gate always sets it.
+   */
+  protect?: ProtectedGuard;
 }
 
 export interface ToolOutcome {

@@ -183,6 +183,8 @@ async function runWriteFile(rawArgs: Record<string, unknown>, ctx: ToolContext):
 
   const r = await resolveInWorkspace(ctx.workspaceRoot, p, { forWrite: true });
   if (!r.ok) return fail(`${T}: ${r.reason}`);
+  const hit = ctx.protect?.check('write', r.abs, path.resolve(ctx.workspaceRoot, p));
+  if (hit) return fail(`${T}: ${hit.message}`);
   if (r.rel === '.') return fail(`${T}: "." is the workspace root directory; give a file path`);
   const rootReal = await rootRealpath(ctx.workspaceRoot);
   const shownRel = (abs: string): string => path.relative(rootReal, abs).split(path.sep).join('/') || '.';
@@ -228,6 +230,8 @@ async function runEditFile(rawArgs: Record<string, unknown>, ctx: ToolContext): 
 
   const r = await resolveInWorkspace(ctx.workspaceRoot, p, { forWrite: true });
   if (!r.ok) return fail(`${T}: ${r.reason}`);
+  const hit = ctx.protect?.check('write', r.abs, path.resolve(ctx.workspaceRoot, p));
+  if (hit) return fail(`${T}: ${hit.message}`);
   const max = writeLimits.editMaxFileBytes;
 
   let buf: Buffer;

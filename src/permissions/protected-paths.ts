@@ -1,0 +1,168 @@
+// Protected paths: what no agent may reach through a built-in tool, whatever its rules say. Rules decide
+// what an agent may ask for; these hold even under `Read(**)` and `Edit(**)`, because each one turns
+// access into more than the rules meant to give:
+//   - the state dir (budget ledger, audit log, other runs' artifacts): reading leaks other runs and
+//     clients, writing erases spend and the audit trail → never read, listed or written;
+//   - every agent directory the server loads: a planted file with `tools: Bash` is a new grant, served by
+//     hot reload → never written (reading is fine: they are not secret);
+//   - mcp.json: it starts commands (mcpServers) and may hold keys, headers and the HTTP token → never read
+//     or written (its name may be listed);
+//   - `.git/` internals (hooks, config): a later git command runs what was written there → never written.
+// The list is a pure function of the resolved config (`protectedPaths`), so the command sandbox can mount
+// the same paths read-only or hide them. `ProtectedGuard` checks resolved paths against it for the file
+// tools; the tool gate also refuses such calls before any rule is consulted (the audit records a deny).
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { agentSources } from '../agents/formats.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { LEGACY_STATE_DIRNAME } from '../config/state-dir.js';
+
+export type ProtectedKind = 'state' | 'agents' | 'config' | 'git';
+
+/** What an agent may do with a protected path: nothing at all, see its name only, or read it. Never write. */
+export type ProtectedRead = 'hidden' | 'name-only' | 'readable';
+
+export interface ProtectedPath {
+  /** Absolute path as configured (not symlink-resolved; ProtectedGuard resolves it). */
+  path: string;
+  kind: ProtectedKind;
+  read: ProtectedRead;
+}
+
+/** How each kind is named in a refusal ("protected: agent directory … cannot be changed by an agent"). */
+export const PROTECTED_LABEL: Record<ProtectedKind, string> = {
+  state: "the server's state directory",
+  agents: 'agent directory',
+  config: 'server config',
+  git: 'git internals',
+};
+
+const READ_OF: Record<ProtectedKind, ProtectedRead> = { state: 'hidden', agents: 'readable', config: 'name-only', git: 'readable' };
+
+/**
+ * Every protected path of a server with this config: the state dir (and the audit dir when configured
+ * elsewhere, and the old in-workspace `.delegate-mcp`), every agent directory it loads (agentSources: the
+ * YAML agents dir, `delegate.agentDirs` or the default `.claude/agents` and `.codex/agents`), its mcp.json
+ * (the file it was started with and `<workspace>/mcp.json`, where a config is found by default), and the
+ * workspace's `.git`. Nested `.git` directories are protected from writes too, by ProtectedGuard's
+ * segment check; this list names only the top one.
+ */
+export function protectedPaths(cfg: ResolvedConfig): ProtectedPath[] {
+  const out: ProtectedPath[] = [];
+  const add = (p: string, kind: ProtectedKind) => {
+    const abs = path.resolve(p);
+    if (!out.some((o) => o.path === abs)) out.push({ path: abs, kind, read: READ_OF[kind] });
+  };
+  add(cfg.stateDir, 'state');
+  if (cfg.auditDir) add(cfg.auditDir, 'state');
+  add(path.join(cfg.workspace, LEGACY_STATE_DIRNAME), 'state');
+  for (const s of agentSources(cfg)) add(s.dir, 'agents');
+  if (cfg.configFile) add(cfg.configFile, 'config');
+  add(path.join(cfg.workspace, 'mcp.json'), 'config');
+  add(path.join(cfg.workspace, '.git'), 'git');
+  return out;
+}
+
+/** What a tool is about to do with a path. `list` = show its name (list_dir, search_files walking). */
+export type ProtectedAccess = 'read' | 'list' | 'write';
+
+export interface ProtectedHit {
+  kind: ProtectedKind;
+  /** The protected path that was hit (as configured). */
+  path: string;
+  /** For the model: "protected: …". */
+  message: string;
+}
+
+const GIT_SEGMENT = /(^|[\\/])\.git([\\/]|$)/;
+/** macOS and Windows file systems are case-insensitive by default: `.Claude/Agents` is `.claude/agents`. */
+const FOLD_CASE = process.platform === 'darwin' || process.platform === 'win32';
+const norm = (p: string): string => (FOLD_CASE ? p.toLowerCase() : p);
+
+function within(root: string, p: string): boolean {
+  if (p === root) return true;
+  return p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+/** realpath() for paths that may not exist yet: the nearest existing ancestor's realpath plus the rest. */
+async function realpathLoose(p: string): Promise<string> {
+  const rest: string[] = [];
+  let cur = p;
+  for (;;) {
+    try {
+      const real = await fsp.realpath(cur);
+      return rest.length ? path.join(real, ...rest) : real;
+    } catch {
+      const up = path.dirname(cur);
+      if (up === cur) return p;
+      rest.unshift(path.basename(cur));
+      cur = up;
+    }
+  }
+}
+
+interface ResolvedEntry extends ProtectedPath {
+  /** The path as configured and its realpath (both are matched: a symlink into it or out of it is caught). */
+  forms: string[];
+}
+
+/**
+ * The protected paths of one server, resolved (realpath, nearest existing ancestor for paths that do not
+ * exist yet) for checking the real paths the file tools resolve. Resolve it again for each tool call:
+ * directories appear and links change while the server runs.
+ */
+export class ProtectedGuard {
+  private constructor(
+    private readonly entries: ResolvedEntry[],
+    private readonly workspaceReal: string,
+  ) {}
+
+  static async resolve(list: readonly ProtectedPath[], workspace: string): Promise<ProtectedGuard> {
+    const entries = await Promise.all(
+      list.map(async (e) => ({ ...e, forms: [...new Set([e.path, await realpathLoose(e.path)])].map(norm) })),
+    );
+    return new ProtectedGuard(entries, norm(await realpathLoose(workspace)));
+  }
+
+  /**
+   * null when `access` to `abs` is fine; otherwise which protected path it hits. `abs` is absolute, ideally
+   * the resolved real path; pass the path as requested too (`lexical`) so that either form is caught.
+   * A write is also refused on an ancestor of a protected path (a file there would take its place).
+   */
+  check(access: ProtectedAccess, abs: string, lexical?: string): ProtectedHit | null {
+    const cands = [...new Set([abs, lexical].filter((p): p is string => p !== undefined).map((p) => norm(path.resolve(p))))];
+    for (const e of this.entries) {
+      if (access !== 'write' && (e.read === 'readable' || (access === 'list' && e.read === 'name-only'))) continue;
+      const hit = cands.some((c) => e.forms.some((f) => within(f, c) || (access === 'write' && within(c, f) && c !== this.workspaceReal)));
+      if (hit) return { kind: e.kind, path: e.path, message: describe(e, access) };
+    }
+    if (access === 'write') {
+      // Any .git inside the workspace (nested repositories and submodules too), as file or directory.
+      const git = cands.find((c) => within(this.workspaceReal, c) && GIT_SEGMENT.test(path.relative(this.workspaceReal, c)));
+      if (git) {
+        const e = { path: path.join(this.workspaceReal, '.git'), kind: 'git' as const, read: 'readable' as const };
+        return { kind: 'git', path: e.path, message: describe(e, access) };
+      }
+    }
+    return null;
+  }
+
+  /** True when listing tools must not show `abs` at all (state dir, and what is inside it). */
+  hidden(abs: string): boolean {
+    return this.check('list', abs) !== null;
+  }
+}
+
+function describe(e: ProtectedPath, access: ProtectedAccess): string {
+  const what = `${PROTECTED_LABEL[e.kind]} ${e.path}`;
+  if (access === 'write') {
+    const why: Record<ProtectedKind, string> = {
+      state: 'it holds the budget ledger, the audit log and artifacts',
+      agents: 'a file there would define what agents may do',
+      config: 'it says which commands and servers the server starts',
+      git: 'git runs hooks and config found there',
+    };
+    return `protected: ${what} cannot be changed by an agent (${why[e.kind]}), whatever the permission rules say`;
+  }
+  return `protected: ${what} cannot be read by an agent, whatever the permission rules say`;
+}

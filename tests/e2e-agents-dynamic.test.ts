@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/client';
 import { startMockModel, defaultHandler, type MockModel, type MockReply } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
+import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, stateDirOf, tempDir, writeTree, type ServerHandle } from './helpers.js';
 
 const execFileP = promisify(execFile);
 const READ_TOOLS = ['read_file', 'list_dir', 'search_files'];
@@ -448,7 +448,7 @@ describe('delegating to an agent made with create_agent', () => {
       const res: any = await srv.client.callTool({ name: 'lead', arguments: { task: '[[tool:agent__note-taker {"task":"note this"}]]' } });
       assert.equal(res.structuredContent?.status, 'ok', JSON.stringify(res.content));
       assert.match(res.structuredContent.output, /NOTE: taken/, 'the delegated run answered');
-      const events = readAuditEvents(path.join(ws, '.delegate-mcp'));
+      const events = readAuditEvents(stateDirOf(ws));
       const delegation = events.find((e) => e.event === 'delegation' && e.child_agent === 'note-taker');
       assert.ok(delegation, 'a delegation event');
       assert.equal(delegation.hop, 'in-process');

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree, readAuditEvents } from './helpers.js';
+import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree, readAuditEvents, stateDirOf } from './helpers.js';
 
 const execFileP = promisify(execFile);
 const FAKE_KEY = 'sk-ant-api03-FAKEKEYabcdefghijklmnopqrstuvwxyz0123456789';
@@ -31,7 +31,7 @@ describe('audit log', () => {
   before(async () => {
     mock = await startMockModel();
     ws = tempDir('dmcp-audit-');
-    stateDir = path.join(ws, '.delegate-mcp');
+    stateDir = stateDirOf(ws);
     agentsDir = path.join(ws, 'agents');
     writeTree(ws, { 'keyfile.txt': `token=${FAKE_KEY}\n` });
     writeTree(agentsDir, {
@@ -118,12 +118,12 @@ describe('audit log', () => {
     for (const id of Object.values(ids)) assert.equal(ofRun(id).filter((e) => e.event === 'run_start').length, 1, `one run_start for ${id}`);
 
     // The CLI rebuilds the summary and the tree of the fan-out.
-    const sum = JSON.parse((await execFileP(process.execPath, [CLI, 'audit', '--json', '--config', cfg, '--workspace', ws])).stdout);
+    const sum = JSON.parse((await execFileP(process.execPath, [CLI, 'audit', '--json', '--config', cfg, '--workspace', ws], { env: env() })).stdout);
     const worker = sum.by_agent.find((r: any) => r.key === 'worker');
     assert.ok(worker.ok >= 3 && worker.error >= 1 && worker.cancelled >= 1 && worker.denied >= 1, JSON.stringify(worker));
-    const tree = JSON.parse((await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', ids.batch, '--config', cfg, '--workspace', ws])).stdout);
+    const tree = JSON.parse((await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', ids.batch, '--config', cfg, '--workspace', ws], { env: env() })).stdout);
     assert.equal(tree.children.length, 2);
-    const text = (await execFileP(process.execPath, [CLI, 'audit', '--run', ids.batch, '--config', cfg, '--workspace', ws])).stdout;
+    const text = (await execFileP(process.execPath, [CLI, 'audit', '--run', ids.batch, '--config', cfg, '--workspace', ws], { env: env() })).stdout;
     assert.match(text, /worker/);
 
     // No secret anywhere under the state dir.

@@ -9,7 +9,7 @@ import type { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Client as McpClient } from '@modelcontextprotocol/client';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, tempDir, writeTree, readAuditEvents } from './helpers.js';
+import { CLI, agentYaml, mockEnv, tempDir, writeTree, readAuditEvents, stateDirOf } from './helpers.js';
 import { INIT, connectClient, rawPost, startHttpServer, type Flavour, type HttpServer } from './http-helpers.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -56,7 +56,7 @@ permissions:
   });
   const cfg = path.join(ws, 'mcp.json');
   writeFileSync(cfg, JSON.stringify({ delegate }));
-  return { ws, agentsDir, cfg, stateDir: path.join(ws, '.delegate-mcp'), args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws] };
+  return { ws, agentsDir, cfg, stateDir: stateDirOf(ws), args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws] };
 }
 
 describe('HTTP transport', () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startMockModel, type MockModel, type MockToolResult } from './mock-model/server.js';
-import { CLI, mockEnv, startServer, stateDirOf, tempDir, writeTree, type ServerHandle } from './helpers.js';
+import { CLI, mockEnv, readAuditEvents, startServer, stateDirOf, tempDir, writeTree, type ServerHandle } from './helpers.js';
 
 const execFileP = promisify(execFile);
 const MARKER = 'ZEBRA-4242-SECRET';
@@ -212,6 +212,10 @@ describe('protected paths: no tool reaches the server state, agent files, mcp.js
       }
       assert.doesNotMatch(readFileSync(path.join(ws, 'agents', 'editor.yaml'), 'utf8'), /Bash/);
       assert.doesNotMatch(readFileSync(path.join(ws, 'mcp.json'), 'utf8'), /touch/);
+      // The tool gate refuses before any rule: the audit log records a denial naming the protected path.
+      const denials = readAuditEvents(stateDirOf(ws, xdg)).filter((e) => e.event === 'permission_denied' && /^protected: /.test(e.reason));
+      assert.ok(denials.some((e) => e.tool === 'write_file' && e.rule === null && /agent directory .*\.claude\/agents/.test(e.reason)), JSON.stringify(denials));
+      assert.ok(denials.some((e) => e.tool === 'edit_file' && /agent directory/.test(e.reason)));
       await sleep(2600); // past the debounce and the 2 s look for new agent directories
       const names = (await srv.client.listTools()).tools.map((t) => t.name);
       assert.ok(names.includes('editor'), names.join(', '));

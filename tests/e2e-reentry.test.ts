@@ -7,7 +7,7 @@ import path from 'node:path';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, stateDirOf, tempDir, writeTree } from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -88,7 +88,7 @@ permissions:
       const helperReq = mock.requests.find((r) => r.system.includes('You are "helper"'))!;
       assert.ok(helperReq.toolNames.includes('agent__lead') || true);
       await new Promise((r) => setTimeout(r, 200));
-      const events = readAuditEvents(path.join(ws, '.delegate-mcp'));
+      const events = readAuditEvents(stateDirOf(ws));
       const del = events.find((e) => e.event === 'delegation' && e.run_id === sc.run_id);
       assert.equal(del?.hop, 'process');
       const childStart = events.find((e) => e.event === 'run_start' && e.run_id === del.child_run_id);
@@ -98,7 +98,7 @@ permissions:
       assert.notEqual(childStart.pid, events.find((e) => e.run_id === sc.run_id).pid, "B's events come from the child process");
       assert.ok(events.some((e) => e.event === 'model_call' && e.run_id === del.child_run_id), "B's model call happened in the child");
       // `audit --run` rebuilds the tree across the process hop.
-      const { stdout } = await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', sc.run_id, '--config', cfg, '--workspace', ws]);
+      const { stdout } = await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', sc.run_id, '--config', cfg, '--workspace', ws], { env: mockEnv(mock.url) });
       const tree = JSON.parse(stdout);
       assert.equal(tree.agent, 'lead');
       assert.equal(tree.children.length, 1);

@@ -3,7 +3,7 @@
 // one folder per workspace; `delegate.stateDir` in mcp.json overrides it. Older versions kept it in
 // <workspace>/.delegate-mcp/: openStateDir() moves that once into the new place.
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -81,4 +81,6 @@ export function openStateDir(cfg: { workspace: string; stateDir: string }, say: 
   const line = moveLegacyStateDir(cfg.workspace, cfg.stateDir);
   if (line) say(line);
   mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+  // The moved folder kept the workspace's permissions: it holds other runs' inputs and outputs.
+  if (line?.includes(' moved ')) chmodSync(cfg.stateDir, 0o700);
 }

@@ -313,9 +313,9 @@ export class ToolGate {
     const unknown = await this.notOffered(run, call.name, signal);
     if (unknown) return record({ decision: 'deny', rule: null, reason: unknown.reason, outcome: unknown.denied ? 'denied' : 'unknown_tool' }, fail(unknown.text));
 
-    // 2. Protected paths, before any rule: no rule can grant them.
-    const guard = await ProtectedGuard.resolve(this.opts.protectedPaths, this.opts.workspaceRoot);
-    const hit = await this.protectedHit(guard, call.name, args);
+    // 2. Protected paths, before any rule: no rule can grant them. Resolved per call (links and folders change).
+    const guard = PATH_ACCESS[call.name] ? ProtectedGuard.resolve(this.opts.protectedPaths, this.opts.workspaceRoot) : undefined;
+    const hit = guard && (await this.protectedHit(guard, call.name, args));
     if (hit) return denied({ decision: 'deny', rule: null, reason: hit }, `permission denied: ${hit}`);
 
     // 3. The rules, on the actual arguments.
@@ -346,7 +346,7 @@ export class ToolGate {
     }
 
     // 4. Run it, with hooks that keep enforcing the rules (and the protected paths) inside the tool.
-    const ctx = { ...this.context(run, signal, approvedRules), protect: guard };
+    const ctx: ToolContext = { ...this.context(run, signal, approvedRules), ...(guard && { protect: guard }) };
     let outcome: ToolOutcome;
     const mcp = this.opts.mcp.parse(call.name);
     try {

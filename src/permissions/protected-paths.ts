@@ -11,7 +11,7 @@
 // The list is a pure function of the resolved config (`protectedPaths`), so the command sandbox can mount
 // the same paths read-only or hide them. `ProtectedGuard` checks resolved paths against it for the file
 // tools; the tool gate also refuses such calls before any rule is consulted (the audit records a deny).
-import { promises as fsp } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { agentSources } from '../agents/formats.js';
 import type { ResolvedConfig } from '../config/config.js';
@@ -84,20 +84,39 @@ function within(root: string, p: string): boolean {
   return p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
 
-/** realpath() for paths that may not exist yet: the nearest existing ancestor's realpath plus the rest. */
-async function realpathLoose(p: string): Promise<string> {
+/**
+ * realpath() for paths that may not exist yet: the nearest existing ancestor's realpath plus the rest. A
+ * dangling symlink on the way is followed (its target is where the server would look once it exists).
+ * Synchronous on purpose: a handful of cheap syscalls per tool call beat as many thread-pool round trips.
+ */
+function realpathLoose(p: string): string {
   const rest: string[] = [];
   let cur = p;
-  for (;;) {
-    try {
-      const real = await fsp.realpath(cur);
-      return rest.length ? path.join(real, ...rest) : real;
-    } catch {
-      const up = path.dirname(cur);
-      if (up === cur) return p;
-      rest.unshift(path.basename(cur));
-      cur = up;
+  for (let hops = 0; ; ) {
+    // existsSync first: a thrown ENOENT per missing level costs more than the lookups themselves.
+    if (existsSync(cur)) {
+      try {
+        const real = realpathSync.native(cur);
+        return rest.length ? path.join(real, ...rest) : real;
+      } catch {
+        // gone meanwhile, or not accessible: keep climbing
+      }
     }
+    let target: string | undefined;
+    try {
+      if (hops < 40 && lstatSync(cur, { throwIfNoEntry: false })?.isSymbolicLink()) target = readlinkSync(cur);
+    } catch {
+      // does not exist at all: climb
+    }
+    if (target !== undefined) {
+      hops++;
+      cur = path.resolve(realpathLoose(path.dirname(cur)), target);
+      continue;
+    }
+    const up = path.dirname(cur);
+    if (up === cur) return p;
+    rest.unshift(path.basename(cur));
+    cur = up;
   }
 }
 
@@ -117,31 +136,37 @@ export class ProtectedGuard {
     private readonly workspaceReal: string,
   ) {}
 
-  static async resolve(list: readonly ProtectedPath[], workspace: string): Promise<ProtectedGuard> {
-    const entries = await Promise.all(
-      list.map(async (e) => ({ ...e, forms: [...new Set([e.path, await realpathLoose(e.path)])].map(norm) })),
-    );
-    return new ProtectedGuard(entries, norm(await realpathLoose(workspace)));
+  static resolve(list: readonly ProtectedPath[], workspace: string): ProtectedGuard {
+    const entries = list.map((e) => ({ ...e, forms: [...new Set([e.path, realpathLoose(e.path)])].map(norm) }));
+    return new ProtectedGuard(entries, norm(realpathLoose(workspace)));
   }
 
   /**
-   * null when `access` to `abs` is fine; otherwise which protected path it hits. `abs` is absolute, ideally
-   * the resolved real path; pass the path as requested too (`lexical`) so that either form is caught.
+   * null when `access` to `abs` is fine; otherwise which protected path it hits. `abs` is the resolved real
+   * path (absolute, normalised); pass the path as requested too (`lexical`) so that either form is caught.
    * A write is also refused on an ancestor of a protected path (a file there would take its place).
    */
   check(access: ProtectedAccess, abs: string, lexical?: string): ProtectedHit | null {
-    const cands = [...new Set([abs, lexical].filter((p): p is string => p !== undefined).map((p) => norm(path.resolve(p))))];
+    const a = norm(abs);
+    const l = lexical === undefined ? undefined : norm(path.resolve(lexical));
+    const write = access === 'write';
     for (const e of this.entries) {
-      if (access !== 'write' && (e.read === 'readable' || (access === 'list' && e.read === 'name-only'))) continue;
-      const hit = cands.some((c) => e.forms.some((f) => within(f, c) || (access === 'write' && within(c, f) && c !== this.workspaceReal)));
-      if (hit) return { kind: e.kind, path: e.path, message: describe(e, access) };
+      if (!write && (e.read === 'readable' || (access === 'list' && e.read === 'name-only'))) continue;
+      for (const f of e.forms) {
+        const hit =
+          within(f, a) ||
+          (l !== undefined && within(f, l)) ||
+          (write && ((within(a, f) && a !== this.workspaceReal) || (l !== undefined && within(l, f) && l !== this.workspaceReal)));
+        if (hit) return { kind: e.kind, path: e.path, message: describe(e, access) };
+      }
     }
-    if (access === 'write') {
+    if (write) {
       // Any .git inside the workspace (nested repositories and submodules too), as file or directory.
-      const git = cands.find((c) => within(this.workspaceReal, c) && GIT_SEGMENT.test(path.relative(this.workspaceReal, c)));
-      if (git) {
-        const e = { path: path.join(this.workspaceReal, '.git'), kind: 'git' as const, read: 'readable' as const };
-        return { kind: 'git', path: e.path, message: describe(e, access) };
+      for (const c of l === undefined ? [a] : [a, l]) {
+        if (c !== this.workspaceReal && within(this.workspaceReal, c) && GIT_SEGMENT.test(c.slice(this.workspaceReal.length))) {
+          const e = { path: path.join(this.workspaceReal, '.git'), kind: 'git' as const, read: 'readable' as const };
+          return { kind: 'git', path: e.path, message: describe(e, access) };
+        }
       }
     }
     return null;

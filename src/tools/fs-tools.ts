@@ -645,6 +645,7 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
             else unresolvableLinks++;
             continue;
           }
+          if (ctx.protect?.hidden(lr.abs)) continue;
           try {
             const st = await fsp.stat(lr.abs);
             if (st.isFile()) {

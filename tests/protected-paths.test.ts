@@ -37,7 +37,7 @@ describe('protectedPaths(cfg): one list, from the resolved config', () => {
     const list = protectedPaths(cfg);
     const byPath = new Map(list.map((p) => [p.path, p]));
     assert.deepEqual(byPath.get(path.join(ws, 'state-in')), { path: path.join(ws, 'state-in'), kind: 'state', read: 'hidden' });
-    assert.equal(byPath.get(path.join(ws, 'state-in', 'audit'))?.kind, 'state', 'the audit dir (inside it, listed once anyway)');
+    assert.equal(byPath.has(path.join(ws, 'state-in', 'audit')), false, 'the audit dir is inside it: not listed twice');
     assert.equal(byPath.get(path.join(ws, '.delegate-mcp'))?.kind, 'state', 'the old in-workspace state folder');
     for (const d of ['agents', '.claude/agents', '.codex/agents']) {
       assert.deepEqual(byPath.get(path.join(ws, d)), { path: path.join(ws, d), kind: 'agents', read: 'readable' }, d);
@@ -198,6 +198,16 @@ describe('moving an old <workspace>/.delegate-mcp', () => {
     mkdirSync(empty);
     assert.match(moveLegacyStateDir(ws, empty) ?? '', /moved/, 'an empty target is filled');
     assert.equal(readFileSync(path.join(empty, 'budget', 'ledger-2026-01-01.jsonl'), 'utf8'), 'OLD\n');
+  });
+
+  it('a state dir that cannot be made is a config error naming it and the settings that move it', () => {
+    const ws = tempDir('dmcp-prot-mv-');
+    writeTree(ws, { blocker: 'a file where a folder should be' });
+    assert.throws(() => openStateDir({ workspace: ws, stateDir: path.join(ws, 'blocker', 'state') }), (e: Error) => {
+      assert.equal(e.name, 'ConfigError');
+      assert.match(e.message, /cannot set up the state directory .*blocker\/state: .*\(set delegate\.stateDir in mcp\.json, or XDG_STATE_HOME, to a writable directory\)/);
+      return true;
+    });
   });
 
   it('across file systems: copies, then removes the old folder', (t) => {

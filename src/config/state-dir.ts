@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ConfigError } from './config.js';
 
 /** The state folder of older versions, inside the workspace. Still a protected path (see permissions/protected-paths.ts). */
 export const LEGACY_STATE_DIRNAME = '.delegate-mcp';
@@ -78,9 +79,16 @@ export function moveLegacyStateDir(workspaceReal: string, stateDir: string): str
  * (its line goes to `say`, stderr by default), then the folder itself, private to the user (0700).
  */
 export function openStateDir(cfg: { workspace: string; stateDir: string }, say: (line: string) => void = (l) => void process.stderr.write(`${l}\n`)): void {
-  const line = moveLegacyStateDir(cfg.workspace, cfg.stateDir);
-  if (line) say(line);
-  mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
-  // The moved folder kept the workspace's permissions: it holds other runs' inputs and outputs.
-  if (line?.includes(' moved ')) chmodSync(cfg.stateDir, 0o700);
+  try {
+    const line = moveLegacyStateDir(cfg.workspace, cfg.stateDir);
+    if (line) say(line);
+    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+    // The moved folder kept the workspace's permissions: it holds other runs' inputs and outputs.
+    if (line?.includes(' moved ')) chmodSync(cfg.stateDir, 0o700);
+  } catch (e) {
+    throw new ConfigError(
+      `cannot set up the state directory ${cfg.stateDir}: ${(e as Error).message} ` +
+        '(set delegate.stateDir in mcp.json, or XDG_STATE_HOME, to a writable directory)',
+    );
+  }
 }

@@ -54,7 +54,7 @@ export function protectedPaths(cfg: ResolvedConfig): ProtectedPath[] {
     if (!out.some((o) => o.path === abs)) out.push({ path: abs, kind, read: READ_OF[kind] });
   };
   add(cfg.stateDir, 'state');
-  if (cfg.auditDir) add(cfg.auditDir, 'state');
+  if (cfg.auditDir && !within(path.resolve(cfg.stateDir), path.resolve(cfg.auditDir))) add(cfg.auditDir, 'state');
   add(path.join(cfg.workspace, LEGACY_STATE_DIRNAME), 'state');
   for (const s of agentSources(cfg)) add(s.dir, 'agents');
   if (cfg.configFile) add(cfg.configFile, 'config');

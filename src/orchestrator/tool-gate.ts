@@ -2,7 +2,9 @@
 //
 //   offeredTools()  what the model is offered at all (built-ins the agent is granted + the downstream MCP
 //                   tools of the servers it may use), filtered by toolOffered();
-//   execute()       for each call the model makes: is it a tool this run was offered → checkToolCall()
+//   execute()       for each call the model makes: is it a tool this run was offered → is its path a
+//                   protected path (state dir, agent dirs, mcp.json, .git writes: refused whatever the
+//                   rules say; permissions/protected-paths.ts) → checkToolCall()
 //                   with the ACTUAL arguments → deny (a tool error naming the rule; the run goes on) /
 //                   ask (the run's `ask` callback: once, for the rest of the run, or no) / allow → run
 //                   the tool with a context that keeps enforcing the rules inside it (every redirect of

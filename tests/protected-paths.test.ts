@@ -210,6 +210,15 @@ describe('moving an old <workspace>/.delegate-mcp', () => {
     });
   });
 
+  it('a state dir that is or contains the workspace is refused (it would hide every file from agents)', () => {
+    const ws = tempDir('dmcp-prot-mv-');
+    for (const stateDir of [ws, path.dirname(ws)]) {
+      assert.throws(() => openStateDir({ workspace: ws, stateDir }), /delegate\.stateDir .* is or contains the workspace .*; choose a directory outside it/);
+    }
+    openStateDir({ workspace: ws, stateDir: path.join(ws, 'state-below') });
+    assert.ok(existsSync(path.join(ws, 'state-below')));
+  });
+
   it('across file systems: copies, then removes the old folder', (t) => {
     // /dev/shm is a tmpfs on Linux: a different device from the temp dir, so rename() fails with EXDEV.
     let other: string;

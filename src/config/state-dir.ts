@@ -79,6 +79,11 @@ export function moveLegacyStateDir(workspaceReal: string, stateDir: string): str
  * (its line goes to `say`, stderr by default), then the folder itself, private to the user (0700).
  */
 export function openStateDir(cfg: { workspace: string; stateDir: string }, say: (line: string) => void = (l) => void process.stderr.write(`${l}\n`)): void {
+  const rel = path.relative(path.resolve(cfg.stateDir), cfg.workspace);
+  if (rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel))) {
+    // The state dir is never shown to agents: one around the workspace would hide every file in it.
+    throw new ConfigError(`delegate.stateDir ${cfg.stateDir} is or contains the workspace ${cfg.workspace}; choose a directory outside it (or below it)`);
+  }
   try {
     const line = moveLegacyStateDir(cfg.workspace, cfg.stateDir);
     if (line) say(line);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { loadConfig } from '../src/config/config.js';
 import { defaultStateDir, moveLegacyStateDir, openStateDir, stateHome, workspaceId } from '../src/config/state-dir.js';
 import { ProtectedGuard, protectedPaths } from '../src/permissions/protected-paths.js';
+import { sandboxProtectedPaths } from '../src/sandbox/protected.js';
 import { fsTools } from '../src/tools/fs-tools.js';
 import { writeTools } from '../src/tools/write-tools.js';
 import type { ToolContext } from '../src/tools/types.js';
@@ -55,6 +56,18 @@ describe('protectedPaths(cfg): one list, from the resolved config', () => {
     assert.deepEqual(agents, [path.join(ws, 'agents'), path.join(ws, 'team')]);
     assert.ok(list.some((p) => p.path === path.join(ws, 'logs', 'audit') && p.kind === 'state'));
     assert.ok(list.some((p) => p.path === cfg.stateDir && p.kind === 'state'));
+  });
+});
+
+describe('the command sandbox takes the same list', () => {
+  it('agent dirs read-only, .git read-only, the state dirs and mcp.json hidden', () => {
+    const { ws, cfg } = setup();
+    const sb = sandboxProtectedPaths(cfg);
+    assert.deepEqual(sb.dirs, [path.join(ws, 'agents'), path.join(ws, '.claude', 'agents'), path.join(ws, '.codex', 'agents')]);
+    assert.deepEqual(sb.paths, [path.join(ws, '.git')]);
+    assert.deepEqual(sb.hidden, [path.join(ws, 'state-in'), path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json')]);
+    const all = [...sb.dirs, ...sb.paths, ...sb.hidden].sort();
+    assert.deepEqual(all, protectedPaths(cfg).map((p) => p.path).sort(), 'nothing left out, nothing added');
   });
 });
 

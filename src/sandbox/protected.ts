@@ -1,23 +1,21 @@
-// The paths the sandbox protects, from the server's config. ONE place builds these lists; the built-in
-// file tools have their own list of protected paths (src/permissions/) — when both exist, this should
-// take its list from there.
+// The paths the sandbox protects, from the one list the built-in file tools use too
+// (permissions/protected-paths.ts), sorted into how bubblewrap mounts them:
 //   dirs    every agent directory the server loads (agentsDir, delegate.agentDirs or the default
 //           .claude/agents and .codex/agents): read-only, and created empty when a command could
 //           otherwise plant one (an agent file planted there would be served with its own rights);
-//   paths   .git (hooks and config run programs for whoever uses git next) and the default mcp.json
-//           of the workspace: read-only when they exist;
-//   hidden  the state dir (ledger, audit log, other runs' artifacts), the audit dir and the config
-//           file in use (it may hold API keys): replaced by empty ones.
-import path from 'node:path';
-import { agentSources } from '../agents/formats.js';
+//   paths   what agents may read but not change (.git: hooks and config run programs for whoever uses
+//           git next): read-only when they exist;
+//   hidden  what agents may not read (the state dir with the ledger, audit log and other runs' artifacts,
+//           the audit dir, an old .delegate-mcp, mcp.json with its keys): replaced by empty ones.
 import type { ResolvedConfig } from '../config/config.js';
+import { protectedPaths } from '../permissions/protected-paths.js';
 import type { ProtectedPaths } from './mounts.js';
 
 export function sandboxProtectedPaths(cfg: ResolvedConfig): ProtectedPaths {
-  const ws = cfg.workspace;
+  const list = protectedPaths(cfg);
   return {
-    dirs: agentSources(cfg).map((s) => path.resolve(s.dir)),
-    paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json')],
-    hidden: [cfg.stateDir, ...(cfg.auditDir ? [cfg.auditDir] : []), ...(cfg.configFile ? [cfg.configFile] : [])].map((p) => path.resolve(p)),
+    dirs: list.filter((p) => p.kind === 'agents').map((p) => p.path),
+    paths: list.filter((p) => p.kind !== 'agents' && p.read === 'readable').map((p) => p.path),
+    hidden: list.filter((p) => p.read !== 'readable').map((p) => p.path),
   };
 }

@@ -1,18 +1,20 @@
 #!/usr/bin/env node
 // delegate-mcp command line: serve (stdio MCP), run one agent, list/validate agent files.
 // Only this file writes to stdout, and never while serving stdio.
-import { Command } from 'commander';
-import { loadAgentsDir } from './agents/loader.js';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
 import { formatLoadError } from './agents/definition.js';
 import { AgentStore } from './agents/store.js';
-import { agentSources, loadAgentSources } from './agents/formats.js';
+import { agentSources, dirExists, loadAgentSources } from './agents/formats.js';
 import { watchAgents } from './agents/watch.js';
 import { createAgent, CreateAgentError } from './agents/create.js';
 import { RESERVED_TOOL_NAMES } from './server/agent-tools.js';
-import { ConfigError, loadConfig, type ConfigOverrides } from './config/config.js';
+import { ConfigError, knownProviders, loadConfig, type ConfigOverrides } from './config/config.js';
 import { openStateDir } from './config/state-dir.js';
-import { log } from './log.js';
-import { Orchestrator } from './orchestrator/orchestrator.js';
+import { log, warnOnce } from './log.js';
+import { Orchestrator, unknownAgentMessage } from './orchestrator/orchestrator.js';
+import type { RunResult } from './orchestrator/runs.js';
+import { LiveLine, colourEnabled, painter } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
 import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
@@ -24,20 +26,45 @@ import { VERSION } from './version.js';
 
 interface CommonOpts extends ConfigOverrides {}
 
+// Provider SDKs print warnings (a deprecated model) with console.warn; on this thread too (agents create).
+// Through the logger they come once, and above a live progress line rather than inside it.
+console.warn = (...args: unknown[]) => warnOnce(args.map(String).join(' '));
+
 function addCommon(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'path to mcp.json (default: ./mcp.json when present)')
-    .option('--agents <dir>', 'agents directory (default: delegate.agentsDir or ./agents)')
+    .option('--config <file>', 'path to mcp.json (default: <workspace>/mcp.json, else ~/.config/delegate-mcp/mcp.json)')
+    .option('--agents <dir>', "the workspace's agents directory (default: delegate.agentsDir or <workspace>/agents)")
     .option('--workspace <dir>', 'workspace root the agents work in (default: the current directory)');
 }
 
 function boot(opts: CommonOpts) {
   const cfg = loadConfig(opts);
   openStateDir(cfg);
-  const agents = new AgentStore(cfg.agentsDir, agentSources(cfg));
+  const agents = new AgentStore(cfg.agentsDir, agentSources(cfg), { providers: knownProviders(cfg) });
   agents.load();
   for (const e of agents.formattedErrors()) log.error(`agent file error: ${e}`);
+  const empty = agents.emptyNote();
+  if (empty) log.warn(`*** ${empty} ***`);
   return { cfg, agents };
+}
+
+/** The one-line end of a run on the terminal: status, turns, tokens, cost, duration, run id. */
+export function runSummary(r: RunResult, paint: ReturnType<typeof painter>): string {
+  const tokensIn = r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens;
+  const status = paint(r.status === 'ok' ? 'green' : r.status === 'cancelled' ? 'yellow' : 'red', r.status);
+  const cost = r.cost_usd === null ? 'cost n/a (no price for this model)' : `$${r.cost_usd.toFixed(4)}`;
+  const parts = [status, `${r.turns} turn${r.turns === 1 ? '' : 's'}`, `${tokensIn} in / ${r.usage.output_tokens} out tokens`, cost, `${(r.duration_ms / 1000).toFixed(1)}s`, paint('dim', r.run_id)];
+  return parts.join(' · ');
+}
+
+/** A UTC day from --day: today, yesterday or YYYY-MM-DD (a real calendar date). */
+export function parseDay(value: string, now = new Date()): string {
+  const iso = (d: Date) => d.toISOString().slice(0, 10);
+  if (value === 'today') return iso(now);
+  if (value === 'yesterday') return iso(new Date(now.getTime() - 86_400_000));
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  if (m && iso(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))) === value) return value;
+  throw new InvalidArgumentError(`expected today, yesterday or a UTC date YYYY-MM-DD, got "${value}"`);
 }
 
 const program = new Command()
@@ -67,7 +94,7 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     });
     // Hot reload: file changes reach every session as tools/list_changed (delegate.watch, default on).
     if (cfg.delegate.watch) watchAgents(agents);
-    log.info(`serving ${agents.exposed().length} agents from ${cfg.agentsDir} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);
+    log.info(`serving ${agents.exposed().length} agents from ${agents.sources.filter((s) => dirExists(s.dir)).map((s) => s.dir).join(', ') || '(no agent directory)'} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);
     if (http && httpOpts) await http.serveHttp(orchestrator, { ...httpOpts, stdio: opts.stdio });
     else await serveStdioServer(orchestrator);
   });
@@ -80,6 +107,8 @@ addCommon(program.command('run').description('run one agent from the terminal an
   .option('--json', 'print the structured result as JSON')
   .action(async (agentName: string, taskWords: string[], opts: CommonOpts & { json?: boolean; context?: string; timeout?: number }) => {
     const { cfg, agents } = boot(opts);
+    // Checked before anything is opened: a typo leaves no audit row and no state behind.
+    if (!agents.get(agentName)) throw new ConfigError(unknownAgentMessage(agentName, agents.exposed().map((a) => a.name)));
     const orchestrator = await Orchestrator.create(cfg, agents);
     const abort = new AbortController();
     let interrupts = 0;
@@ -89,28 +118,33 @@ addCommon(program.command('run').description('run one agent from the terminal an
       process.stderr.write('\ncancelling… (Ctrl-C again to force)\n');
       abort.abort();
     });
-    const tty = process.stderr.isTTY;
-    const result = await orchestrator.run({
-      agent: agentName,
-      input: { task: taskWords.join(' '), ...(opts.context ? { context: opts.context } : {}) },
-      owner: 'cli',
-      timeoutS: opts.timeout,
-      signal: abort.signal,
-      onProgress: (m) => process.stderr.write(tty ? `\r\x1b[2K${m}` : `${m}\n`),
-    });
-    if (tty) process.stderr.write('\r\x1b[2K');
+    // On a terminal: one live progress line, with log lines (and SDK warnings) going above it.
+    const live = process.stderr.isTTY ? new LiveLine(process.stderr) : undefined;
+    let result: RunResult;
+    try {
+      result = await orchestrator.run({
+        agent: agentName,
+        input: { task: taskWords.join(' '), ...(opts.context ? { context: opts.context } : {}) },
+        owner: 'cli',
+        timeoutS: opts.timeout,
+        signal: abort.signal,
+        onProgress: (m) => (live ? live.set(m) : process.stderr.write(`${m}\n`)),
+      });
+    } finally {
+      live?.close();
+    }
     await orchestrator.close();
     if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-    else if (result.status === 'ok') process.stdout.write(result.output + '\n');
     else {
-      process.stderr.write(`run ${result.run_id} ${result.status}: ${result.error ?? ''}\n`);
+      if (result.status !== 'ok') process.stderr.write(`run ${result.run_id} ${result.status}: ${result.error ?? ''}\n`);
       if (result.output) process.stdout.write(result.output + '\n');
+      process.stderr.write(runSummary(result, painter(colourEnabled(process.stderr))) + '\n');
     }
     process.exitCode = result.status === 'ok' ? 0 : result.status === 'cancelled' ? 130 : 1;
   });
 
 addCommon(program.command('budget').description("show today's budget books from the state directory (per scope, agent and model)"))
-  .option('--day <YYYY-MM-DD>', 'UTC day (default today)')
+  .option('--day <day>', 'UTC day: today (default), yesterday or YYYY-MM-DD', (v: string) => parseDay(v))
   .option('--json', 'print as JSON')
   .action(async (opts: CommonOpts & { day?: string; json?: boolean }) => {
     const cfg = loadConfig(opts);
@@ -161,20 +195,25 @@ addCommon(agentsCmd.command('list').description('list the agents and any load er
   .option('--json', 'print as JSON')
   .action((opts: CommonOpts & { json?: boolean }) => {
     const cfg = loadConfig(opts);
-    const catalog = loadAgentSources(agentSources(cfg));
+    const sources = agentSources(cfg);
+    const catalog = loadAgentSources(sources, { providers: knownProviders(cfg) });
     const list = [...catalog.agents.values()].map((a) => ({
       name: a.name,
-      model: a.model ?? cfg.defaultModel ?? '(default model not set)',
+      model: a.model ?? cfg.defaultModel,
       expose: a.expose,
       tools: a.tools.builtin,
       description: a.description,
+      source: catalog.origins.get(a.name) ?? 'workspace',
       file: a.source.file,
     }));
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ agents: list, errors: catalog.errors.map(formatLoadError) }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ agents: list, errors: catalog.errors.map(formatLoadError), shadowed: catalog.shadowed }, null, 2) + '\n');
     } else {
-      for (const a of list) process.stdout.write(`${a.name.padEnd(20)} ${a.model.padEnd(36)} ${a.description.split('\n')[0].slice(0, 80)}\n`);
+      const w = Math.max(4, ...list.map((a) => a.name.length));
+      for (const a of list) process.stdout.write(`${a.name.padEnd(w)}  ${a.source.padEnd(9)}  ${a.model.padEnd(34)}  ${a.file}\n`);
+      for (const sh of catalog.shadowed) process.stderr.write(`note: ${sh.file} not served: "${sh.name}" is taken by ${sh.by}\n`);
       for (const e of catalog.errors) process.stderr.write(`error: ${formatLoadError(e)}\n`);
+      if (list.length === 0) process.stderr.write(`no agents found in ${sources.map((s) => s.dir).join(', ')}\n`);
     }
     if (catalog.errors.length) process.exitCode = 1;
   });
@@ -183,13 +222,15 @@ agentsCmd
   .command('validate')
   .description('check agent files; exits 1 with file:line:col messages when anything is wrong')
   .argument('[dir]', 'agents directory (default: every agent directory from config: agentsDir, agentDirs or .claude/agents, .codex/agents)')
-  .option('--config <file>', 'path to mcp.json')
+  .option('--config <file>', 'path to mcp.json (default: <workspace>/mcp.json, else ~/.config/delegate-mcp/mcp.json)')
+  .option('--workspace <dir>', 'workspace root (default: the current directory)')
   .option('--format <format>', 'format of the files in [dir]: yaml, claude-md or codex-toml', 'yaml')
   .action((dir: string | undefined, opts: CommonOpts & { format: string }) => {
     if (!['yaml', 'claude-md', 'codex-toml'].includes(opts.format)) throw new ConfigError(`--format: expected yaml, claude-md or codex-toml, got ${opts.format}`);
-    const sources = dir ? [{ dir, format: opts.format as 'yaml' }] : agentSources(loadConfig(opts));
-    const agentsDir = sources.map((s) => s.dir).join(', ');
-    const catalog = dir && opts.format === 'yaml' ? loadAgentsDir(dir) : loadAgentSources(sources);
+    const cfg = loadConfig(opts);
+    const sources = dir ? [{ dir: path.resolve(dir), format: opts.format as 'yaml' }] : agentSources(cfg);
+    const agentsDir = sources.filter((s) => !s.optional || dirExists(s.dir)).map((s) => s.dir).join(', ') || '(no agent directory)';
+    const catalog = loadAgentSources(sources, { providers: knownProviders(cfg) });
     for (const e of catalog.errors) process.stderr.write(`${formatLoadError(e)}\n`);
     const n = catalog.agents.size;
     if (catalog.errors.length) {
@@ -220,8 +261,10 @@ addCommon(agentsCmd.command('create').description('draft a new agent from a desc
     }
   });
 
+// Every failure reaches the user as one message, never a stack trace (DELEGATE_MCP_DEBUG=1 shows it).
 program.parseAsync().catch((err: unknown) => {
-  if (err instanceof ConfigError) process.stderr.write(`delegate-mcp: ${err.message}\n`);
-  else process.stderr.write(`delegate-mcp: ${(err as Error).stack ?? String(err)}\n`);
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`delegate-mcp: ${message}\n`);
+  if (process.env.DELEGATE_MCP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exit(2);
 });

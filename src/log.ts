@@ -13,3 +13,11 @@ export const log = winston.createLogger({
   // stderrLevels covers every level so nothing is ever written to stdout.
   transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
 });
+
+const warned = new Set<string>();
+/** Logs a warning the first time this exact message comes (SDK deprecation notices repeat on every call). */
+export function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  if (warned.size < 1000) warned.add(message);
+  log.warn(message);
+}

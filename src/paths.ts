@@ -26,3 +26,5 @@ export const PACKAGE_JSON = path.join(PACKAGE_ROOT, 'package.json');
 /** The CLI entry (what a re-entry child runs) and the piscina worker entry, both built into dist/. */
 export const CLI_ENTRY = path.join(PACKAGE_ROOT, 'dist', 'cli.js');
 export const WORKER_ENTRY = path.join(PACKAGE_ROOT, 'dist', 'worker', 'agent-loop.js');
+/** The agents shipped with this install (served after the workspace's and the user's). */
+export const SHIPPED_AGENTS_DIR = path.join(PACKAGE_ROOT, 'agents');

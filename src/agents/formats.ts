@@ -18,6 +18,8 @@ import type { Pair } from 'yaml';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { AgentFileFormat } from '../config/agents-config.js';
 import type { ResolvedConfig } from '../config/config.js';
+import { homeDir, userConfigDir } from '../config/locations.js';
+import { SHIPPED_AGENTS_DIR } from '../paths.js';
 import { parseRule } from '../permissions/rules.js';
 import type { AgentDefinition, AgentLoadError } from './definition.js';
 import { addFirstByName, formatPath, loadAgentFile, suggest, type AgentFileResult } from './loader.js';
@@ -25,12 +27,17 @@ import { AgentFileSchema, normalise, objectKeysAt, type AgentFile } from './sche
 
 export type { AgentFileFormat } from '../config/agents-config.js';
 
+/** Where an agent directory belongs: the project, the user, or this install. */
+export type AgentOrigin = 'workspace' | 'user' | 'shipped';
+
 /** One directory of agent files in one format. */
 export interface AgentSource {
   dir: string;
   format: AgentFileFormat;
   /** Scanned by default only when present: a missing directory is not an error. */
   optional?: boolean;
+  /** Default 'workspace'. An agent from a later origin with a name already taken is shadowed, not an error. */
+  origin?: AgentOrigin;
 }
 
 const EXTENSIONS: Record<AgentFileFormat, RegExp> = {
@@ -41,18 +48,29 @@ const EXTENSIONS: Record<AgentFileFormat, RegExp> = {
 
 /**
  * Where the server's agents come from, in precedence order (on a name clash the earlier one wins):
- * the YAML agents directory, then `delegate.agentDirs`, or by default `.claude/agents` (Claude Code
- * sub-agents) and `.codex/agents` (Codex agents) under the workspace.
+ *   1. the workspace: its YAML agents directory (`agents/`, or --agents / delegate.agentsDir), then
+ *      `delegate.agentDirs`, or by default `.claude/agents` and `.codex/agents` under the workspace;
+ *   2. the user: `$XDG_CONFIG_HOME/delegate-mcp/agents` (on by default), `~/.claude/agents` and
+ *      `~/.codex/agents` (off by default; delegate.agentSources);
+ *   3. the agents shipped with this install (on by default).
+ * The user's and shipped agents come last, so they never shadow a workspace agent. Only a directory
+ * that was named (--agents, delegate.agentsDir, delegate.agentDirs) must exist.
  */
-export function agentSources(cfg: ResolvedConfig): AgentSource[] {
-  const out: AgentSource[] = [{ dir: cfg.agentsDir, format: 'yaml' }];
-  const base = cfg.configFile ? path.dirname(cfg.configFile) : process.cwd();
+export function agentSources(cfg: ResolvedConfig, env: NodeJS.ProcessEnv = process.env): AgentSource[] {
+  const out: AgentSource[] = [{ dir: cfg.agentsDir, format: 'yaml', optional: !cfg.agentsDirExplicit, origin: 'workspace' }];
+  const base = cfg.configFile ? path.dirname(cfg.configFile) : cfg.workspace;
   const extra: AgentSource[] = cfg.delegate.agentDirs
-    ? cfg.delegate.agentDirs.map((d) => ({ dir: path.resolve(base, d.path), format: d.format }))
+    ? cfg.delegate.agentDirs.map((d) => ({ dir: path.resolve(base, d.path), format: d.format, origin: 'workspace' as const }))
     : [
-        { dir: path.join(cfg.workspace, '.claude', 'agents'), format: 'claude-md', optional: true },
-        { dir: path.join(cfg.workspace, '.codex', 'agents'), format: 'codex-toml', optional: true },
+        { dir: path.join(cfg.workspace, '.claude', 'agents'), format: 'claude-md', optional: true, origin: 'workspace' },
+        { dir: path.join(cfg.workspace, '.codex', 'agents'), format: 'codex-toml', optional: true, origin: 'workspace' },
       ];
+  const use = cfg.delegate.agentSources;
+  const home = homeDir(env);
+  if (use.user) extra.push({ dir: path.join(userConfigDir(env), 'agents'), format: 'yaml', optional: true, origin: 'user' });
+  if (use.userClaude) extra.push({ dir: path.join(home, '.claude', 'agents'), format: 'claude-md', optional: true, origin: 'user' });
+  if (use.userCodex) extra.push({ dir: path.join(home, '.codex', 'agents'), format: 'codex-toml', optional: true, origin: 'user' });
+  if (use.shipped) extra.push({ dir: SHIPPED_AGENTS_DIR, format: 'yaml', optional: true, origin: 'shipped' });
   for (const s of extra) {
     if (!out.some((o) => path.resolve(o.dir) === path.resolve(s.dir))) out.push(s);
   }
@@ -65,6 +83,10 @@ export interface SourcesCatalog {
   errors: AgentLoadError[];
   /** Every agent file seen, in load order: its agent when valid (even if a duplicate), else undefined. */
   files: Map<string, AgentDefinition | undefined>;
+  /** Where each served agent comes from (by name). */
+  origins: Map<string, AgentOrigin>;
+  /** User or shipped agents not served because an agent of a nearer origin has their name. */
+  shadowed: { name: string; file: string; by: string }[];
 }
 
 /**
@@ -72,11 +94,14 @@ export interface SourcesCatalog {
  * files load in sorted name order; a name already taken (by an earlier file or directory) is an error
  * on the later file, which is ignored.
  */
-export function loadAgentSources(sources: readonly AgentSource[]): SourcesCatalog {
+export function loadAgentSources(sources: readonly AgentSource[], opts: LoadOptions = {}): SourcesCatalog {
   const agents = new Map<string, AgentDefinition>();
   const errors: AgentLoadError[] = [];
   const files = new Map<string, AgentDefinition | undefined>();
+  const origins = new Map<string, AgentOrigin>();
+  const shadowed: SourcesCatalog['shadowed'] = [];
   for (const src of sources) {
+    const origin = src.origin ?? 'workspace';
     const listed = listAgentFiles(src);
     if (!('files' in listed)) {
       if (listed.error) errors.push(listed.error);
@@ -84,12 +109,54 @@ export function loadAgentSources(sources: readonly AgentSource[]): SourcesCatalo
     }
     for (const file of listed.files) {
       const { result, nameLine } = loadAgentFileAs(file, src.format);
+      if (result.agent && opts.providers) {
+        const bad = checkProvider(result.agent, opts.providers);
+        if (bad) {
+          result.errors.push(bad);
+          delete result.agent;
+        }
+      }
       errors.push(...result.errors);
       files.set(file, result.agent);
-      if (result.agent) addFirstByName(agents, errors, result.agent, nameLine !== undefined ? { line: nameLine, column: 1 } : {});
+      if (!result.agent) continue;
+      const taken = agents.get(result.agent.name);
+      // A user's or shipped agent with a name the workspace (or the user) already uses: the nearer one wins.
+      if (taken && origins.get(taken.name) !== origin && origin !== 'workspace') {
+        shadowed.push({ name: result.agent.name, file, by: taken.source.file });
+        continue;
+      }
+      addFirstByName(agents, errors, result.agent, nameLine !== undefined ? { line: nameLine, column: 1 } : {});
+      if (!origins.has(result.agent.name)) origins.set(result.agent.name, origin);
     }
   }
-  return { agents, errors, files };
+  return { agents, errors, files, origins, shadowed };
+}
+
+export interface LoadOptions {
+  /** Provider names a `model:` may use (built-in and delegate.providers); unchecked when absent. */
+  providers?: readonly string[];
+}
+
+/**
+ * An agent whose `model:` names no known provider would fail on every run: report it at load time, at
+ * the `model` line of its file, with the nearest known provider ("opneai" → "openai").
+ */
+function checkProvider(agent: AgentDefinition, providers: readonly string[]): AgentLoadError | undefined {
+  if (!agent.model) return undefined;
+  const slash = agent.model.indexOf('/');
+  const provider = slash > 0 ? agent.model.slice(0, slash) : agent.model;
+  if (providers.includes(provider)) return undefined;
+  const hint = suggest(provider, providers);
+  const text = safeRead(agent.source.file) ?? '';
+  const lines = text.split('\n');
+  const index = lines.findIndex((l) => /^\s*model\s*[:=]/.test(l));
+  const column = index >= 0 ? lines[index].indexOf(provider) + 1 || 1 : undefined;
+  return {
+    file: agent.source.file,
+    ...(index >= 0 ? { line: index + 1, column } : {}),
+    field: 'model',
+    message: `unknown provider "${provider}" in "${agent.model}"${hint ? ` (did you mean "${hint}"?)` : ''}; known: ${providers.join(', ')} (add others under delegate.providers in mcp.json)`,
+  };
 }
 
 function listAgentFiles(src: AgentSource): { files: string[] } | { error?: AgentLoadError } {
@@ -233,9 +300,9 @@ function stringList(v: unknown): string[] | undefined {
 
 /** Claude model aliases → our model refs. `inherit` (or none) = the server's default model. */
 export const CLAUDE_MODEL_ALIASES: Record<string, string> = {
-  sonnet: 'anthropic/claude-sonnet-4-5',
-  opus: 'anthropic/claude-opus-4-5',
-  haiku: 'anthropic/claude-haiku-4-5',
+  sonnet: 'anthropic/claude-sonnet-5-5',
+  opus: 'anthropic/claude-opus-5-5',
+  haiku: 'anthropic/claude-haiku-5-5',
 };
 
 const CLAUDE_READ = ['Read', 'Grep', 'Glob', 'LS', 'NotebookRead'];
@@ -247,7 +314,7 @@ const CLAUDE_KNOWN_TOOLS = [...CLAUDE_READ, ...CLAUDE_WRITE, 'Bash', 'WebFetch',
 const CLAUDE_IGNORED_KEYS = ['color', 'effort', 'permissionMode', 'skills', 'hooks', 'memory', 'isolation', 'background', 'initialPrompt'];
 const CLAUDE_OWN_KEYS = ['name', 'description', 'tools', 'disallowedTools', 'model', 'mcpServers', 'permissions'];
 
-/** "sonnet" → "anthropic/claude-sonnet-4-5"; undefined for inherit; an error message for anything else. */
+/** "sonnet" → "anthropic/claude-sonnet-5-5"; undefined for inherit; an error message for anything else. */
 export function mapClaudeModel(model: string): { ref?: string } | { error: string } {
   const m = model.trim();
   if (m === '' || m === 'inherit') return {};

@@ -305,6 +305,24 @@ function editDistance(a: string, b: string): number {
 // ---- YAML positions ----
 
 /**
+ * Positions in YAML text — or JSON text, which YAML reads too (mcp.json errors use it): where the key
+ * and the value at a data path start, as 1-based line and column.
+ */
+export function textPositions(text: string): {
+  key(path: Path): { line?: number; column?: number };
+  value(path: Path): { line?: number; column?: number };
+} {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const pos = (offset: number | undefined) => {
+    if (offset === undefined) return {};
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, column: col };
+  };
+  return { key: (path) => pos(locate(doc, path).keyOffset), value: (path) => pos(locate(doc, path).valueOffset) };
+}
+
+/**
  * Finds the YAML nodes along a data path. `valueOffset` is where the value at the path starts (or, when
  * the path is missing from the file, where its nearest present ancestor starts); `keyOffset` is where the
  * last mapping key on the path starts.

@@ -149,7 +149,7 @@ export const AgentFileSchema = z
       .string()
       .regex(/^[^/\s]+\/\S+$/, {
         error: (iss) =>
-          `expected "<provider>/<model-id>" (e.g. "anthropic/claude-sonnet-4-5"), got ${JSON.stringify(iss.input)}`,
+          `expected "<provider>/<model-id>" (e.g. "anthropic/claude-sonnet-5-5"), got ${JSON.stringify(iss.input)}`,
       })
       .optional(),
     max_turns: z.number().int().min(1).max(200).default(DEFAULT_MAX_TURNS),

@@ -1,11 +1,14 @@
 // The live set of agents the server serves. Loading errors are kept next to the agents so that
 // list_agents, `agents validate` and stderr can all report them; later stages reload it in place.
 import { EventEmitter } from 'node:events';
-import { loadAgentSources, type AgentSource } from './formats.js';
+import { loadAgentSources, type AgentOrigin, type AgentSource, type LoadOptions, type SourcesCatalog } from './formats.js';
 import { formatLoadError, type AgentCatalog, type AgentDefinition, type AgentLoadError } from './definition.js';
 
 export class AgentStore extends EventEmitter {
   private catalog: AgentCatalog = { agents: new Map(), errors: [] };
+  private origins = new Map<string, AgentOrigin>();
+  /** User or shipped agents hidden by a nearer agent of the same name (see agentSources). */
+  shadowed: SourcesCatalog['shadowed'] = [];
   /** Per agent file, the agent it last loaded successfully (a file that breaks keeps serving it). */
   private lastGood = new Map<string, AgentDefinition>();
   /** Agents made by create_agent: in memory only, kept across reloads. */
@@ -16,6 +19,7 @@ export class AgentStore extends EventEmitter {
   constructor(
     readonly dir: string,
     sources?: AgentSource[],
+    private readonly loadOptions: LoadOptions = {},
   ) {
     super();
     this.sources = sources ?? [{ dir, format: 'yaml' }];
@@ -32,7 +36,7 @@ export class AgentStore extends EventEmitter {
    * agent goes away. See src/agents/watch.ts for what triggers it.
    */
   reload(): AgentCatalog {
-    const next = loadAgentSources(this.sources);
+    const next = loadAgentSources(this.sources, this.loadOptions);
     const lastGood = new Map<string, AgentDefinition>();
     for (const [file, agent] of next.files) {
       if (agent) {
@@ -51,6 +55,8 @@ export class AgentStore extends EventEmitter {
       next.agents.set(d.name, d);
     }
     this.lastGood = lastGood;
+    this.origins = next.origins;
+    this.shadowed = next.shadowed;
     this.catalog = { agents: next.agents, errors: next.errors };
     this.emit('change', this.catalog);
     return this.catalog;
@@ -63,6 +69,20 @@ export class AgentStore extends EventEmitter {
     this.dynamic.set(agent.name, agent);
     this.catalog = { agents: new Map(this.catalog.agents).set(agent.name, agent), errors: this.catalog.errors };
     this.emit('change', this.catalog);
+  }
+
+  /** Where an agent comes from: workspace, user, shipped, or created (create_agent). */
+  originOf(name: string): AgentOrigin | 'created' {
+    return this.dynamic.has(name) ? 'created' : (this.origins.get(name) ?? 'workspace');
+  }
+
+  /**
+   * When nothing is served: a loud note naming every directory searched (stderr at start-up and
+   * list_agents), since a client usually shows neither the server's cwd nor its log.
+   */
+  emptyNote(): string | undefined {
+    if (this.exposed().length > 0) return undefined;
+    return `no agents are served: none found in ${this.sources.map((s) => `${s.dir} (${s.format})`).join(', ')}. Put agent files in one of them, pass --workspace <project dir>, or run "delegate-mcp init" in your project.`;
   }
 
   get(name: string): AgentDefinition | undefined {

@@ -34,6 +34,11 @@ export const PriceTableSchema = z.record(z.string().min(1), ModelPriceSchema);
 
 export const DEFAULT_PRICES: Readonly<PriceTable> = Object.freeze({
   // Anthropic: cache read 0.1x input, 5-minute cache write 1.25x input.
+  // Claude 5.5 (platform.claude.com model pages, 2026): Haiku 5.5's higher rate above 100k input tokens
+  // ($0.50/$2.50) is not modelled.
+  'claude-opus-5-5': { input: 4, output: 20, cache_read: 0.4, cache_write: 5 },
+  'claude-sonnet-5-5': { input: 2, output: 10, cache_read: 0.2, cache_write: 2.5 },
+  'claude-haiku-5-5': { input: 0.1, output: 0.5, cache_read: 0.01, cache_write: 0.125 },
   'claude-opus-4-5': { input: 5, output: 25, cache_read: 0.5, cache_write: 6.25 },
   'claude-opus-4-1': { input: 15, output: 75, cache_read: 1.5, cache_write: 18.75 },
   'claude-opus-4': { input: 15, output: 75, cache_read: 1.5, cache_write: 18.75 },

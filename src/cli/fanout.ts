@@ -9,6 +9,7 @@ import type { AgentStore } from '../agents/store.js';
 import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
+import { truncateToWidth } from './terminal.js';
 
 export interface FanoutTask {
   agent: string;
@@ -214,9 +215,9 @@ function fmtTokens(r: RunResult): string {
   return `${tokensIn(r)} in / ${r.usage.output_tokens} out tokens`;
 }
 
+/** Cut to a terminal width by display width (wide CJK and emoji take two columns). */
 function truncate(s: string, width: number): string {
-  if (width <= 0 || s.length <= width) return s;
-  return width <= 1 ? s.slice(0, width) : s.slice(0, width - 1) + '…';
+  return width <= 0 ? s : truncateToWidth(s, width);
 }
 
 const STATUS_MARK: Record<TaskState['status'], string> = {

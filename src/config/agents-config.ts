@@ -15,6 +15,22 @@ export const AgentDirsSchema = z.array(
 );
 
 /**
+ * `delegate.agentSources`: which agent directories outside the workspace are read. They come after the
+ * workspace's own directories, so they never shadow a workspace agent (see agentSources in formats.ts).
+ */
+export const AgentSourcesSchema = z.strictObject({
+  /** `$XDG_CONFIG_HOME/delegate-mcp/agents` (default `~/.config/delegate-mcp/agents`): the user's own YAML agents. */
+  user: z.boolean().default(true),
+  /** `~/.claude/agents`: the user's Claude Code sub-agents (off by default: they are written for Claude Code). */
+  userClaude: z.boolean().default(false),
+  /** `~/.codex/agents`: the user's Codex agents (off by default). */
+  userCodex: z.boolean().default(false),
+  /** The agents shipped with this install (the package's own `agents/`). */
+  shipped: z.boolean().default(true),
+});
+export type AgentSourcesConfig = z.output<typeof AgentSourcesSchema>;
+
+/**
  * The most a created agent may be granted, in the seed `tools` shape plus `agents` (delegation).
  * Anything a drafted definition asks for beyond it is removed before the agent is registered.
  */

@@ -1,14 +1,18 @@
-// mcp.json: the project's config file. `mcpServers` has the shape users know from Claude Desktop and
+// mcp.json: the project's config file (found in the workspace, then the user's config dir). `mcpServers` has the shape users know from Claude Desktop and
 // Cursor; `delegate` holds this server's own settings. Validated with zod; errors name the JSON path.
 import { readFileSync, existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { ProviderEndpoint, WireApi } from '../providers/types.js';
 import { PriceTableSchema } from '../budget/prices.js';
-import { AgentDirsSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
+import { AgentDirsSchema, AgentSourcesSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 import { HttpConfigSchema } from '../server/http-config.js';
 import { SANDBOX_MODES } from '../sandbox/modes.js';
 import { defaultStateDir } from './state-dir.js';
+import { DEFAULT_MODEL } from './defaults.js';
+import { userConfigDir } from './locations.js';
+import { formatPath, suggest, textPositions } from '../agents/loader.js';
+import { objectKeysAt } from '../agents/schema.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -37,7 +41,10 @@ const McpServerSchema = z.union([
 ]);
 
 export const DelegateConfigSchema = z.strictObject({
-  agentsDir: z.string().default('agents'),
+  /** The workspace's YAML agents directory (relative to mcp.json); default `<workspace>/agents`. */
+  agentsDir: z.string().optional(),
+  /** Agent directories outside the workspace: the user's own and the shipped ones. */
+  agentSources: AgentSourcesSchema.default(AgentSourcesSchema.parse({})),
   /** Reload agent files when they change while serving (notifies clients with tools/list_changed). */
   watch: z.boolean().default(true),
   /** More agent directories by format; default: .claude/agents and .codex/agents under the workspace when present. */
@@ -135,13 +142,15 @@ export type DelegateConfig = z.infer<typeof DelegateConfigSchema>;
 export interface ResolvedConfig {
   configFile?: string;
   agentsDir: string;
+  /** Whether agentsDir was named (--agents, delegate.agentsDir): then a missing directory is an error. */
+  agentsDirExplicit: boolean;
   /** Realpath of the workspace; every file tool is confined to it. */
   workspace: string;
   /** Absolute; outside the workspace unless configured there (protected either way: permissions/protected-paths.ts). */
   stateDir: string;
   /** Audit directory (absolute), or undefined when the audit log is switched off. */
   auditDir?: string;
-  defaultModel?: string;
+  defaultModel: string;
   delegate: DelegateConfig;
   mcpServers: ConfigFile['mcpServers'];
 }
@@ -160,55 +169,99 @@ export interface ConfigOverrides {
 }
 
 /**
- * Loads mcp.json (explicit --config, else ./mcp.json when present, else defaults) and resolves paths:
- * relative paths in the file are relative to the file; CLI overrides are relative to the cwd.
+ * Where mcp.json is looked for when --config is absent, in order: the workspace (--workspace, else the
+ * current directory), then the user's config dir (`$XDG_CONFIG_HOME/delegate-mcp`, default
+ * `~/.config/delegate-mcp`). The first that exists is used; none at all means built-in defaults.
  */
-export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd()): ResolvedConfig {
+export function configCandidates(workspace: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  return [path.join(workspace, 'mcp.json'), path.join(userConfigDir(env), 'mcp.json')];
+}
+
+/**
+ * Loads mcp.json (explicit --config, else the first of `configCandidates`, else defaults) and resolves
+ * paths: relative paths in the file are relative to the file; CLI overrides are relative to the cwd.
+ * Only when --workspace is absent (and the file names no workspace) is the cwd the workspace.
+ */
+export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const cliWorkspace = overrides.workspace ? path.resolve(cwd, overrides.workspace) : undefined;
+  if (cliWorkspace && !existsSync(cliWorkspace)) throw new ConfigError(`workspace directory not found: ${cliWorkspace}`);
   let file: string | undefined;
   if (overrides.config) {
     file = path.resolve(cwd, overrides.config);
     if (!existsSync(file)) throw new ConfigError(`config file not found: ${file}`);
-  } else if (existsSync(path.join(cwd, 'mcp.json'))) {
-    file = path.join(cwd, 'mcp.json');
-  }
-  let parsed: ConfigFile;
-  if (file) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new ConfigError(`${file}: invalid JSON: ${(err as Error).message}`);
-    }
-    const result = ConfigFileSchema.safeParse(raw);
-    if (!result.success) {
-      const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
-      throw new ConfigError(`${file}: invalid config:\n${lines.join('\n')}`);
-    }
-    parsed = result.data;
   } else {
-    parsed = ConfigFileSchema.parse({});
+    file = configCandidates(cliWorkspace ?? cwd, env).find((f) => existsSync(f));
   }
+  const parsed = file ? parseConfigFile(file) : ConfigFileSchema.parse({});
   const base = file ? path.dirname(file) : cwd;
   const d = parsed.delegate;
-  const agentsDir = overrides.agents ? path.resolve(cwd, overrides.agents) : path.resolve(base, d.agentsDir);
-  const workspaceRaw = overrides.workspace
-    ? path.resolve(cwd, overrides.workspace)
-    : d.workspace
-      ? path.resolve(base, d.workspace)
-      : cwd;
+  const workspaceRaw = cliWorkspace ?? (d.workspace ? path.resolve(base, d.workspace) : cwd);
   if (!existsSync(workspaceRaw)) throw new ConfigError(`workspace directory not found: ${workspaceRaw}`);
   const workspace = realpathSync(workspaceRaw);
+  // The workspace's agents/ unless named: by --agents (cwd-relative) or delegate.agentsDir (file-relative).
+  const agentsDir = overrides.agents
+    ? path.resolve(cwd, overrides.agents)
+    : d.agentsDir
+      ? path.resolve(base, d.agentsDir)
+      : path.join(workspace, 'agents');
   const stateDir = d.stateDir ? path.resolve(base, d.stateDir) : defaultStateDir(workspace);
   return {
     configFile: file,
     agentsDir,
+    agentsDirExplicit: Boolean(overrides.agents || d.agentsDir),
     workspace,
     stateDir,
     auditDir: d.audit.enabled ? (d.audit.dir ? path.resolve(base, d.audit.dir) : path.join(stateDir, 'audit')) : undefined,
-    defaultModel: process.env.DELEGATE_MCP_MODEL || d.defaultModel,
+    defaultModel: env.DELEGATE_MCP_MODEL || d.defaultModel || DEFAULT_MODEL,
     delegate: d,
     mcpServers: parsed.mcpServers,
   };
+}
+
+/** Reads and validates one mcp.json; every problem names file:line:col and the key (with a "did you mean"). */
+export function parseConfigFile(file: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file}${jsonErrorPosition(text, (err as Error).message)}: invalid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '')}`);
+  }
+  const result = ConfigFileSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const where = textPositions(text);
+  const at = (p: { line?: number; column?: number }) => (p.line !== undefined ? `:${p.line}:${p.column ?? 1}` : '');
+  const lines: string[] = [];
+  for (const issue of result.error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      const allowed = objectKeysAt(issue.path, ConfigFileSchema) ?? [];
+      for (const key of issue.keys) {
+        const keyPath = [...issue.path, key];
+        const hint = suggest(key, allowed);
+        const tail = hint ? ` (did you mean "${hint}"?)` : allowed.length ? `; allowed keys here: ${allowed.join(', ')}` : '';
+        lines.push(`${file}${at(where.key(keyPath))}: ${formatPath(keyPath)}: unknown key "${key}"${tail}`);
+      }
+      continue;
+    }
+    lines.push(`${file}${at(where.value(issue.path))}: ${formatPath(issue.path) || '(root)'}: ${issue.message}`);
+  }
+  throw new ConfigError(`invalid config:\n${lines.map((l) => `  ${l}`).join('\n')}`);
+}
+
+/** ":line:col" of a JSON.parse error (Node 20 says "at position N"; newer ones also give line and column). */
+function jsonErrorPosition(text: string, message: string): string {
+  const lc = /\(line (\d+) column (\d+)\)/.exec(message);
+  if (lc) return `:${lc[1]}:${lc[2]}`;
+  const m = /at position (\d+)/.exec(message);
+  const offset = m ? Number(m[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined;
+  if (offset === undefined) return '';
+  const before = text.slice(0, offset).split('\n');
+  return `:${before.length}:${before[before.length - 1].length + 1}`;
 }
 
 /** Built-in providers: the SDKs' own env vars work with no config. */
@@ -217,6 +270,11 @@ const BUILTIN_PROVIDERS: Record<string, { wireApi: WireApi; apiKeyEnv: string; b
   openai: { wireApi: 'openai-responses', apiKeyEnv: 'OPENAI_API_KEY', baseURLEnv: 'OPENAI_BASE_URL' },
   'openai-chat': { wireApi: 'openai-chat', apiKeyEnv: 'OPENAI_API_KEY', baseURLEnv: 'OPENAI_BASE_URL' },
 };
+
+/** Every provider name a `model:` may use: the built-in ones and those in delegate.providers. */
+export function knownProviders(cfg: ResolvedConfig): string[] {
+  return [...Object.keys(BUILTIN_PROVIDERS), ...Object.keys(cfg.delegate.providers)];
+}
 
 /** Resolves a provider name to a plain-data endpoint (it crosses to a worker). Throws ConfigError when unknown. */
 export function resolveEndpoint(cfg: ResolvedConfig, provider: string, env = process.env): ProviderEndpoint {

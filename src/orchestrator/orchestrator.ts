@@ -9,6 +9,7 @@ import type { AgentStore } from '../agents/store.js';
 import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { parseModelRef } from '../providers/model-ref.js';
+import { suggest } from '../agents/loader.js';
 import type { RuleSet } from '../permissions/index.js';
 import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
@@ -53,6 +54,12 @@ export interface RunRequest {
   ask?: AskFn;
   /** The delegating caller's permission rules: the run may only do what both allow. */
   callerRules?: RuleSet;
+}
+
+/** `unknown agent "code-reviewr" (did you mean "code-reviewer"?; available: …)`. */
+export function unknownAgentMessage(name: string, available: readonly string[]): string {
+  const hint = suggest(name, available);
+  return `unknown agent "${name}"${hint ? ` (did you mean "${hint}"?)` : ''}; available: ${available.join(', ') || 'none'}`;
 }
 
 /** Heartbeats keep clients' idle timers from firing while a model is thinking. */
@@ -173,7 +180,8 @@ export class Orchestrator {
     const depth = chain ? chain.depth : req.parentRunId ? (req.depth ?? 1) : 0;
     record.lineage = lineageOf(chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? runId, depth, chain?.ancestry ?? [], req.agent, req.input);
     // Held until the run is dispatched: its start-up events are serialised while the request is out.
-    record.audit = this.audit?.forRun(
+    // A name that is no agent gets no audit trail: nothing ran, and the caller is told at once.
+    record.audit = !agent ? undefined : this.audit?.forRun(
       {
         run_id: runId,
         parent_run_id: chain?.parent_run_id ?? req.parentRunId ?? null,
@@ -228,8 +236,7 @@ export class Orchestrator {
   }
 
   private unknownAgent(name: string): string {
-    const names = this.agents.exposed().map((a) => a.name);
-    return `unknown agent "${name}" (available: ${names.join(', ') || 'none'})`;
+    return unknownAgentMessage(name, this.agents.exposed().map((a) => a.name));
   }
 
   /** Everything that can fail before a worker is involved: model, endpoint, key, tools. */
@@ -535,7 +542,7 @@ export class Orchestrator {
     };
     if (!target) {
       decided('deny', 'unknown agent', null, 'error');
-      return { isError: true, content: `unknown agent "${name}" (available: ${this.agents.list().map((a) => a.name).join(', ')})` };
+      return { isError: true, content: unknownAgentMessage(name, this.agents.list().map((a) => a.name)) };
     }
     // Depth and cycles first: they name the whole chain, which says more than a missing rule would.
     const lineage = parent.lineage!;

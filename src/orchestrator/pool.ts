@@ -6,8 +6,9 @@
 import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { WORKER_ENTRY } from '../paths.js';
+import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
-import { CONTROL_ANNOUNCE, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WorkerMessage } from '../worker/protocol.js';
+import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WorkerMessage } from '../worker/protocol.js';
 
 /** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
 export interface RunLine {
@@ -48,8 +49,9 @@ export class RunPool {
     // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but
     // keep the event from becoming an unhandled 'error'.
     this.pool.on('error', () => {});
-    this.pool.on('message', (m: ControlAnnounce) => {
+    this.pool.on('message', (m: ControlAnnounce | WorkerWarning) => {
       if (m?.kind === CONTROL_ANNOUNCE) this.addControl(m.port);
+      else if (m?.kind === WORKER_WARNING) warnOnce(m.message);
     });
   }
 

@@ -32,7 +32,11 @@ export class ChildHub {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
       const { Client, StdioClientTransport } = await loadClientSdk();
-      const args = [CLI_ENTRY, 'serve', '--agents', this.cfg.agentsDir, '--workspace', this.cfg.workspace];
+      // The child resolves the same config, agents and workspace as this process, whatever its cwd.
+      const args = [
+        CLI_ENTRY, 'serve', '--workspace', this.cfg.workspace,
+        ...(this.cfg.agentsDirExplicit ? ['--agents', this.cfg.agentsDir] : []),
+      ];
       if (this.cfg.configFile) args.push('--config', this.cfg.configFile);
       const transport = new StdioClientTransport({
         command: process.execPath,

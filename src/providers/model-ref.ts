@@ -9,7 +9,7 @@ export interface ModelRef {
 export function parseModelRef(ref: string): ModelRef {
   const trimmed = ref.trim();
   const slash = trimmed.indexOf('/');
-  const example = 'e.g. "anthropic/claude-sonnet-4-5" or "openai/gpt-5"';
+  const example = 'e.g. "anthropic/claude-sonnet-5-5" or "openai/gpt-5"';
   if (slash < 0) {
     throw new Error(`invalid model "${ref}": expected "<provider>/<model>", ${example}`);
   }

@@ -154,9 +154,18 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         'List the agents this server can run: name, description, model, tools, and any agent files that failed to load (with file:line:col).',
       outputSchema: z.object({
         agents: z.array(
-          z.object({ name: z.string(), description: z.string(), model: z.string(), tools: z.array(z.string()), exposed: z.boolean(), file: z.string() }),
+          z.object({
+            name: z.string(),
+            description: z.string(),
+            model: z.string(),
+            tools: z.array(z.string()),
+            exposed: z.boolean(),
+            file: z.string(),
+            source: z.enum(['workspace', 'user', 'shipped', 'created']),
+          }),
         ),
         errors: z.array(z.string()),
+        note: z.string().optional(),
       }),
       annotations: { readOnlyHint: true },
     },
@@ -168,12 +177,15 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         tools: a.tools.builtin,
         exposed: a.expose,
         file: a.source.file,
+        source: agents.originOf(a.name),
       }));
       const errors = agents.formattedErrors();
+      const note = agents.emptyNote();
       const text =
-        list.map((a) => `${a.name} (${a.model}): ${a.description.split('\n')[0]}`).join('\n') +
+        (note ? `${note}\n` : '') +
+        list.map((a) => `${a.name} (${a.model}, ${a.source}): ${a.description.split('\n')[0]}`).join('\n') +
         (errors.length ? `\n\nLoad errors:\n${errors.join('\n')}` : '');
-      return { content: [{ type: 'text', text }], structuredContent: { agents: list, errors } };
+      return { content: [{ type: 'text', text }], structuredContent: { agents: list, errors, ...(note ? { note } : {}) } };
     },
   );
   // delegate & co. start runs outside this file: they ask on the session (approval.ts says why).

@@ -8,6 +8,8 @@ import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } fr
 import { estimateInputTokens } from './tokens.js';
 import {
   CONTROL_ANNOUNCE,
+  WORKER_WARNING,
+  type WorkerWarning,
   type ControlAnnounce,
   type ControlDown,
   type ControlUp,
@@ -19,15 +21,14 @@ import {
   type WorkerRequest,
 } from './protocol.js';
 
-// Provider SDKs warn on every request that names a deprecated model. Once per worker is enough: each
-// line would also cross to the main thread (worker stdio is piped through it) on every call.
+// Provider SDKs warn with console.warn on every request that names a deprecated model. Those go to
+// the main thread's logger (see WorkerWarning), once per worker here and once per process there.
 const seenWarnings = new Set<string>();
-const consoleWarn = console.warn.bind(console);
 console.warn = (...args: unknown[]) => {
-  const key = args.map(String).join(' ');
-  if (seenWarnings.has(key)) return;
-  if (seenWarnings.size < 1000) seenWarnings.add(key);
-  consoleWarn(...args);
+  const message = args.map(String).join(' ');
+  if (seenWarnings.has(message)) return;
+  if (seenWarnings.size < 1000) seenWarnings.add(message);
+  parentPort?.postMessage({ kind: WORKER_WARNING, message } satisfies WorkerWarning);
 };
 
 // This thread's control channel, announced to the main thread once (see ControlAnnounce).

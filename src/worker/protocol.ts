@@ -39,6 +39,16 @@ export interface ControlAnnounce {
   threadId: number;
   port: import('node:worker_threads').MessagePort;
 }
+/**
+ * A warning printed by a provider SDK inside a worker (e.g. "model X is deprecated"), sent to the main
+ * thread's logger instead of the worker's stderr: on a terminal it then lands above a live progress
+ * display instead of inside it, and it is logged once per process, not once per call or per worker.
+ */
+export const WORKER_WARNING = 'delegate-mcp/warning';
+export interface WorkerWarning {
+  kind: typeof WORKER_WARNING;
+  message: string;
+}
 /** Worker → main on a control channel. */
 export type ControlUp = WorkerMessage & { runId: string };
 /** Main → worker on a control channel (a cancel goes to every worker: only the one running it acts). */

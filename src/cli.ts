@@ -22,6 +22,7 @@ import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
 import type { HttpCliOptions } from './server/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
+import { InitError, renderInit, runInit, type InitReport } from './cli/init.js';
 import { VERSION } from './version.js';
 
 interface CommonOpts extends ConfigOverrides {}
@@ -188,6 +189,25 @@ addCommon(program.command('audit').description('summarise the audit log per agen
       const summary = summarize(events, { since, until });
       process.stdout.write(opts.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary) + '\n');
     }
+  });
+
+program
+  .command('init')
+  .description('set up a project: a starter agent and mcp.json, plus the config snippet for each MCP client on this machine')
+  .argument('[dir]', 'the project directory (default: the current directory)')
+  .option('--write', "merge the snippets into the detected clients' config files (other entries are kept)")
+  .option('--force', 'overwrite existing starter files, and replace an existing "delegate" server entry')
+  .option('--json', 'print the report as JSON')
+  .action((dir: string | undefined, opts: { write?: boolean; force?: boolean; json?: boolean }) => {
+    let report: InitReport;
+    try {
+      report = runInit({ dir: dir ?? process.cwd(), write: opts.write, force: opts.force });
+    } catch (err) {
+      if (err instanceof InitError) throw new ConfigError(err.message);
+      throw err;
+    }
+    process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderInit(report));
+    if (report.merged.some((m) => m.action === 'refused')) process.exitCode = 1;
   });
 
 const agentsCmd = program.command('agents').description('inspect agent definitions');

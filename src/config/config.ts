@@ -64,6 +64,14 @@ export const DelegateConfigSchema = z.strictObject({
   audit: z
     .strictObject({ enabled: z.boolean().default(true), dir: z.string().optional(), previews: z.boolean().default(false) })
     .default({ enabled: true, previews: false }),
+  /** Artifacts of finished runs: kept for the newest `count` runs and at most `days` days, pruned at start and after runs. */
+  artifacts: z
+    .strictObject({
+      keep: z
+        .strictObject({ count: z.number().int().min(1).optional(), days: z.number().positive().optional() })
+        .default({ count: 200, days: 30 }),
+    })
+    .default({ keep: { count: 200, days: 30 } }),
   /** Agents delegating to agents (`agents: [...]` in a definition): through a child delegate-mcp by default. */
   reentry: z
     .strictObject({

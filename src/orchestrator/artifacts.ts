@@ -1,7 +1,7 @@
 // Artifacts: the deliverables an agent declares (`artifacts: [review.md]`), taken from its real final
 // answer and written under <stateDir>/artifacts/<run_id>/. The system prompt asks the model to wrap each
 // one in <artifact name="…">…</artifact>; with a single declared artifact and no tags, the whole answer is it.
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ArtifactSpec } from '../agents/definition.js';
 
@@ -30,18 +30,61 @@ export function extractArtifacts(specs: ArtifactSpec[], output: string): { name:
   return found;
 }
 
+/** How many runs' artifacts are kept, and for how long (delegate.artifacts.keep). */
+export interface ArtifactRetention {
+  count?: number;
+  days?: number;
+}
+
 export class ArtifactStore {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly keep: ArtifactRetention = {},
+  ) {}
+
+  /**
+   * Removes the artifacts of runs beyond the newest `keep.count`, and of runs older than `keep.days`
+   * (by the run folder's modification time). Returns how many run folders went. Never throws: a folder
+   * that cannot be removed now is tried again next time.
+   */
+  prune(now = Date.now()): number {
+    const { count, days } = this.keep;
+    if (count === undefined && days === undefined) return 0;
+    let runs: { r: string; t: number }[];
+    try {
+      runs = readdirSync(this.dir)
+        .filter((d) => /^run_[A-Za-z0-9-]+$/.test(d))
+        .map((r) => ({ r, t: statSync(path.join(this.dir, r)).mtimeMs }))
+        .sort((a, b) => b.t - a.t);
+    } catch {
+      return 0; // no artifacts directory yet (or it vanished meanwhile): nothing to prune
+    }
+    const cutoff = days === undefined ? -Infinity : now - days * 86_400_000;
+    let removed = 0;
+    runs.forEach(({ r, t }, i) => {
+      if ((count !== undefined && i >= count) || t < cutoff) {
+        try {
+          rmSync(path.join(this.dir, r), { recursive: true, force: true });
+          removed++;
+        } catch {
+          /* retried on the next prune */
+        }
+      }
+    });
+    return removed;
+  }
 
   write(runId: string, items: { name: string; content: string }[]): ArtifactRef[] {
     if (!items.length) return [];
     const runDir = path.join(this.dir, runId);
     mkdirSync(runDir, { recursive: true });
-    return items.map(({ name, content }) => {
+    const refs = items.map(({ name, content }) => {
       const file = artifactFileName(name);
       writeFileSync(path.join(runDir, file), content);
       return { name, uri: artifactUri(runId, file), bytes: Buffer.byteLength(content) };
     });
+    this.prune();
+    return refs;
   }
 
   /** Every artifact on disk, newest runs first (for resources/list). */

@@ -88,7 +88,8 @@ export class Orchestrator {
   ) {
     this.pool = new RunPool(cfg.delegate.pool);
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
-    this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'));
+    this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'), cfg.delegate.artifacts.keep);
+    this.artifacts.prune();
     this.redactor = audit?.redactor ?? new Redactor({ secrets: configSecrets(cfg) });
     this.tools = ToolGate.fromConfig(cfg);
     if (audit) this.tools.onDecision = (d) => this.auditToolDecision(d);

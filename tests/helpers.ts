@@ -32,11 +32,18 @@ export function stateDirOf(workspace: string, stateHome = TEST_STATE_HOME): stri
   return defaultStateDir(realpathSync(workspace), { XDG_STATE_HOME: stateHome });
 }
 
+/**
+ * The tests' own HOME (and XDG config dir under it): no test reads the real user's agents
+ * (~/.config/delegate-mcp/agents, ~/.claude/agents) or mcp.json.
+ */
+export const TEST_HOME = tempDir('dmcp-home-');
+
 /** Environment that points the real provider SDKs at the mock model server. */
 export function mockEnv(mockUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '/tmp',
+    HOME: TEST_HOME,
+    XDG_CONFIG_HOME: path.join(TEST_HOME, '.config'),
     XDG_STATE_HOME: TEST_STATE_HOME,
     ANTHROPIC_API_KEY: 'sk-ant-test-key',
     ANTHROPIC_BASE_URL: mockUrl,

@@ -53,7 +53,7 @@ function boot(opts: CommonOpts) {
 export function runSummary(r: RunResult, paint: ReturnType<typeof painter>): string {
   const tokensIn = r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens;
   const status = paint(r.status === 'ok' ? 'green' : r.status === 'cancelled' ? 'yellow' : 'red', r.status);
-  const cost = r.cost_usd === null ? 'cost n/a (no price for this model)' : `$${r.cost_usd.toFixed(4)}`;
+  const cost = r.cost_usd !== null ? `$${r.cost_usd.toFixed(4)}` : tokensIn + r.usage.output_tokens === 0 ? '$0' : 'cost n/a (no price for this model)';
   const parts = [status, `${r.turns} turn${r.turns === 1 ? '' : 's'}`, `${tokensIn} in / ${r.usage.output_tokens} out tokens`, cost, `${(r.duration_ms / 1000).toFixed(1)}s`, paint('dim', r.run_id)];
   return parts.join(' · ');
 }

@@ -33,7 +33,7 @@ describe('Claude Code sub-agents (.md)', () => {
     assert.equal(a.name, 'reviewer');
     assert.equal(a.description, 'Reviews code.');
     assert.equal(a.instructions, 'You review code.\n\nCite lines.');
-    assert.equal(a.model, 'anthropic/claude-sonnet-4-5');
+    assert.equal(a.model, 'anthropic/claude-sonnet-5-5');
     assert.deepEqual(a.tools.builtin, READ);
     assert.deepEqual(a.source, { file: 'a.md', format: 'claude-md' });
   });
@@ -42,8 +42,8 @@ describe('Claude Code sub-agents (.md)', () => {
     const m = (model: string) => ok(claude(`---\nname: x\ndescription: d\nmodel: ${model}\n---\nb`)).model;
     assert.equal(m('inherit'), undefined);
     assert.equal(ok(claude('---\nname: x\ndescription: d\n---\nb')).model, undefined);
-    assert.equal(m('haiku'), 'anthropic/claude-haiku-4-5');
-    assert.equal(m('opus'), 'anthropic/claude-opus-4-5');
+    assert.equal(m('haiku'), 'anthropic/claude-haiku-5-5');
+    assert.equal(m('opus'), 'anthropic/claude-opus-5-5');
     assert.equal(m('claude-sonnet-4-5-20250929'), 'anthropic/claude-sonnet-4-5-20250929');
     assert.equal(m('ollama/qwen2.5-coder:14b'), 'ollama/qwen2.5-coder:14b');
   });

@@ -251,7 +251,7 @@ model: claude
         '4:20 max_output_tokens: expected integer, got number 1.5',
         '6:15 tools.fs.write: expected boolean or list of strings, got string "yes"',
         '9:12 artifacts[1].name: expected string, got integer 3',
-        '10:8 model: expected "<provider>/<model-id>" (e.g. "anthropic/claude-sonnet-4-5"), got "claude"',
+        '10:8 model: expected "<provider>/<model-id>" (e.g. "anthropic/claude-sonnet-5-5"), got "claude"',
       ],
     );
   });

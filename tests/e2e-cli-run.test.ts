@@ -102,6 +102,47 @@ describe('run: summary line, colour, SDK warnings', () => {
   });
 });
 
+/** Runs argv under a pseudo-terminal (util-linux `script`); undefined when `script` is missing outside CI. */
+async function inPty(argv: string[], env: Record<string, string>, cwd: string): Promise<string | undefined> {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+  } catch {
+    if (process.env.CI === 'true') assert.fail('script (util-linux) is needed for the pseudo-terminal tests in CI');
+    return undefined;
+  }
+  const cmd = argv.map((a) => `'${a}'`).join(' ');
+  // Async: the mock model answers from this process, so it must not be blocked.
+  const child = execFile('script', ['-qec', `${cmd} 2>&1`, '/dev/null'], { env: { ...env, COLUMNS: '60', LINES: '30', TERM: 'xterm' }, cwd, encoding: 'utf8', timeout: 60_000 });
+  child.stdin?.end();
+  let out = '';
+  child.stdout?.on('data', (d: string) => (out += d));
+  await new Promise((resolve) => child.on('close', resolve));
+  return out;
+}
+
+describe('fanout board and SDK warnings', () => {
+  it('on a pseudo-terminal the warning is erased-above the board, whole, once', async (t) => {
+    const mock = await startMockModel({ handler: () => ({ text: 'fine', usage: { input_tokens: 10, output_tokens: 2 }, delayMs: 300 }) });
+    try {
+      const ws = tempDir('dmcp-fan-pty-');
+      writeTree(ws, { 'agents/old.yaml': agentYaml('old', 'anthropic/claude-opus-4-5') });
+      const out = await inPty([process.execPath, CLI, 'fanout', 'old:one', 'old:two', 'old:three'], mockEnv(mock.url, { XDG_STATE_HOME: tempDir('dmcp-fan-pty-state-') }), ws);
+      if (out === undefined) return t.skip('script (util-linux) not installed: no pseudo-terminal');
+      const at = out.indexOf("delegate-mcp warn: The model 'claude-opus-4-5' is deprecated");
+      assert.ok(at > 0, JSON.stringify(out));
+      assert.equal(out.split("The model 'claude-opus-4-5' is deprecated").length, 2, 'logged once');
+      // The board was erased (cursor up, clear to the end of the screen) right before the log line.
+      const before = out.slice(0, at);
+      assert.match(before, /\x1b\[\d+A\r\x1b\[J\S+ $/, JSON.stringify(before.slice(-80)));
+      const line = out.slice(at, out.indexOf('\n', at));
+      assert.doesNotMatch(line, /old|queued|running/, 'no board text inside the warning line');
+      assert.match(out, /total: 3 tasks · 3 ok/);
+    } finally {
+      await mock.close();
+    }
+  });
+});
+
 describe('terminal helpers', () => {
   it('cuts by display width: wide CJK and emoji count two columns, escapes none', () => {
     assert.equal(displayWidth('abc'), 3);

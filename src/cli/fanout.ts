@@ -9,7 +9,7 @@ import type { AgentStore } from '../agents/store.js';
 import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
-import { truncateToWidth } from './terminal.js';
+import { interceptWrites, truncateToWidth } from './terminal.js';
 
 export interface FanoutTask {
   agent: string;
@@ -277,6 +277,9 @@ class TtyBoard implements ProgressView {
   private footer = '';
   private indexWidth: number;
   private agentWidth: number;
+  /** The board's own writes; everything else written to the stream goes above the board. */
+  private raw: (chunk: string) => void;
+  private restore: () => void;
 
   constructor(
     private out: NodeJS.WriteStream,
@@ -284,7 +287,17 @@ class TtyBoard implements ProgressView {
   ) {
     this.indexWidth = String(states.length).length;
     this.agentWidth = Math.min(24, Math.max(...states.map((s) => s.agent.length)));
-    this.out.write('\x1b[?25l');
+    const original = out.write;
+    this.raw = (chunk) => void (original as (c: string) => boolean).call(out, chunk);
+    this.restore = interceptWrites(out, {
+      erase: () => {
+        const e = this.drawn ? `\x1b[${this.drawn}A\r\x1b[J` : '';
+        this.drawn = 0;
+        return e;
+      },
+      redraw: () => this.frame(),
+    });
+    this.raw('\x1b[?25l');
     // Elapsed times keep moving between progress messages.
     this.ticker = setInterval(() => this.draw(), 1000);
     this.ticker.unref();
@@ -320,14 +333,19 @@ class TtyBoard implements ProgressView {
     return [...header, ...shown.map((s) => stateLine(s, this.agentWidth, this.indexWidth)), ...footer];
   }
 
-  private draw(): void {
+  /** The escape sequence that redraws the board in place (and how many lines it now takes). */
+  private frame(): string {
     const width = (this.out.columns || 100) - 1;
     let frame = this.drawn ? `\x1b[${this.drawn}A\r` : '';
     const lines = this.lines();
     for (const l of lines) frame += `\x1b[2K${truncate(l, width)}\n`;
     frame += '\x1b[J';
-    this.out.write(frame);
     this.drawn = lines.length;
+    return frame;
+  }
+
+  private draw(): void {
+    this.raw(this.frame());
   }
 
   finish(): void {
@@ -335,7 +353,8 @@ class TtyBoard implements ProgressView {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.draw();
-    this.out.write('\x1b[?25h');
+    this.raw('\x1b[?25h');
+    this.restore();
   }
 }
 

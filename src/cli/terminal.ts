@@ -44,24 +44,38 @@ export function painter(enabled: boolean): (colour: Colour, text: string) => str
 }
 
 /**
- * One line of live status at the bottom of a TTY, redrawn in place. While it is shown, anything else
- * written to the stream clears it first and redraws it after, so a log line lands above it, whole.
+ * While a live display (a status line, a board of lines) is on `out`, every other write to it — winston,
+ * a worker's stderr piped through this thread — first erases the display, then writes, then redraws it,
+ * so log lines land above the display, whole. Returns the function that gives the stream back.
  */
+export function interceptWrites(out: NodeJS.WriteStream, display: { erase(): string; redraw(): string }): () => void {
+  const original = out.write;
+  const raw = (chunk: string) => (original as (c: string) => boolean).call(out, chunk);
+  out.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    raw(display.erase());
+    const ok = (original as (...a: unknown[]) => boolean).call(out, chunk, ...rest);
+    raw(display.redraw());
+    return ok;
+  }) as NodeJS.WriteStream['write'];
+  return () => {
+    out.write = original;
+  };
+}
+
+/** One line of live status at the bottom of a TTY, redrawn in place; other writes go above it. */
 export class LiveLine {
   private text = '';
   private shown = false;
-  private readonly originalWrite: NodeJS.WriteStream['write'];
+  private readonly restore: () => void;
+  private readonly raw: (chunk: string) => void;
 
   constructor(private readonly out: NodeJS.WriteStream) {
-    this.originalWrite = out.write;
-    const raw = this.originalWrite.bind(out) as (chunk: string | Uint8Array) => boolean;
-    // Writes from elsewhere (winston, worker stderr piped through this thread): line off, write, line on.
-    out.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      if (this.shown) raw('\r\x1b[2K');
-      const ok = (this.originalWrite as (...a: unknown[]) => boolean).call(out, chunk, ...rest);
-      if (this.shown) raw(this.render());
-      return ok;
-    }) as NodeJS.WriteStream['write'];
+    const original = out.write;
+    this.raw = (chunk) => void (original as (c: string) => boolean).call(out, chunk);
+    this.restore = interceptWrites(out, {
+      erase: () => (this.shown ? '\r\x1b[2K' : ''),
+      redraw: () => (this.shown ? this.render() : ''),
+    });
   }
 
   private render(): string {
@@ -71,13 +85,13 @@ export class LiveLine {
   set(text: string): void {
     this.text = text;
     this.shown = true;
-    this.originalWrite.call(this.out, this.render());
+    this.raw(this.render());
   }
 
   /** Clears the line and gives the stream back. */
   close(): void {
-    if (this.shown) this.originalWrite.call(this.out, '\r\x1b[2K');
+    if (this.shown) this.raw('\r\x1b[2K');
     this.shown = false;
-    this.out.write = this.originalWrite;
+    this.restore();
   }
 }

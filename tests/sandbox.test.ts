@@ -237,7 +237,7 @@ describe('delegate.sandbox in mcp.json', () => {
 
   it('bad values are errors naming the field', () => {
     assert.throws(withConfig({ sandbox: { mode: 'none' } }), (e: Error) => e instanceof ConfigError && /delegate\.sandbox\.mode: .*"bwrap"\|"off"|delegate\.sandbox\.mode: .*bwrap.*off/.test(e.message));
-    assert.throws(withConfig({ sandbox: { readOnly: ['rel/dir'] } }), (e: Error) => e instanceof ConfigError && /delegate\.sandbox\.readOnly\.0: must be an absolute path, got "rel\/dir"/.test(e.message));
-    assert.throws(withConfig({ sandbox: { network: true } }), (e: Error) => e instanceof ConfigError && /delegate\.sandbox: .*network/.test(e.message));
+    assert.throws(withConfig({ sandbox: { readOnly: ['rel/dir'] } }), (e: Error) => e instanceof ConfigError && /mcp\.json:1:\d+: delegate\.sandbox\.readOnly\[0\]: must be an absolute path, got "rel\/dir"/.test(e.message));
+    assert.throws(withConfig({ sandbox: { network: true } }), (e: Error) => e instanceof ConfigError && /mcp\.json:1:\d+: delegate\.sandbox\.network: unknown key "network"/.test(e.message));
   });
 });

@@ -14,7 +14,7 @@ import { openStateDir } from './config/state-dir.js';
 import { log, warnOnce } from './log.js';
 import { Orchestrator, unknownAgentMessage } from './orchestrator/orchestrator.js';
 import type { RunResult } from './orchestrator/runs.js';
-import { LiveLine, colourEnabled, painter } from './cli/terminal.js';
+import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
 import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
@@ -50,7 +50,7 @@ function boot(opts: CommonOpts) {
 }
 
 /** The one-line end of a run on the terminal: status, turns, tokens, cost, duration, run id. */
-export function runSummary(r: RunResult, paint: ReturnType<typeof painter>): string {
+export function runSummary(r: RunResult, paint: (colour: Colour, text: string) => string): string {
   const tokensIn = r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens;
   const status = paint(r.status === 'ok' ? 'green' : r.status === 'cancelled' ? 'yellow' : 'red', r.status);
   const cost = r.cost_usd !== null ? `$${r.cost_usd.toFixed(4)}` : tokensIn + r.usage.output_tokens === 0 ? '$0' : 'cost n/a (no price for this model)';
@@ -119,7 +119,9 @@ addCommon(program.command('run').description('run one agent from the terminal an
       process.stderr.write('\ncancelling… (Ctrl-C again to force)\n');
       abort.abort();
     });
-    // On a terminal: one live progress line, with log lines (and SDK warnings) going above it.
+    // On a terminal: one live progress line, with log lines (and SDK warnings) going above it. Loaded
+    // here, not at start-up: display widths need an Intl.Segmenter, which is slow to make the first time.
+    const { LiveLine, colourEnabled, painter } = await import('./cli/terminal.js');
     const live = process.stderr.isTTY ? new LiveLine(process.stderr) : undefined;
     let result: RunResult;
     try {

@@ -9,7 +9,9 @@ import type { AgentStore } from '../agents/store.js';
 import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../orchestrator/runs.js';
-import { interceptWrites, truncateToWidth } from './terminal.js';
+// Loaded when a fan-out starts, not at start-up: display widths need an Intl.Segmenter, whose first
+// construction costs tens of ms that `serve` must not pay.
+let terminal: typeof import('./terminal.js');
 
 export interface FanoutTask {
   agent: string;
@@ -124,6 +126,7 @@ type TaskState = { index: number; agent: string; status: 'queued' | 'running' | 
 
 /** Runs the tasks, reports, closes the orchestrator; resolves to the exit code (0 all ok, else 1). */
 export async function runFanout(orchestrator: Orchestrator, tasks: FanoutTask[], opts: FanoutRunOptions): Promise<number> {
+  terminal ??= await import('./terminal.js');
   const stdout = opts.stdout ?? process.stdout;
   const stderr = opts.stderr ?? process.stderr;
   const abort = new AbortController();
@@ -217,7 +220,7 @@ function fmtTokens(r: RunResult): string {
 
 /** Cut to a terminal width by display width (wide CJK and emoji take two columns). */
 function truncate(s: string, width: number): string {
-  return width <= 0 ? s : truncateToWidth(s, width);
+  return width <= 0 ? s : terminal.truncateToWidth(s, width);
 }
 
 const STATUS_MARK: Record<TaskState['status'], string> = {
@@ -289,7 +292,7 @@ class TtyBoard implements ProgressView {
     this.agentWidth = Math.min(24, Math.max(...states.map((s) => s.agent.length)));
     const original = out.write;
     this.raw = (chunk) => void (original as (c: string) => boolean).call(out, chunk);
-    this.restore = interceptWrites(out, {
+    this.restore = terminal.interceptWrites(out, {
       erase: () => {
         const e = this.drawn ? `\x1b[${this.drawn}A\r\x1b[J` : '';
         this.drawn = 0;

@@ -243,7 +243,7 @@ addCommon(agentsCmd.command('list').description('list the agents and any load er
 agentsCmd
   .command('validate')
   .description('check agent files; exits 1 with file:line:col messages when anything is wrong')
-  .argument('[dir]', 'agents directory (default: every agent directory from config: agentsDir, agentDirs or .claude/agents, .codex/agents)')
+  .argument('[dir]', "one agents directory to check (default: every agent directory: the workspace's, the user's and the shipped ones)")
   .option('--config <file>', 'path to mcp.json (default: <workspace>/mcp.json, else ~/.config/delegate-mcp/mcp.json)')
   .option('--workspace <dir>', 'workspace root (default: the current directory)')
   .option('--format <format>', 'format of the files in [dir]: yaml, claude-md or codex-toml', 'yaml')

@@ -42,7 +42,8 @@ const READ_OF: Record<ProtectedKind, ProtectedRead> = { state: 'hidden', agents:
 /**
  * Every protected path of a server with this config: the state dir (and the audit dir when configured
  * elsewhere, and the old in-workspace `.delegate-mcp`), every agent directory it loads (agentSources: the
- * YAML agents dir, `delegate.agentDirs` or the default `.claude/agents` and `.codex/agents`), its mcp.json
+ * YAML agents dir, `delegate.agentDirs` or the default `.claude/agents` and `.codex/agents`, the user's and
+ * the shipped ones), its mcp.json
  * (the file it was started with and `<workspace>/mcp.json`, where a config is found by default), and the
  * workspace's `.git`. Nested `.git` directories are protected from writes too, by ProtectedGuard's
  * segment check; this list names only the top one.

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../src/config/config.js';
+import { userConfigDir } from '../src/config/locations.js';
+import { SHIPPED_AGENTS_DIR } from '../src/paths.js';
 import { defaultStateDir, moveLegacyStateDir, openStateDir, stateHome, workspaceId } from '../src/config/state-dir.js';
 import { ProtectedGuard, protectedPaths } from '../src/permissions/protected-paths.js';
 import { sandboxProtectedPaths } from '../src/sandbox/protected.js';
@@ -16,6 +18,8 @@ import type { ToolContext } from '../src/tools/types.js';
 import { tempDir, writeTree } from './helpers.js';
 
 const tools = { ...fsTools, ...writeTools };
+/** Agent dirs outside the workspace the server also loads by default: the user's and the shipped ones. */
+const OUTSIDE_AGENT_DIRS = [path.join(userConfigDir(), 'agents'), SHIPPED_AGENTS_DIR];
 
 /** A workspace with mcp.json, agents in three formats, .git and a state dir configured inside it. */
 function setup(delegate: Record<string, unknown> = { stateDir: 'state-in' }) {
@@ -53,7 +57,7 @@ describe('protectedPaths(cfg): one list, from the resolved config', () => {
     const { ws, cfg } = setup({ agentDirs: [{ path: 'team', format: 'claude-md' }], audit: { dir: 'logs/audit' } });
     const list = protectedPaths(cfg);
     const agents = list.filter((p) => p.kind === 'agents').map((p) => p.path);
-    assert.deepEqual(agents, [path.join(ws, 'agents'), path.join(ws, 'team')]);
+    assert.deepEqual(agents, [path.join(ws, 'agents'), path.join(ws, 'team'), ...OUTSIDE_AGENT_DIRS]);
     assert.ok(list.some((p) => p.path === path.join(ws, 'logs', 'audit') && p.kind === 'state'));
     assert.ok(list.some((p) => p.path === cfg.stateDir && p.kind === 'state'));
   });
@@ -63,7 +67,7 @@ describe('the command sandbox takes the same list', () => {
   it('agent dirs read-only, .git read-only, the state dirs and mcp.json hidden', () => {
     const { ws, cfg } = setup();
     const sb = sandboxProtectedPaths(cfg);
-    assert.deepEqual(sb.dirs, [path.join(ws, 'agents'), path.join(ws, '.claude', 'agents'), path.join(ws, '.codex', 'agents')]);
+    assert.deepEqual(sb.dirs, [path.join(ws, 'agents'), path.join(ws, '.claude', 'agents'), path.join(ws, '.codex', 'agents'), ...OUTSIDE_AGENT_DIRS]);
     assert.deepEqual(sb.paths, [path.join(ws, '.git')]);
     assert.deepEqual(sb.hidden, [path.join(ws, 'state-in'), path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json')]);
     const all = [...sb.dirs, ...sb.paths, ...sb.hidden].sort();

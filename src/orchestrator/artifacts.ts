@@ -1,9 +1,12 @@
 // Artifacts: the deliverables an agent declares (`artifacts: [review.md]`), taken from its real final
 // answer and written under <stateDir>/artifacts/<run_id>/. The system prompt asks the model to wrap each
 // one in <artifact name="…">…</artifact>; with a single declared artifact and no tags, the whole answer is it.
+// Artifacts belong to the client session that started the run: its owner id is kept next to them
+// (OWNER_FILE), so listing and reading stay scoped to that session, across restarts too.
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ArtifactSpec } from '../agents/definition.js';
+import { mayAccess } from './runs.js';
 
 export interface ArtifactRef {
   name: string;
@@ -12,6 +15,9 @@ export interface ArtifactRef {
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const RUN_DIR = /^run_[A-Za-z0-9-]+$/;
+/** The run's owner id. A dot name: artifactFileName never produces one, so it cannot collide. */
+const OWNER_FILE = '.owner';
 
 /** Artifact file name on disk: the declared name when it is a plain file name, else a safe variant. */
 export function artifactFileName(name: string): string {
@@ -74,10 +80,12 @@ export class ArtifactStore {
     return removed;
   }
 
-  write(runId: string, items: { name: string; content: string }[]): ArtifactRef[] {
+  write(runId: string, owner: string, items: { name: string; content: string }[]): ArtifactRef[] {
     if (!items.length) return [];
     const runDir = path.join(this.dir, runId);
     mkdirSync(runDir, { recursive: true });
+    // The owner goes first: an artifact is never on disk without the session it belongs to.
+    writeFileSync(path.join(runDir, OWNER_FILE), owner);
     const refs = items.map(({ name, content }) => {
       const file = artifactFileName(name);
       writeFileSync(path.join(runDir, file), content);
@@ -87,11 +95,11 @@ export class ArtifactStore {
     return refs;
   }
 
-  /** Every artifact on disk, newest runs first (for resources/list). */
-  list(limit = 500): ArtifactRef[] {
+  /** The artifacts of `owner`'s runs, newest runs first (for resources/list). */
+  list(owner: string, limit = 500): ArtifactRef[] {
     let runs: string[];
     try {
-      runs = readdirSync(this.dir).filter((d) => /^run_[A-Za-z0-9-]+$/.test(d));
+      runs = readdirSync(this.dir).filter((d) => RUN_DIR.test(d) && this.ownedBy(d, owner));
     } catch {
       return [];
     }
@@ -99,6 +107,7 @@ export class ArtifactStore {
     const out: ArtifactRef[] = [];
     for (const { r } of withTime) {
       for (const f of readdirSync(path.join(this.dir, r))) {
+        if (f === OWNER_FILE) continue;
         out.push({ name: f, uri: artifactUri(r, f), bytes: statSync(path.join(this.dir, r, f)).size });
         if (out.length >= limit) return out;
       }
@@ -106,13 +115,25 @@ export class ArtifactStore {
     return out;
   }
 
-  /** Reads one artifact; the run id and name are checked so a URI can never leave the artifacts dir. */
-  read(runId: string, name: string): string | undefined {
-    if (!/^run_[A-Za-z0-9-]+$/.test(runId) || artifactFileName(name) !== name) return undefined;
+  /**
+   * Reads one artifact of `owner`'s run; the run id and name are checked so a URI can never leave the
+   * artifacts dir. Another session's artifact reads as missing, exactly like one that does not exist.
+   */
+  read(runId: string, name: string, owner: string): string | undefined {
+    if (!RUN_DIR.test(runId) || artifactFileName(name) !== name || !this.ownedBy(runId, owner)) return undefined;
     try {
       return readFileSync(path.join(this.dir, runId, name), 'utf8');
     } catch {
       return undefined;
+    }
+  }
+
+  /** Run dirs written before owners were recorded have no owner file: nobody sees them. */
+  private ownedBy(runId: string, owner: string): boolean {
+    try {
+      return mayAccess(readFileSync(path.join(this.dir, runId, OWNER_FILE), 'utf8'), owner);
+    } catch {
+      return false;
     }
   }
 }

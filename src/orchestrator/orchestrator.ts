@@ -148,7 +148,7 @@ export class Orchestrator {
       if (status === 'ok' && agent?.artifacts.length) {
         try {
           const items = extractArtifacts(agent.artifacts, output).map((a) => ({ ...a, content: this.redactor.redactString(a.content) }));
-          const refs = this.artifacts.write(runId, items);
+          const refs = this.artifacts.write(runId, record.owner, items);
           if (refs.length) result.artifacts = refs;
           for (const a of refs) record.audit?.emit({ event: 'artifact', name: a.name, path: a.uri, bytes: a.bytes });
         } catch (err) {

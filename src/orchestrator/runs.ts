@@ -49,6 +49,7 @@ export interface RunRecord {
 
 export class RunRegistry {
   private runs = new Map<string, RunRecord>();
+  private batches = new Map<string, { owner: string; endedAt?: number }>();
   private timer: NodeJS.Timeout;
 
   constructor(private keepMs: number) {
@@ -62,8 +63,24 @@ export class RunRegistry {
 
   get(runId: string, owner?: string): RunRecord | undefined {
     const rec = this.runs.get(runId);
-    if (!rec || (owner !== undefined && rec.owner !== owner && !bothSessionless(rec.owner, owner))) return undefined;
+    if (!rec || (owner !== undefined && !mayAccess(rec.owner, owner))) return undefined;
     return rec;
+  }
+
+  /** A delegate_parallel batch: a budget scope owned like a run (budget_status checks it). */
+  addBatch(batchId: string, owner: string): void {
+    this.batches.set(batchId, { owner });
+  }
+
+  endBatch(batchId: string): void {
+    const b = this.batches.get(batchId);
+    if (b) b.endedAt = Date.now();
+  }
+
+  /** Whether `owner` may see the batch (same rule as runs). */
+  ownsBatch(batchId: string, owner: string): boolean {
+    const b = this.batches.get(batchId);
+    return b !== undefined && mayAccess(b.owner, owner);
   }
 
   list(owner?: string): RunRecord[] {
@@ -72,6 +89,7 @@ export class RunRegistry {
 
   private expire(now = Date.now()): void {
     for (const [id, r] of this.runs) if (r.endedAt && now - r.endedAt > this.keepMs) this.runs.delete(id);
+    for (const [id, b] of this.batches) if (b.endedAt && now - b.endedAt > this.keepMs) this.batches.delete(id);
   }
 
   close(): void {
@@ -88,6 +106,7 @@ export class RunRegistry {
  */
 export const SESSIONLESS_OWNER_PREFIX = 'sessionless_';
 
-function bothSessionless(a: string, b: string): boolean {
-  return a.startsWith(SESSIONLESS_OWNER_PREFIX) && b.startsWith(SESSIONLESS_OWNER_PREFIX);
+/** Whether `owner` may see what `recordOwner` started: the same session, or both session-less (see above). */
+export function mayAccess(recordOwner: string, owner: string): boolean {
+  return recordOwner === owner || (recordOwner.startsWith(SESSIONLESS_OWNER_PREFIX) && owner.startsWith(SESSIONLESS_OWNER_PREFIX));
 }

@@ -95,6 +95,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
       const batchId = `batch_${randomUUID()}`;
       orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
+      orchestrator.runs.addBatch(batchId, owner);
       // The batch is the root of its tasks' run tree in the audit log.
       const batchAudit = orchestrator.audit?.forRun({ run_id: batchId, parent_run_id: null, root_run_id: batchId, depth: 0, agent: 'delegate_parallel' });
       const batchStart = Date.now();
@@ -141,6 +142,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         ctx.mcpReq.signal.removeEventListener('abort', onAbort);
       }
       const totals = orchestrator.budget.closeBatch(batchId);
+      orchestrator.runs.endBatch(batchId);
       const ok = results.filter((r) => r.status === 'ok').length;
       batchAudit?.emit({
         event: 'run_end',
@@ -175,7 +177,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       annotations: { readOnlyHint: true },
     },
     async ({ run_id, day }) => {
-      if (run_id && !orchestrator.runs.get(run_id, owner) && !run_id.startsWith('batch_')) return unknownRun(run_id);
+      // Batch ids are owned like run ids: another session's batch is as unknown as its runs.
+      if (run_id && !orchestrator.runs.get(run_id, owner) && !orchestrator.runs.ownsBatch(run_id, owner)) return unknownRun(run_id);
       let status;
       try {
         status = orchestrator.budget.ledger.status({ runId: run_id, day });

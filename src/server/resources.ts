@@ -3,7 +3,8 @@ import { McpServer, ResourceTemplate } from '@modelcontextprotocol/server';
 import { readAuditDir, renderSummary, summarize } from '../audit/reader.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 
-export function registerResources(server: McpServer, orchestrator: Orchestrator): void {
+/** `owner`: the client session; it lists and reads only the artifacts of the runs it started. */
+export function registerResources(server: McpServer, orchestrator: Orchestrator, owner: string): void {
   const auditDir = orchestrator.cfg.auditDir;
   if (auditDir) {
     server.registerResource(
@@ -33,7 +34,7 @@ export function registerResources(server: McpServer, orchestrator: Orchestrator)
     'artifact',
     new ResourceTemplate('artifact://{run_id}/{name}', {
       list: async () => ({
-        resources: orchestrator.artifacts.list().map((a) => ({
+        resources: orchestrator.artifacts.list(owner).map((a) => ({
           uri: a.uri,
           name: `${a.uri.slice('artifact://'.length)}`,
           description: `${a.name} (${a.bytes} bytes)`,
@@ -45,7 +46,7 @@ export function registerResources(server: McpServer, orchestrator: Orchestrator)
     async (uri, vars) => {
       const runId = String(vars.run_id);
       const name = decodeURIComponent(String(vars.name));
-      const text = orchestrator.artifacts.read(runId, name);
+      const text = orchestrator.artifacts.read(runId, name, owner);
       if (text === undefined) throw new Error(`no artifact ${name} for run ${runId}`);
       return { contents: [{ uri: uri.href, mimeType: name.endsWith('.md') ? 'text/markdown' : 'text/plain', text }] };
     },

@@ -1,5 +1,5 @@
-// Build: type-check with tsc, then bundle the two entry points (the CLI and the piscina worker) with
-// esbuild. Bundling cuts start-up: loading hundreds of small ES modules (zod alone has hundreds) cost
+// Build: type-check with tsc, then bundle the entry points (the CLI, the piscina worker, the search_files
+// regex worker) with esbuild. Bundling cuts start-up: loading hundreds of small ES modules (zod alone has hundreds) cost
 // ~100 ms of a ~350 ms cold start; clients such as Codex do not wait for slow servers.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, rmSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 execFileSync(process.execPath, [path.join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--noEmit'], { stdio: 'inherit' });
 rmSync('dist', { recursive: true, force: true });
 await build({
-  entryPoints: { cli: 'src/cli.ts', 'worker/agent-loop': 'src/worker/agent-loop.ts' },
+  entryPoints: { cli: 'src/cli.ts', 'worker/agent-loop': 'src/worker/agent-loop.ts', 'tools/search-worker': 'src/tools/search-worker.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true, // lazily imported parts (HTTP, client SDK, tokenizer) stay in chunks of their own
@@ -19,7 +19,8 @@ await build({
   target: 'node20',
   chunkNames: 'chunks/[name]-[hash]',
   // piscina finds its own worker script next to itself; the tokenizer tables load lazily in workers.
-  external: ['piscina', 'gpt-tokenizer'],
+  // re2-wasm loads its .wasm from next to its own file.
+  external: ['piscina', 'gpt-tokenizer', 're2-wasm'],
   // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
   banner: { js: "import { createRequire as __dmcpCreateRequire } from 'node:module'; const require = __dmcpCreateRequire(import.meta.url);" },
   sourcemap: true,

@@ -28,3 +28,5 @@ export const CLI_ENTRY = path.join(PACKAGE_ROOT, 'dist', 'cli.js');
 export const WORKER_ENTRY = path.join(PACKAGE_ROOT, 'dist', 'worker', 'agent-loop.js');
 /** The agents shipped with this install (served after the workspace's and the user's). */
 export const SHIPPED_AGENTS_DIR = path.join(PACKAGE_ROOT, 'agents');
+/** The worker thread search_files matches lines in (see tools/line-search.ts). */
+export const SEARCH_WORKER_ENTRY = path.join(PACKAGE_ROOT, 'dist', 'tools', 'search-worker.js');

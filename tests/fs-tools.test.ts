@@ -465,10 +465,54 @@ describe('search_files', () => {
     assert.deepEqual(r, { isError: true, content: 'search_files: aborted' });
   });
 
+  it('RE2 syntax: backreferences and lookaround are refused by name; (?i) and classes work', async () => {
+    const cases: [string, RegExp][] = [
+      ['(a)\\1', /backreferences \(\\1 … \\9\) are not supported: patterns use RE2 syntax/],
+      ['(?<x>a)\\k<x>', /named backreferences/],
+      ['foo(?=bar)', /lookahead/],
+      ['foo(?!bar)', /lookahead/],
+      ['(?<=foo)bar', /lookbehind/],
+      ['(?<!foo)bar', /lookbehind/],
+    ];
+    for (const [pattern, why] of cases) {
+      const r = await call('search_files', { pattern });
+      assert.equal(r.isError, true, pattern);
+      assert.match(r.content, why, pattern);
+    }
+    assert.equal(cases.length, 6);
+    // Escaped or in a class, the same characters are literals, not the refused constructs.
+    const lit = await call('search_files', { pattern: '[(?=]\\(\\?=' });
+    assert.equal(lit.isError, false, lit.content);
+    const ci = await call('search_files', { pattern: '(?i)NEEDLE' });
+    assert.equal(ci.isError, false, ci.content);
+    assert.match(ci.content, /needle/);
+  });
+
+  it('a catastrophic pattern answers fast (linear time), and a costly one stops at the deadline with its note', async () => {
+    fs.writeFileSync(path.join(ws, 'redos.txt'), 'a'.repeat(40) + 'b\n');
+    const started = Date.now();
+    const r = await call('search_files', { pattern: '^(a+)+$', path: 'redos.txt' });
+    assert.equal(r.isError, false, r.content);
+    assert.match(r.content, /^No matches/);
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+    const saved = limits.searchDeadlineMs;
+    limits.searchDeadlineMs = 1500;
+    try {
+      fs.writeFileSync(path.join(ws, 'long.txt'), 'ab'.repeat(400_000));
+      const slow = await call('search_files', { pattern: '(a|b){1,1000}c', path: 'long.txt' });
+      assert.equal(slow.isError, false, slow.content);
+      assert.match(slow.content, /stopped after 1.5 s: the pattern is too costly/);
+    } finally {
+      limits.searchDeadlineMs = saved;
+      fs.rmSync(path.join(ws, 'long.txt'));
+      fs.rmSync(path.join(ws, 'redos.txt'));
+    }
+  });
+
   it('errors: invalid regex, bad glob, outside paths, bad args', async () => {
     const bad = await call('search_files', { pattern: '(unclosed' });
     assert.equal(bad.isError, true);
-    assert.match(bad.content, /^search_files: invalid regular expression "\(unclosed": .*Unterminated group/);
+    assert.equal(bad.content, 'search_files: invalid regular expression "(unclosed": missing ): (unclosed');
     const badGlob = await call('search_files', { pattern: 'x', glob: '{a,b' });
     assert.match(badGlob.content, /^search_files: invalid glob "\{a,b": unbalanced/);
     for (const p of ['..', 'out-dir-link', path.join(base, 'ws-evil'), '/etc']) {

@@ -5,7 +5,8 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
 import path from 'node:path';
 import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
-import { resolveInWorkspace } from './workspace-path.js';
+import { resolveInWorkspace, type ResolveResult } from './workspace-path.js';
+import { LineSearch } from './line-search.js';
 
 /** Shared caps; the orchestrator may overwrite these at startup. */
 export const limits = {
@@ -23,6 +24,8 @@ export const limits = {
   searchMaxFileBytes: 1024 * 1024,
   /** search_files: each reported line is cut to this many characters. */
   searchLineMaxChars: 300,
+  /** search_files: the whole search stops (with what it found) after this long. */
+  searchDeadlineMs: 10_000,
 };
 
 /** Directories search_files never descends into. */
@@ -500,19 +503,6 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
     throw e;
   }
 
-  // A leading (?i) (PCRE/ripgrep habit) becomes the `i` flag instead of a confusing syntax error.
-  let source = pattern;
-  let flags = '';
-  if (source.startsWith('(?i)')) {
-    source = source.slice(4);
-    flags = 'i';
-  }
-  let regex: RegExp;
-  try {
-    regex = new RegExp(source, flags);
-  } catch (e) {
-    return fail(`${T}: invalid regular expression ${JSON.stringify(pattern)}: ${e instanceof Error ? e.message : String(e)}`);
-  }
   let globRe: RegExp | undefined;
   if (glob !== undefined) {
     try {
@@ -527,6 +517,29 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
   if (!r.ok) return fail(`${T}: ${r.reason}`);
   const hit = ctx.protect?.check('read', r.abs, path.resolve(ctx.workspaceRoot, p));
   if (hit) return fail(`${T}: ${hit.message}`);
+  // The pattern is compiled and matched in a worker thread (RE2, under a deadline): see line-search.ts.
+  const search = await LineSearch.open(pattern, { deadlineMs: limits.searchDeadlineMs, signal: ctx.signal });
+  if (!(search instanceof LineSearch)) {
+    if (ctx.signal?.aborted) return abortedOutcome(T);
+    return fail(`${T}: invalid regular expression ${JSON.stringify(pattern)}: ${search.error}`);
+  }
+  try {
+    return await searchTree(search, r, { pattern, glob, globRe }, ctx);
+  } finally {
+    search.close();
+  }
+}
+
+/** Thrown out of the walk when the search is cancelled or overruns its deadline. */
+class SearchStopped extends Error {}
+
+async function searchTree(
+  search: LineSearch,
+  r: Extract<ResolveResult, { ok: true }>,
+  { pattern, glob, globRe }: { pattern: string; glob: string | undefined; globRe: RegExp | undefined },
+  ctx: ToolContext,
+): Promise<ToolOutcome> {
+  const T = 'search_files';
   const root = await fsp.realpath(ctx.workspaceRoot).catch(() => ctx.workspaceRoot);
 
   let top: Stats;
@@ -559,6 +572,8 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
   let skippedByRules = 0;
   let hitMatchCap = false;
   let hitVisitCap = false;
+  let hitDeadline = false;
+  let notFile = false;
 
   const searchFile = async (abs: string, rel: string): Promise<void> => {
     // Protected files (mcp.json, anything in the state dir) are skipped without a trace.
@@ -588,86 +603,98 @@ async function runSearchFiles(rawArgs: Record<string, unknown>, ctx: ToolContext
       return;
     }
     searched++;
-    const lines = buf.toString('utf8').split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      let line = lines[i];
-      if (line.endsWith('\r')) line = line.slice(0, -1);
-      if (!regex.test(line)) continue;
+    const found = await search.match(buf, limits.searchMaxMatches - matches, limits.searchLineMaxChars);
+    if (found.kind === 'deadline') hitDeadline = true;
+    if (found.kind === 'aborted' || found.kind === 'deadline') throw new SearchStopped();
+    if (found.kind === 'failed') throw new Error(found.message);
+    for (const { n, text } of found.lines) {
       if (matches >= limits.searchMaxMatches) {
         hitMatchCap = true;
         return;
       }
       matches++;
-      const max = limits.searchLineMaxChars;
-      const shown = line.length > max ? `${line.slice(0, max)}…` : line;
-      results.push(`${rel}:${i + 1}: ${shown}`);
+      results.push(`${rel}:${n}: ${text}`);
     }
   };
 
-  if (top.isFile()) {
-    visited = 1;
-    await searchFile(r.abs, r.rel);
-  } else if (top.isDirectory()) {
-    // Depth-first in sorted order, so output is grouped and deterministic.
-    const stack: { abs: string; rel: string }[] = [{ abs: r.abs, rel: r.rel }];
-    walk: while (stack.length > 0) {
-      if (ctx.signal?.aborted) return abortedOutcome(T);
-      const dir = stack.pop()!;
-      let dirents: Dirent[];
-      try {
-        dirents = await fsp.readdir(dir.abs, { withFileTypes: true });
-      } catch {
-        unreadable++;
-        continue;
-      }
-      dirents.sort(byName);
-      const subdirs: { abs: string; rel: string }[] = [];
-      for (const d of dirents) {
-        if (ctx.signal?.aborted) return abortedOutcome(T);
-        if (hitMatchCap) break walk;
-        if (visited >= limits.searchMaxFiles) {
-          hitVisitCap = true;
-          break walk;
+  async function walkTree(): Promise<void> {
+    if (top.isFile()) {
+      visited = 1;
+      await searchFile(r.abs, r.rel);
+    } else if (top.isDirectory()) {
+      // Depth-first in sorted order, so output is grouped and deterministic.
+      const stack: { abs: string; rel: string }[] = [{ abs: r.abs, rel: r.rel }];
+      walk: while (stack.length > 0) {
+        if (ctx.signal?.aborted) throw new SearchStopped();
+        const dir = stack.pop()!;
+        let dirents: Dirent[];
+        try {
+          dirents = await fsp.readdir(dir.abs, { withFileTypes: true });
+        } catch {
+          unreadable++;
+          continue;
         }
-        visited++;
-        const rel = joinRel(dir.rel, d.name);
-        const abs = path.join(dir.abs, d.name);
-        if (d.isDirectory()) {
-          if (NOT_EXPANDED.has(d.name) || ctx.protect?.hidden(abs)) continue;
-          if (ctx.filterPath && !ctx.filterPath(rel, abs, 'list')) skippedByRules++;
-          else subdirs.push({ abs, rel });
-        } else if (d.isSymbolicLink()) {
-          // Symlinked directories are never descended into, so a link the glob excludes is irrelevant.
-          if (!globMatches(rel)) continue;
-          const lr = await resolveInWorkspace(root, rel);
-          if (!lr.ok) {
-            if (lr.kind === 'outside' || lr.kind === 'symlink_outside') skippedOutsideLinks++;
-            else unresolvableLinks++;
-            continue;
+        dirents.sort(byName);
+        const subdirs: { abs: string; rel: string }[] = [];
+        for (const d of dirents) {
+          if (ctx.signal?.aborted) throw new SearchStopped();
+          if (hitMatchCap) break walk;
+          if (visited >= limits.searchMaxFiles) {
+            hitVisitCap = true;
+            break walk;
           }
-          if (ctx.protect?.hidden(lr.abs)) continue;
-          try {
-            const st = await fsp.stat(lr.abs);
-            if (st.isFile()) {
-              await searchFile(lr.abs, rel);
-            } else if (st.isDirectory()) {
-              skippedDirLinks++;
+          visited++;
+          const rel = joinRel(dir.rel, d.name);
+          const abs = path.join(dir.abs, d.name);
+          if (d.isDirectory()) {
+            if (NOT_EXPANDED.has(d.name) || ctx.protect?.hidden(abs)) continue;
+            if (ctx.filterPath && !ctx.filterPath(rel, abs, 'list')) skippedByRules++;
+            else subdirs.push({ abs, rel });
+          } else if (d.isSymbolicLink()) {
+            // Symlinked directories are never descended into, so a link the glob excludes is irrelevant.
+            if (!globMatches(rel)) continue;
+            const lr = await resolveInWorkspace(root, rel);
+            if (!lr.ok) {
+              if (lr.kind === 'outside' || lr.kind === 'symlink_outside') skippedOutsideLinks++;
+              else unresolvableLinks++;
+              continue;
             }
-          } catch {
-            // broken symlink: nothing to search
+            if (ctx.protect?.hidden(lr.abs)) continue;
+            try {
+              const st = await fsp.stat(lr.abs);
+              if (st.isFile()) {
+                await searchFile(lr.abs, rel);
+              } else if (st.isDirectory()) {
+                skippedDirLinks++;
+              }
+            } catch {
+              // broken symlink: nothing to search
+            }
+          } else if (d.isFile()) {
+            if (globMatches(rel)) await searchFile(abs, rel);
           }
-        } else if (d.isFile()) {
-          if (globMatches(rel)) await searchFile(abs, rel);
         }
+        // Push in reverse so the alphabetically first subdirectory is searched next.
+        for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
       }
-      // Push in reverse so the alphabetically first subdirectory is searched next.
-      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
+    } else {
+      notFile = true;
     }
-  } else {
-    return fail(`${T}: "${r.rel}" is not a regular file or directory`);
   }
 
+  try {
+    await walkTree();
+  } catch (err) {
+    if (!(err instanceof SearchStopped)) throw err;
+    if (!hitDeadline) return abortedOutcome(T);
+  }
+  if (notFile) return fail(`${T}: "${r.rel}" is not a regular file or directory`);
+
   const notes: string[] = [];
+  if (hitDeadline) {
+    notes.push(`[stopped after ${limits.searchDeadlineMs / 1000} s: the pattern is too costly on these files; simplify it, or narrow the path or glob]`);
+  }
+
   if (hitMatchCap) {
     notes.push(`[stopped after ${limits.searchMaxMatches} matches; narrow the pattern, path or glob to see more]`);
   }

@@ -371,13 +371,20 @@ describe('urls', () => {
       ['http://[fe80::1]/', '[fe80::1]'],
       ['http://[fd12:3456::1]/', '[fd12:3456::1]'],
       ['http://[::ffff:127.0.0.1]/', '[::ffff:7f00:1]'],
-      ['http://[::ffff:8.8.8.8]/', '[::ffff:808:808]'],
+      ['http://[2001::1]/', '[2001::1]'],
+      ['http://[64:ff9b:1::a00:1]/', '[64:ff9b:1::a00:1]'],
+      ['http://[100::1]/', '[100::1]'],
+      ['http://192.0.2.1/', '192.0.2.1'],
+      ['http://[2001:db8::1]/', '[2001:db8::1]'],
+      ['http://[2002:a00:1::1]/', '[2002:a00:1::1]'],
       ['http://localhost:3000/', 'localhost'],
       ['http://app.localhost/', 'app.localhost'],
     ]) {
       denied(checkUrl(any, url), `allowed only by a rule naming it exactly (WebFetch(domain:${host}))`);
     }
     allowed(checkUrl(any, 'http://8.8.8.8/'), 'WebFetch');
+    // An IPv4-mapped address reaches its IPv4 address: a public one is public.
+    allowed(checkUrl(any, 'http://[::ffff:8.8.8.8]/'), 'WebFetch');
     allowed(checkUrl(any, 'http://[2606:4700::1111]/'), 'WebFetch');
     const named = layer({ allow: ['WebFetch(domain:127.0.0.1)', 'WebFetch(domain:[::1])', 'WebFetch(domain:localhost)'] });
     allowed(checkUrl(named, 'http://127.0.0.1:8080/x'), 'WebFetch(domain:127.0.0.1)');
@@ -389,10 +396,11 @@ describe('urls', () => {
   it('isPrivateAddress', () => {
     for (const ip of ['127.0.0.1', '10.255.0.1', '172.31.255.255', '192.168.0.1', '100.127.0.1', '169.254.1.1', '0.0.0.0',
       '224.0.0.1', '255.255.255.255', '::', '::1', 'fe80::1', 'fe80::1%eth0', 'fc00::1', 'fdff::1', '::ffff:10.0.0.1',
-      '::ffff:8.8.8.8', '[::1]', '64:ff9b::a00:1', '2002:a00:1::1', 'ff02::1', 'not-an-ip']) {
+      '[::1]', '64:ff9b::a00:1', '2002:a00:1::1', 'ff02::1', 'not-an-ip', '2001::1', '64:ff9b:1::808:808', '100::1', '::2',
+      '192.0.2.1', '198.51.100.1', '203.0.113.1', '2001:db8::1', '::8.8.8.8']) {
       assert.equal(isPrivateAddress(ip), true, ip);
     }
-    for (const ip of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700::1111', '2a00:1450::1', '64:ff9b::808:808']) {
+    for (const ip of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700::1111', '2a00:1450::1', '64:ff9b::808:808', '::ffff:8.8.8.8']) {
       assert.equal(isPrivateAddress(ip), false, ip);
     }
   });

@@ -11,7 +11,7 @@ import { writeLimits, writeTools } from '../src/tools/write-tools.js';
 import { buildChildEnv, commandLimits, commandTools } from '../src/tools/run-command.js';
 import type { CommandSandbox, SandboxMode } from '../src/sandbox/index.js';
 import { netLimits, netTools } from '../src/tools/fetch-url.js';
-import { isPrivateAddress, parseIPv6 } from '../src/tools/net-address.js';
+import { classifyAddress, isPrivateAddress } from '../src/permissions/address.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from '../src/tools/types.js';
 
 // Layout (base is a realpath'd temp dir):
@@ -512,23 +512,40 @@ describe('run_command under bubblewrap only', { skip: bwrapMissing ? 'bubblewrap
 
 // ---------------------------------------------------------------------------------------------
 
-describe('isPrivateAddress', () => {
-  it('classifies IPv4 and IPv6', () => {
-    const priv = [
-      '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '127.0.0.1', '127.255.0.9', '169.254.169.254',
-      '100.64.0.1', '100.127.255.255', '0.0.0.0', '0.1.2.3', '224.0.0.1', '255.255.255.255',
-      '::1', '::', '0:0:0:0:0:0:0:1', 'fe80::1', 'fe80::1%eth0', 'febf::1', 'fc00::1', 'fd12:3456::1',
-      '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::ffff:169.254.169.254', '64:ff9b::a00:1',
-      '2002:c0a8:101::1', '::127.0.0.1', 'not an ip', '', '1.2.3', '1:2:3',
+describe('classifyAddress (the one IP classifier)', () => {
+  it('refuses every non-public range and judges embedded IPv4 by what it reaches', () => {
+    const priv: [string, string][] = [
+      ['10.1.2.3', 'private'], ['172.16.0.1', 'private'], ['172.31.255.255', 'private'], ['192.168.1.1', 'private'],
+      ['127.0.0.1', 'loopback'], ['127.255.0.9', 'loopback'], ['169.254.169.254', 'linkLocal'],
+      ['100.64.0.1', 'carrierGradeNat'], ['100.127.255.255', 'carrierGradeNat'], ['0.0.0.0', 'unspecified'], ['0.1.2.3', 'unspecified'],
+      ['224.0.0.1', 'multicast'], ['255.255.255.255', 'broadcast'], ['240.0.0.1', 'reserved'], ['198.18.0.1', 'reserved'],
+      // documentation
+      ['192.0.2.1', 'reserved'], ['198.51.100.7', 'reserved'], ['203.0.113.9', 'reserved'], ['2001:db8::1', 'reserved'],
+      ['::1', 'loopback'], ['::', 'unspecified'], ['0:0:0:0:0:0:0:1', 'loopback'], ['fe80::1', 'linkLocal'], ['fe80::1%eth0', 'linkLocal'],
+      ['febf::1', 'linkLocal'], ['fec0::1', 'deprecatedSiteLocal'], ['fc00::1', 'uniqueLocal'], ['fd12:3456::1', 'uniqueLocal'], ['ff02::1', 'multicast'],
+      // IPv4-mapped: the embedded address decides
+      ['::ffff:127.0.0.1', 'ipv4Mapped → loopback'], ['::ffff:7f00:1', 'ipv4Mapped → loopback'], ['::ffff:10.0.0.1', 'ipv4Mapped → private'],
+      ['::ffff:169.254.169.254', 'ipv4Mapped → linkLocal'], ['[::ffff:192.168.0.1]', 'ipv4Mapped → private'],
+      // IPv4-compatible, IPv4-translated and the rest of ::/8
+      ['::127.0.0.1', 'reserved ::/8'], ['::8.8.8.8', 'reserved ::/8'], ['::2', 'reserved ::/8'], ['::ffff:0:8.8.8.8', 'rfc6145'],
+      // NAT64: the well-known /96 by its IPv4, the local-use /48 always
+      ['64:ff9b::a00:1', 'nat64 → private'], ['64:ff9b::7f00:1', 'nat64 → loopback'],
+      ['64:ff9b:1::a00:1', 'nat64 local-use'], ['64:ff9b:1::808:808', 'nat64 local-use'], ['64:ff9b:1:abcd::1', 'nat64 local-use'],
+      // 6to4 by its IPv4; Teredo always
+      ['2002:c0a8:101::1', '6to4 → private'], ['2002:7f00:1::', '6to4 → loopback'], ['2002:0a00:0001::5', '6to4 → private'],
+      ['2001::1', 'teredo'], ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'teredo'],
+      // discard-only 100::/64 and the rest of 100::/8, outside 2000::/3
+      ['100::1', 'discard'], ['100::ffff:ffff:ffff:ffff', 'discard'], ['100:0:0:1::1', 'not global unicast'], ['4000::1', 'not global unicast'],
+      ['3fff::1', 'reserved'], ['2001:2::1', 'benchmarking'],
+      ['not an ip', 'not an IP address'], ['', 'not an IP address'], ['1.2.3', 'not an IP address'], ['1:2:3', 'not an IP address'],
+      ['0x7f.1', 'not an IP address'], ['127.1', 'not an IP address'], ['1::2::3', 'not an IP address'], ['::ffff:1.2.3.999', 'not an IP address'],
     ];
-    const pub = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '172.15.255.255', '100.128.0.1', '100.63.255.255', '192.169.0.1',
-      '2606:4700::1111', '::ffff:8.8.8.8', '2001:4860:4860::8888', '64:ff9b::808:808'];
-    for (const ip of priv) assert.equal(isPrivateAddress(ip), true, ip);
+    const pub = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '172.15.255.255', '100.128.0.1', '100.63.255.255', '192.169.0.1', '192.0.3.1',
+      '2606:4700::1111', '::ffff:8.8.8.8', '2001:4860:4860::8888', '64:ff9b::808:808', '2002:0808:0808::1'];
+    for (const [ip, range] of priv) assert.deepEqual(classifyAddress(ip), { public: false, range }, ip);
+    for (const ip of pub) assert.equal(classifyAddress(ip).public, true, ip);
     for (const ip of pub) assert.equal(isPrivateAddress(ip), false, ip);
-    assert.deepEqual(parseIPv6('1::'), [1, 0, 0, 0, 0, 0, 0, 0]);
-    assert.deepEqual(parseIPv6('::ffff:1.2.3.4'), [0, 0, 0, 0, 0, 0xffff, 0x102, 0x304]);
-    assert.equal(parseIPv6('1::2::3'), null);
-    assert.equal(parseIPv6('1:2:3:4:5:6:7:8:9'), null);
+    assert.equal(priv.length + pub.length, 75);
   });
 });
 
@@ -537,7 +554,9 @@ describe('fetch_url', () => {
   let port: number;
   let origin: string;
   let hits = 0;
-  const allowLoopback = (h: string): boolean => h === '127.0.0.1';
+  // A gate that lets this test server's loopback address through and refuses other non-public ones.
+  const allowLoopback = (_url: string, a: string): { ok: boolean; reason: string } =>
+    a === '127.0.0.1' || !isPrivateAddress(a) ? { ok: true, reason: '' } : { ok: false, reason: `${a} is a private address` };
 
   before(async () => {
     server = http.createServer((req, res) => {
@@ -621,25 +640,25 @@ describe('fetch_url', () => {
     const before = hits;
     const r = await call('fetch_url', { url: `${origin}/hello` });
     assert.equal(r.isError, true);
-    assert.match(r.content, /^fetch_url: refused http:\/\/127\.0\.0\.1:\d+\/hello: 127\.0\.0\.1 is a private, loopback or link-local address/);
+    assert.match(r.content, /^fetch_url: refused http:\/\/127\.0\.0\.1:\d+\/hello: 127\.0\.0\.1 is a private, loopback, link-local or reserved address \(loopback\)/);
     // a name that resolves to loopback is refused at DNS time
     const byName = await call('fetch_url', { url: `http://localhost:${port}/hello` });
     assert.equal(byName.isError, true);
-    assert.match(byName.content, /refused http:\/\/localhost:\d+\/hello: localhost resolves to (127\.0\.0\.1|::1)/);
+    assert.match(byName.content, /refused http:\/\/localhost:\d+\/hello: localhost resolved to (127\.0\.0\.1|::1), a private, loopback, link-local or reserved address \(loopback\)/);
     for (const u of [`http://[::1]:${port}/`, `http://[::ffff:127.0.0.1]:${port}/`, `http://0x7f.1:${port}/`, `http://169.254.169.254/latest/meta-data/`]) {
       const x = await call('fetch_url', { url: u });
       assert.equal(x.isError, true, u);
-      assert.match(x.content, /private, loopback or link-local/, u);
+      assert.match(x.content, /private, loopback, link-local or reserved/, u);
     }
     assert.equal(hits, before, 'the server was never contacted');
   });
 
-  it('fetches when allowPrivateHost allows the host', async () => {
+  it('fetches when checkAddress allows the address', async () => {
     const seen: string[] = [];
-    const c: ToolContext = { workspaceRoot: ws, allowPrivateHost: (h) => (seen.push(h), allowLoopback(h)) };
+    const c: ToolContext = { workspaceRoot: ws, checkAddress: (u, a) => (seen.push(`${u} ${a}`), allowLoopback(u, a)) };
     const r = await call('fetch_url', { url: `${origin}/hello` }, c);
     assert.deepEqual(r, { isError: false, content: 'HTTP 200 OK\ncontent-type: text/plain; charset=utf-8\n\nhello world\n' });
-    assert.deepEqual(seen, ['127.0.0.1']);
+    assert.deepEqual(seen, [`${origin}/hello 127.0.0.1`]);
     const nf = await call('fetch_url', { url: `${origin}/404` }, c);
     assert.equal(nf.isError, false, 'an HTTP error status is a normal result');
     assert.match(nf.content, /^HTTP 404 Not Found\n[\s\S]*no such page$/);
@@ -657,7 +676,7 @@ describe('fetch_url', () => {
     const checked: string[] = [];
     const c: ToolContext = {
       workspaceRoot: ws,
-      allowPrivateHost: allowLoopback,
+      checkAddress: allowLoopback,
       checkUrl: (u) => (checked.push(u), { ok: true, reason: '' }),
     };
     const r = await call('fetch_url', { url: `${origin}/chain/3` }, c);
@@ -673,7 +692,7 @@ describe('fetch_url', () => {
     const checked: string[] = [];
     const c: ToolContext = {
       workspaceRoot: ws,
-      allowPrivateHost: allowLoopback,
+      checkAddress: allowLoopback,
       checkUrl: (u) => {
         checked.push(u);
         return new URL(u).hostname === 'blocked.example' ? { ok: false, reason: 'host not in the allowlist' } : { ok: true, reason: '' };
@@ -689,7 +708,7 @@ describe('fetch_url', () => {
   });
 
   it('refuses redirects to private hosts and to other schemes', async () => {
-    const c: ToolContext = { workspaceRoot: ws, allowPrivateHost: allowLoopback };
+    const c: ToolContext = { workspaceRoot: ws, checkAddress: allowLoopback };
     const priv = await call('fetch_url', { url: `${origin}/to-private` }, c);
     assert.equal(priv.isError, true);
     assert.match(priv.content, /^fetch_url: refused http:\/\/10\.0\.0\.1\/admin: 10\.0\.0\.1 is a private/);
@@ -699,7 +718,7 @@ describe('fetch_url', () => {
   });
 
   it('caps the response size', async () => {
-    const c: ToolContext = { workspaceRoot: ws, allowPrivateHost: allowLoopback };
+    const c: ToolContext = { workspaceRoot: ws, checkAddress: allowLoopback };
     const old = netLimits.maxResponseBytes;
     netLimits.maxResponseBytes = 1000;
     try {
@@ -712,7 +731,7 @@ describe('fetch_url', () => {
   });
 
   it('times out, and honours ctx.signal', async () => {
-    const c: ToolContext = { workspaceRoot: ws, allowPrivateHost: allowLoopback };
+    const c: ToolContext = { workspaceRoot: ws, checkAddress: allowLoopback };
     const old = netLimits.timeoutMs;
     netLimits.timeoutMs = 300;
     try {

@@ -18,6 +18,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import {
   checkMcpTool,
+  checkResolvedAddress,
   checkResolvedPath,
   checkToolCall,
   checkUrl,
@@ -450,8 +451,11 @@ export class ToolGate {
         if (d.decision === 'ask') return { ok: false, reason: `permission denied: ${d.reason}, and a redirect cannot stop to ask; fetch that URL directly` };
         return { ok: false, reason: `permission denied: ${d.reason}` };
       },
-      // Private/loopback/link-local addresses only for a host a rule names exactly, in every layer.
-      allowPrivateHost: (host) => namesHostExactly(run.rules, host),
+      // Non-public addresses only for a host (or address) a rule names exactly, in every layer.
+      checkAddress: (url, address) => {
+        const d = checkResolvedAddress(run.rules, url, address);
+        return { ok: d.decision === 'allow', reason: d.reason };
+      },
       // list_dir/search_files were checked on their starting path; each entry is checked here.
       filterPath: (rel, abs, use) => {
         const realRel = isWithin(root, abs) ? toRel(root, abs) : rel;
@@ -462,18 +466,4 @@ export class ToolGate {
       },
     };
   }
-}
-
-/** True when every layer has an allow or ask rule WebFetch(domain:<host>) naming exactly this host. */
-function namesHostExactly(rules: RuleSet, host: string): boolean {
-  const h = host.toLowerCase();
-  return (
-    rules.layers.length > 0 &&
-    rules.layers.every((layer) =>
-      [...layer.allow, ...layer.ask].some((s) => {
-        const p = parseRule(s);
-        return p.ok && p.rule.kind === 'WebFetch' && p.rule.host.type === 'exact' && p.rule.host.host === h;
-      }),
-    )
-  );
 }

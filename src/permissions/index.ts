@@ -41,11 +41,12 @@ import { argvProblem, coverage, dangerousForm, describeArgv, matchCommand } from
 import { globCovers } from './glob.js';
 import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';
-import { hostMatches, isPrivateAddress, parseFetchUrl } from './url.js';
+import { hostMatches, parseFetchUrl } from './url.js';
+import { isPrivateAddress } from './address.js';
 
 export { parseRule, validateRules, type Rule, type PathKind } from './rules.js';
 export { translateSeedTools } from './seed.js';
-export { isPrivateAddress } from './url.js';
+export { classifyAddress, isPrivateAddress } from './address.js';
 
 export type Decision = { decision: 'allow' | 'ask' | 'deny'; rule: string | null; reason: string };
 

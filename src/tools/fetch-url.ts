@@ -3,9 +3,10 @@
 // and adds the mechanical SSRF defences:
 //   - http and https only; no credentials in URLs;
 //   - ctx.checkUrl(url) before the first request and before each redirect hop (at most 5 redirects);
-//   - hosts that are, or resolve to, a private/loopback/link-local/unique-local/unspecified address
-//     are refused unless ctx.allowPrivateHost(host) says yes. The check happens INSIDE the connection's
-//     DNS lookup (dns.lookup(host, {all: true}); refuse if ANY address is private) and the socket
+//   - every address the request would reach goes through ctx.checkAddress(url, address) (the permission
+//     engine's checkResolvedAddress: non-public addresses only for a host a rule names exactly; without a
+//     gate, non-public addresses are refused). The check happens INSIDE the connection's
+//     DNS lookup (dns.lookup(host, {all: true}); refuse if ANY address is refused) and the socket
 //     connects to exactly the addresses that were checked, so a DNS-rebinding answer between "check"
 //     and "connect" is impossible. (This is why the tool uses node:http/https with a `lookup` hook
 //     rather than global fetch, which resolves the name again on its own.) IP-literal hosts are checked
@@ -22,7 +23,7 @@ import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { ArgError, abortedOutcome, checkArgs, fail, formatSize, neverThrows, ok, optString, reqString, utf8SafeEnd } from './fs-tools.js';
-import { isPrivateAddress } from './net-address.js';
+import { classifyAddress } from '../permissions/address.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
 
 /** Limits for fetch_url; the orchestrator may overwrite these at startup. */
@@ -48,13 +49,25 @@ class PrivateHostError extends Error {
   constructor(
     readonly host: string,
     readonly address: string,
+    reason: string,
   ) {
-    super(`${host} resolves to ${address}, a private/loopback/link-local address`);
+    super(reason);
   }
 }
 
-/** A `lookup` for http.request: resolves all addresses, refuses if ANY is private, connects only to those. */
-function guardedLookup(allowPrivate: boolean): LookupFunction {
+type AddressCheck = (address: string) => { ok: boolean; reason: string };
+
+/** Without a permission gate: public addresses only. */
+function publicOnly(url: string, address: string): { ok: boolean; reason: string } {
+  const c = classifyAddress(address);
+  if (c.public) return { ok: true, reason: `${address} is a public address` };
+  const host = bareHost(new URL(url));
+  const what = `a private, loopback, link-local or reserved address (${c.range})`;
+  return { ok: false, reason: host === address ? `${address} is ${what}` : `${host} resolved to ${address}, ${what}` };
+}
+
+/** A `lookup` for http.request: resolves all addresses, refuses if ANY is refused, connects only to those. */
+function guardedLookup(check: AddressCheck): LookupFunction {
   return (hostname, options, callback) => {
     dns.lookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints }, (err, addresses) => {
       if (err) {
@@ -65,10 +78,10 @@ function guardedLookup(allowPrivate: boolean): LookupFunction {
         callback(Object.assign(new Error(`no addresses for ${hostname}`), { code: 'ENOTFOUND' }), '');
         return;
       }
-      if (!allowPrivate) {
-        const bad = addresses.find((a) => isPrivateAddress(a.address));
-        if (bad) {
-          callback(new PrivateHostError(hostname, bad.address), '');
+      for (const a of addresses) {
+        const c = check(a.address);
+        if (!c.ok) {
+          callback(new PrivateHostError(hostname, a.address, c.reason), '');
           return;
         }
       }
@@ -82,7 +95,7 @@ function isPrivateHostError(e: unknown): e is PrivateHostError {
   return e instanceof PrivateHostError || (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'EDELEGATE_PRIVATE_HOST');
 }
 
-/** The URL's hostname as given to allowPrivateHost: lower-case, IPv6 without brackets. */
+/** The URL's hostname: lower-case, IPv6 without brackets. */
 function bareHost(u: URL): string {
   const h = u.hostname.toLowerCase();
   return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
@@ -93,7 +106,7 @@ function sendRequest(
   method: string,
   body: Buffer | undefined,
   contentType: string | undefined,
-  allowPrivate: boolean,
+  check: AddressCheck,
   signal: AbortSignal,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -108,7 +121,7 @@ function sendRequest(
       headers['content-length'] = String(body.length);
     }
     const mod = url.protocol === 'https:' ? https : http;
-    const req = mod.request(url, { method, headers, signal, agent: false, lookup: guardedLookup(allowPrivate) }, resolve);
+    const req = mod.request(url, { method, headers, signal, agent: false, lookup: guardedLookup(check) }, resolve);
     req.once('error', reject);
     req.end(body);
   });
@@ -256,15 +269,15 @@ async function runFetchUrl(rawArgs: Record<string, unknown>, ctx: ToolContext): 
         return fail(`${T}: refused ${url.href}${hop}: ${check.reason}`);
       }
       const host = bareHost(url);
-      const allowPrivate = ctx.allowPrivateHost?.(host) === true;
-      if (!allowPrivate && isIP(host) !== 0 && isPrivateAddress(host)) {
-        return fail(
-          `${T}: refused ${url.href}: ${host} is a private, loopback or link-local address ` +
-            '(not allowed for this agent)',
-        );
+      const hop = url.href;
+      const checkAddress: AddressCheck = (address) => (ctx.checkAddress ?? publicOnly)(hop, address);
+      // An IP-literal host is never looked up: it is checked here, like a resolved address.
+      if (isIP(host) !== 0) {
+        const c = checkAddress(host);
+        if (!c.ok) return fail(`${T}: refused ${url.href}: ${c.reason} (not allowed for this agent)`);
       }
 
-      res = await sendRequest(url, method, body, contentType, allowPrivate, ac.signal);
+      res = await sendRequest(url, method, body, contentType, checkAddress, ac.signal);
       const status = res.statusCode ?? 0;
       const location = res.headers.location;
       if (!REDIRECT_STATUSES.has(status) || typeof location !== 'string' || location === '') break;

@@ -14,10 +14,11 @@ export interface ToolContext {
    */
   checkUrl?: (url: string) => { ok: boolean; reason: string };
   /**
-   * fetch_url refuses hosts that are or resolve to private/loopback/link-local addresses unless this
-   * returns true for the host (the URL's hostname, lower-case, IPv6 without brackets).
+   * fetch_url calls this for every address a request would connect to (each resolved address, or the
+   * IP-literal host) with the URL of that hop. `ok: false` refuses the request. Absent: only public
+   * addresses are reachable.
    */
-  allowPrivateHost?: (host: string) => boolean;
+  checkAddress?: (url: string, address: string) => { ok: boolean; reason: string };
   /**
    * Policy hook for list_dir and search_files, which are permitted on their starting path only: called
    * for every entry they would show or read. `rel` is the entry's workspace-relative path as listed,

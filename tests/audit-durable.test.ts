@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AuditLog, installShutdownFlush } from '../src/audit/audit-log.js';
 import { DurableFileTransport } from '../src/audit/durable-file.js';
+import { verifyChainFile } from '../src/audit/chain.js';
 import type { AuditEvent, RunContext } from '../src/audit/events.js';
 import { readAuditDir } from '../src/audit/reader.js';
 import { Redactor } from '../src/audit/redact.js';
@@ -94,7 +95,7 @@ test('emit stamps v/ts/seq/pid, fills null context, redacts, and writes one comp
   assert.equal((events[1] as { message: string }).message, 'provider said: bad key [REDACTED]');
   assert.ok(fs.readFileSync(path.join(dir, filesIn(dir)[0]), 'utf8').endsWith('}\n'));
   // Envelope fields come first, in a fixed order, for people reading the raw file.
-  assert.deepEqual(Object.keys(events[1]).slice(0, 10), ['v', 'ts', 'seq', 'pid', 'event', 'run_id', 'parent_run_id', 'root_run_id', 'depth', 'agent']);
+  assert.deepEqual(Object.keys(events[1]).slice(0, 11), ['prev', 'v', 'ts', 'seq', 'pid', 'event', 'run_id', 'parent_run_id', 'root_run_id', 'depth', 'agent']);
   audit.emit({ event: 'server_stop' });
   assert.equal(linesOf(dir).length, 4, 'emit after close is a no-op');
 });
@@ -222,17 +223,19 @@ test('two writers share a directory: a second AuditLog in-process and a real chi
 
 test('rotation by size continues in .1.jsonl, .2.jsonl; by UTC day in a new dated file', () => {
   const dir = tempDir();
-  const t = new DurableFileTransport({ dir, maxBytes: 1000 });
-  const line = JSON.stringify({ pad: 'x'.repeat(80) }); // ~92 bytes + newline
+  const t = new DurableFileTransport({ dir, maxBytes: 1700 });
+  const line = JSON.stringify({ pad: 'x'.repeat(80) }); // ~92 bytes + the chain hash (74) + newline: 10 a file
   for (let i = 0; i < 25; i++) t.writeLine(line);
   t.close();
   const day = today();
   assert.deepEqual(filesIn(dir), [`audit-${day}.1.jsonl`, `audit-${day}.2.jsonl`, `audit-${day}.jsonl`]);
-  for (const f of filesIn(dir)) assert.ok(fs.statSync(path.join(dir, f)).size <= 1000, f);
+  for (const f of filesIn(dir)) assert.ok(fs.statSync(path.join(dir, f)).size <= 1700, f);
+  // Each file is a chain of its own.
+  for (const f of filesIn(dir)) assert.equal(verifyChainFile(path.join(dir, f)).broken, null, f);
   assert.equal(linesOf(dir).length, 25);
 
   // A new writer continues in the highest file of the day rather than starting over at .0.
-  const t2 = new DurableFileTransport({ dir, maxBytes: 1000 });
+  const t2 = new DurableFileTransport({ dir, maxBytes: 1700 });
   t2.writeLine(line);
   assert.equal(path.basename(t2.stats.file!), `audit-${day}.2.jsonl`);
   t2.close();
@@ -288,7 +291,13 @@ test('a torn last line left by a crash is terminated before the next writer appe
   t.close();
   const lines = linesOf(dir);
   assert.equal(lines.length, 2);
-  assert.deepEqual(JSON.parse(lines[1]), { n: 1 });
+  const { prev, ...rest } = JSON.parse(lines[1]);
+  assert.deepEqual(rest, { n: 1 });
+  // The fragment is a crash leftover, not tampering: the chain verifies across it.
+  const report = verifyChainFile(path.join(dir, `audit-${today()}.jsonl`));
+  assert.equal(report.broken, null);
+  assert.equal(report.lines, 2);
+  assert.equal(typeof prev, 'string');
 });
 
 test('kill -9 right after run_end + flush(): the run_end line is on disk', async () => {

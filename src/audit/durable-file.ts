@@ -1,7 +1,8 @@
 // A winston transport that writes JSONL durably. winston's own file transports never fsync, so an
 // audit record could vanish with the page cache. Here:
-// - the file is opened with O_APPEND ('a') and every line goes out in ONE write(2), so processes that
-//   share the directory (a server and its re-entry children) never interleave inside a line;
+// - lines are hash-chained (chain.ts): each carries the hash of the line before it, appends from the
+//   processes that share the directory (a server and its re-entry children) are serialised by a lock
+//   file, and every batch of lines goes out in ONE write(2) on an O_APPEND descriptor;
 // - fdatasync is group-committed: every `commitEvery` lines or `commitIntervalMs`, whichever first
 //   (~4 µs a record instead of ~200 µs), and `flush()` forces it for run ends and shutdown;
 // - files rotate by UTC day (audit-YYYY-MM-DD.jsonl) and by size (audit-YYYY-MM-DD.1.jsonl, .2, …);
@@ -10,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Transport from 'winston-transport';
+import { ChainFile } from './chain.js';
 
 /** triple-beam's MESSAGE symbol: the formatted line a winston format produced. */
 const MESSAGE = Symbol.for('message');
@@ -55,7 +57,7 @@ export class DurableFileTransport extends Transport {
   private readonly onError: (err: Error) => void;
   private readonly now: () => number;
 
-  private fd: number | null = null;
+  private chain: ChainFile | null = null;
   private file: string | null = null;
   private day = '';
   private dayEndsAt = 0;
@@ -65,7 +67,8 @@ export class DurableFileTransport extends Transport {
   private retryTimer: NodeJS.Timeout | null = null;
   private failing = false;
   private nextRetryAt = 0;
-  private backlog: Buffer[] = [];
+  /** Blocks of lines (newline-separated, no final newline) the disk refused so far. */
+  private backlog: string[] = [];
   private shut = false;
   private stats_ = { written: 0, synced: 0, dropped: 0 };
 
@@ -89,22 +92,24 @@ export class DurableFileTransport extends Transport {
     next();
   }
 
-  /** Appends one line, or several joined by newlines, in one write (a final newline is added). Never throws. */
+  /**
+   * Appends one JSON object line, or several joined by newlines, chained, in one write. Never throws.
+   */
   writeLine(line: string): void {
     if (this.shut) {
       this.stats_.dropped++;
       return;
     }
-    const buf = Buffer.from(line.endsWith('\n') ? line : line + '\n');
+    const block = line.endsWith('\n') ? line.slice(0, -1) : line;
     if (this.failing || this.backlog.length) {
-      this.enqueue(buf);
+      this.enqueue(block);
       this.recover(false);
       return;
     }
     try {
-      this.append(buf);
+      this.append(block);
     } catch (err) {
-      this.enqueue(buf);
+      this.enqueue(block);
       this.fail(err);
     }
   }
@@ -129,18 +134,18 @@ export class DurableFileTransport extends Transport {
       this.followUp = null;
       return this.flushAsync();
     }));
-    if (this.fd === null || this.unsynced === 0) return Promise.resolve();
+    const fd = this.chain?.fd ?? null;
+    if (fd === null || this.unsynced === 0) return Promise.resolve();
     if (this.commitTimer) {
       clearTimeout(this.commitTimer);
       this.commitTimer = null;
     }
-    const fd = this.fd;
     const n = this.unsynced;
     this.unsynced = 0;
     this.inflight = new Promise<void>((resolve) => {
       fs.fdatasync(fd, (err) => {
         this.inflight = null;
-        if (err && this.fd === fd) {
+        if (err && this.chain?.fd === fd) {
           this.unsynced += n;
           this.fail(err);
         } else if (!err) this.stats_.synced += n;
@@ -170,12 +175,15 @@ export class DurableFileTransport extends Transport {
     return `${this.prefix}-${day}${index ? `.${index}` : ''}.jsonl`;
   }
 
-  private append(buf: Buffer): void {
-    const fd = this.ensureFile(buf.length);
-    let off = 0;
-    // One write(2) in practice; the loop only matters after a short write (e.g. the disk filling up).
-    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-    const lines = countLines(buf);
+  private append(block: string): void {
+    const jsonLines = block.split('\n').filter((l) => l !== '');
+    if (!jsonLines.length) return;
+    // Each line grows by its chain hash (~75 bytes) on the way out.
+    const chain = this.ensureFile(Buffer.byteLength(block) + 76 * jsonLines.length);
+    const r = chain.append(jsonLines);
+    // A new file's directory entry must be durable too, or fdatasync'd lines can vanish with it.
+    if (r.created) fsyncDir(this.dir);
+    const lines = jsonLines.length;
     this.stats_.written += lines;
     this.unsynced += lines;
     // Group commit runs off the event loop (flushAsync); only flush()/close() block, at shutdown.
@@ -186,14 +194,15 @@ export class DurableFileTransport extends Transport {
     }
   }
 
-  /** Returns an fd for a line of `len` bytes, rotating by day or size and reopening a deleted file. */
-  private ensureFile(len: number): number {
+  /** The file for `len` more bytes, rotating by day or size and reopening a deleted file. */
+  private ensureFile(len: number): ChainFile {
     const t = this.now();
-    if (this.fd !== null && t < this.dayEndsAt) {
+    if (this.chain !== null && t < this.dayEndsAt) {
       // fstat sees other processes' appends too, so every writer rotates at the same point; a file
       // unlinked under us (nlink 0) would swallow lines silently, so reopen instead.
-      const st = fs.fstatSync(this.fd);
-      if (st.nlink > 0 && !(st.size > 0 && st.size + len > this.maxBytes)) return this.fd;
+      if (this.chain.fd === null) return this.chain; // not created yet: its first append creates it
+      const st = fs.fstatSync(this.chain.fd);
+      if (st.nlink > 0 && !(st.size > 0 && st.size + len > this.maxBytes)) return this.chain;
       if (st.nlink > 0) this.index++;
     } else {
       const day = new Date(t).toISOString().slice(0, 10);
@@ -208,26 +217,22 @@ export class DurableFileTransport extends Transport {
     return this.openFor(len);
   }
 
-  private openFor(len: number): number {
+  private openFor(len: number): ChainFile {
     fs.mkdirSync(this.dir, { recursive: true });
     if (this.index < 0) this.index = this.highestIndex(this.day);
     for (;;) {
       const file = path.join(this.dir, this.fileName(this.day, this.index));
-      const existed = fs.existsSync(file);
-      const fd = fs.openSync(file, 'a', 0o600);
-      const { size } = fs.fstatSync(fd);
+      // A torn last line (crash, short write) is ended by the chain's next append, not here.
+      const chain = new ChainFile(file, { onTamper: (msg) => this.onError(new Error(msg)) });
+      const size = chain.openExisting();
       if (size > 0 && size + len > this.maxBytes) {
-        fs.closeSync(fd);
+        chain.close();
         this.index++;
         continue;
       }
-      this.fd = fd;
+      this.chain = chain;
       this.file = file;
-      // A crash or a short write can leave a torn last line; terminate it so our first line stays whole.
-      if (size > 0 && lastByte(file, size) !== 0x0a) fs.writeSync(fd, '\n');
-      // A new file's directory entry must be durable too, or fdatasync'd lines can vanish with it.
-      if (!existed) fsyncDir(this.dir);
-      return fd;
+      return chain;
     }
   }
 
@@ -246,9 +251,10 @@ export class DurableFileTransport extends Transport {
       clearTimeout(this.commitTimer);
       this.commitTimer = null;
     }
-    if (this.fd === null || this.unsynced === 0) return;
+    const fd = this.chain?.fd ?? null;
+    if (fd === null || this.unsynced === 0) return;
     try {
-      fs.fdatasyncSync(this.fd);
+      fs.fdatasyncSync(fd);
       this.stats_.synced += this.unsynced;
       this.unsynced = 0;
     } catch (err) {
@@ -256,8 +262,8 @@ export class DurableFileTransport extends Transport {
     }
   }
 
-  private enqueue(buf: Buffer): void {
-    this.backlog.push(buf);
+  private enqueue(block: string): void {
+    this.backlog.push(block);
     if (this.backlog.length > this.maxBacklog) {
       const n = this.backlog.length - this.maxBacklog;
       this.backlog.splice(0, n);
@@ -292,8 +298,8 @@ export class DurableFileTransport extends Transport {
     if (this.backlog.length === 0 || (!force && Date.now() < this.nextRetryAt)) return;
     let done = 0;
     try {
-      for (const buf of this.backlog) {
-        this.append(buf);
+      for (const block of this.backlog) {
+        this.append(block);
         done++;
       }
       this.failing = false;
@@ -305,36 +311,14 @@ export class DurableFileTransport extends Transport {
   }
 
   private closeFd(): void {
-    if (this.fd === null) return;
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already gone (EBADF) — nothing left to release
-    }
-    this.fd = null;
+    this.chain?.close();
+    this.chain = null;
   }
 
   private clearTimers(): void {
     if (this.commitTimer) clearTimeout(this.commitTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.commitTimer = this.retryTimer = null;
-  }
-}
-
-function countLines(buf: Buffer): number {
-  let n = 0;
-  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) n++;
-  return n;
-}
-
-function lastByte(file: string, size: number): number {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(1);
-    fs.readSync(fd, b, 0, 1, size - 1);
-    return b[0];
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

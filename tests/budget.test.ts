@@ -2,6 +2,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BudgetLedger, type BudgetLedgerOptions, type ReserveResult, type ReserveGranted, type ReserveRefused } from '../src/budget/ledger.js';
 import { Prices, DEFAULT_PRICES, localModelId } from '../src/budget/prices.js';
 import { TokenScaler } from '../src/budget/estimate.js';
+import { LedgerChainError } from '../src/budget/ledger-file.js';
 import type { Usage } from '../src/providers/types.js';
 
 const SONNET = 'anthropic/claude-sonnet-4-5';
@@ -363,7 +365,7 @@ describe('persistence', () => {
 
     const lines = readLines(path.join(dir, 'budget', `ledger-${day}.jsonl`));
     assert.equal(lines.length, 2);
-    assert.deepEqual(Object.keys(lines[0]).sort(), ['agent', 'basis', 'cache_read', 'cache_write', 'day', 'input', 'model', 'output', 'pid', 'runId', 'seq', 'tokens', 'ts', 'usd', 'writer'].sort());
+    assert.deepEqual(Object.keys(lines[0]).sort(), ['agent', 'basis', 'cache_read', 'cache_write', 'day', 'input', 'model', 'output', 'pid', 'prev', 'runId', 'seq', 'tokens', 'ts', 'usd', 'writer'].sort());
 
     const b = await BudgetLedger.open(opts(dir, { server: { daily_tokens: 10000 } }));
     const st = b.status();
@@ -380,7 +382,7 @@ describe('persistence', () => {
     await Promise.all([b.close(), c.close()]);
   });
 
-  test('a corrupt or torn line is skipped with file:line, never a crash; later appends stay intact', async () => {
+  test('a torn line is skipped with file:line, never a crash; later appends stay intact and chained', async () => {
     const dir = tmp();
     const a = await BudgetLedger.open(opts(dir));
     a.openRun({ runId: 'r1', agent: 'x' });
@@ -388,7 +390,9 @@ describe('persistence', () => {
     spend(a, 'r1', 100, 100);
     await a.close();
     const file = path.join(dir, 'budget', `ledger-${day}.jsonl`);
-    appendFileSync(file, 'not json at all\n{"ts":"2026-11-22T12:00:00Z","day":"2026-11-22","runId":"r9","agent":"x","mod');
+    // A record cut short by a crash: the start of a line chained to line 2.
+    const line2 = readFileSync(file, 'utf8').split('\n')[1];
+    appendFileSync(file, `{"prev":"${createHash('sha256').update(line2).digest('hex')}","ts":"2026-11-22T12:00:00Z","day":"2026-11-22","runId":"r9","agent":"x","mod`);
     // The crash was a while ago (a fresh unterminated tail could be a live writer mid-append).
     const old = new Date(Date.now() - 60_000);
     utimesSync(file, old, old);
@@ -396,7 +400,7 @@ describe('persistence', () => {
     const w = collectWarnings();
     const b = await BudgetLedger.open(opts(dir, { warn: w.warn }));
     assert.equal(b.status().server.spent.tokens, 400);
-    assert.deepEqual(w.msgs, [`${file}:3: skipped corrupt line`, `${file}:4: skipped corrupt line (torn write: no trailing newline)`]);
+    assert.deepEqual(w.msgs, [`${file}:3: skipped corrupt line (torn write: no trailing newline)`]);
     // The next append terminates the torn fragment first, so the new record is a line of its own.
     b.openRun({ runId: 'r2', agent: 'x' });
     spend(b, 'r2', 50, 50);
@@ -405,8 +409,40 @@ describe('persistence', () => {
     const w2 = collectWarnings();
     const c = await BudgetLedger.open(opts(dir, { warn: w2.warn }));
     assert.equal(c.status().server.spent.tokens, 500);
-    assert.deepEqual(w2.msgs, [`${file}:3: skipped corrupt line`, `${file}:4: skipped corrupt line`]);
+    // A crash leftover is not tampering: the chain runs over it and the ledger opens.
+    assert.deepEqual(w2.msgs, [`${file}:3: skipped corrupt line`]);
     await c.close();
+  });
+
+  test('a ledger whose chain is broken (line edited, deleted, inserted; file emptied) is refused at open with file:line', async () => {
+    const cases: [string, (lines: string[]) => string[], number, RegExp][] = [
+      ['edited', (l) => l.map((x, i) => (i === 0 ? x.replace('"tokens":200', '"tokens":2') : x)), 2, /does not chain to the line before it/],
+      ['deleted', (l) => l.filter((_, i) => i !== 1), 2, /does not chain to the line before it/],
+      ['inserted', (l) => [l[0], 'not json at all', ...l.slice(1)], 2, /not a chained record/],
+      ['emptied', () => [], 1, /the file is empty: every line was removed/],
+      ['first line removed', (l) => l.slice(1), 1, /the first line does not chain to the file's start/],
+    ];
+    for (const [what, change, line, why] of cases) {
+      const dir = tmp();
+      const a = await BudgetLedger.open(opts(dir));
+      a.openRun({ runId: 'r1', agent: 'x' });
+      for (let i = 0; i < 3; i++) spend(a, 'r1', 100, 100);
+      await a.close();
+      const file = path.join(dir, 'budget', `ledger-${day}.jsonl`);
+      const lines = readFileSync(file, 'utf8').split('\n').slice(0, -1);
+      assert.equal(lines.length, 3);
+      writeFileSync(file, change(lines).map((l) => l + '\n').join(''));
+      const err = await BudgetLedger.open(opts(dir, { warn: () => {} })).then(
+        () => null,
+        (e: Error) => e,
+      );
+      assert.ok(err instanceof LedgerChainError, `${what}: ${String(err)}`);
+      assert.equal(err.chainBreak.file, file, what);
+      assert.equal(err.chainBreak.line, line, what);
+      assert.match(err.message, why, what);
+      assert.match(err.message, new RegExp(`^budget ledger ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${line}: .*move it aside knowingly`), what);
+    }
+    assert.equal(cases.length, 5);
   });
 
   test('a fresh unterminated tail is another writer mid-append: left alone, then counted once complete', async () => {

@@ -18,6 +18,8 @@ import path from 'node:path';
 import { sha256Hex } from './hash.js';
 
 const NL = 0x0a;
+/** Read/append without O_CREAT: reads are positional, writes go to the end. */
+const OPEN_EXISTING = fs.constants.O_RDWR | fs.constants.O_APPEND;
 const PREV_KEY = '{"prev":"';
 const HASH_LEN = 64;
 /** A lock older than this is left over from a crash (an append holds it for microseconds). */
@@ -98,6 +100,12 @@ export class ChainVerifier {
         return null;
       }
       if (this.fragment) return this.fail(this.fragment.line, 'not a chained record');
+      // A torn write is the start of a line chained right here (or, before any chained line, of an
+      // old unchained one); anything else was put there by hand.
+      const head = `${PREV_KEY}${this.expected}",`;
+      if (this.started && !(head.startsWith(line) || line.startsWith(head))) {
+        return this.fail(n, 'not a chained record (a line was inserted or rewritten)');
+      }
       this.fragment = { line: n };
       return null;
     }
@@ -233,9 +241,10 @@ export class ChainFile {
   openExisting(): number {
     if (this.fd === null) {
       try {
-        this.fd = fs.openSync(this.path, 'a+'); // O_APPEND | O_RDWR | O_CREAT — guarded by the check below
+        this.fd = fs.openSync(this.path, OPEN_EXISTING); // never creates: only append() does, with content
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return -1;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return -1;
         throw err;
       }
     }
@@ -259,7 +268,7 @@ export class ChainFile {
   }
 
   private appendExisting(jsonLines: string[]): AppendResult {
-    if (this.fd === null) this.fd = fs.openSync(this.path, 'a+', this.opts.mode ?? 0o600);
+    if (this.fd === null) this.fd = fs.openSync(this.path, OPEN_EXISTING);
     const fd = this.fd;
     const size = fs.fstatSync(fd).size;
     const tail = readTail(fd, size);

@@ -2,4 +2,4 @@
 export * from './ledger.js';
 export * from './prices.js';
 export * from './estimate.js';
-export { ledgerFileName, type LedgerRecord, type ChargeBasis } from './ledger-file.js';
+export { LedgerChainError, ledgerFileName, type LedgerRecord, type ChargeBasis } from './ledger-file.js';

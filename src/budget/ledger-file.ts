@@ -12,8 +12,14 @@
 // instead of swallowing the next good record. A reader treats an unterminated tail as torn only once
 // the file has not been modified for `tornAfterMs`: a live writer finishes its single write() in
 // microseconds, so a tail that old can only be a crash leftover (a newer one is re-read next time).
+//
+// Lines are hash-chained like the audit log's (audit/chain.ts: appends under a lock file, each line
+// carrying the hash of the one before it). Reading verifies the chain as it goes; the first break
+// (an edited, deleted or inserted line, an emptied or shrunk file) is kept in `chainBreak`, and the
+// ledger refuses to start on it: spend must never be forgotten silently.
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChainFile, ChainVerifier, type ChainBreak } from '../audit/chain.js';
 
 export type ChargeBasis = 'usage' | 'streamed' | 'reserved';
 
@@ -46,9 +52,25 @@ export function ledgerFileName(day: string): string {
   return `ledger-${day}.jsonl`;
 }
 
+/** A ledger file whose chain is broken: the server does not start on it. */
+export class LedgerChainError extends Error {
+  constructor(readonly chainBreak: ChainBreak) {
+    const { file, line, reason } = chainBreak;
+    super(
+      `budget ledger ${file}:${line}: ${reason}. The spend it records cannot be trusted, so the server does not start. ` +
+        `Check the file (delegate-mcp audit verify); to go on without it, move it aside knowingly (mv ${file} ${file}.broken): ` +
+        `the day's spend then counts only what is recorded after that.`,
+    );
+    this.name = 'LedgerChainError';
+  }
+}
+
 export class DayFile {
   readonly path: string;
-  private fd: number | null = null;
+  private readonly chain: ChainFile;
+  private verifier: ChainVerifier;
+  /** The first break seen (sticky: a later re-read does not clear it). */
+  private break_: ChainBreak | null = null;
   /** Bytes consumed: always the end of a complete line (or of a torn tail skipped at first read). */
   private offset = 0;
   private lineNo = 0;
@@ -64,6 +86,23 @@ export class DayFile {
     private readonly tornAfterMs = 2000,
   ) {
     this.path = path.join(dir, ledgerFileName(day));
+    this.chain = new ChainFile(this.path, { onTamper: warn });
+    this.verifier = new ChainVerifier(this.path);
+  }
+
+  /** The first chain break found while reading (null: everything read so far verifies). */
+  get chainBreak(): ChainBreak | null {
+    return this.break_;
+  }
+
+  private get fd(): number | null {
+    return this.chain.fd;
+  }
+
+  private noteBreak(b: ChainBreak | null): void {
+    if (!b) return;
+    this.warn(`${b.file}:${b.line}: chain broken: ${b.reason}`);
+    this.break_ ??= b;
   }
 
   /** Lines appended since the last fdatasync. */
@@ -77,25 +116,27 @@ export class DayFile {
    * write from a crash, reported and skipped.
    */
   readNew(): LedgerRecord[] {
-    if (this.fd === null) {
-      if (!fs.existsSync(this.path)) return [];
-      this.fd = fs.openSync(this.path, 'a+'); // O_APPEND | O_RDWR: reads are positional, writes go to EOF
-    }
-    const stat = fs.fstatSync(this.fd);
+    if (this.chain.openExisting() < 0) return [];
+    const fd = this.fd!;
+    const stat = fs.fstatSync(fd);
     const size = stat.size;
+    // Our writer never leaves a ledger file empty (it is created with its first line in it).
+    if (size === 0 && this.offset === 0) this.noteBreak({ file: this.path, line: 1, reason: 'the file is empty: every line was removed' });
     if (size < this.offset) {
       // Someone truncated or replaced the file. Re-read it all; `seen` keeps us from double counting.
+      this.noteBreak({ file: this.path, line: this.lineNo, reason: `the file shrank from ${this.offset} to ${size} bytes: lines were removed` });
       this.warn(`${this.path}: file shrank from ${this.offset} to ${size} bytes; re-reading it from the start`);
       this.offset = 0;
       this.atTornEnd = false;
       this.lineNo = 0;
+      this.verifier = new ChainVerifier(this.path);
     }
     const out: LedgerRecord[] = [];
     let carry: Buffer = Buffer.alloc(0);
     let pos = this.offset;
     while (pos < size) {
       const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - pos));
-      const n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
       if (n <= 0) break;
       pos += n;
       const data = carry.length ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
@@ -118,7 +159,10 @@ export class DayFile {
 
   private consume(bytes: Buffer, out: LedgerRecord[], tornReason?: string): void {
     this.lineNo++;
-    const text = bytes.toString('utf8').trim();
+    const raw = bytes.toString('utf8');
+    // A torn tail is not part of the chain (the next writer chains over it); every whole line is.
+    if (!tornReason) this.noteBreak(this.verifier.feed(raw));
+    const text = raw.trim();
     if (!text) return; // blank lines come from the torn-tail guard in append()
     let rec: LedgerRecord | null = null;
     try {
@@ -138,32 +182,21 @@ export class DayFile {
     out.push(rec);
   }
 
-  /** Appends one record with a single write. Throws on I/O failure (the caller decides what to keep). */
+  /**
+   * Appends one record, chained, with a single write (chain.ts ends a torn tail first). Throws on I/O
+   * failure (the caller decides what to keep).
+   */
   append(rec: LedgerRecord): void {
-    if (this.fd === null) {
-      fs.mkdirSync(this.dir, { recursive: true });
-      this.fd = fs.openSync(this.path, 'a+');
-    }
-    const size = fs.fstatSync(this.fd).size;
-    // Nobody appended since our last read (the usual case): the file ends at a line we consumed, so it
-    // ends in "\n", and our own line can be consumed right away instead of re-read by the next tail.
-    const caughtUp = size === this.offset && !this.atTornEnd;
-    let prefix = '';
-    if (size > 0 && !caughtUp) {
-      const last = Buffer.alloc(1);
-      fs.readSync(this.fd, last, 0, 1, size - 1);
-      if (last[0] !== NL) prefix = '\n';
-    }
-    const data = Buffer.from(`${prefix}${JSON.stringify(rec)}\n`, 'utf8');
     const key = recordKey(rec);
     if (key !== null) this.seen.add(key); // our own record: already applied in memory, skip when tailing
-    const written = fs.writeSync(this.fd, data);
+    const r = this.chain.append([JSON.stringify(rec)]);
     this.unsynced++;
-    if (written !== data.length) throw new Error(`short write to ${this.path}: ${written} of ${data.length} bytes`);
-    // O_APPEND put it at `size` unless another process appended in between; only then is it re-read.
-    if (caughtUp && fs.fstatSync(this.fd).size === size + written) {
-      this.offset += written;
+    // Nobody appended since our last read (the usual case): our own line is consumed right away
+    // instead of re-read by the next tail; otherwise the next read picks it up (and verifies it).
+    if (r.start === this.offset && !this.atTornEnd) {
+      this.offset += r.bytes;
       this.lineNo++;
+      this.verifier.accept(r.lastHash);
     }
   }
 
@@ -186,8 +219,7 @@ export class DayFile {
     try {
       this.syncNow();
     } finally {
-      fs.closeSync(this.fd);
-      this.fd = null;
+      this.chain.close();
     }
   }
 }

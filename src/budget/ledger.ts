@@ -52,7 +52,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Usage } from '../providers/types.js';
-import { DayFile, type ChargeBasis, type LedgerRecord } from './ledger-file.js';
+import { DayFile, LedgerChainError, type ChargeBasis, type LedgerRecord } from './ledger-file.js';
 import { Prices, plannedCost, usageCost, type PriceTable, type ResolvedPrice } from './prices.js';
 
 export interface BudgetLimits {
@@ -353,7 +353,12 @@ export class BudgetLedger {
     const ledger = new BudgetLedger(opts);
     // An unusable stateDir should stop the server at startup, not warn on every commit later.
     if (ledger.dir !== undefined) await mkdir(ledger.dir, { recursive: true });
-    ledger.today();
+    const broken = ledger.today().file?.chainBreak;
+    // A ledger whose hash chain is broken was edited: refuse to start rather than trust (forget) spend.
+    if (broken) {
+      await ledger.close();
+      throw new LedgerChainError(broken);
+    }
     return ledger;
   }
 

@@ -18,6 +18,7 @@ import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
 import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
+import { renderChainReports, verifyStateChains } from './audit/verify.js';
 import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
 import type { HttpCliOptions } from './server/http-serve.js';
@@ -163,7 +164,7 @@ addCommon(program.command('budget').description("show today's budget books from 
 
 registerFanoutCommand(program, { addCommon, boot });
 
-addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
+const auditCmd = addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
   .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included)')
   .option('--since <date>', 'start of the period (ISO date or time; default: 7 days ago)')
   .option('--until <date>', 'end of the period (ISO date or time)')
@@ -179,6 +180,9 @@ addCommon(program.command('audit').description('summarise the audit log per agen
     }
     const { events, torn, invalid } = readAuditDir(cfg.auditDir, { since, until });
     if (torn || invalid) process.stderr.write(`note: skipped ${torn} torn and ${invalid} invalid line(s) in ${cfg.auditDir}\n`);
+    for (const r of verifyStateChains({ auditDir: cfg.auditDir }).filter((r) => r.broken)) {
+      process.stderr.write(`warning: the audit log was tampered with: ${r.broken!.file}:${r.broken!.line}: ${r.broken!.reason} (see delegate-mcp audit verify)\n`);
+    }
     if (opts.run) {
       const tree = runTree(events, opts.run);
       if (!tree) {
@@ -210,6 +214,21 @@ program
     }
     process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderInit(report));
     if (report.merged.some((m) => m.action === 'refused')) process.exitCode = 1;
+  });
+
+addCommon(auditCmd.command('verify').description('verify the hash chains of the audit log and the budget ledger; exits 1 naming the first break of each file'))
+  .option('--dir <dir>', 'verify the audit-*.jsonl and ledger-*.jsonl files of this directory instead')
+  .option('--json', 'print as JSON')
+  .action((opts: CommonOpts & { dir?: string; json?: boolean }) => {
+    let dirs: { auditDir?: string; ledgerDir?: string };
+    if (opts.dir) dirs = { auditDir: opts.dir, ledgerDir: opts.dir };
+    else {
+      const cfg = loadConfig(opts);
+      dirs = { auditDir: cfg.auditDir, ledgerDir: path.join(cfg.stateDir, 'budget') };
+    }
+    const reports = verifyStateChains(dirs);
+    process.stdout.write(opts.json ? JSON.stringify(reports, null, 2) + '\n' : renderChainReports(reports, Object.values(dirs).filter((d) => d !== undefined)) + '\n');
+    if (reports.some((r) => r.broken)) process.exitCode = 1;
   });
 
 const agentsCmd = program.command('agents').description('inspect agent definitions');

@@ -39,7 +39,7 @@ describe('artifacts retention', () => {
     const dir = tempDir('dmcp-art2-');
     makeRuns(dir, [1, 2, 3]);
     const store = new ArtifactStore(dir, { count: 2 });
-    const refs = store.write('run_ffffffff-aaaa-bbbb-cccc-dddddddddddd', [{ name: 'review.md', content: 'new' }]);
+    const refs = store.write('run_ffffffff-aaaa-bbbb-cccc-dddddddddddd', 'stdio', [{ name: 'review.md', content: 'new' }]);
     assert.equal(refs.length, 1);
     assert.equal(readdirSync(dir).length, 2);
     assert.ok(existsSync(path.join(dir, 'run_ffffffff-aaaa-bbbb-cccc-dddddddddddd', 'review.md')));

@@ -113,12 +113,13 @@ export class ChainVerifier {
     const fragment = this.fragment;
     this.fragment = null;
     if (prev !== this.expected) {
-      const what = fragment ? `line ${fragment.line} is not a chained record and ` : '';
+      // A torn write is always followed by a line that chains over it: this one was cut short by hand.
+      if (fragment) return this.fail(fragment.line, 'not a chained record (a line was cut short or rewritten)');
       return this.fail(
         n,
-        n === 1 || (fragment && fragment.line === 1)
-          ? `${what}the first line does not chain to the file's start (lines were removed before it, or the file was renamed)`
-          : `${what}does not chain to the line before it (that line was edited, or lines were deleted or inserted)`,
+        n === 1
+          ? "the first line does not chain to the file's start (lines were removed before it, or the file was renamed)"
+          : 'does not chain to the line before it (that line was edited, or lines were deleted or inserted)',
       );
     }
     this.expected = hashBytes(line);

@@ -168,7 +168,7 @@ permissions:
       ['bash -c', 'run_command', { argv: ['bash', '-c', 'id'] }, /permission denied: "bash -c" \(inline code via -c\) is refused unless a rule names that form.*rule "Bash\(bash:\*\)" matches but does not spell it out/],
       ['find -exec', 'run_command', { argv: ['find', '.', '-exec', 'cat', '{}', '+'] }, /permission denied: "find -exec" \(runs commands or changes files\) is refused/],
       ['userinfo host', 'fetch_url', { url: 'http://127.0.0.1@evil.example.com/' }, /permission denied: URL contains credentials before "@" \(the host is actually evil\.example\.com\)/],
-      ['private IP', 'fetch_url', { url: 'http://169.254.169.254/latest/meta-data/' }, /permission denied: 169\.254\.169\.254 is a private, loopback, link-local or reserved address: allowed only by a rule naming it exactly/],
+      ['private IP', 'fetch_url', { url: 'http://169.254.169.254/latest/meta-data/' }, /permission denied: 169\.254\.169\.254 is a private, loopback, link-local or reserved address \(linkLocal\): allowed only by a rule naming it exactly/],
       ['a Read deny rule', 'read_file', { path: '.env' }, /permission denied: denied by rule "Read\(\*\*\/\.env\*\)" \[agent worker\]/],
       ['an Edit outside its glob', 'write_file', { path: 'src/app.ts', content: 'pwned' }, /permission denied: no allow rule matches Edit\(src\/app\.ts\) \[agent worker\]/],
       ['a command no rule allows', 'run_command', { argv: ['rm', '-rf', '.'] }, /permission denied: no allow rule matches Bash\(rm -rf \.\)/],

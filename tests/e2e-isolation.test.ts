@@ -80,6 +80,24 @@ describe('client isolation', () => {
       assert.ok(!(await a.listResources()).resources.some((r) => r.uri === uriB));
       await assert.rejects(a.readResource({ uri: uriB }), /no artifact/);
 
+      // Session-less (2026-07-28) clients: a run id is the capability to read, but nobody lists others' runs.
+      const m1 = await connectClient(srv.url, 'modern', TOKEN);
+      const m2 = await connectClient(srv.url, 'modern', TOKEN);
+      try {
+        const mr = await m1.callTool({ name: 'worker', arguments: { task: 'modern report' } });
+        const mUri: string = (mr.structuredContent as any).artifacts[0].uri;
+        for (const c of [m1, m2]) {
+          const listed = (await c.listResources()).resources.filter((r) => r.uri.startsWith('artifact://'));
+          assert.equal(listed.length, 0, JSON.stringify(listed));
+        }
+        assert.equal(((await m2.readResource({ uri: mUri })).contents[0] as any).text, 'secret findings of A');
+        await assert.rejects(m2.readResource({ uri: artUri }), /no artifact/);
+        await assert.rejects(b.readResource({ uri: mUri }), /no artifact/);
+      } finally {
+        await m1.close();
+        await m2.close();
+      }
+
       // A stdio client on the same state dir owns its own artifacts and sees none of the HTTP sessions'.
       const stdio = await startServer({ args, env: mockEnv(mock.url), cwd: ws });
       try {

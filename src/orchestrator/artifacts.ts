@@ -99,7 +99,7 @@ export class ArtifactStore {
   list(owner: string, limit = 500): ArtifactRef[] {
     let runs: string[];
     try {
-      runs = readdirSync(this.dir).filter((d) => RUN_DIR.test(d) && this.ownedBy(d, owner));
+      runs = readdirSync(this.dir).filter((d) => RUN_DIR.test(d) && this.ownedBy(d, owner, 'list'));
     } catch {
       return [];
     }
@@ -120,7 +120,7 @@ export class ArtifactStore {
    * artifacts dir. Another session's artifact reads as missing, exactly like one that does not exist.
    */
   read(runId: string, name: string, owner: string): string | undefined {
-    if (!RUN_DIR.test(runId) || artifactFileName(name) !== name || !this.ownedBy(runId, owner)) return undefined;
+    if (!RUN_DIR.test(runId) || artifactFileName(name) !== name || !this.ownedBy(runId, owner, 'read')) return undefined;
     try {
       return readFileSync(path.join(this.dir, runId, name), 'utf8');
     } catch {
@@ -128,13 +128,19 @@ export class ArtifactStore {
     }
   }
 
-  /** Run dirs written before owners were recorded have no owner file: nobody sees them. */
-  private ownedBy(runId: string, owner: string): boolean {
+  /**
+   * Listing shows the owner's own runs only. Reading follows the runs' rule (mayAccess): a session-less
+   * client that holds a run id (the capability) may read that run's artifacts, but never lists others'.
+   * Run dirs written before owners were recorded have no owner file: nobody sees them.
+   */
+  private ownedBy(runId: string, owner: string, use: 'list' | 'read'): boolean {
+    let recorded: string;
     try {
-      return mayAccess(readFileSync(path.join(this.dir, runId, OWNER_FILE), 'utf8'), owner);
+      recorded = readFileSync(path.join(this.dir, runId, OWNER_FILE), 'utf8');
     } catch {
       return false;
     }
+    return use === 'list' ? recorded === owner : mayAccess(recorded, owner);
   }
 }
 

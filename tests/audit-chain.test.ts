@@ -114,3 +114,19 @@ test('several processes appending to one file at once leave one chain that verif
   assert.deepEqual(fs.readdirSync(dir), ['audit-2026-12-07.jsonl'], 'no lock or temporary file is left behind');
   assert.equal(verifyChainDir(dir, 'audit').length, 1);
 });
+
+test('a file written before chaining existed: its old lines are reported as unprotected, the chain starts after them', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'audit-2026-12-07.jsonl');
+  fs.writeFileSync(file, '{"v":1,"event":"run_start"}\n{"v":1,"event":"run_e\n{"v":1,"event":"run_end"}\n');
+  const c = new ChainFile(file);
+  c.append([JSON.stringify({ v: 1, event: 'server_start' })]);
+  c.append([JSON.stringify({ v: 1, event: 'run_start' })]);
+  c.close();
+  assert.deepEqual(verifyChainFile(file), { file, lines: 5, broken: null, tornTail: false, unchained: 2 });
+  // An edit among the old lines is not visible (they carry no hash), one in the chained part is.
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  lines[3] = lines[3].replace('server_start', 'server_stop');
+  fs.writeFileSync(file, lines.join('\n'));
+  assert.equal(verifyChainFile(file).broken?.line, 5);
+});

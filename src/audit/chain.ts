@@ -97,6 +97,7 @@ export class ChainVerifier {
         // An old, unchained line at the start of the file: the chain starts after it.
         this.unchainedPrefix++;
         this.expected = hash;
+        this.fragment = null; // an old torn line among old lines: nothing chains over it
         return null;
       }
       if (this.fragment) return this.fail(this.fragment.line, 'not a chained record');

@@ -21,7 +21,7 @@ export const UsageSchema = z.object({
 });
 export type AuditUsage = z.infer<typeof UsageSchema>;
 
-export const RunStatusSchema = z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'denied']);
+export const RunStatusSchema = z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'denied', 'budget_exhausted']);
 export type AuditRunStatus = z.infer<typeof RunStatusSchema>;
 
 export const ToolDecisionSchema = z.enum(['allow', 'deny', 'ask_approved', 'ask_denied']);

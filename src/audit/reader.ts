@@ -281,6 +281,9 @@ function summaryRow(key: string, runs: RunInfo[]): SummaryRow {
       case 'running':
         row[r.status]++;
         break;
+      case 'budget_exhausted':
+        row.error++; // cut by a budget mid-stream: it did not finish its work
+        break;
       case 'denied':
         break; // counted below, with runs that were refused part-way
     }

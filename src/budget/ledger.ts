@@ -53,6 +53,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Usage } from '../providers/types.js';
 import { DayFile, LedgerChainError, type ChargeBasis, type LedgerRecord } from './ledger-file.js';
+import { RunHistory } from './history.js';
 import { Prices, plannedCost, usageCost, type PriceTable, type ResolvedPrice } from './prices.js';
 
 export interface BudgetLimits {
@@ -104,12 +105,43 @@ export interface ReserveRequest {
   maxOutputTokens: number;
   /** Smallest max output worth calling with (default 256). */
   minOutputTokens?: number;
+  /**
+   * Hold only this much of the output (the call then asks `extend` for more while it streams);
+   * undefined = hold the whole granted max output.
+   */
+  outputSlice?: number;
+}
+
+export interface AdmitRequest {
+  runId: string;
+  model: string;
+  /** Expected cost of the whole run (see RunHistory). */
+  tokens: number;
+  /** null/undefined: priced as output tokens of `model` (or not at all when it has no price). */
+  usd?: number | null;
+}
+
+export type ExtendResult = { ok: true; grantedOutputTokens: number; reservedOutputTokens: number } | ReserveRefused;
+
+export interface CommitFallback {
+  /** Output tokens the stream delivered (counted with the tokenizer). */
+  streamedOutputTokens: number;
+  /** Input estimate for the books when the reservation has none (no budget applied to the call). */
+  inputEstimate?: number;
+  /**
+   * The stream was cut short (killed, aborted, refused an extension): the charge is then the larger
+   * of the reported usage and the input estimate plus the output streamed, part by part.
+   */
+  cut?: boolean;
 }
 
 export interface ReserveGranted {
   ok: true;
   reservationId: string;
+  /** Max output to ask the provider for: the largest that fits now (≤ the requested max). */
   maxOutputTokens: number;
+  /** Output tokens actually held (= maxOutputTokens unless an outputSlice was asked for). */
+  reservedOutputTokens: number;
   shrunk: boolean;
   tokens: number;
   usd: number | null;
@@ -133,6 +165,9 @@ export type ReserveResult = ReserveGranted | ReserveRefused;
 export interface Charge {
   tokens: number;
   usd: number | null;
+  /** What was charged, part by part (reported usage, or the estimate plus streamed output). */
+  parts: { input: number; output: number; cache_read: number; cache_write: number };
+  basis: ChargeBasis;
 }
 
 export interface ModelTotals {
@@ -279,6 +314,10 @@ interface RunState {
   children: RunState[];
   /** The run's own open reservations. */
   reservations: Set<Reservation>;
+  /** What the run was admitted on (see admit): its calls draw on this hold before the scopes. */
+  admission?: Reservation;
+  /** The model of its calls (for the run history). */
+  model?: string;
   open: boolean;
 }
 
@@ -300,6 +339,7 @@ interface Reservation {
   model: string;
   price: ResolvedPrice | null;
   inputTokens: number;
+  /** Output tokens held (the call's slice plus its extensions; for an admission, all of it). */
   maxOutputTokens: number;
   tokens: number;
   usd: number | null;
@@ -333,6 +373,10 @@ export class BudgetLedger {
   private readonly reservations = new Map<string, Reservation>();
   private readonly agentLimits = new Map<string, BudgetLimits>();
   private readonly days = new Map<string, DayState>();
+  /** Recent runs' spend per agent and model (admission on expected cost). */
+  readonly history = new RunHistory();
+  /** While open() replays the files: each run's spend, in order of its first line. */
+  private replaying: Map<string, { agent: string; model: string; tokens: number; usd: number; unpricedTokens: number; calls: number }> | null = null;
   private currentDay = '';
   private syncTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -353,12 +397,20 @@ export class BudgetLedger {
     const ledger = new BudgetLedger(opts);
     // An unusable stateDir should stop the server at startup, not warn on every commit later.
     if (ledger.dir !== undefined) await mkdir(ledger.dir, { recursive: true });
-    const broken = ledger.today().file?.chainBreak;
+    ledger.replaying = new Map();
+    const today = ledger.today();
+    const broken = today.file?.chainBreak;
     // A ledger whose hash chain is broken was edited: refuse to start rather than trust (forget) spend.
     if (broken) {
       await ledger.close();
       throw new LedgerChainError(broken);
     }
+    // Yesterday's runs count for the history too (a server started just after midnight has some).
+    if (ledger.dir !== undefined) ledger.tail(ledger.loadDay(utcDay(new Date(Date.parse(`${today.day}T00:00:00Z`) - 86_400_000))));
+    const replayed = [...ledger.replaying.values()];
+    ledger.replaying = null;
+    // Yesterday's lines were read after today's: order by nothing finer than "both days", which is enough for a percentile.
+    for (const r of replayed) ledger.history.record(r.agent, r.model, r);
     return ledger;
   }
 
@@ -417,74 +469,135 @@ export class BudgetLedger {
     const input = Math.ceil(checkCount(r.inputTokens, 'inputTokens'));
     const maxOut = Math.floor(checkCount(r.maxOutputTokens, 'maxOutputTokens'));
     const minOut = Math.min(maxOut, Math.floor(checkCount(r.minOutputTokens ?? 256, 'minOutputTokens')));
+    const slice = r.outputSlice === undefined ? undefined : Math.max(1, Math.floor(checkCount(r.outputSlice, 'outputSlice')));
     // Other processes' appends matter only to a daily window with a limit; status() reads them anyway.
     const day = this.today(this.dailyLimited(run.agent));
     const agentScope = this.agentScope(day, run.agent);
     const price = this.prices.lookup(r.model);
 
-    const checks: Check[] = [];
-    const skippedUsd: string[] = [];
-    const addChecks = (scope: Scope, name: string, hint: (dim: 'tokens' | 'usd') => string) => {
-      if (scope.limits.tokens !== undefined) checks.push({ scope, dim: 'tokens', name, hint: hint('tokens') });
-      if (scope.limits.usd !== undefined) {
-        if (price) checks.push({ scope, dim: 'usd', name, hint: hint('usd') });
-        else skippedUsd.push(name);
+    // The run's admission hold counts as available to its own calls (it is then drawn down).
+    return this.drawingOnAdmission<ReserveResult>(run, () => {
+      const { checks, skippedUsd } = this.checksFor(run, agentScope, day, price);
+      const need = (dim: 'tokens' | 'usd', out: number) => (dim === 'tokens' ? input + out : plannedCost(price!, input, out));
+      const failing = (out: number) =>
+        checks.filter((c) => {
+          const avail = c.scope.available(c.dim)!;
+          return need(c.dim, out) > avail + (c.dim === 'usd' ? USD_EPSILON : 0);
+        });
+
+      let granted = maxOut;
+      if (failing(maxOut).length > 0) {
+        const blockers = failing(minOut);
+        if (blockers.length > 0) return { result: this.refusal(blockers, { input, maxOut, minOut, model: r.model, price, need }) };
+        // Largest output that fits everywhere: fits(lo) holds, fits(hi) does not; need() is monotone.
+        let lo = minOut;
+        let hi = maxOut;
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (failing(mid).length === 0) lo = mid;
+          else hi = mid;
+        }
+        granted = lo;
       }
-    };
-    for (const rs of chain(run)) {
-      const name = rs === run ? rs.scope.label : `${rs.scope.label}, ${rs === run.parent ? 'parent' : 'ancestor'} of ${run.runId}`;
-      const slice = (dim: 'tokens' | 'usd') =>
-        rs.limitedByParent[dim] && rs.parent ? ` (its share of parent run ${rs.parent.runId}'s remaining budget)` : '';
-      addChecks(rs.scope, name, slice);
-    }
-    addChecks(agentScope, agentScope.label, () => '');
-    addChecks(day.server, day.server.label, () => '');
 
-    const need = (dim: 'tokens' | 'usd', out: number) => (dim === 'tokens' ? input + out : plannedCost(price!, input, out));
-    const failing = (out: number) =>
-      checks.filter((c) => {
-        const avail = c.scope.available(c.dim)!;
-        return need(c.dim, out) > avail + (c.dim === 'usd' ? USD_EPSILON : 0);
-      });
+      const held = slice === undefined ? granted : Math.min(slice, granted);
+      const tokens = input + held;
+      const usd = price ? plannedCost(price, input, held) : null;
+      const id = `rsv_${++this.nextReservation}`;
+      const res: Reservation = { id, run, day, agentScope, model: r.model, price, inputTokens: input, maxOutputTokens: held, tokens, usd, state: 'open' };
+      run.model ??= r.model;
+      this.hold(res);
+      day.holds++;
+      run.reservations.add(res);
+      this.reservations.set(id, res);
 
-    let granted = maxOut;
-    if (failing(maxOut).length > 0) {
-      const blockers = failing(minOut);
-      if (blockers.length > 0) return this.refusal(blockers, { input, maxOut, minOut, model: r.model, price, need });
-      // Largest output that fits everywhere: fits(lo) holds, fits(hi) does not; need() is monotone.
-      let lo = minOut;
-      let hi = maxOut;
-      while (hi - lo > 1) {
-        const mid = Math.floor((lo + hi) / 2);
-        if (failing(mid).length === 0) lo = mid;
-        else hi = mid;
+      const result: ReserveGranted = { ok: true, reservationId: id, maxOutputTokens: granted, reservedOutputTokens: held, shrunk: granted < maxOut, tokens, usd };
+      if (skippedUsd.length) {
+        result.note = `no price known for ${r.model}: USD limits of ${skippedUsd.join('; ')} cannot apply to this call, counting tokens only`;
       }
-      granted = lo;
-    }
+      return { result, taken: { tokens, usd } };
+    });
+  }
 
-    const tokens = input + granted;
-    const usd = price ? plannedCost(price, input, granted) : null;
+  /**
+   * Admits a run on its expected cost: holds `tokens` (and USD) in every scope covering the run, all
+   * or nothing. The run's calls draw on this hold first (reserve, extend) and what is left of it is
+   * released when the run closes. Refused when it does not fit: the run then makes no model request.
+   */
+  admit(r: AdmitRequest): { ok: true; reservationId: string } | ReserveRefused {
+    if (this.closed) throw new Error('budget: ledger is closed');
+    const run = this.openRunState(r.runId);
+    if (run.admission) throw new Error(`budget: run ${r.runId} was already admitted`);
+    const tokens = Math.ceil(checkCount(r.tokens, 'tokens'));
+    const day = this.today(this.dailyLimited(run.agent));
+    const agentScope = this.agentScope(day, run.agent);
+    const price = this.prices.lookup(r.model);
+    const usd = r.usd !== undefined && r.usd !== null ? checkCount(r.usd, 'usd') : price ? plannedCost(price, 0, tokens) : null;
+    const { checks } = this.checksFor(run, agentScope, day, price);
+    const need = (dim: 'tokens' | 'usd') => (dim === 'tokens' ? tokens : (usd ?? 0));
+    const blockers = checks.filter((c) => need(c.dim) > c.scope.available(c.dim)! + (c.dim === 'usd' ? USD_EPSILON : 0));
+    if (blockers.length) {
+      const refused = this.refusal(blockers, { input: 0, maxOut: tokens, minOut: tokens, model: r.model, price, need: (dim) => need(dim) });
+      const b = blockers[0];
+      const fmt = (n: number) => (b.dim === 'tokens' ? String(n) : fmtUsd(n));
+      refused.message = `budget refused: ${b.name} ${dimWord(b.dim)} limit ${refused.limit}${b.hint}: spent ${refused.spent}, reserved ${refused.reserved}, this run is expected to need ${fmt(need(b.dim))} (the 90th percentile of the agent's recent runs on ${r.model})`;
+      refused.needed = fmt(need(b.dim));
+      return refused;
+    }
     const id = `rsv_${++this.nextReservation}`;
-    const res: Reservation = { id, run, day, agentScope, model: r.model, price, inputTokens: input, maxOutputTokens: granted, tokens, usd, state: 'open' };
-    for (const rs of chain(run)) rs.scope.hold(tokens, usd);
-    agentScope.hold(tokens, usd);
-    day.server.hold(tokens, usd);
+    const res: Reservation = { id, run, day, agentScope, model: r.model, price, inputTokens: 0, maxOutputTokens: tokens, tokens, usd, state: 'open' };
+    this.hold(res);
     day.holds++;
     run.reservations.add(res);
     this.reservations.set(id, res);
+    run.admission = res;
+    return { ok: true, reservationId: id };
+  }
 
-    const result: ReserveGranted = { ok: true, reservationId: id, maxOutputTokens: granted, shrunk: granted < maxOut, tokens, usd };
-    if (skippedUsd.length) {
-      result.note = `no price known for ${r.model}: USD limits of ${skippedUsd.join('; ')} cannot apply to this call, counting tokens only`;
-    }
-    return result;
+  /**
+   * Grows a call's reservation by up to `wantOutputTokens` of output while its stream runs: the run's
+   * admission hold first, then the scopes. Grants the largest extension that fits (at least 1 token),
+   * all or nothing across scopes; refused when not even one more token fits.
+   */
+  extend(reservationId: string, wantOutputTokens: number): ExtendResult {
+    const res = this.reservations.get(reservationId);
+    if (!res || res.state !== 'open') throw new Error(`budget: extend of unknown or settled reservation ${reservationId}`);
+    const want = Math.max(1, Math.floor(checkCount(wantOutputTokens, 'wantOutputTokens')));
+    const { run, day, agentScope, price } = res;
+    return this.drawingOnAdmission<ExtendResult>(run, () => {
+      const { checks } = this.checksFor(run, agentScope, day, price);
+      const need = (dim: 'tokens' | 'usd', out: number) => (dim === 'tokens' ? out : plannedCost(price!, 0, out));
+      const fits = (out: number) => checks.every((c) => need(c.dim, out) <= c.scope.available(c.dim)! + (c.dim === 'usd' ? USD_EPSILON : 0));
+      if (!fits(1)) {
+        const blockers = checks.filter((c) => need(c.dim, 1) > c.scope.available(c.dim)! + (c.dim === 'usd' ? USD_EPSILON : 0));
+        const refused = this.refusal(blockers, { input: 0, maxOut: want, minOut: 1, model: res.model, price, need });
+        refused.message = refused.message.replace(/this call needs .*$/, `this stream has used the ${res.maxOutputTokens} output tokens it holds and cannot extend`);
+        return { result: refused };
+      }
+      let lo = 1;
+      let hi = want + 1;
+      if (fits(want)) lo = want;
+      else
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (fits(mid)) lo = mid;
+          else hi = mid;
+        }
+      const usd = price ? plannedCost(price, 0, lo) : null;
+      this.unhold(res);
+      res.maxOutputTokens += lo;
+      res.tokens += lo;
+      if (res.usd !== null && usd !== null) res.usd += usd;
+      this.hold(res);
+      return { result: { ok: true as const, grantedOutputTokens: lo, reservedOutputTokens: res.maxOutputTokens }, taken: { tokens: lo, usd } };
+    });
   }
 
   /**
    * `usdOverride`: the USD to charge instead of pricing `usage` at the reservation's model; for usage
    * reported by a re-entry child, whose tree may have used several models.
    */
-  commit(reservationId: string, usage: Usage | null, fallback?: { streamedOutputTokens: number }, usdOverride?: number | null): Charge {
+  commit(reservationId: string, usage: Usage | null, fallback?: CommitFallback, usdOverride?: number | null): Charge {
     const res = this.reservations.get(reservationId);
     if (!res) throw new Error(`budget: commit of unknown or already settled reservation ${reservationId}`);
     let u = usage;
@@ -494,12 +607,27 @@ export class BudgetLedger {
     }
     let basis: ChargeBasis;
     let parts: { input: number; output: number; cache_read: number; cache_write: number };
+    const streamed = fallback && Number.isFinite(fallback.streamedOutputTokens) ? Math.max(0, Math.ceil(fallback.streamedOutputTokens)) : undefined;
+    const estimate = Math.max(res.inputTokens, fallback?.inputEstimate !== undefined && Number.isFinite(fallback.inputEstimate) ? Math.ceil(fallback.inputEstimate) : 0);
     if (u) {
       basis = 'usage';
       parts = { input: u.input_tokens, output: u.output_tokens, cache_read: u.cache_read_input_tokens, cache_write: u.cache_creation_input_tokens };
-    } else if (fallback && Number.isFinite(fallback.streamedOutputTokens)) {
+      // A stream cut short reported only part of its usage (e.g. Anthropic's message_start, 1 output token):
+      // charge the larger of the report and what is known to have been sent and received.
+      if (fallback?.cut && streamed !== undefined) {
+        const reportedInput = parts.input + parts.cache_read + parts.cache_write;
+        if (estimate > reportedInput) {
+          parts.input += estimate - reportedInput;
+          basis = 'streamed';
+        }
+        if (streamed > parts.output) {
+          parts.output = streamed;
+          basis = 'streamed';
+        }
+      }
+    } else if (streamed !== undefined) {
       basis = 'streamed';
-      parts = { input: res.inputTokens, output: Math.max(0, Math.ceil(fallback.streamedOutputTokens)), cache_read: 0, cache_write: 0 };
+      parts = { input: estimate, output: streamed, cache_read: 0, cache_write: 0 };
     } else {
       basis = 'reserved';
       parts = { input: res.inputTokens, output: res.maxOutputTokens, cache_read: 0, cache_write: 0 };
@@ -548,7 +676,7 @@ export class BudgetLedger {
       };
       this.append(day, rec);
     }
-    return { tokens, usd };
+    return { tokens, usd, parts, basis };
   }
 
   /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */
@@ -564,7 +692,10 @@ export class BudgetLedger {
       const closeTree = (rs: RunState) => {
         for (const child of rs.children) closeTree(child);
         if (!rs.open) return;
+        // What is left of the admission hold goes back at once: nothing will ever commit to it.
+        if (rs.admission && this.reservations.has(rs.admission.id)) this.settle(rs.admission);
         for (const res of [...rs.reservations]) this.orphan(res);
+        this.history.record(rs.agent, rs.model, rs.self);
         rs.open = false;
       };
       closeTree(run);
@@ -667,6 +798,59 @@ export class BudgetLedger {
     res.run.reservations.delete(res);
   }
 
+  private hold(res: Reservation): void {
+    for (const rs of chain(res.run)) rs.scope.hold(res.tokens, res.usd);
+    res.agentScope.hold(res.tokens, res.usd);
+    res.day.server.hold(res.tokens, res.usd);
+  }
+
+  /** Every limited scope a call of `run` must fit in (run chain, agent daily, server daily). */
+  private checksFor(run: RunState, agentScope: Scope, day: DayState, price: ResolvedPrice | null): { checks: Check[]; skippedUsd: string[] } {
+    const checks: Check[] = [];
+    const skippedUsd: string[] = [];
+    const addChecks = (scope: Scope, name: string, hint: (dim: 'tokens' | 'usd') => string) => {
+      if (scope.limits.tokens !== undefined) checks.push({ scope, dim: 'tokens', name, hint: hint('tokens') });
+      if (scope.limits.usd !== undefined) {
+        if (price) checks.push({ scope, dim: 'usd', name, hint: hint('usd') });
+        else skippedUsd.push(name);
+      }
+    };
+    for (const rs of chain(run)) {
+      const name = rs === run ? rs.scope.label : `${rs.scope.label}, ${rs === run.parent ? 'parent' : 'ancestor'} of ${run.runId}`;
+      const slice = (dim: 'tokens' | 'usd') =>
+        rs.limitedByParent[dim] && rs.parent ? ` (its share of parent run ${rs.parent.runId}'s remaining budget)` : '';
+      addChecks(rs.scope, name, slice);
+    }
+    addChecks(agentScope, agentScope.label, () => '');
+    addChecks(day.server, day.server.label, () => '');
+    return { checks, skippedUsd };
+  }
+
+  /**
+   * Runs `attempt` with the run's admission hold given back to the scopes (all synchronous, so no
+   * other reservation can slip in), then holds the admission again, less what the attempt took.
+   */
+  private drawingOnAdmission<T>(run: RunState, attempt: () => { result: T; taken?: { tokens: number; usd: number | null } }): T {
+    const adm = run.admission?.state === 'open' && this.reservations.has(run.admission.id) ? run.admission : undefined;
+    if (adm) this.unhold(adm);
+    let taken: { tokens: number; usd: number | null } | undefined;
+    try {
+      const r = attempt();
+      taken = r.taken;
+      return r.result;
+    } finally {
+      if (adm) {
+        if (taken) {
+          const t = Math.min(adm.tokens, taken.tokens);
+          adm.tokens -= t;
+          adm.maxOutputTokens = adm.tokens;
+          if (adm.usd !== null) adm.usd = Math.max(0, adm.usd - (taken.usd ?? 0));
+        }
+        this.hold(adm);
+      }
+    }
+  }
+
   private unhold(res: Reservation): void {
     for (const rs of chain(res.run)) rs.scope.unhold(res.tokens, res.usd);
     res.agentScope.unhold(res.tokens, res.usd);
@@ -718,6 +902,14 @@ export class BudgetLedger {
       return;
     }
     for (const rec of recs) {
+      if (this.replaying) {
+        let r = this.replaying.get(rec.runId);
+        if (!r) this.replaying.set(rec.runId, (r = { agent: rec.agent, model: rec.model, tokens: 0, usd: 0, unpricedTokens: 0, calls: 0 }));
+        r.calls++;
+        r.tokens += rec.tokens;
+        if (rec.usd === null) r.unpricedTokens += rec.tokens;
+        else r.usd += rec.usd;
+      }
       d.server.charge(rec.tokens, rec.usd);
       this.agentScope(d, rec.agent).charge(rec.tokens, rec.usd);
       addModel(d.models, rec.model, rec.tokens, rec.usd, rec);

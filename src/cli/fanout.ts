@@ -231,6 +231,7 @@ const STATUS_MARK: Record<TaskState['status'], string> = {
   error: '✗',
   cancelled: '✗',
   timeout: '✗',
+  budget_exhausted: '✗',
 };
 
 function stateLine(st: TaskState, agentWidth: number, indexWidth: number): string {

@@ -2,10 +2,17 @@
 // authority): a worker reports its prompt estimate and asks; this reserves in every covering scope
 // (run, ancestor runs, agent daily, server daily) or refuses, then commits the reported usage.
 import type { AgentDefinition } from '../agents/definition.js';
-import { BudgetLedger, TokenScaler, type BudgetLimits, type RunTotals } from '../budget/index.js';
+import { BudgetLedger, TokenScaler, type BudgetLimits, type Charge, type RunTotals } from '../budget/index.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Usage } from '../providers/types.js';
+import type { ModelCallEnd } from '../worker/protocol.js';
+
+/**
+ * Output tokens a budgeted call holds at first (once its run has a history) and each extension adds.
+ * It is also the bound on overspending a cap: see README "Budgets".
+ */
+export const EXTENSION_STEP = 256;
 
 /** Caps a caller may pass with a call; they can only lower the agent's own. */
 export interface CallBudget {
@@ -19,14 +26,19 @@ export interface RunBudget {
   agent: string;
   modelRef: string;
   contextMax?: number;
-  /** Whether estimates matter: some limit covers this run. */
+  /** Whether estimates matter: some limit covers this run (or a context limit applies). */
   needsEstimate: boolean;
+  /** Some token or USD limit covers this run: its streams are watched and extended. */
+  limited: boolean;
+  /** Admitted on its expected cost (the run has a history): its calls hold slices, not their max output. */
+  admitted: boolean;
+  calls: number;
   reservation?: { id: string; rawEstimate: number | null; scaledEstimate: number };
   notes: string[];
 }
 
 export type GateDecision =
-  | { ok: true; maxOutputTokens: number; tokens: number; usd: number | null }
+  | { ok: true; maxOutputTokens: number; reservedOutputTokens: number; tokens: number; usd: number | null }
   | { ok: false; reason: string; scope?: string; needed?: number };
 
 export class BudgetGate {
@@ -64,15 +76,47 @@ export class BudgetGate {
     const { limits } = this.ledger.openRun({ runId: r.runId, agent: r.agent.name, parentRunId: r.parentRunId, run, call, agentDaily });
     const contextMax = r.agent.policies.context.maxTokens;
     // `limits` already includes the parent's remaining slice, so an unlimited batch costs no estimates.
-    const limited = [limits, agentDaily].some((l) => l.tokens !== undefined || l.usd !== undefined);
+    const limited = this.serverLimited || [limits, agentDaily].some((l) => l.tokens !== undefined || l.usd !== undefined);
     return {
       runId: r.runId,
       agent: r.agent.name,
       modelRef: r.modelRef,
       contextMax,
-      needsEstimate: this.serverLimited || limited || contextMax !== undefined,
+      needsEstimate: limited || contextMax !== undefined,
+      limited,
+      admitted: false,
+      calls: 0,
       notes: [],
     };
+  }
+
+  /**
+   * Admission before the run is dispatched: with a history of this agent on this model, the run holds
+   * its expected cost (the 90th percentile of recent runs' spend) and is refused when that does not
+   * fit; without one, its first call's reservation (prompt estimate + whole max output) is the check.
+   */
+  admit(rb: RunBudget): { ok: true } | { ok: false; reason: string; scope: string; needed: number } {
+    if (!rb.limited) return { ok: true };
+    const expected = this.ledger.history.expected(rb.agent, rb.modelRef);
+    if (!expected) return { ok: true };
+    const r = this.ledger.admit({ runId: rb.runId, model: rb.modelRef, tokens: expected.tokens, usd: expected.usd });
+    if (!r.ok) return { ok: false, reason: r.message, scope: r.scope, needed: Number.parseFloat(r.needed.replace(/^\$/, '')) || 0 };
+    rb.admitted = true;
+    return { ok: true };
+  }
+
+  /** A stream is about to pass the output its call holds: grow the reservation by up to `want` tokens. */
+  extend(rb: RunBudget, want: number): { ok: true; granted: number; reservedOutputTokens: number } | { ok: false; reason: string; scope?: string } {
+    const res = rb.reservation;
+    if (!res) return { ok: false, reason: 'budget: no model call is reserved for this run' };
+    const r = this.ledger.extend(res.id, want);
+    if (!r.ok) return { ok: false, reason: r.message, scope: r.scope };
+    return { ok: true, granted: r.grantedOutputTokens, reservedOutputTokens: r.reservedOutputTokens };
+  }
+
+  /** Whether a server-wide cap applies (every run then needs estimates). */
+  limitedAnywhere(): boolean {
+    return this.serverLimited;
   }
 
   /** Parent scope for a fan-out batch: its tasks draw slices of it. */
@@ -81,6 +125,7 @@ export class BudgetGate {
   }
 
   beforeCall(rb: RunBudget, estimatedInputTokens: number | null, maxOutputTokens: number): GateDecision {
+    rb.calls++;
     const scaled = estimatedInputTokens === null ? 0 : this.scaler.scale(rb.modelRef, estimatedInputTokens);
     if (rb.contextMax !== undefined && scaled > rb.contextMax) {
       return {
@@ -88,24 +133,33 @@ export class BudgetGate {
         reason: `context limit: agent ${rb.agent} policies.context.max_tokens is ${rb.contextMax}, and this call's prompt is about ${scaled} tokens`,
       };
     }
-    const r = this.ledger.reserve({ runId: rb.runId, model: rb.modelRef, inputTokens: scaled, maxOutputTokens });
+    // A run admitted on its history (or past its first call) holds a slice of output and extends it as it
+    // streams; a first call without history holds its whole max output (the worst case is its admission).
+    const outputSlice = rb.limited && (rb.admitted || rb.calls > 1) ? EXTENSION_STEP : undefined;
+    const r = this.ledger.reserve({ runId: rb.runId, model: rb.modelRef, inputTokens: scaled, maxOutputTokens, outputSlice });
     if (!r.ok) return { ok: false, reason: r.message, scope: r.scope, needed: Number.parseFloat(r.needed) || 0 };
     rb.reservation = { id: r.reservationId, rawEstimate: estimatedInputTokens, scaledEstimate: scaled };
     if (r.shrunk) rb.notes.push(`max output shrunk from ${maxOutputTokens} to ${r.maxOutputTokens} tokens to fit the budget`);
     if (r.note && !rb.notes.includes(r.note)) rb.notes.push(r.note);
-    return { ok: true, maxOutputTokens: r.maxOutputTokens, tokens: r.tokens, usd: r.usd };
+    return { ok: true, maxOutputTokens: r.maxOutputTokens, reservedOutputTokens: r.reservedOutputTokens, tokens: r.tokens, usd: r.usd };
   }
 
-  /** Commits what the provider reported (or the estimate + streamed output when usage never came). */
-  afterCall(rb: RunBudget, usage: Usage | null, streamedOutputChars: number): { tokens: number; usd: number | null } | undefined {
+  /**
+   * Commits a finished call: the provider's final usage when the stream ended normally; for a stream cut
+   * short, the larger of what was reported and the input estimate plus the output streamed.
+   */
+  afterCall(rb: RunBudget, end: ModelCallEnd): Charge | undefined {
     const res = rb.reservation;
     if (!res) return undefined;
     rb.reservation = undefined;
-    if (usage && res.rawEstimate !== null) {
+    const usage = end.usage;
+    if (usage && !end.cut && res.rawEstimate !== null) {
       this.scaler.learn(rb.modelRef, res.rawEstimate, usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens);
     }
-    // ~4 characters per token is only used for the output of a stream that died before its usage.
-    return this.ledger.commit(res.id, usage, usage ? undefined : { streamedOutputTokens: Math.ceil(streamedOutputChars / 4) });
+    const inputEstimate = end.inputEstimate !== undefined ? this.scaler.scale(rb.modelRef, end.inputEstimate) : undefined;
+    // Output tokens come from the worker's tokenizer; ~4 characters a token only if it sent no count.
+    const streamedOutputTokens = end.streamedOutputTokens ?? Math.ceil(end.streamedOutputChars / 4);
+    return this.ledger.commit(res.id, usage, { streamedOutputTokens, inputEstimate, cut: end.cut === true || usage === null });
   }
 
   /**

@@ -11,16 +11,17 @@ import { log } from '../log.js';
 import { parseModelRef } from '../providers/model-ref.js';
 import { suggest } from '../agents/loader.js';
 import type { RuleSet } from '../permissions/index.js';
-import { emptyUsage, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
+import type { WarmHint } from '../worker/warm.js';
+import { emptyUsage, type WireApi, type ProviderEndpoint, type ToolCall, type ToolSpec, type Usage } from '../providers/types.js';
 import type { ToolOutcome } from '../tools/types.js';
 import { buildSystemPrompt, buildUserMessage } from '../worker/prompt.js';
-import type { MainReply, ModelCallEnd, RunOutcome, WorkerMessage } from '../worker/protocol.js';
+import type { MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerMessage } from '../worker/protocol.js';
 import { AuditLog, installShutdownFlush } from '../audit/audit-log.js';
 import { digest } from '../audit/events.js';
 import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
-import { BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
+import { BudgetGate, EXTENSION_STEP, type CallBudget, type RunBudget } from './budget-gate.js';
 import { RESULT_META_KEY, lineageOf, refuseHop, type CallChain } from './chain.js';
 import { CHILD_ENV, ChildHub } from './reentry.js';
 import { checkToolCall } from '../permissions/index.js';
@@ -41,6 +42,8 @@ export interface RunRequest {
   onProgress?: (message: string) => void;
   /** Caller caps; they can only lower the agent's own (a model-supplied argument never raises one). */
   budget?: CallBudget;
+  /** A background run: its record is kept for runs.keepS after it ends (others are dropped when they end). */
+  background?: boolean;
   /** The run (or fan-out batch) this one is delegated from: its budget is a slice of the parent's. */
   parentRunId?: string;
   /** Root of the delegation tree and this run's depth in it (for the audit trail). */
@@ -86,7 +89,7 @@ export class Orchestrator {
     /** Without one, nothing is audited (embedding, one-off CLI use). */
     readonly audit?: AuditLog,
   ) {
-    this.pool = new RunPool(cfg.delegate.pool);
+    this.pool = new RunPool(cfg.delegate.pool, () => this.warmHint());
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
     this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'), cfg.delegate.artifacts.keep);
     this.artifacts.prune();
@@ -106,6 +109,29 @@ export class Orchestrator {
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;
+  }
+
+  /** Starts the pool's threads, which warm up in the background (call once `initialize` is answered). */
+  warm(): void {
+    this.pool.warm();
+  }
+
+  /** What a new worker should warm: the wire APIs the agents' models use, and the tokenizer if a budget needs it. */
+  private warmHint(): WarmHint {
+    const wireApis = new Set<WireApi>();
+    let tokenizer = this.budget.limitedAnywhere();
+    for (const agent of this.agents.list()) {
+      const ref = agent.model ?? this.cfg.defaultModel;
+      if (hasAnyLimit(agent)) tokenizer = true;
+      if (!ref) continue;
+      try {
+        const endpoint = resolveEndpoint(this.cfg, parseModelRef(ref).provider);
+        wireApis.add(endpoint.wireApi);
+      } catch {
+        // A model this config cannot reach: the run will say so; nothing to warm for it.
+      }
+    }
+    return { wireApis: [...wireApis], tokenizer };
   }
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
@@ -130,6 +156,7 @@ export class Orchestrator {
       usage,
       done,
       cancel: (reason = 'cancelled') => cancelImpl(reason),
+      ...(req.background ? { keep: true } : {}),
     };
     const finish = (status: RunResult['status'], output: string, turns: number, error?: string) => {
       const result: RunResult = {
@@ -174,6 +201,8 @@ export class Orchestrator {
       // machinery (ports, timers, the caller's request context) that the cancel closure holds.
       cancelImpl = () => {};
       settle(result);
+      // Only runs someone can still ask for stay in memory (background runs, a waiting run_result).
+      this.runs.ended(record);
     };
     this.runs.add(record);
 
@@ -384,13 +413,13 @@ export class Orchestrator {
     const modelCallEnded = (end: ModelCallEnd) => {
       if (record.status !== 'running') return; // books closed already (the cancel fallback settled the run)
       threadId = end.threadId;
-      const charge = this.budget.afterCall(rb, end.usage, end.streamedOutputChars);
+      const charge = this.budget.afterCall(rb, end);
       record.audit?.emit({
         event: 'model_call',
         provider: prepared.endpoint.provider,
         model: record.model,
         turn: end.turn,
-        estimated_input_tokens: callStartedEstimate,
+        estimated_input_tokens: callStartedEstimate ?? end.inputEstimate ?? null,
         usage: end.usage,
         latency_ms: end.latencyMs,
         retries,
@@ -398,7 +427,13 @@ export class Orchestrator {
         ...(end.error ? { error: end.error } : {}),
       });
       if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
-      if (end.usage) {
+      // The run's usage is what it was charged: for a stream cut short that includes what it streamed.
+      if (charge) {
+        usage.input_tokens += charge.parts.input;
+        usage.output_tokens += charge.parts.output;
+        usage.cache_read_input_tokens += charge.parts.cache_read;
+        usage.cache_creation_input_tokens += charge.parts.cache_write;
+      } else if (end.usage) {
         for (const k of Object.keys(usage) as (keyof Usage)[]) usage[k] += end.usage[k];
       }
       if (charge) {
@@ -427,7 +462,16 @@ export class Orchestrator {
       if (msg.kind === 'model_call_start') {
         threadId = msg.threadId;
         const gate = openGate(msg.turn, msg.estimatedInputTokens, msg.maxOutputTokens);
-        reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens } : { error: gate.reason });
+        reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens } : { error: gate.reason });
+      } else if (msg.kind === 'extend_output') {
+        const ext = this.budget.extend(rb, msg.wantOutputTokens);
+        if (ext.ok) {
+          record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: ext.granted, usd: null, message: `stream extension: ${ext.reservedOutputTokens} output tokens held after ${msg.streamedOutputTokens} streamed` });
+          reply({ reservedOutputTokens: ext.reservedOutputTokens });
+        } else {
+          record.audit?.emit({ event: 'budget_refused', scope: ext.scope ?? 'run', tokens: msg.wantOutputTokens, usd: null, message: ext.reason });
+          reply({ error: ext.reason });
+        }
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
         const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
@@ -441,11 +485,17 @@ export class Orchestrator {
       const tools = [...offered, ...this.delegationTools(agent, toolRun)];
       // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the
       // first model request starts without a round trip to this thread.
-      let firstTurnGranted: { maxOutputTokens: number } | undefined;
+      let firstTurnGranted: RunTask['firstTurnGranted'];
+      // Admission: a run that cannot afford what it is expected to cost makes no model request.
+      const admitted = this.budget.admit(rb);
+      if (!admitted.ok) {
+        record.audit?.emit({ event: 'budget_refused', scope: admitted.scope, tokens: admitted.needed, usd: null, message: admitted.reason });
+        return Promise.resolve({ status: 'error', output: '', turns: 0, usage: emptyUsage(), modelCalls: 0, error: admitted.reason });
+      }
       if (!rb.needsEstimate) {
         const gate = openGate(1, null, agent.maxOutputTokens);
         if (!gate.ok) return Promise.resolve({ status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason });
-        firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens };
+        firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens };
       }
       return this.pool.run({
         runId: record.runId,
@@ -457,6 +507,8 @@ export class Orchestrator {
         userMessage: prepared.userMessage,
         tools,
         estimateTokens: rb.needsEstimate,
+        budgeted: rb.limited,
+        extensionStep: EXTENSION_STEP,
         progress: Boolean(req.onProgress),
         firstTurnGranted,
       });
@@ -652,6 +704,12 @@ export class Orchestrator {
     this.uninstallShutdownFlush?.();
     await this.tools.close();
   }
+}
+
+/** A token or USD cap of the agent's own, or a context limit (both need the tokenizer). */
+function hasAnyLimit(agent: AgentDefinition): boolean {
+  const b = agent.budget;
+  return [b.runTokens, b.runUsd, b.dailyTokens, b.dailyUsd, agent.policies.context.maxTokens].some((v) => v !== undefined);
 }
 
 function describeToolCall(call: ToolCall): string {

@@ -8,6 +8,7 @@ import { Piscina } from 'piscina';
 import { WORKER_ENTRY } from '../paths.js';
 import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
+import type { WarmHint } from '../worker/warm.js';
 import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WorkerMessage } from '../worker/protocol.js';
 
 /** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
@@ -26,16 +27,34 @@ export class ServerBusyError extends Error {
 }
 
 export class RunPool {
-  private pool: Piscina;
+  private created?: Piscina;
   private running = 0;
 
-  constructor(private opts: DelegateConfig['pool']) {
-    this.pool = new Piscina({
+  /** `warm`: what each new worker loads and runs once in the background (see worker/warm.ts). */
+  constructor(
+    private opts: DelegateConfig['pool'],
+    private readonly warmHint?: () => WarmHint,
+  ) {}
+
+  /**
+   * Starts the pool's threads now (they load and warm up in the background). Called once the server
+   * has answered `initialize`, so start-up never competes with it; the first run does it otherwise.
+   */
+  warm(): void {
+    void this.pool;
+  }
+
+  private get pool(): Piscina {
+    return (this.created ??= this.createPool());
+  }
+
+  private createPool(): Piscina {
+    const pool = new Piscina({
       filename: WORKER_ENTRY,
-      minThreads: Math.min(opts.minThreads, opts.maxThreads),
-      maxThreads: opts.maxThreads,
-      concurrentTasksPerWorker: opts.concurrentTasksPerWorker,
-      maxQueue: opts.maxQueue,
+      minThreads: Math.min(this.opts.minThreads, this.opts.maxThreads),
+      maxThreads: this.opts.maxThreads,
+      concurrentTasksPerWorker: this.opts.concurrentTasksPerWorker,
+      maxQueue: this.opts.maxQueue,
       idleTimeout: 60_000,
       // piscina's default ('sync') parks an idle worker in Atomics.wait: its event loop stops, so it
       // never sees the model server close idle keep-alive sockets, and the next fan-out reuses dead
@@ -44,15 +63,17 @@ export class RunPool {
       atomics: 'disabled',
       // Nothing reads piscina's run/wait-time histograms; recording costs every task a few samples.
       recordTiming: false,
-      resourceLimits: { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb },
+      resourceLimits: { maxOldGenerationSizeMb: this.opts.maxOldGenerationSizeMb },
+      workerData: { warm: this.warmHint?.() },
     });
     // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but
     // keep the event from becoming an unhandled 'error'.
-    this.pool.on('error', () => {});
-    this.pool.on('message', (m: ControlAnnounce | WorkerWarning) => {
+    pool.on('error', () => {});
+    pool.on('message', (m: ControlAnnounce | WorkerWarning) => {
       if (m?.kind === CONTROL_ANNOUNCE) this.addControl(m.port);
       else if (m?.kind === WORKER_WARNING) warnOnce(m.message);
     });
+    return pool;
   }
 
   private readonly controls = new Set<MessagePort>();
@@ -112,7 +133,7 @@ export class RunPool {
 
   /** Terminates the worker thread with this id (it takes the other runs on that thread with it). */
   killThread(threadId: number): boolean {
-    const w = this.pool.threads.find((t) => t.threadId === threadId);
+    const w = this.created?.threads.find((t) => t.threadId === threadId);
     if (!w) return false;
     void w.terminate();
     return true;
@@ -120,6 +141,6 @@ export class RunPool {
 
 
   async close(): Promise<void> {
-    await this.pool.close({ force: true });
+    await this.created?.close({ force: true });
   }
 }

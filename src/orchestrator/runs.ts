@@ -1,6 +1,9 @@
-// Run records: what the server remembers about every run it started, so background runs can be
+// Run records: what the server remembers about the runs it started, so background runs can be
 // polled, fetched and cancelled after the call that started them returned. In memory, behind a narrow
-// interface, expired after `keepS`.
+// interface. Only runs someone can still ask for (background runs, or runs a run_result is waiting on)
+// are kept for `keepS` after they end; the others are dropped when they end (their result went back to
+// the call that started them, and their record stays in the audit log), leaving a small tombstone so a
+// later run_status can say what happened.
 import type { RunStatus } from '../worker/protocol.js';
 import type { Usage } from '../providers/types.js';
 
@@ -43,13 +46,31 @@ export interface RunRecord {
   lineage?: import('./chain.js').RunLineage;
   audit?: import('../audit/audit-log.js').RunAudit;
   budgetNotes?: string[];
+  /** A background run: someone will ask for it later, so it is kept for keepS after it ends. */
+  keep?: boolean;
+  /** run_result calls waiting on it right now (they keep it too). */
+  waiters?: number;
   done: Promise<RunResult>;
   cancel(reason?: 'cancelled' | 'timeout'): void;
 }
 
+/** What is left of a run that was not kept: enough to answer "it ended" and for a re-entry parent's books. */
+export interface EndedRun {
+  runId: string;
+  owner: string;
+  agent: string;
+  status: RunStatus;
+  endedAt: number;
+  treeUsage?: Usage;
+}
+
+/** Tombstones kept (oldest forgotten first): ~200 bytes each. */
+const ENDED_KEPT = 1000;
+
 export class RunRegistry {
   private runs = new Map<string, RunRecord>();
   private batches = new Map<string, { owner: string; endedAt?: number }>();
+  private readonly endedRuns = new Map<string, EndedRun>();
   private timer: NodeJS.Timeout;
 
   constructor(private keepMs: number) {
@@ -81,6 +102,21 @@ export class RunRegistry {
   ownsBatch(batchId: string, owner: string): boolean {
     const b = this.batches.get(batchId);
     return b !== undefined && mayAccess(b.owner, owner);
+  }
+
+  /** The run has ended: keep it if someone can still ask for it, otherwise drop it to a tombstone. */
+  ended(rec: RunRecord): void {
+    if (rec.keep || (rec.waiters ?? 0) > 0 || rec.status === 'running') return;
+    this.runs.delete(rec.runId);
+    this.endedRuns.set(rec.runId, { runId: rec.runId, owner: rec.owner, agent: rec.agent, status: rec.status, endedAt: rec.endedAt ?? Date.now(), ...(rec.treeUsage ? { treeUsage: rec.treeUsage } : {}) });
+    if (this.endedRuns.size > ENDED_KEPT) this.endedRuns.delete(this.endedRuns.keys().next().value!);
+  }
+
+  /** A finished run that was not kept (same visibility rule as get). */
+  endedRun(runId: string, owner?: string): EndedRun | undefined {
+    const e = this.endedRuns.get(runId);
+    if (!e || (owner !== undefined && !mayAccess(e.owner, owner))) return undefined;
+    return e;
   }
 
   list(owner?: string): RunRecord[] {

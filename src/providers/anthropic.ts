@@ -60,6 +60,8 @@ export class AnthropicAdapter implements ProviderAdapter {
       let started = false;
       let stopReason: AnthropicStopReason | null = null;
       let sawStop = false;
+      // message_start's usage counts the input and ONE output token: only a message_delta's is final.
+      let sawFinalUsage = false;
 
       for await (const event of driver.iterate<RawMessageStreamEvent>(stream)) {
         switch (event.type) {
@@ -100,7 +102,10 @@ export class AnthropicAdapter implements ProviderAdapter {
           case 'message_delta':
             if (event.delta.stop_reason) stopReason = event.delta.stop_reason;
             // Usage here is cumulative for the whole message: overwrite, never add.
-            usage = mergeDeltaUsage(usage, event.usage);
+            if (event.usage) {
+              usage = mergeDeltaUsage(usage, event.usage);
+              sawFinalUsage = true;
+            }
             break;
           case 'message_stop':
             sawStop = true;
@@ -112,7 +117,7 @@ export class AnthropicAdapter implements ProviderAdapter {
         throw new ProviderError('network', `${this.endpoint.provider}: stream ended before message_stop (connection closed early)`);
       }
       if (usage) yield { type: 'usage', usage };
-      yield { type: 'done', stopReason: mapStopReason(stopReason, toolCalls.length > 0), text, toolCalls, usage };
+      yield { type: 'done', stopReason: mapStopReason(stopReason, toolCalls.length > 0), text, toolCalls, usage, ...(usage && !sawFinalUsage ? { usagePartial: true } : {}) };
     } catch (err) {
       throw driver.toProviderError(err, usage, text);
     } finally {

@@ -60,7 +60,11 @@ export type ModelEvent =
   | { type: 'usage'; usage: Usage }
   /** The SDK is about to retry (429/5xx/connection error); attempt 1 = first retry; may precede stream_start. */
   | { type: 'retry'; attempt: number; delayMs: number; reason: string }
-  | { type: 'done'; stopReason: StopReason; text: string; toolCalls: ToolCall[]; usage: Usage | null };
+  /**
+   * `usagePartial`: the stream ended normally but its usage is not a final report (Anthropic sent usage
+   * only in message_start, where output_tokens is 1): charge it like a stream cut short.
+   */
+  | { type: 'done'; stopReason: StopReason; text: string; toolCalls: ToolCall[]; usage: Usage | null; usagePartial?: boolean };
 
 export type WireApi = 'anthropic' | 'openai-responses' | 'openai-chat';
 

@@ -20,7 +20,7 @@ const TaskSchema = z.object({
 const StatusSchema = z.object({
   run_id: z.string(),
   agent: z.string(),
-  status: z.enum(['running', 'ok', 'max_turns', 'error', 'cancelled', 'timeout']),
+  status: z.enum(['running', 'ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
   turn: z.number(),
   last_progress: z.string(),
   elapsed_ms: z.number(),
@@ -44,7 +44,17 @@ function text(t: string, isError = false): CallToolResult {
 }
 
 export function registerMetaTools(server: McpServer, orchestrator: Orchestrator, owner: string): void {
-  const unknownRun = (id: string) => text(`unknown run "${id}" (runs are visible only to the client session that started them, and kept ${orchestrator.cfg.delegate.runs.keepS} s after they end)`, true);
+  const keepS = orchestrator.cfg.delegate.runs.keepS;
+  const unknownRun = (id: string) => {
+    const ended = orchestrator.runs.endedRun(id, owner);
+    if (ended) {
+      return text(
+        `run "${id}" (${ended.agent}) ended with status ${ended.status} and is no longer kept: only background runs (delegate with background: true) and runs a run_result is waiting on are kept after they end (${keepS} s); its result went back to the call that started it, and its record is in the audit log`,
+        true,
+      );
+    }
+    return text(`unknown or expired run "${id}" (runs are visible only to the client session that started them; background runs are kept ${keepS} s after they end)`, true);
+  };
 
   server.registerTool(
     'delegate',
@@ -61,7 +71,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       const input = { task: args.task, ...(args.context ? { context: args.context } : {}) };
       if (args.background) {
         // Not tied to this call's signal: the call returns now and the run goes on.
-        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget });
+        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true });
         await Promise.race([rec.done, Promise.resolve()]);
         if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
         const out = { run_id: rec.runId, status: 'running' };
@@ -178,7 +188,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     },
     async ({ run_id, day }) => {
       // Batch ids are owned like run ids: another session's batch is as unknown as its runs.
-      if (run_id && !orchestrator.runs.get(run_id, owner) && !orchestrator.runs.ownsBatch(run_id, owner)) return unknownRun(run_id);
+      if (run_id && !orchestrator.runs.get(run_id, owner) && !orchestrator.runs.endedRun(run_id, owner) && !orchestrator.runs.ownsBatch(run_id, owner)) return unknownRun(run_id);
       let status;
       try {
         status = orchestrator.budget.ledger.status({ runId: run_id, day });
@@ -214,6 +224,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         const report = progressReporter(ctx);
         const beat = report && setInterval(() => void report(`waiting for ${run_id}: ${r.lastProgress}`), 5000);
         let timer: NodeJS.Timeout | undefined;
+        r.waiters = (r.waiters ?? 0) + 1; // someone is asking for it: kept for keepS after it ends
         try {
           await Promise.race([
             r.done,
@@ -223,6 +234,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         } finally {
           clearTimeout(timer);
           if (beat) clearInterval(beat);
+          r.waiters--;
         }
       }
       if (!r.result) {

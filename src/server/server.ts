@@ -22,7 +22,7 @@ const UsageSchema = z.object({
 export const RunResultSchema = z.object({
   run_id: z.string(),
   agent: z.string(),
-  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout']),
+  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
   output: z.string(),
   turns: z.number(),
   usage: UsageSchema,
@@ -91,6 +91,8 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         'Each tool runs an AI agent (a loop of model and tool calls) and returns its final answer. Pass the work in "task" and any background in "context". Calls can take minutes: send a progressToken to get progress.',
     },
   );
+  // The pool starts (and its workers warm up) once the client has its initialize answer.
+  server.server.oninitialized = () => setImmediate(() => orchestrator.warm());
   const agents = orchestrator.agents;
   const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 
@@ -138,7 +140,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     const toolResult = runToolResult(result);
     if (chain) {
       // The parent's books: this run's id, status and what its whole tree spent.
-      const rec = orchestrator.runs.get(result.run_id);
+      const rec = orchestrator.runs.get(result.run_id) ?? orchestrator.runs.endedRun(result.run_id);
       toolResult._meta = { [RESULT_META_KEY]: { run_id: result.run_id, status: result.status, usage: result.usage, tree_usage: rec?.treeUsage ?? result.usage, cost_usd: result.cost_usd } };
     }
     return toolResult;

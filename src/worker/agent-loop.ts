@@ -5,7 +5,9 @@
 import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
 import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
-import { estimateInputTokens } from './tokens.js';
+import { estimateInputTokens, loadTokenizer } from './tokens.js';
+import { warmUp, type WarmHint } from './warm.js';
+import { Piscina } from 'piscina';
 import {
   CONTROL_ANNOUNCE,
   WORKER_WARNING,
@@ -30,6 +32,17 @@ console.warn = (...args: unknown[]) => {
   if (seenWarnings.size < 1000) seenWarnings.add(message);
   parentPort?.postMessage({ kind: WORKER_WARNING, message } satisfies WorkerWarning);
 };
+
+// Warm this thread in the background (never blocking a task): see warm.ts.
+const warmHint = (Piscina.workerData as { warm?: WarmHint } | undefined)?.warm;
+if (warmHint) {
+  setImmediate(() => {
+    warmUp(warmHint).catch((err: Error) => {
+      // Only a missed speed-up: the first real call pays what the warm-up could not do.
+      process.stderr.write(`delegate-mcp worker warm-up failed: ${err.message}\n`);
+    });
+  });
+}
 
 // This thread's control channel, announced to the main thread once (see ControlAnnounce).
 const { port1: control, port2: controlPeer } = new MessageChannel();
@@ -116,6 +129,16 @@ class RunChannel {
   }
 }
 
+/**
+ * What the books need about a stream cut short: the output tokens it delivered, and (when the gate
+ * made none, i.e. no budget applied) an input estimate. Made here, off the main thread.
+ */
+async function forTheBooks(task: RunTask, messages: Message[], streamedText: string, estimated: number | null): Promise<Pick<ModelCallEnd, 'streamedOutputTokens' | 'inputEstimate' | 'cut'>> {
+  const count = await loadTokenizer();
+  const inputEstimate = estimated ?? (await estimateInputTokens(task.system, messages, task.tools));
+  return { cut: true, streamedOutputTokens: count(streamedText), inputEstimate };
+}
+
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
 
 function addUsage(total: Usage, u: Usage): void {
@@ -152,7 +175,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       const estimated = task.estimateTokens ? await estimateInputTokens(task.system, messages, task.tools) : null;
       const gate: MainReply =
         turns === 1 && task.firstTurnGranted
-          ? { kind: 'reply', id: 0, ok: true, maxOutputTokens: task.firstTurnGranted.maxOutputTokens }
+          ? { kind: 'reply', id: 0, ok: true, ...task.firstTurnGranted }
           : await channel.ask({ kind: 'model_call_start', turn: turns, threadId, estimatedInputTokens: estimated, maxOutputTokens: agent.maxOutputTokens });
       if (channel.abort.signal.aborted) return stopped();
       if (!gate.ok) return finish('error', lastText, gate.reason);
@@ -163,6 +186,31 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       let toolCalls: ToolCall[] = [];
       let callUsage: Usage | null = null;
       let streamedChars = 0;
+      // Output the reservation holds; the stream asks for more before passing it (budgeted runs only).
+      let reservedOut = gate.reservedOutputTokens ?? maxOutputTokens;
+      const watch = task.budgeted ? await loadTokenizer() : undefined;
+      let streamedTokens = 0;
+      let refused: string | undefined;
+      let cutByBudget = false;
+      let extending: Promise<unknown> | undefined;
+      const extend = () =>
+        (extending ??= channel
+          .ask({ kind: 'extend_output', turn: turns, streamedOutputTokens: streamedTokens, wantOutputTokens: task.extensionStep })
+          .then((r) => {
+            extending = undefined;
+            if (r.ok) reservedOut = r.reservedOutputTokens ?? reservedOut;
+            else refused = r.reason;
+          }));
+      /** Counts output as it streams; false = the budget refused more and the stream must stop now. */
+      const spend = async (outputText: string): Promise<boolean> => {
+        if (!watch) return true;
+        streamedTokens += watch(outputText);
+        // Ask one step ahead, so a grant usually arrives before the output needs it.
+        if (streamedTokens >= reservedOut - task.extensionStep / 2 && !refused) void extend();
+        // Never consume past what is held: wait for the answer (the provider's bytes wait in the socket).
+        while (streamedTokens > reservedOut && !refused && !channel.abort.signal.aborted) await extend();
+        return !refused;
+      };
       try {
         modelCalls++;
         for await (const ev of adapter.stream({
@@ -176,29 +224,64 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
         })) {
           if (ev.type === 'stream_start') {
             if (task.progress) channel.emit({ type: 'stream_start', turn: turns });
-          } else if (ev.type === 'text_delta') streamedChars += ev.text.length;
-          else if (ev.type === 'retry') channel.emit({ type: 'retry', turn: turns, attempt: ev.attempt, delayMs: ev.delayMs, reason: ev.reason });
+          } else if (ev.type === 'text_delta') {
+            streamedChars += ev.text.length;
+            text += ev.text;
+            // Leaving the loop ends the generator, whose finally aborts the HTTP request at once.
+            if (!(await spend(ev.text))) {
+              cutByBudget = true;
+              break;
+            }
+          } else if (ev.type === 'tool_call') {
+            if (!(await spend(ev.call.name + JSON.stringify(ev.call.arguments)))) {
+              cutByBudget = true;
+              break;
+            }
+          } else if (ev.type === 'retry') channel.emit({ type: 'retry', turn: turns, attempt: ev.attempt, delayMs: ev.delayMs, reason: ev.reason });
           else if (ev.type === 'done') {
             text = ev.text;
             toolCalls = ev.toolCalls;
             callUsage = ev.usage;
-            channel.modelCallEnded({ turn: turns, usage: callUsage, streamedOutputChars: streamedChars, stopReason: ev.stopReason, latencyMs: Date.now() - started });
+            // No final usage (a server that never reports it, or Anthropic's message_start only): count it here.
+            const cut = ev.usagePartial === true || ev.usage === null;
+            channel.modelCallEnded({
+              turn: turns,
+              usage: callUsage,
+              streamedOutputChars: streamedChars,
+              ...(cut ? await forTheBooks(task, messages, text, estimated) : watch ? { streamedOutputTokens: streamedTokens } : {}),
+              stopReason: ev.stopReason,
+              latencyMs: Date.now() - started,
+            });
           }
         }
       } catch (err) {
         const pe = err instanceof ProviderError ? err : undefined;
-        const partialChars = pe?.partialText?.length ?? streamedChars;
+        const partial = pe?.partialText ?? text;
         channel.modelCallEnded({
           turn: turns,
           usage: pe?.partialUsage ?? null,
-          streamedOutputChars: partialChars,
+          streamedOutputChars: partial.length,
+          ...(await forTheBooks(task, messages, partial, estimated)),
           stopReason: 'error',
           latencyMs: Date.now() - started,
           error: (err as Error).message,
         });
-        if (pe?.partialUsage) addUsage(usage, pe.partialUsage);
         if (channel.abort.signal.aborted) return stopped();
         return finish('error', lastText, `model call failed (${task.modelRef}): ${(err as Error).message}`);
+      }
+      if (cutByBudget) {
+        // Cut by the budget (or by a cancel that arrived while an extension was asked for): charged the input estimate plus what streamed; the run ends with what it has.
+        channel.modelCallEnded({
+          turn: turns,
+          usage: null,
+          streamedOutputChars: streamedChars,
+          ...(await forTheBooks(task, messages, text, estimated)),
+          stopReason: 'budget_exhausted',
+          latencyMs: Date.now() - started,
+          error: refused,
+        });
+        if (channel.abort.signal.aborted) return stopped();
+        return finish('budget_exhausted', text || lastText, `stream cut: ${refused}`);
       }
       if (callUsage) addUsage(usage, callUsage);
       if (text) lastText = text;

@@ -18,13 +18,21 @@ export interface RunTask {
   tools: ToolSpec[];
   /** Whether the gate needs input token estimates (only when a budget covers the run). */
   estimateTokens: boolean;
+  /**
+   * A budget covers the run: the worker counts output tokens as they stream and asks the orchestrator
+   * to extend the call's reservation (extend_output) before the output passes it; a refusal cuts the
+   * stream. Without it nothing is counted until a stream is cut short (then, for the books).
+   */
+  budgeted: boolean;
+  /** How many output tokens each extension asks for (the bound on overspending a cap, see README). */
+  extensionStep: number;
   /** Whether anyone follows this run's progress; without, the worker sends no progress events. */
   progress: boolean;
   /**
    * The first turn's gate, already passed on the main thread at dispatch (possible when no estimate is
    * needed): the first model request starts without a round trip.
    */
-  firstTurnGranted?: { maxOutputTokens: number };
+  firstTurnGranted?: { maxOutputTokens: number; reservedOutputTokens?: number };
 }
 
 /**
@@ -54,7 +62,7 @@ export type ControlUp = WorkerMessage & { runId: string };
 /** Main → worker on a control channel (a cancel goes to every worker: only the one running it acts). */
 export type ControlDown = MainMessage & { runId: string };
 
-export type RunStatus = 'ok' | 'max_turns' | 'error' | 'cancelled' | 'timeout';
+export type RunStatus = 'ok' | 'max_turns' | 'error' | 'cancelled' | 'timeout' | 'budget_exhausted';
 
 export interface RunOutcome {
   status: RunStatus;
@@ -83,6 +91,8 @@ export type WorkerRequest = (
       maxOutputTokens: number;
     }
   | { kind: 'call_tool'; id: number; turn: number; call: ToolCall }
+  /** The stream is about to pass the output it holds: grow the reservation (answered with reservedOutputTokens). */
+  | { kind: 'extend_output'; id: number; turn: number; streamedOutputTokens: number; wantOutputTokens: number }
 ) & { ended?: ModelCallEnd[] };
 
 /**
@@ -95,13 +105,19 @@ export interface ModelCallEnd {
   threadId: number;
   usage: Usage | null;
   streamedOutputChars: number;
-  stopReason: StopReason | 'error';
+  /** Output tokens streamed (tokenizer count): always for a cut stream, and while a budget watches. */
+  streamedOutputTokens?: number;
+  /** Raw input estimate made for the books when the gate had none (a cut stream with no budget). */
+  inputEstimate?: number;
+  /** The stream ended before the provider's final usage report (killed, aborted, cut by the budget). */
+  cut?: boolean;
+  stopReason: StopReason | 'error' | 'budget_exhausted';
   latencyMs: number;
   error?: string;
 }
 
 export type MainReply =
-  | { kind: 'reply'; id: number; ok: true; maxOutputTokens?: number; outcome?: ToolOutcome }
+  | { kind: 'reply'; id: number; ok: true; maxOutputTokens?: number; reservedOutputTokens?: number; outcome?: ToolOutcome }
   | { kind: 'reply'; id: number; ok: false; reason: string };
 
 /**

@@ -47,8 +47,8 @@ describe('admission and extensions', () => {
     assert.equal(l.status().server.reserved.tokens, 400);
     const g = granted(l.reserve({ runId: 'r', model: M, inputTokens: 100, maxOutputTokens: 2000, outputSlice: 50, minOutputTokens: 1 }));
     assert.equal(g.reservedOutputTokens, 50);
-    // The provider may be asked for all that fits: 1000 - 0 spent, with the run's own hold counted as its own.
-    assert.equal(g.maxOutputTokens, 900);
+    // The provider is asked for the whole max output: extensions bound what the stream may spend.
+    assert.equal(g.maxOutputTokens, 2000);
     // 150 held by the call, 250 left of the admission.
     assert.equal(l.status().server.reserved.tokens, 400);
     const e = l.extend(g.reservationId, 300);
@@ -74,6 +74,20 @@ describe('admission and extensions', () => {
     l.closeRun('r1');
     assert.equal(l.status().server.reserved.tokens, 0);
     assert.equal(l.admit({ runId: 'r2', model: M, tokens: 600 }).ok, true);
+  });
+
+  test('a sliced call holds what fits of its slice (at least one token), counting its run\'s admission as its own', () => {
+    const l = new BudgetLedger({ server: { daily_tokens: 1000 }, warn: () => {} });
+    l.openRun({ runId: 'r1', agent: 'a' });
+    l.openRun({ runId: 'r2', agent: 'a' });
+    assert.equal(l.admit({ runId: 'r1', model: M, tokens: 150 }).ok, true);
+    assert.equal(l.admit({ runId: 'r2', model: M, tokens: 800 }).ok, true);
+    // 50 free + r1's own 150: the input (100) and 100 of the 256 slice.
+    const g = granted(l.reserve({ runId: 'r1', model: M, inputTokens: 100, maxOutputTokens: 1000, outputSlice: 256, minOutputTokens: 1 }));
+    assert.equal(g.reservedOutputTokens, 100);
+    assert.equal(l.status().server.reserved.tokens, 1000);
+    const no = l.reserve({ runId: 'r1', model: M, inputTokens: 100, maxOutputTokens: 1000, outputSlice: 256, minOutputTokens: 1 });
+    assert.equal(no.ok, false);
   });
 
   test('an extension grants what fits, then is refused; a cut stream is charged estimate + streamed, never more than cap + one step', () => {

@@ -485,6 +485,27 @@ export class BudgetLedger {
           return need(c.dim, out) > avail + (c.dim === 'usd' ? USD_EPSILON : 0);
         });
 
+      if (slice !== undefined) {
+        // A sliced call asks the provider for its whole max output (extensions bound what it spends) and
+        // holds the slice, or as much of it as fits (at least one token).
+        const want = Math.min(slice, maxOut);
+        if (failing(want).length > 0) {
+          const blockers = failing(Math.min(1, want));
+          if (blockers.length > 0) return { result: this.refusal(blockers, { input, maxOut: want, minOut: Math.min(1, want), model: r.model, price, need }) };
+        }
+        let held = want;
+        if (failing(want).length > 0) {
+          let lo = Math.min(1, want);
+          let hi = want;
+          while (hi - lo > 1) {
+            const mid = Math.floor((lo + hi) / 2);
+            if (failing(mid).length === 0) lo = mid;
+            else hi = mid;
+          }
+          held = lo;
+        }
+        return this.grant(run, day, agentScope, r.model, price, input, held, maxOut, false, skippedUsd);
+      }
       let granted = maxOut;
       if (failing(maxOut).length > 0) {
         const blockers = failing(minOut);
@@ -500,23 +521,37 @@ export class BudgetLedger {
         granted = lo;
       }
 
-      const held = slice === undefined ? granted : Math.min(slice, granted);
-      const tokens = input + held;
-      const usd = price ? plannedCost(price, input, held) : null;
-      const id = `rsv_${++this.nextReservation}`;
-      const res: Reservation = { id, run, day, agentScope, model: r.model, price, inputTokens: input, maxOutputTokens: held, tokens, usd, state: 'open' };
-      run.model ??= r.model;
-      this.hold(res);
-      day.holds++;
-      run.reservations.add(res);
-      this.reservations.set(id, res);
-
-      const result: ReserveGranted = { ok: true, reservationId: id, maxOutputTokens: granted, reservedOutputTokens: held, shrunk: granted < maxOut, tokens, usd };
-      if (skippedUsd.length) {
-        result.note = `no price known for ${r.model}: USD limits of ${skippedUsd.join('; ')} cannot apply to this call, counting tokens only`;
-      }
-      return { result, taken: { tokens, usd } };
+      return this.grant(run, day, agentScope, r.model, price, input, granted, granted, granted < maxOut, skippedUsd);
     });
+  }
+
+  /** Holds a granted call reservation in every scope covering it. */
+  private grant(
+    run: RunState,
+    day: DayState,
+    agentScope: Scope,
+    model: string,
+    price: ResolvedPrice | null,
+    input: number,
+    held: number,
+    providerMax: number,
+    shrunk: boolean,
+    skippedUsd: string[],
+  ): { result: ReserveGranted; taken: { tokens: number; usd: number | null } } {
+    const tokens = input + held;
+    const usd = price ? plannedCost(price, input, held) : null;
+    const id = `rsv_${++this.nextReservation}`;
+    const res: Reservation = { id, run, day, agentScope, model, price, inputTokens: input, maxOutputTokens: held, tokens, usd, state: 'open' };
+    run.model ??= model;
+    this.hold(res);
+    day.holds++;
+    run.reservations.add(res);
+    this.reservations.set(id, res);
+    const result: ReserveGranted = { ok: true, reservationId: id, maxOutputTokens: providerMax, reservedOutputTokens: held, shrunk, tokens, usd };
+    if (skippedUsd.length) {
+      result.note = `no price known for ${model}: USD limits of ${skippedUsd.join('; ')} cannot apply to this call, counting tokens only`;
+    }
+    return { result, taken: { tokens, usd } };
   }
 
   /**

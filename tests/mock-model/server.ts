@@ -56,6 +56,8 @@ export interface MockReply {
   hangMs?: number;
   /** Chat only: leave out the usage chunk even when include_usage is asked for (some servers do). */
   noUsage?: boolean;
+  /** Anthropic only: usage only in message_start (1 output token); message_delta carries none. */
+  startUsageOnly?: boolean;
 }
 
 export type MockHandler = (req: MockRequestInfo) => MockReply | Promise<MockReply>;
@@ -363,7 +365,7 @@ function planReply(api: MockApi, info: MockRequestInfo, reply: MockReply, nextId
   };
   const model = info.model;
   const id = nextId();
-  if (api === 'anthropic') return planAnthropic(`msg_mock_${id}`, model, text, calls, u);
+  if (api === 'anthropic') return planAnthropic(`msg_mock_${id}`, model, text, calls, u, reply.startUsageOnly === true);
   if (api === 'openai-responses') return planResponses(`resp_mock_${id}`, info, text, calls, u);
   return planChat(`chatcmpl-mock-${id}`, model, text, calls, u, !!info.body.stream_options?.include_usage && !reply.noUsage);
 }
@@ -377,7 +379,7 @@ function chunks(s: string, size: number): string[] {
   return out;
 }
 
-function planAnthropic(id: string, model: string, text: string, calls: Call[], u: U): Plan {
+function planAnthropic(id: string, model: string, text: string, calls: Call[], u: U, startUsageOnly = false): Plan {
   const usage = { input_tokens: u.input, cache_creation_input_tokens: u.cacheWrite, cache_read_input_tokens: u.cacheRead };
   const stopReason = calls.length ? 'tool_use' : 'end_turn';
   const content: any[] = [];
@@ -403,7 +405,7 @@ function planAnthropic(id: string, model: string, text: string, calls: Call[], u
     }
     events.push(ev({ type: 'content_block_stop', index }));
   });
-  events.push(ev({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { ...usage, output_tokens: u.output } }));
+  events.push(ev({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, ...(startUsageOnly ? {} : { usage: { ...usage, output_tokens: u.output } }) }));
   events.push(ev({ type: 'message_stop' }));
   const json = { id, type: 'message', role: 'assistant', model, content, stop_reason: stopReason, stop_sequence: null, usage: { ...usage, output_tokens: u.output } };
   return { id, events, json };

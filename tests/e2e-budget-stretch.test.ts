@@ -195,7 +195,7 @@ describe('budgets that stretch and charge what was spent', () => {
       assert.equal(gone.isError, true);
       assert.match((gone.content as any)[0].text, /ended with status ok and is no longer kept: only background runs/);
       const unknown = await srv.client.callTool({ name: 'run_status', arguments: { run_id: 'run_nope' } });
-      assert.match((unknown.content as any)[0].text, /unknown or expired run "run_nope"/);
+      assert.match((unknown.content as any)[0].text, /unknown run "run_nope": not started here, expired/);
 
       const bg = (await srv.client.callTool({ name: 'delegate', arguments: { agent: 'llama-c', task: 'hi', background: true } })).structuredContent as any;
       const result = (await srv.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } })).structuredContent as any;

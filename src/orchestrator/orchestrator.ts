@@ -509,6 +509,7 @@ export class Orchestrator {
         estimateTokens: rb.needsEstimate,
         budgeted: rb.limited,
         extensionStep: EXTENSION_STEP,
+        tokenScale: this.budget.scaler.factor(record.model),
         progress: Boolean(req.onProgress),
         firstTurnGranted,
       });

@@ -53,7 +53,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         true,
       );
     }
-    return text(`unknown or expired run "${id}" (runs are visible only to the client session that started them; background runs are kept ${keepS} s after they end)`, true);
+    return text(`unknown run "${id}": not started here, expired, or started by another client session (runs are visible only to the session that started them; background runs are kept ${keepS} s after they end)`, true);
   };
 
   server.registerTool(

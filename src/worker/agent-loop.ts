@@ -136,7 +136,7 @@ class RunChannel {
 async function forTheBooks(task: RunTask, messages: Message[], streamedText: string, estimated: number | null): Promise<Pick<ModelCallEnd, 'streamedOutputTokens' | 'inputEstimate' | 'cut'>> {
   const count = await loadTokenizer();
   const inputEstimate = estimated ?? (await estimateInputTokens(task.system, messages, task.tools));
-  return { cut: true, streamedOutputTokens: count(streamedText), inputEstimate };
+  return { cut: true, streamedOutputTokens: Math.ceil(count(streamedText) * task.tokenScale), inputEstimate };
 }
 
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
@@ -189,6 +189,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       // Output the reservation holds; the stream asks for more before passing it (budgeted runs only).
       let reservedOut = gate.reservedOutputTokens ?? maxOutputTokens;
       const watch = task.budgeted ? await loadTokenizer() : undefined;
+      let rawTokens = 0;
       let streamedTokens = 0;
       let refused: string | undefined;
       let cutByBudget = false;
@@ -204,7 +205,8 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       /** Counts output as it streams; false = the budget refused more and the stream must stop now. */
       const spend = async (outputText: string): Promise<boolean> => {
         if (!watch) return true;
-        streamedTokens += watch(outputText);
+        rawTokens += watch(outputText);
+        streamedTokens = Math.ceil(rawTokens * task.tokenScale);
         // Ask one step ahead, so a grant usually arrives before the output needs it.
         if (streamedTokens >= reservedOut - task.extensionStep / 2 && !refused) void extend();
         // Never consume past what is held: wait for the answer (the provider's bytes wait in the socket).

@@ -26,6 +26,8 @@ export interface RunTask {
   budgeted: boolean;
   /** How many output tokens each extension asks for (the bound on overspending a cap, see README). */
   extensionStep: number;
+  /** The model's learned tokenizer factor: streamed output counted with o200k is scaled by it. */
+  tokenScale: number;
   /** Whether anyone follows this run's progress; without, the worker sends no progress events. */
   progress: boolean;
   /**

@@ -89,12 +89,12 @@ export class Orchestrator {
     /** Without one, nothing is audited (embedding, one-off CLI use). */
     readonly audit?: AuditLog,
   ) {
+    this.tools = ToolGate.fromConfig(cfg);
     this.pool = new RunPool(cfg.delegate.pool, () => this.warmHint());
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
     this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'), cfg.delegate.artifacts.keep);
     this.artifacts.prune();
     this.redactor = audit?.redactor ?? new Redactor({ secrets: configSecrets(cfg) });
-    this.tools = ToolGate.fromConfig(cfg);
     if (audit) this.tools.onDecision = (d) => this.auditToolDecision(d);
   }
 
@@ -109,11 +109,6 @@ export class Orchestrator {
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;
-  }
-
-  /** Starts the pool's threads, which warm up in the background (call once `initialize` is answered). */
-  warm(): void {
-    this.pool.warm();
   }
 
   /** What a new worker should warm: the wire APIs the agents' models use, and the tokenizer if a budget needs it. */

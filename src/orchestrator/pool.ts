@@ -27,25 +27,21 @@ export class ServerBusyError extends Error {
 }
 
 export class RunPool {
-  private created?: Piscina;
+  private readonly pool: Piscina;
   private running = 0;
 
-  /** `warm`: what each new worker loads and runs once in the background (see worker/warm.ts). */
+  /**
+   * The threads start now, while the server is still starting: on their own threads they load the
+   * worker bundle (the provider SDKs) and then warm up in the background (`warmHint`, see
+   * worker/warm.ts), so by the time a client has its `initialize` and `tools/list` answers the first
+   * call finds a warm worker. Starting them only after `initialize` was measured slower for the first
+   * call: a client sends it a few ms later, and a worker needs ~100 ms of its own to load.
+   */
   constructor(
     private opts: DelegateConfig['pool'],
     private readonly warmHint?: () => WarmHint,
-  ) {}
-
-  /**
-   * Starts the pool's threads now (they load and warm up in the background). Called once the server
-   * has answered `initialize`, so start-up never competes with it; the first run does it otherwise.
-   */
-  warm(): void {
-    void this.pool;
-  }
-
-  private get pool(): Piscina {
-    return (this.created ??= this.createPool());
+  ) {
+    this.pool = this.createPool();
   }
 
   private createPool(): Piscina {
@@ -133,7 +129,7 @@ export class RunPool {
 
   /** Terminates the worker thread with this id (it takes the other runs on that thread with it). */
   killThread(threadId: number): boolean {
-    const w = this.created?.threads.find((t) => t.threadId === threadId);
+    const w = this.pool.threads.find((t) => t.threadId === threadId);
     if (!w) return false;
     void w.terminate();
     return true;
@@ -141,6 +137,6 @@ export class RunPool {
 
 
   async close(): Promise<void> {
-    await this.created?.close({ force: true });
+    await this.pool.close({ force: true });
   }
 }

@@ -91,8 +91,6 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         'Each tool runs an AI agent (a loop of model and tool calls) and returns its final answer. Pass the work in "task" and any background in "context". Calls can take minutes: send a progressToken to get progress.',
     },
   );
-  // The pool starts (and its workers warm up) once the client has its initialize answer.
-  server.server.oninitialized = () => setImmediate(() => orchestrator.warm());
   const agents = orchestrator.agents;
   const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 

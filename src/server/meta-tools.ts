@@ -85,7 +85,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
   server.registerTool(
     'delegate_parallel',
     {
-      description: `Run up to ${MAX_PARALLEL_TASKS} agent tasks at once. Returns one result per task, in input order, each with its own status (ok / error / cancelled / timeout / max_turns), usage and duration; one failing task never fails the others.`,
+      description: `Run up to ${MAX_PARALLEL_TASKS} agent tasks at once. Returns one result per task, in input order, each with its own status (ok / error / cancelled / timeout / max_turns / budget_exhausted), usage and duration; one failing task never fails the others.`,
       inputSchema: z.object({
         tasks: z.array(TaskSchema).min(1).max(MAX_PARALLEL_TASKS),
         max_concurrency: z.number().int().min(1).max(MAX_PARALLEL_TASKS).optional().describe('how many run at once (default: all)'),

@@ -99,6 +99,8 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     log.info(`serving ${agents.exposed().length} agents from ${agents.sources.filter((s) => dirExists(s.dir)).map((s) => s.dir).join(', ') || '(no agent directory)'} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);
     if (http && httpOpts) await http.serveHttp(orchestrator, { ...httpOpts, stdio: opts.stdio });
     else await serveStdioServer(orchestrator);
+    // 2026-07-28 clients send no initialize (whose answer starts the warm-up, see server.ts).
+    setTimeout(() => orchestrator.warm(), 1000).unref();
   });
 
 addCommon(program.command('run').description('run one agent from the terminal and print its answer'))

@@ -90,7 +90,7 @@ export class Orchestrator {
     readonly audit?: AuditLog,
   ) {
     this.tools = ToolGate.fromConfig(cfg);
-    this.pool = new RunPool(cfg.delegate.pool, () => this.warmHint());
+    this.pool = new RunPool(cfg.delegate.pool);
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
     this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'), cfg.delegate.artifacts.keep);
     this.artifacts.prune();
@@ -109,6 +109,11 @@ export class Orchestrator {
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;
+  }
+
+  /** Warms the pool's workers in the background (call once `initialize` is answered; idempotent). */
+  warm(): void {
+    this.pool.warm(this.warmHint());
   }
 
   /** What a new worker should warm: the wire APIs the agents' models use, and the tokenizer if a budget needs it. */

@@ -9,7 +9,7 @@ import { WORKER_ENTRY } from '../paths.js';
 import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
 import type { WarmHint } from '../worker/warm.js';
-import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WorkerMessage } from '../worker/protocol.js';
+import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WarmCommand, type WorkerMessage } from '../worker/protocol.js';
 
 /** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
 export interface RunLine {
@@ -30,18 +30,24 @@ export class RunPool {
   private readonly pool: Piscina;
   private running = 0;
 
+  /** Set once warm() was called: workers that announce themselves later warm up at once. */
+  private warmHint?: WarmHint;
+
   /**
    * The threads start now, while the server is still starting: on their own threads they load the
-   * worker bundle (the provider SDKs) and then warm up in the background (`warmHint`, see
-   * worker/warm.ts), so by the time a client has its `initialize` and `tools/list` answers the first
-   * call finds a warm worker. Starting them only after `initialize` was measured slower for the first
-   * call: a client sends it a few ms later, and a worker needs ~100 ms of its own to load.
+   * worker bundle (the provider SDKs). Starting them only after `initialize` was measured slower for
+   * the first call: a client sends it a few ms later, and a worker needs ~100 ms of its own to load.
+   * The warm-up proper (warm()) waits until `initialize` is answered.
    */
-  constructor(
-    private opts: DelegateConfig['pool'],
-    private readonly warmHint?: () => WarmHint,
-  ) {
+  constructor(private opts: DelegateConfig['pool']) {
     this.pool = this.createPool();
+  }
+
+  /** Tells every worker (and every later one) to warm up in the background: see worker/warm.ts. */
+  warm(hint: WarmHint): void {
+    if (this.warmHint) return;
+    this.warmHint = hint;
+    for (const port of this.controls) port.postMessage({ kind: 'warm', hint } satisfies WarmCommand);
   }
 
   private createPool(): Piscina {
@@ -60,7 +66,6 @@ export class RunPool {
       // Nothing reads piscina's run/wait-time histograms; recording costs every task a few samples.
       recordTiming: false,
       resourceLimits: { maxOldGenerationSizeMb: this.opts.maxOldGenerationSizeMb },
-      workerData: { warm: this.warmHint?.() },
     });
     // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but
     // keep the event from becoming an unhandled 'error'.
@@ -83,6 +88,7 @@ export class RunPool {
     port.on('close', () => this.controls.delete(port)); // its worker is gone
     port.unref();
     for (const [runId, reason] of this.cancels) port.postMessage({ kind: 'cancel', reason, runId } satisfies ControlDown);
+    if (this.warmHint) port.postMessage({ kind: 'warm', hint: this.warmHint } satisfies WarmCommand);
   }
 
   /** Opens a run's line before its task is dispatched (its first message may come at once). */

@@ -91,6 +91,8 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         'Each tool runs an AI agent (a loop of model and tool calls) and returns its final answer. Pass the work in "task" and any background in "context". Calls can take minutes: send a progressToken to get progress.',
     },
   );
+  // Workers warm up once the client has its initialize answer (never competing with it).
+  server.server.oninitialized = () => setImmediate(() => orchestrator.warm());
   const agents = orchestrator.agents;
   const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
 

@@ -6,8 +6,7 @@ import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
 import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
 import { estimateInputTokens, loadTokenizer } from './tokens.js';
-import { warmUp, type WarmHint } from './warm.js';
-import { Piscina } from 'piscina';
+import { warmUp } from './warm.js';
 import {
   CONTROL_ANNOUNCE,
   WORKER_WARNING,
@@ -19,6 +18,7 @@ import {
   type ModelCallEnd,
   type RunOutcome,
   type RunTask,
+  type WarmCommand,
   type WorkerEvent,
   type WorkerRequest,
 } from './protocol.js';
@@ -33,17 +33,6 @@ console.warn = (...args: unknown[]) => {
   parentPort?.postMessage({ kind: WORKER_WARNING, message } satisfies WorkerWarning);
 };
 
-// Warm this thread in the background (never blocking a task): see warm.ts.
-const warmHint = (Piscina.workerData as { warm?: WarmHint } | undefined)?.warm;
-if (warmHint) {
-  setImmediate(() => {
-    warmUp(warmHint).catch((err: Error) => {
-      // Only a missed speed-up: the first real call pays what the warm-up could not do.
-      process.stderr.write(`delegate-mcp worker warm-up failed: ${err.message}\n`);
-    });
-  });
-}
-
 // This thread's control channel, announced to the main thread once (see ControlAnnounce).
 const { port1: control, port2: controlPeer } = new MessageChannel();
 parentPort?.postMessage({ kind: CONTROL_ANNOUNCE, threadId, port: controlPeer } satisfies ControlAnnounce, [controlPeer]);
@@ -55,7 +44,19 @@ const runs = new Map<string, RunChannel>();
  * piscina's own channel. Kept a minute, then forgotten (the run went to another thread).
  */
 const earlyCancels = new Map<string, { reason: 'cancelled' | 'timeout'; at: number }>();
-control.on('message', (msg: ControlDown) => {
+let warmed = false;
+control.on('message', (msg: ControlDown | WarmCommand) => {
+  if (msg.kind === 'warm') {
+    // Once per thread, in the background: a task arriving meanwhile just interleaves with it.
+    if (!warmed) {
+      warmed = true;
+      warmUp(msg.hint).catch((err: Error) => {
+        // Only a missed speed-up: the first real call pays what the warm-up could not do.
+        process.stderr.write(`delegate-mcp worker warm-up failed: ${err.message}\n`);
+      });
+    }
+    return;
+  }
   const run = runs.get(msg.runId);
   if (run) return run.receive(msg);
   if (msg.kind !== 'cancel') return; // a reply for a run that is over
@@ -235,7 +236,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
               break;
             }
           } else if (ev.type === 'tool_call') {
-            if (!(await spend(ev.call.name + JSON.stringify(ev.call.arguments)))) {
+            if (watch && !(await spend(ev.call.name + JSON.stringify(ev.call.arguments)))) {
               cutByBudget = true;
               break;
             }
@@ -259,11 +260,13 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       } catch (err) {
         const pe = err instanceof ProviderError ? err : undefined;
         const partial = pe?.partialText ?? text;
+        // Counted only when the provider had started answering (a refused or unreachable request is not).
+        const answered = Boolean(pe?.partialUsage) || partial.length > 0;
         channel.modelCallEnded({
           turn: turns,
           usage: pe?.partialUsage ?? null,
           streamedOutputChars: partial.length,
-          ...(await forTheBooks(task, messages, partial, estimated)),
+          ...(answered ? await forTheBooks(task, messages, partial, estimated) : {}),
           stopReason: 'error',
           latencyMs: Date.now() - started,
           error: (err as Error).message,

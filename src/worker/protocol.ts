@@ -59,6 +59,11 @@ export interface WorkerWarning {
   kind: typeof WORKER_WARNING;
   message: string;
 }
+/** Main → worker, once the server has answered `initialize`: warm this thread up (see worker/warm.ts). */
+export interface WarmCommand {
+  kind: 'warm';
+  hint: import('./warm.js').WarmHint;
+}
 /** Worker → main on a control channel. */
 export type ControlUp = WorkerMessage & { runId: string };
 /** Main → worker on a control channel (a cancel goes to every worker: only the one running it acts). */

@@ -81,7 +81,9 @@ describe('budgets', () => {
       const ok = results.filter((r) => !r.isError);
       const refused = results.filter((r) => r.isError);
       for (const r of refused) assert.match((r.content as any)[0].text, /budget refused: server daily token limit 9000/);
-      assert.ok(ok.length >= 5 && ok.length <= 15, `${ok.length} runs fit`);
+      // Without history the first runs are admitted on their worst case (~900 tokens each); once three
+      // have finished, later ones are admitted on what they really cost (150), so more than ten may fit.
+      assert.ok(ok.length >= 5, `${ok.length} runs fit`);
       assert.equal(mock.requests.length, ok.length, 'refused runs never reached the mock');
       const perRun = ok.map((r) => {
         const u = (r.structuredContent as any).usage;

@@ -90,6 +90,14 @@ describe('admission and extensions', () => {
     assert.equal(no.ok, false);
   });
 
+  test('a run is never expected to cost more than its own cap allows', () => {
+    const l = new BudgetLedger({ warn: () => {} });
+    l.openRun({ runId: 'r', agent: 'a', run: { tokens: 1500 } });
+    // Recent runs of this agent hit their cap and went past it by a chunk: still admitted, on the cap.
+    assert.equal(l.admit({ runId: 'r', model: M, tokens: 1700 }).ok, true);
+    assert.equal(l.status({ runId: 'r' }).runs[0].reserved.tokens, 1500);
+  });
+
   test('an extension grants what fits, then is refused; a cut stream is charged estimate + streamed, never more than cap + one step', () => {
     const cap = 1000;
     const step = 256;

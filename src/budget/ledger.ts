@@ -574,11 +574,13 @@ export class BudgetLedger {
     if (this.closed) throw new Error('budget: ledger is closed');
     const run = this.openRunState(r.runId);
     if (run.admission) throw new Error(`budget: run ${r.runId} was already admitted`);
-    const tokens = Math.ceil(checkCount(r.tokens, 'tokens'));
+    // A run never spends more than its own caps allow: expecting more would refuse it for nothing.
+    const tokens = Math.min(Math.ceil(checkCount(r.tokens, 'tokens')), run.scope.limits.tokens ?? Infinity);
     const day = this.today(this.dailyLimited(run.agent));
     const agentScope = this.agentScope(day, run.agent);
     const price = this.prices.lookup(r.model);
-    const usd = r.usd !== undefined && r.usd !== null ? checkCount(r.usd, 'usd') : price ? plannedCost(price, 0, tokens) : null;
+    const expectedUsd = r.usd !== undefined && r.usd !== null ? checkCount(r.usd, 'usd') : price ? plannedCost(price, 0, tokens) : null;
+    const usd = expectedUsd === null ? null : Math.min(expectedUsd, run.scope.limits.usd ?? Infinity);
     const { checks } = this.checksFor(run, agentScope, day, price);
     const need = (dim: 'tokens' | 'usd') => (dim === 'tokens' ? tokens : (usd ?? 0));
     const blockers = checks.filter((c) => need(c.dim) > c.scope.available(c.dim)! + (c.dim === 'usd' ? USD_EPSILON : 0));

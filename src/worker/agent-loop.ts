@@ -50,7 +50,7 @@ control.on('message', (msg: ControlDown | WarmCommand) => {
     // Once per thread, in the background: a task arriving meanwhile just interleaves with it.
     if (!warmed) {
       warmed = true;
-      warmUp(msg.hint).catch((err: Error) => {
+      warmUp(msg.hint, () => runs.size > 0).catch((err: Error) => {
         // Only a missed speed-up: the first real call pays what the warm-up could not do.
         process.stderr.write(`delegate-mcp worker warm-up failed: ${err.message}\n`);
       });

@@ -55,9 +55,13 @@ function canned(api: WireApi): Sse {
 
 const PATHS: Record<string, WireApi> = { '/v1/messages': 'anthropic', '/v1/responses': 'openai-responses', '/v1/chat/completions': 'openai-chat' };
 
-export async function warmUp(hint: WarmHint): Promise<void> {
+/**
+ * `busy`: real runs are on this thread. The warm-up then stops between steps: a real call warms the
+ * same code itself, and must not wait behind a canned one.
+ */
+export async function warmUp(hint: WarmHint, busy: () => boolean = () => false): Promise<void> {
   const tokenizer = hint.tokenizer ? loadTokenizer() : undefined;
-  if (hint.wireApis.length) {
+  if (hint.wireApis.length && !busy()) {
     const server = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => {
@@ -82,7 +86,7 @@ export async function warmUp(hint: WarmHint): Promise<void> {
           streamIdleTimeoutMs: 10_000,
         };
         // Twice: the second pass runs on the code the first one compiled.
-        for (let i = 0; i < 2; i++) {
+        for (let i = 0; i < 2 && !busy(); i++) {
           for await (const _ of createAdapter(endpoint).stream({ model: 'warm', system: 'warm', messages: [{ role: 'user', content: 'warm' }], tools: [], maxOutputTokens: 16 })) {
             // drained for its side effect: the code paths compiled
           }

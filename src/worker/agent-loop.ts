@@ -281,7 +281,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
           usage: null,
           streamedOutputChars: streamedChars,
           ...(await forTheBooks(task, messages, text, estimated)),
-          stopReason: 'budget_exhausted',
+          stopReason: channel.abort.signal.aborted ? 'error' : 'budget_exhausted',
           latencyMs: Date.now() - started,
           error: refused,
         });

@@ -231,7 +231,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
             streamedChars += ev.text.length;
             text += ev.text;
             // Leaving the loop ends the generator, whose finally aborts the HTTP request at once.
-            if (!(await spend(ev.text))) {
+            if (watch && !(await spend(ev.text))) {
               cutByBudget = true;
               break;
             }

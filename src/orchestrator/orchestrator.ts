@@ -88,9 +88,10 @@ export class Orchestrator {
     readonly budget: BudgetGate = BudgetGate.inMemory(cfg),
     /** Without one, nothing is audited (embedding, one-off CLI use). */
     readonly audit?: AuditLog,
+    pool?: RunPool,
   ) {
     this.tools = ToolGate.fromConfig(cfg);
-    this.pool = new RunPool(cfg.delegate.pool);
+    this.pool = pool ?? new RunPool(cfg.delegate.pool);
     this.runs = new RunRegistry(cfg.delegate.runs.keepS * 1000);
     this.artifacts = new ArtifactStore(path.join(cfg.stateDir, 'artifacts'), cfg.delegate.artifacts.keep);
     this.artifacts.prune();
@@ -100,12 +101,22 @@ export class Orchestrator {
 
   /** The server's orchestrator: the budget ledger persists under the state dir and replays today. */
   static async create(cfg: ResolvedConfig, agents: AgentStore): Promise<Orchestrator> {
+    // Threads first: they load on their own while the books and the audit log open.
+    const pool = new RunPool(cfg.delegate.pool);
     const audit = cfg.auditDir
       ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }) })
       : undefined;
     // A re-entry child keeps its books in memory: its parent commits the usage it reports.
-    const budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
-    const orchestrator = new Orchestrator(cfg, agents, budget, audit);
+    let budget: BudgetGate;
+    try {
+      budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
+    } catch (err) {
+      // An unusable state dir stops the start: the threads must not keep the process alive.
+      audit?.close();
+      await pool.close();
+      throw err;
+    }
+    const orchestrator = new Orchestrator(cfg, agents, budget, audit, pool);
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;

@@ -55,7 +55,9 @@ describe('client isolation', () => {
       assert.equal((ownBatch.structuredContent as any).runs[0].runId, batchId);
       assert.ok((await a.listResources()).resources.some((r) => r.uri === artUri));
       assert.equal(((await a.readResource({ uri: artUri })).contents[0] as any).text, 'secret findings of A');
-      assert.equal(((await a.callTool({ name: 'run_status', arguments: { run_id: runId } })).structuredContent as any).run_id, runId);
+      // A's finished foreground run is known to A (as ended, not kept); its background run is kept.
+      assert.match(textOf(await a.callTool({ name: 'run_status', arguments: { run_id: runId } })), /ended with status ok/);
+      assert.equal(((await a.callTool({ name: 'run_status', arguments: { run_id: bgId } })).structuredContent as any).run_id, bgId);
 
       // B: every tool treats A's ids as unknown.
       for (const id of [runId, batchId, bgId]) {

@@ -185,7 +185,7 @@ describe('resolving workspace mounts', () => {
 
   it('writable dirs are realpaths inside the workspace; a symlink out is never writable; a missing one is created', () => {
     const { base, ws } = tree();
-    const m = workspaceMounts(ws, { writable: ['escape', 'out', 'src'], readOnly: [], hidden: [] }, { dirs: [], paths: [], hidden: [] });
+    const m = workspaceMounts(ws, { writable: ['escape', 'out', 'src'], readOnly: [], hidden: [] }, { dirs: [], paths: [], hidden: [], noCreate: [] });
     assert.deepEqual(m.writable.map((w) => w.path), [path.join(ws, 'out'), path.join(ws, 'src')]);
     // Each comes with a descriptor of that very directory (what bwrap binds).
     for (const w of m.writable) assert.equal(readlinkSync(`/proc/self/fd/${w.fd}`), w.path);
@@ -196,7 +196,7 @@ describe('resolving workspace mounts', () => {
 
   it('protected paths: read-only when present; a missing agent dir is created only where a command could write it', () => {
     const { ws } = tree();
-    const prot = { dirs: [path.join(ws, '.claude', 'agents'), path.join(ws, 'src', 'agents')], paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'nope')], hidden: [path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json'), path.join(ws, '.delegate-mcp', 'audit'), path.join(ws, 'mcp.json')] };
+    const prot = { dirs: [path.join(ws, '.claude', 'agents'), path.join(ws, 'src', 'agents')], paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'nope')], hidden: [path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json'), path.join(ws, '.delegate-mcp', 'audit'), path.join(ws, 'mcp.json')], noCreate: [] };
     mkdirSync(path.join(ws, '.delegate-mcp', 'audit'));
     const m = workspaceMounts(ws, { writable: ['src'], readOnly: [], hidden: [] }, prot);
     closeMounts(m);

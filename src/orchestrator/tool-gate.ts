@@ -74,6 +74,8 @@ export interface ToolDecisionRecord {
   /** From the call reaching the gate to its outcome (approval wait included). */
   durationMs: number;
   outcome: 'ok' | 'error' | 'denied' | 'unknown_tool';
+  /** run_command: protected paths the command created, removed after it (each audited as a refusal). */
+  removedProtected?: string[];
 }
 
 export interface ToolRunOptions {
@@ -358,7 +360,11 @@ export class ToolGate {
     } catch (err) {
       outcome = fail(`${call.name} failed: ${(err as Error).message}`);
     }
-    return record({ decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: outcome.isError ? 'error' : 'ok' }, outcome);
+    const removedProtected = outcome.removedProtected;
+    return record(
+      { decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: outcome.isError ? 'error' : 'ok', ...(removedProtected?.length && { removedProtected }) },
+      outcome,
+    );
   }
 
   close(): Promise<void> {

@@ -22,7 +22,9 @@
 //      `perl -e`, …), `find -exec/-delete`, git options that run commands or install config that does
 //      (`git -c`, `--config-env`, `git config`, `--upload-pack`, `rebase --exec`, …), package runners
 //      (`npx <pkg>`, `npm exec`, `--script-shell`, `--node-options`) and wrappers that run another program
-//      (`env`, `sudo`, `xargs`, `timeout`, …). These are allowed only by a rule that *names the form*: its
+//      (`env`, `sudo`, `xargs`, `timeout`, …), and forms that write files or leave the workspace (`sed`
+//      scripts with e/w/W or s///e, s///w, `sed -f`, `sed -i`; `git … --output`, `format-patch -o`,
+//      `archive -o`, `git -C`/`--git-dir`/`--work-tree` outside). These are allowed only by a rule that *names the form*: its
 //      literal words must reach the dangerous argument. `Bash(git:*)` does not allow
 //      `git -c core.sshCommand=x fetch`; `Bash(python3 -c:*)` allows `python3 -c …`; `Bash(npx tsc:*)`
 //      allows `npx tsc --noEmit` but `Bash(npx:*)` allows no package; a wrapper must be spelled out

@@ -30,7 +30,7 @@ import {
   utf8SafeEnd,
 } from './fs-tools.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
-import { gitHardeningEnv, prepareLaunch } from '../sandbox/index.js';
+import { gitHardeningEnv, prepareLaunch, type Launch } from '../sandbox/index.js';
 import { descendantPids } from '../sandbox/processes.js';
 
 /** Limits for run_command; the orchestrator may overwrite these at startup. */
@@ -239,12 +239,29 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   const launch = await prepareLaunch(ctx.sandbox, ctx.workspaceRoot, argv, { ...buildChildEnv(), ...gitHardeningEnv() });
   if (!launch.ok) return fail(`${T}: refused: ${launch.error}`);
+  const info = { text: '' };
+  try {
+    return await runLaunched(T, argv, timeoutS, ctx, launch, info);
+  } finally {
+    // Normally done already (the result reports what was removed; a second call is a no-op). This keeps a
+    // thrown error from leaving the command counted as running, which would stop every later removal.
+    await launch.done(info.text);
+  }
+}
+
+async function runLaunched(
+  T: string,
+  argv: string[],
+  timeoutS: number,
+  ctx: ToolContext,
+  launch: Extract<Launch, { ok: true }>,
+  info: { text: string },
+): Promise<ToolOutcome> {
   if (ctx.signal?.aborted) {
     launch.release();
     await launch.done(undefined);
     return abortedOutcome(T);
   }
-  let info = '';
 
   const cap = commandLimits.maxOutputBytes;
   const stdout = new HeadTail(cap);
@@ -276,7 +293,7 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   child.stderr?.on('data', (c: Buffer) => stderr.push(c));
   const infoStream = launch.infoFd !== undefined ? child.stdio[launch.infoFd] : undefined;
   infoStream?.on('data', (c: Buffer) => {
-    if (info.length < 4096) info += c.toString('utf8');
+    if (info.text.length < 4096) info.text += c.toString('utf8');
   });
 
   const ending = await new Promise<Ending>((resolve) => {
@@ -339,7 +356,7 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   infoStream?.destroy();
   // Protected paths the command created where they were missing (mcp.json, .git, …) are removed once no
   // sandboxed command runs any more (sandbox/created.ts); the model is told, the audit records it.
-  const removed = await launch.done(ending.kind === 'spawn_error' ? undefined : info);
+  const removed = await launch.done(ending.kind === 'spawn_error' ? undefined : info.text);
   const outcome = commandOutcome(T, argv, launch.sandboxed, ending, stopReason, lastSignalSent, timeoutS, elapsed, stdout, stderr);
   if (removed.length === 0) return outcome;
   const rel = removed.map((p) => (p.startsWith(`${ctx.workspaceRoot}/`) ? p.slice(ctx.workspaceRoot.length + 1) : p));

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startMockModel, type MockModel, type MockToolResult } from './mock-model/server.js';
@@ -35,6 +35,13 @@ try { fs.symlinkSync(process.argv[2], process.argv[3]); console.log('LINKED'); }
   'mover.mjs': `import fs from 'node:fs';
 try { fs.renameSync('.claude', '.claude-old'); console.log('MOVED'); } catch (e) { console.log('MOVE-FAILED ' + e.code); }
 try { fs.mkdirSync('.claude/agents', { recursive: true }); fs.writeFileSync('.claude/agents/pwn.md', 'planted'); console.log('PLANTED'); } catch (e) { console.log('PLANT-FAILED ' + e.code); }
+`,
+  // Writes mcp.json and hangs, ignoring SIGTERM.
+  'sleeper.mjs': `import fs from 'node:fs';
+process.on('SIGTERM', () => {});
+fs.writeFileSync('mcp.json', '{"mcpServers":{}}');
+console.log('written');
+setInterval(() => {}, 1000);
 `,
   // Writes mcp.json, then keeps rewriting it from a background shell that ignores SIGTERM, and hangs
   // ignoring SIGTERM itself: only the SIGKILL of the whole sandbox ends them.
@@ -173,5 +180,64 @@ permissions:
     assert.equal(existsSync(path.join(ws, 'mcp.json')), false);
     assert.equal(existsSync(path.join(ws, '.git')), false);
     assert.equal(readFileSync(path.join(ws, 'scripts', 'srv.mjs'), 'utf8'), SRV_CODE);
+  });
+});
+
+// A server killed while a command runs never gets to remove what the command created; the next server
+// start in that workspace does (from the dead server's journal in the state dir).
+describe('a created protected path outlives a killed server only until the next start', { skip: bwrapMissing ? 'bubblewrap (bwrap) is not installed' : false }, () => {
+  let mock: MockModel;
+  let base: string;
+  let ws: string;
+  let args: string[];
+
+  before(async () => {
+    mock = await startMockModel();
+    base = tempDir('dmcp-sbx-journal-');
+    ws = path.join(base, 'ws');
+    writeTree(ws, SCRIPTS);
+    writeTree(path.join(base, 'agents'), {
+      'sleeper.yaml': `name: sleeper
+description: May edit the workspace and run one script.
+model: anthropic/claude-test-1
+max_turns: 4
+permissions:
+  allow: [Read(**), Edit(**), "Bash(node sleeper.mjs)"]
+`,
+    });
+    const cfg = path.join(base, 'mcp.json');
+    writeFileSync(cfg, JSON.stringify({ delegate: { stateDir: path.join(base, 'state') } }));
+    args = ['--config', cfg, '--agents', path.join(base, 'agents'), '--workspace', ws];
+  });
+  after(async () => {
+    await mock?.close();
+  });
+
+  it('kill -9 during the command leaves mcp.json; the next serve removes it and says so', async () => {
+    const first = await startServer({ args, env: mockEnv(mock.url), cwd: ws });
+    const call = first.client
+      .callTool({ name: 'sleeper', arguments: { task: directive('run_command', { argv: ['node', 'sleeper.mjs'], timeout_s: 60 }) } })
+      .catch((e: Error) => e);
+    const created = path.join(ws, 'mcp.json');
+    for (let i = 0; i < 200 && !existsSync(created); i++) await sleep(50);
+    assert.ok(existsSync(created), 'the command did not create mcp.json');
+    const pid = first.transport.pid;
+    assert.ok(pid && pid > 0);
+    process.kill(pid, 'SIGKILL');
+    await call;
+    await first.close();
+    await sleep(300);
+    assert.ok(existsSync(created), 'nothing was left behind to clean up');
+    const journals = readdirSync(path.join(base, 'state')).filter((f) => /^sandbox-created-\d+\.json$/.test(f));
+    assert.equal(journals.length, 1, journals.join(', '));
+
+    const second = await startServer({ args, env: mockEnv(mock.url), cwd: ws });
+    try {
+      assert.equal(existsSync(created), false, 'the next start did not remove mcp.json');
+      assert.match(second.stderr(), /removed .*\/ws\/mcp\.json: a sandboxed command created this protected path and its server stopped before removing it/);
+      assert.deepEqual(readdirSync(path.join(base, 'state')).filter((f) => /^sandbox-created-/.test(f)), []);
+    } finally {
+      await second.close();
+    }
   });
 });

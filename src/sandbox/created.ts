@@ -18,7 +18,12 @@
 //     followed, and a recursive removal does not descend into symlinked directories.
 // The user creating one of these paths by hand while a command runs would see it removed (the result
 // and the audit say so); the file tools never create them (ProtectedGuard).
-import { lstatSync, realpathSync, rmSync } from 'node:fs';
+//
+// A server stopped or killed while a command runs never gets to its removal (bwrap dies with it, the
+// created path stays). So the recorded places are also kept in a journal in the state dir,
+// `sandbox-created-<pid>.json`, and the next server start removes what a DEAD server's journal names
+// (never a live one's: that server is still running commands and removes them itself).
+import { lstatSync, readdirSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 interface Watch {
@@ -26,7 +31,11 @@ interface Watch {
   running: number;
   /** Absolute paths (under the workspace realpath) that were missing when some running command started. */
   missing: Set<string>;
+  /** This process's journal file, when the server has a state dir. */
+  journal?: string;
 }
+
+const JOURNAL = /^sandbox-created-(\d+)\.json$/;
 
 /** Per workspace realpath (tool execution is on the main thread: one server, one map). */
 const watches = new Map<string, Watch>();
@@ -62,13 +71,52 @@ function firstMissing(root: string, p: string): string | undefined {
   return undefined;
 }
 
+function watchOf(root: string): Watch {
+  let w = watches.get(root);
+  if (!w) watches.set(root, (w = { running: 0, missing: new Set() }));
+  return w;
+}
+
+/** Writes (or, when nothing is recorded, deletes) this process's journal. */
+function saveJournal(root: string, w: Watch): void {
+  if (!w.journal) return;
+  try {
+    if (w.missing.size === 0) unlinkSync(w.journal);
+    else writeFileSync(w.journal, JSON.stringify({ pid: process.pid, root, missing: [...w.missing] }));
+  } catch {
+    // ENOENT on unlink: nothing to delete. A state dir that cannot be written loses only the after-crash
+    // cleanup; the removal after each command does not depend on it.
+  }
+}
+
+/**
+ * Removes the entry at `p` (a path under `root`) when it exists and its parent is still, by realpath,
+ * exactly where it was. True when it was removed.
+ */
+function removeCreated(root: string, p: string): boolean {
+  if (!exists(p)) return false;
+  let parent: string;
+  try {
+    parent = realpathSync.native(path.dirname(p));
+  } catch {
+    return false;
+  }
+  // Still exactly where it was: no symlink leads the removal elsewhere.
+  if (parent !== path.dirname(p) || !inside(root, parent)) return false;
+  try {
+    rmSync(p, { recursive: true, force: true });
+    return true;
+  } catch {
+    return false; // not removable (permissions): it stays recorded and is tried again later
+  }
+}
+
 /**
  * Call before starting a sandboxed command: records the protected paths (absolute, inside `root`, the
  * workspace realpath) that are missing now. Every begin() must be followed by exactly one end().
  */
 export function beginCommand(root: string, protectedPaths: readonly string[]): void {
-  let w = watches.get(root);
-  if (!w) watches.set(root, (w = { running: 0, missing: new Set() }));
+  const w = watchOf(root);
   w.running++;
   for (const p of protectedPaths) {
     const abs = path.resolve(p);
@@ -76,6 +124,54 @@ export function beginCommand(root: string, protectedPaths: readonly string[]): v
     const m = firstMissing(root, abs);
     if (m) w.missing.add(m);
   }
+  saveJournal(root, w);
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * At server start: this process journals into `stateDir`; what the journals of dead servers of the same
+ * workspace name is removed now (their commands are gone: bwrap dies with its server). Returns the
+ * removed paths.
+ */
+export function recoverJournals(root: string, stateDir: string): string[] {
+  const w = watchOf(root);
+  w.journal = path.join(stateDir, `sandbox-created-${process.pid}.json`);
+  let names: string[];
+  try {
+    names = readdirSync(stateDir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = JOURNAL.exec(name);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    const file = path.join(stateDir, name);
+    let missing: unknown;
+    try {
+      const j = JSON.parse(readFileSync(file, 'utf8')) as { root?: unknown; missing?: unknown };
+      if (j.root !== root) continue; // another workspace's (a state dir is per workspace; be strict anyway)
+      missing = j.missing;
+    } catch {
+      missing = undefined; // unreadable or half-written: nothing to act on
+    }
+    const paths = Array.isArray(missing) ? missing.filter((p): p is string => typeof p === 'string' && path.isAbsolute(p) && inside(root, p) && p !== root) : [];
+    for (const p of paths.sort((a, b) => a.split('/').length - b.split('/').length)) if (removeCreated(root, p)) removed.push(p);
+    try {
+      unlinkSync(file);
+    } catch {
+      // removed meanwhile by another starting server
+    }
+  }
+  return removed;
 }
 
 /**
@@ -92,24 +188,9 @@ export function endCommand(root: string, namespaceGone: boolean): string[] {
   const removed: string[] = [];
   // Shallowest first: removing a created `.claude` takes a created `.claude/agents` with it.
   for (const p of [...w.missing].sort((a, b) => a.split('/').length - b.split('/').length)) {
-    if (!exists(p)) continue;
-    let parent: string;
-    try {
-      parent = realpathSync.native(path.dirname(p));
-    } catch {
-      continue;
-    }
-    // Still exactly where it was: no symlink leads the removal elsewhere.
-    if (parent !== path.dirname(p) || !inside(root, parent)) continue;
-    try {
-      rmSync(p, { recursive: true, force: true });
-      removed.push(p);
-    } catch {
-      // Not removable (permissions): it stays recorded and is tried again after the next command.
-      continue;
-    }
+    if (removeCreated(root, p)) removed.push(p);
   }
   for (const p of [...w.missing]) if (!exists(p)) w.missing.delete(p);
-  if (w.missing.size === 0) watches.delete(root);
+  saveJournal(root, w);
   return removed;
 }

@@ -28,7 +28,7 @@ export async function benchSandbox(opts: { quick?: boolean } = {}): Promise<stri
   execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@b', 'add', '.'], { cwd: ws });
   execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'init'], { cwd: ws });
   const sandbox = (mode: SandboxMode): CommandSandbox => ({
-    settings: { mode, readOnly: [], protected: { dirs: [path.join(ws, 'agents')], paths: [path.join(ws, '.git')], hidden: [] } },
+    settings: { mode, readOnly: [], protected: { dirs: [path.join(ws, 'agents')], paths: [path.join(ws, '.git')], hidden: [], noCreate: [] } },
     rules: { layers: [{ deny: [], ask: [], allow: ['Edit(src/**)'] }] },
   });
   const rows: string[][] = [];

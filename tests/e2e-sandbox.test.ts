@@ -108,6 +108,9 @@ permissions:
     - Bash(git diff:*)
     - Bash(git status)
     - Bash(sed -n:*)
+    - Bash(sed -n "1e touch ${out}/pwn-sed-e" src/a.txt)
+    - Bash(sed -n "w ${out}/pwn-sed-w" src/a.txt)
+    - Bash(git diff --no-index --output=${out}/pwn-diff src/a.txt src/b.txt)
     - Bash(ls:*)
     - Bash(cat:*)
     - Bash(node probe.mjs:*)
@@ -115,6 +118,13 @@ permissions:
     - Bash(node hang.mjs)
     - Bash(node writer.mjs:*)
     - Bash(npm test)
+`,
+      'sedder.yaml': `name: sedder
+description: May run sed -n and git diff (any arguments).
+model: anthropic/claude-test-1
+max_turns: 4
+permissions:
+  allow: [Read(**), "Bash(sed -n:*)", "Bash(git diff:*)"]
 `,
       'gardener.yaml': `name: gardener
 description: May edit the whole workspace and run one script.
@@ -141,6 +151,27 @@ permissions:
     await srv?.close();
     await mock?.close();
     await new Promise<void>((r) => (tcp ? tcp.close(() => r()) : r()));
+  });
+
+  it('the argv rules refuse sed e/w and git diff --output unless a rule names them (the sandbox is the second layer)', async () => {
+    const calls = [
+      ['sed', '-n', `w ${out}/pwn-sed-w2`, 'src/a.txt'],
+      ['sed', '-n', `1e touch ${out}/pwn-sed-e2`, 'src/a.txt'],
+      ['sed', '-i', 's/alpha/pwned/', 'src/a.txt'],
+      ['git', 'diff', '--no-index', `--output=${out}/pwn-diff2`, 'src/a.txt', 'src/b.txt'],
+      ['sed', '-n', '1p', 'src/a.txt'],
+    ];
+    const fed = await toolResults(srv.client, 'sedder', calls.map((argv) => directive('run_command', { argv })).join(' '));
+    assert.equal(fed.length, calls.length);
+    for (const f of fed.slice(0, 4)) {
+      assert.equal(f.isError, true, f.content);
+      assert.match(f.content, /^permission denied: .* is refused unless a rule names that form/);
+    }
+    assert.match(fed[0].content, /"sed w .*" \(its e\/w\/W command/);
+    assert.match(fed[2].content, /"sed -i" \(edits files in place\)/);
+    assert.match(fed[3].content, /"git diff --output=.*" \(writes the file it names\)/);
+    assert.match(fed[4].content, /^exit code 0[\s\S]*alpha/);
+    assert.equal(readFileSync(path.join(ws, 'src', 'a.txt'), 'utf8'), 'alpha\n');
   });
 
   describe('escapes through allowed programs stay inside', () => {

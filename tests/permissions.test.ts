@@ -307,6 +307,75 @@ describe('commands', () => {
     }
   });
 
+  it('refuses sed forms that run commands, write files or edit in place, and git options that write or leave the workspace', async () => {
+    const broad = layer({ allow: ['Bash', 'Bash(sed:*)', 'Bash(sed -n:*)', 'Bash(git:*)', 'Bash(git diff:*)', 'Bash(git log:*)'] });
+    const cases: [string[], string][] = [
+      [['sed', '-n', '1e touch x', 'f'], '"sed 1e touch x" (its e/w/W command'],
+      [['sed', 'e', 'f'], '"sed e"'],
+      [['sed', '-n', 'w out.txt', 'f'], '"sed w out.txt"'],
+      [['sed', '-n', '/x/W out.txt', 'f'], '"sed /x/W out.txt"'],
+      [['sed', '-n', '/x/{w out.txt}', 'f'], '"sed /x/{w out.txt}"'],
+      [['sed', 's/a/b/w out.txt', 'f'], '"sed s/a/b/w out.txt"'],
+      [['sed', 's/a/id/e', 'f'], '"sed s/a/id/e"'],
+      [['sed', 's,a,b,ge', 'f'], '"sed s,a,b,ge"'],
+      [['sed', '-e', 'p', '-e', 'w out', 'f'], '"sed w out"'],
+      [['sed', '--expression=1e id', 'f'], '"sed 1e id"'],
+      [['sed', '--expression', '1e id', 'f'], '"sed 1e id"'],
+      [['sed', '-ew x', 'f'], '"sed w x"'],
+      [['sed', '-n', '--', 'w x', 'f'], '"sed w x"'],
+      [['sed', '-f', 'script.sed', 'f'], '"sed -f" (runs a script from a file)'],
+      [['sed', '--file=script.sed', 'f'], '"sed --file=script.sed"'],
+      [['sed', '-i', 's/a/b/', 'f'], '"sed -i" (edits files in place)'],
+      [['sed', '-i.bak', 's/a/b/', 'f'], '"sed -i.bak"'],
+      [['sed', '-ni', 'p', 'f'], '"sed -ni"'],
+      [['sed', '--in-place', 's/a/b/', 'f'], '"sed --in-place"'],
+      [['sed', '--sandbox', '-i', 's/a/b/', 'f'], '"sed -i"'],
+      [['git', 'diff', '--output=/tmp/x'], '"git diff --output=/tmp/x" (writes the file it names)'],
+      [['git', 'diff', '--output', 'x', 'a', 'b'], '"git diff --output"'],
+      [['git', 'log', '--output=x'], '"git log --output=x"'],
+      [['git', 'format-patch', '-o', '/tmp/p', 'HEAD~1'], '"git format-patch -o"'],
+      [['git', 'archive', '-o', 'x.tar', 'HEAD'], '"git archive -o"'],
+      [['git', '-c', 'core.pager=x', 'log'], '"git -c"'],
+      [['git', '--exec-path=/tmp', 'status'], '"git --exec-path"'],
+      [['git', 'log', '--upload-pack=x'], '"git log --upload-pack=x" (runs a command)'],
+      [['git', 'fetch', '--upload-pack', 'x', 'origin'], '--upload-pack'],
+      [['git', '-C', '/tmp/other', 'status'], '"git -C /tmp/other" (a repository outside the workspace)'],
+      [['git', '-C', '../other', 'status'], '"git -C ../other"'],
+      [['git', '--git-dir=/tmp/r/.git', 'log'], '"git --git-dir /tmp/r/.git"'],
+      [['git', '--work-tree', '~/x', 'status'], '"git --work-tree ~/x"'],
+    ];
+    for (const [argv, cause] of cases) {
+      const d = await run(broad, argv);
+      denied(d, cause);
+      assert.match(d.reason, /refused unless a rule names that form/);
+    }
+    assert.equal(cases.length, 33);
+    // Reading forms stay allowed by the broad rules.
+    for (const argv of [
+      ['sed', '-n', '1,5p', 'f'],
+      ['sed', 's/a/b/g', 'f'],
+      ['sed', '-E', 's/[a]+/b/', 'f'],
+      ['sed', '-n', '/x/!p', 'f'],
+      ['sed', '1a text with w in it', 'f'],
+      ['sed', 's/w/e/', 'f'],
+      ['sed', '--quiet', '-e', '10q', 'f'],
+      ['sed', '--sandbox', '-n', 'w x', 'f'],
+      ['git', 'diff', '--stat'],
+      ['git', '-C', 'sub', 'status'],
+      ['git', 'log', '--oneline', '-5'],
+    ]) {
+      assert.equal((await run(broad, argv)).decision, 'allow', argv.join(' '));
+    }
+  });
+
+  it('a rule that names a sed or git form allows exactly that form', async () => {
+    const rs = layer({ allow: ['Bash(sed -i "s/a/b/" notes.txt)', 'Bash(git diff --output=out/diff.txt)', 'Bash(sed -n:*)'] });
+    allowed(await run(rs, ['sed', '-i', 's/a/b/', 'notes.txt']), 'Bash(sed -i "s/a/b/" notes.txt)');
+    denied(await run(rs, ['sed', '-i', 's/a/b/', 'other.txt']), '"sed -i"');
+    allowed(await run(rs, ['git', 'diff', '--output=out/diff.txt']), 'Bash(git diff --output=out/diff.txt)');
+    denied(await run(rs, ['sed', '-n', 'w x', 'f']), 'rule "Bash(sed -n:*)" matches but does not spell it out');
+  });
+
   it('a rule that spells out the form allows it', async () => {
     const rs = layer({
       allow: ['Bash(node -e "console.log")', 'Bash(python3 -c:*)', 'Bash(git -c color.ui=false status)', 'Bash(env FOO=1 npm test)', 'Bash(./scripts/check.sh:*)'],

@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config/config.js';
 import { userConfigDir } from '../src/config/locations.js';
 import { SHIPPED_AGENTS_DIR } from '../src/paths.js';
 import { defaultStateDir, moveLegacyStateDir, openStateDir, stateHome, workspaceId } from '../src/config/state-dir.js';
-import { ProtectedGuard, protectedPaths } from '../src/permissions/protected-paths.js';
+import { ProtectedGuard, protectedPaths, serverCodePaths } from '../src/permissions/protected-paths.js';
 import { sandboxProtectedPaths } from '../src/sandbox/protected.js';
 import { fsTools } from '../src/tools/fs-tools.js';
 import { writeTools } from '../src/tools/write-tools.js';
@@ -35,6 +35,42 @@ function setup(delegate: Record<string, unknown> = { stateDir: 'state-in' }) {
   const cfg = loadConfig({}, ws);
   return { ws, cfg };
 }
+
+describe('serverCodePaths(cfg): what downstream MCP servers run from the workspace', () => {
+  it('existing files named by command and args, and a cwd below the root; not options, not the root, not outside', () => {
+    const ws = tempDir('dmcp-prot-srv-');
+    const outside = tempDir('dmcp-prot-srv-out-');
+    writeTree(outside, { 'far.mjs': '' });
+    writeTree(ws, {
+      'scripts/srv.mjs': '',
+      'tools/py/main.py': '',
+      'bin/server': '',
+      'mcp.json': JSON.stringify({
+        mcpServers: {
+          node: { command: 'node', args: ['--import', './scripts/srv.mjs', '--port', '3000', path.join(outside, 'far.mjs')], cwd: '.' },
+          py: { command: 'python3', args: ['main.py'], cwd: 'tools/py' },
+          bin: { command: './bin/server', args: ['scripts/missing.mjs'], cwd: '.' },
+          http: { url: 'http://127.0.0.1:1/mcp' },
+        },
+      }),
+    });
+    const cfg = loadConfig({}, ws);
+    assert.deepEqual(serverCodePaths(cfg).sort(), [
+      path.join(ws, 'bin', 'server'),
+      path.join(ws, 'scripts', 'srv.mjs'),
+      path.join(ws, 'tools', 'py'),
+      path.join(ws, 'tools', 'py', 'main.py'),
+    ]);
+    const kinds = protectedPaths(cfg).filter((p) => p.kind === 'server');
+    assert.equal(kinds.length, 4);
+    for (const k of kinds) assert.equal(k.read, 'readable');
+    const guard = ProtectedGuard.resolve(protectedPaths(cfg), ws);
+    assert.match(guard.check('write', path.join(ws, 'scripts', 'srv.mjs'))?.message ?? '', /downstream MCP server code .* cannot be changed by an agent/);
+    assert.match(guard.check('write', path.join(ws, 'tools', 'py', 'new.py'))?.message ?? '', /downstream MCP server code/);
+    assert.equal(guard.check('read', path.join(ws, 'scripts', 'srv.mjs')), null);
+    assert.equal(guard.check('write', path.join(ws, 'scripts', 'other.mjs')), null);
+  });
+});
 
 describe('protectedPaths(cfg): one list, from the resolved config', () => {
   it('names the state dir, every agent directory the server loads, mcp.json and .git; pure and repeatable', () => {

@@ -2,7 +2,7 @@
 // system mounts, resolving mounts against a real directory tree, git's hardening, and the config keys.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadAgentFile } from '../src/agents/loader.js';
@@ -11,6 +11,7 @@ import { intersect, rulesForAgent, type RuleSet } from '../src/permissions/index
 import { bwrapArgs, type SandboxMounts } from '../src/sandbox/bwrap-args.js';
 import { gitHardeningEnv } from '../src/sandbox/index.js';
 import { ETC_ENTRIES, closeMounts, systemMounts, workspaceMounts, type HostFs } from '../src/sandbox/mounts.js';
+import { beginCommand, endCommand } from '../src/sandbox/created.js';
 import { networkAllowed, workspaceAccess } from '../src/sandbox/policy.js';
 
 const ROOT = '/srv/ws';
@@ -185,7 +186,7 @@ describe('resolving workspace mounts', () => {
 
   it('writable dirs are realpaths inside the workspace; a symlink out is never writable; a missing one is created', () => {
     const { base, ws } = tree();
-    const m = workspaceMounts(ws, { writable: ['escape', 'out', 'src'], readOnly: [], hidden: [] }, { dirs: [], paths: [], hidden: [] });
+    const m = workspaceMounts(ws, { writable: ['escape', 'out', 'src'], readOnly: [], hidden: [] }, { dirs: [], paths: [], hidden: [], noCreate: [] });
     assert.deepEqual(m.writable.map((w) => w.path), [path.join(ws, 'out'), path.join(ws, 'src')]);
     // Each comes with a descriptor of that very directory (what bwrap binds).
     for (const w of m.writable) assert.equal(readlinkSync(`/proc/self/fd/${w.fd}`), w.path);
@@ -196,7 +197,7 @@ describe('resolving workspace mounts', () => {
 
   it('protected paths: read-only when present; a missing agent dir is created only where a command could write it', () => {
     const { ws } = tree();
-    const prot = { dirs: [path.join(ws, '.claude', 'agents'), path.join(ws, 'src', 'agents')], paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'nope')], hidden: [path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json'), path.join(ws, '.delegate-mcp', 'audit'), path.join(ws, 'mcp.json')] };
+    const prot = { dirs: [path.join(ws, '.claude', 'agents'), path.join(ws, 'src', 'agents')], paths: [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'nope')], hidden: [path.join(ws, '.delegate-mcp'), path.join(ws, 'mcp.json'), path.join(ws, '.delegate-mcp', 'audit'), path.join(ws, 'mcp.json')], noCreate: [] };
     mkdirSync(path.join(ws, '.delegate-mcp', 'audit'));
     const m = workspaceMounts(ws, { writable: ['src'], readOnly: [], hidden: [] }, prot);
     closeMounts(m);
@@ -204,6 +205,90 @@ describe('resolving workspace mounts', () => {
     assert.ok(existsSync(path.join(ws, 'src', 'agents')), 'created: src/ is writable');
     assert.deepEqual(m.readOnly, [path.join(ws, '.git'), path.join(ws, 'src', 'agents')]);
     assert.deepEqual(m.hidden, [{ path: path.join(ws, '.delegate-mcp'), kind: 'dir' }, { path: path.join(ws, 'mcp.json'), kind: 'file' }]);
+  });
+});
+
+describe('pinned parents of protected paths', () => {
+  it('every existing directory between a writable root and a protected path is bound onto itself (it cannot be renamed)', () => {
+    const ws = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'dmcp-sbx-pin-')));
+    mkdirSync(path.join(ws, '.claude', 'agents'), { recursive: true });
+    mkdirSync(path.join(ws, 'tools', 'srv'), { recursive: true });
+    writeFileSync(path.join(ws, 'tools', 'srv', 'main.mjs'), '');
+    const prot = { dirs: [path.join(ws, '.claude', 'agents')], paths: [path.join(ws, 'tools', 'srv', 'main.mjs')], hidden: [], noCreate: [] };
+    const rootWritable = workspaceMounts(ws, { writable: [''], readOnly: [], hidden: [] }, prot);
+    closeMounts(rootWritable);
+    assert.deepEqual(rootWritable.writable.map((w) => w.path), [ws, path.join(ws, '.claude'), path.join(ws, 'tools'), path.join(ws, 'tools', 'srv')]);
+    // Where nothing is writable there is nothing to rename: no pins.
+    const srcOnly = workspaceMounts(ws, { writable: ['tools/srv'], readOnly: [], hidden: [] }, prot);
+    closeMounts(srcOnly);
+    assert.deepEqual(srcOnly.writable.map((w) => w.path), [path.join(ws, 'tools', 'srv')]);
+  });
+});
+
+describe('protected paths a command created', () => {
+  const setup = () => {
+    const base = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'dmcp-sbx-created-')));
+    const ws = path.join(base, 'ws');
+    mkdirSync(path.join(ws, 'sub'), { recursive: true });
+    mkdirSync(path.join(base, 'outside'));
+    return { base, ws, prot: [path.join(ws, 'mcp.json'), path.join(ws, '.git'), path.join(ws, 'sub', 'srv.mjs'), path.join(ws, 'x', 'y', 'z')] };
+  };
+
+  it('removes what exists where a protected path was missing at the start: file, directory tree, symlink (not its target)', () => {
+    const { base, ws, prot } = setup();
+    writeFileSync(path.join(base, 'outside', 'target'), 'KEEP');
+    beginCommand(ws, prot);
+    writeFileSync(path.join(ws, 'mcp.json'), '{}');
+    mkdirSync(path.join(ws, '.git', 'hooks'), { recursive: true });
+    writeFileSync(path.join(ws, '.git', 'config'), '[core]');
+    symlinkSync(path.join(base, 'outside', 'target'), path.join(ws, 'sub', 'srv.mjs'));
+    mkdirSync(path.join(ws, 'x', 'y'), { recursive: true });
+    writeFileSync(path.join(ws, 'x', 'other.txt'), '');
+    writeFileSync(path.join(ws, 'ok.txt'), 'stays');
+    const removed = endCommand(ws, true);
+    // x/ is the first missing component of x/y/z: created by the command, removed with what is in it.
+    assert.deepEqual(removed.sort(), [path.join(ws, '.git'), path.join(ws, 'mcp.json'), path.join(ws, 'sub', 'srv.mjs'), path.join(ws, 'x')].sort());
+    for (const p of removed) assert.equal(existsSync(p), false, p);
+    assert.equal(readFileSync(path.join(base, 'outside', 'target'), 'utf8'), 'KEEP');
+    assert.equal(readFileSync(path.join(ws, 'ok.txt'), 'utf8'), 'stays');
+  });
+
+  it('paths that existed at the start are left alone', () => {
+    const { ws, prot } = setup();
+    writeFileSync(path.join(ws, 'mcp.json'), '{"user": true}');
+    beginCommand(ws, prot);
+    assert.deepEqual(endCommand(ws, true), []);
+    assert.equal(readFileSync(path.join(ws, 'mcp.json'), 'utf8'), '{"user": true}');
+  });
+
+  it('waits until no command runs any more; a command that started while the path existed does not forget it', () => {
+    const { ws, prot } = setup();
+    beginCommand(ws, prot); // A: mcp.json missing
+    writeFileSync(path.join(ws, 'mcp.json'), '{}'); // created by A
+    beginCommand(ws, prot); // B starts while it exists
+    assert.deepEqual(endCommand(ws, true), [], 'B still runs: nothing is removed yet');
+    assert.ok(existsSync(path.join(ws, 'mcp.json')));
+    assert.deepEqual(endCommand(ws, true), [path.join(ws, 'mcp.json')]);
+  });
+
+  it('an end that could not confirm the namespace is gone removes nothing; the next end does', () => {
+    const { ws, prot } = setup();
+    beginCommand(ws, prot);
+    writeFileSync(path.join(ws, 'mcp.json'), '{}');
+    assert.deepEqual(endCommand(ws, false), []);
+    assert.ok(existsSync(path.join(ws, 'mcp.json')));
+    beginCommand(ws, prot);
+    assert.deepEqual(endCommand(ws, true), [path.join(ws, 'mcp.json')]);
+  });
+
+  it('never removes through a parent swapped for a symlink', () => {
+    const { base, ws, prot } = setup();
+    beginCommand(ws, prot); // sub/ exists, sub/srv.mjs is missing
+    renameSync(path.join(ws, 'sub'), path.join(ws, 'sub-old'));
+    writeFileSync(path.join(base, 'outside', 'srv.mjs'), 'OUTSIDE');
+    symlinkSync(path.join(base, 'outside'), path.join(ws, 'sub'));
+    assert.deepEqual(endCommand(ws, true), []);
+    assert.equal(readFileSync(path.join(base, 'outside', 'srv.mjs'), 'utf8'), 'OUTSIDE');
   });
 });
 

@@ -253,7 +253,7 @@ describe('edit_file', () => {
 /** Sandbox settings for direct calls: protected paths none, the run may edit run/ only. */
 function sandboxFor(mode: SandboxMode, allow: string[] = ['Edit(run/**)'], network = false): CommandSandbox {
   return {
-    settings: { mode, readOnly: [], protected: { dirs: [], paths: [], hidden: [] } },
+    settings: { mode, readOnly: [], protected: { dirs: [], paths: [], hidden: [], noCreate: [] } },
     rules: { layers: [{ deny: [], ask: [], allow, ...(network && { network }) }] },
   };
 }

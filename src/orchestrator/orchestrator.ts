@@ -699,6 +699,9 @@ export class Orchestrator {
       outcome: d.outcome === 'ok' ? 'ok' : 'error',
     });
     if (decision === 'deny' || decision === 'ask_denied') ra.emit({ event: 'permission_denied', tool: d.tool, rule: d.rule, reason: d.reason });
+    for (const p of d.removedProtected ?? []) {
+      ra.emit({ event: 'permission_denied', tool: d.tool, rule: null, reason: `sandbox: a command created the protected path ${p}; removed after the command` });
+    }
   }
 
   /** Cancels what still runs (their run_end reaches the audit log), then closes pool, books and log. */

@@ -38,6 +38,7 @@ import { builtinTools } from '../tools/registry.js';
 import type { ToolContext, ToolOutcome } from '../tools/types.js';
 import { isWithin, resolveInWorkspace, toRel } from '../tools/workspace-path.js';
 import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
+import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
@@ -74,6 +75,8 @@ export interface ToolDecisionRecord {
   /** From the call reaching the gate to its outcome (approval wait included). */
   durationMs: number;
   outcome: 'ok' | 'error' | 'denied' | 'unknown_tool';
+  /** run_command: protected paths the command created, removed after it (each audited as a refusal). */
+  removedProtected?: string[];
 }
 
 export interface ToolRunOptions {
@@ -237,6 +240,10 @@ export class ToolGate {
       log.warn(`run_command will refuse every command: its bubblewrap sandbox is not available here (${process.platform === 'linux' ? 'bwrap not found; apt-get install bubblewrap or dnf install bubblewrap' : `none is implemented for ${process.platform}`}); set delegate.sandbox.mode to "off" to run commands without one`);
     }
     const sandbox: SandboxSettings = { mode: sb.mode, readOnly: [...sb.readOnly], protected: sandboxProtectedPaths(cfg) };
+    // Protected paths a command created while an earlier server was stopped or killed mid-command.
+    for (const p of recoverJournals(cfg.workspace, cfg.stateDir)) {
+      log.warn(`removed ${p}: a sandboxed command created this protected path and its server stopped before removing it`);
+    }
     return new ToolGate({ workspaceRoot: cfg.workspace, mcp, askTimeoutMs: t.askTimeoutS * 1000, sandbox, protectedPaths: protectedPaths(cfg) });
   }
 
@@ -358,7 +365,11 @@ export class ToolGate {
     } catch (err) {
       outcome = fail(`${call.name} failed: ${(err as Error).message}`);
     }
-    return record({ decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: outcome.isError ? 'error' : 'ok' }, outcome);
+    const removedProtected = outcome.removedProtected;
+    return record(
+      { decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: outcome.isError ? 'error' : 'ok', ...(removedProtected?.length && { removedProtected }) },
+      outcome,
+    );
   }
 
   close(): Promise<void> {

@@ -22,7 +22,9 @@
 //      `perl -e`, …), `find -exec/-delete`, git options that run commands or install config that does
 //      (`git -c`, `--config-env`, `git config`, `--upload-pack`, `rebase --exec`, …), package runners
 //      (`npx <pkg>`, `npm exec`, `--script-shell`, `--node-options`) and wrappers that run another program
-//      (`env`, `sudo`, `xargs`, `timeout`, …). These are allowed only by a rule that *names the form*: its
+//      (`env`, `sudo`, `xargs`, `timeout`, …), and forms that write files or leave the workspace (`sed`
+//      scripts with e/w/W or s///e, s///w, `sed -f`, `sed -i`; `git … --output`, `format-patch -o`,
+//      `archive -o`, `git -C`/`--git-dir`/`--work-tree` outside). These are allowed only by a rule that *names the form*: its
 //      literal words must reach the dangerous argument. `Bash(git:*)` does not allow
 //      `git -c core.sshCommand=x fetch`; `Bash(python3 -c:*)` allows `python3 -c …`; `Bash(npx tsc:*)`
 //      allows `npx tsc --noEmit` but `Bash(npx:*)` allows no package; a wrapper must be spelled out
@@ -204,6 +206,9 @@ function lastIndex(argv: readonly string[], pred: (a: string, i: number) => bool
 /** git global options that take a separate value (so the subcommand is found correctly). */
 const GIT_GLOBAL_WITH_VALUE = new Set(['-C', '-c', '--git-dir', '--work-tree', '--namespace', '--super-prefix', '--config-env', '--exec-path']);
 
+/** A path argument that leaves the directory it is given in: absolute, `~…`, or with a `..` segment. */
+const leavesCwd = (p: string): boolean => p.startsWith('/') || p.startsWith('~') || p.split(/[\\/]/).includes('..');
+
 function gitForm(argv: readonly string[]): DangerousForm | null {
   const hits: DangerousForm[] = [];
   let sub = -1;
@@ -213,6 +218,14 @@ function gitForm(argv: readonly string[]): DangerousForm | null {
       hits.push({ index: i, what: `"git ${a}" (sets config, which can run commands)` });
     } else if (a.startsWith('--exec-path=') || (a === '--exec-path' && i + 1 < argv.length && !argv[i + 1].startsWith('-'))) {
       hits.push({ index: i, what: `"git --exec-path" (runs programs from another directory)` });
+    } else {
+      // -C / --git-dir / --work-tree naming a place outside the workspace: another repository, whose
+      // config and hooks the workspace's rules never saw.
+      const m = /^(-C|--git-dir|--work-tree)(?:=(.*))?$/.exec(a);
+      const value = m ? (m[2] ?? argv[i + 1]) : undefined;
+      if (m && value !== undefined && leavesCwd(value)) {
+        hits.push({ index: m[2] === undefined ? i + 1 : i, what: `"git ${m[1]} ${value}" (a repository outside the workspace)` });
+      }
     }
     if (!a.startsWith('-')) {
       sub = i;
@@ -242,8 +255,157 @@ function gitForm(argv: readonly string[]): DangerousForm | null {
       what = `"git ${name}" with --upload-pack/--receive-pack/--exec (runs a command)`;
     }
     if (i >= 0) hits.push({ index: i, what });
+    // Options that write a file named in the argument (git diff/log --output=…, format-patch -o, archive -o),
+    // and --upload-pack/--receive-pack on any subcommand.
+    for (let j = sub + 1; j < argv.length; j++) {
+      const o = argv[j];
+      if (o === '--') break;
+      const writes = hasOpt(o, '--output') || hasOpt(o, '--output-directory') || (['format-patch', 'archive'].includes(name) && /^-o/.test(o));
+      if (writes) {
+        const separate = o === '--output' || o === '--output-directory' || o === '-o';
+        hits.push({ index: separate ? Math.min(j + 1, argv.length - 1) : j, what: `"git ${name} ${o}" (writes the file it names)` });
+      } else if (hasOpt(o, '--upload-pack') || hasOpt(o, '--receive-pack')) {
+        hits.push({ index: j, what: `"git ${name} ${o}" (runs a command)` });
+      }
+    }
   }
   return hits.reduce<DangerousForm | null>((m, h) => (m && m.index >= h.index ? m : h), null);
+}
+
+/**
+ * sed: the script commands `e` (run a command), `w`/`W` (write a file) and the `s` flags `e` and `w`, a
+ * script read from a file (`-f`: not seen here), and in-place editing (`-i`, `--in-place`: writes the
+ * files it is given). The form's index is the script (or the option) a rule must spell out. GNU sed's
+ * `--sandbox` (refuses e/w/r) does not lift `-i` or `-f`.
+ */
+function sedForm(argv: readonly string[]): DangerousForm | null {
+  const hits: DangerousForm[] = [];
+  const scripts: { index: number; text: string }[] = [];
+  const script = (index: number, text: string | undefined) => {
+    if (text !== undefined) scripts.push({ index, text });
+  };
+  let sandboxed = false;
+  let sawScript = false; // the first non-option argument is the script unless -e/--expression gave one
+  const fromFile = (index: number, opt: string) => hits.push({ index: Math.min(index, argv.length - 1), what: `"sed ${opt}" (runs a script from a file)` });
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      if (!sawScript && scripts.length === 0) script(i + 1, argv[i + 1]);
+      break;
+    }
+    if (a === '--sandbox') sandboxed = true;
+    else if (a === '--expression') script(i + 1, argv[++i]);
+    else if (a.startsWith('--expression=')) script(i, a.slice('--expression='.length));
+    else if (a === '--file') fromFile(++i, a);
+    else if (a.startsWith('--file=')) fromFile(i, a);
+    else if (hasOpt(a, '--in-place')) hits.push({ index: i, what: `"sed ${a}" (edits files in place)` });
+    else if (a === '--line-length') i++;
+    else if (a.startsWith('--')) continue; // --quiet, --posix, --regexp-extended, --null-data, …
+    else if (/^-./.test(a)) {
+      // A short-option cluster (-n, -E, -r, -s, -u, -z): -e/-f/-l take the rest or the next argument;
+      // -i takes an attached backup suffix.
+      for (let k = 1; k < a.length; k++) {
+        const c = a[k];
+        const rest = a.slice(k + 1);
+        if (c === 'i') {
+          hits.push({ index: i, what: `"sed ${a}" (edits files in place)` });
+          break;
+        }
+        if (c === 'e' || c === 'f' || c === 'l') {
+          const at = rest ? i : ++i;
+          const value = rest || argv[at];
+          if (c === 'e') script(at, value);
+          if (c === 'f') fromFile(at, a);
+          break;
+        }
+      }
+    } else if (!sawScript && scripts.length === 0) {
+      sawScript = true;
+      script(i, a);
+    }
+  }
+  if (!sandboxed) {
+    for (const sc of scripts) {
+      if (sedScriptRuns(sc.text)) hits.push({ index: sc.index, what: `"sed ${sc.text}" (its e/w/W command or s///e, s///w flag runs a command or writes a file)` });
+    }
+  }
+  return hits.reduce<DangerousForm | null>((m, h) => (m && m.index >= h.index ? m : h), null);
+}
+
+/**
+ * Does one sed script run a command or write a file? `;` and newlines never reach here (refused in every
+ * argument), so a script is one command, possibly inside `{ }`. Parses addresses, then the command letter;
+ * what it cannot parse counts as dangerous.
+ */
+export function sedScriptRuns(script: string): boolean {
+  let i = 0;
+  const s = script;
+  const ws = () => {
+    while (i < s.length && /\s/.test(s[i])) i++;
+  };
+  const regex = (delim: string): boolean => {
+    // from after the opening delimiter to after the closing one (backslash escapes the next character)
+    for (; i < s.length; i++) {
+      if (s[i] === '\\') i++;
+      else if (s[i] === delim) {
+        i++;
+        return true;
+      }
+    }
+    return false;
+  };
+  const address = (): boolean => {
+    ws();
+    if (/[0-9]/.test(s[i] ?? '')) {
+      while (/[0-9~]/.test(s[i] ?? '')) i++;
+    } else if (s[i] === '/') {
+      i++;
+      if (!regex('/')) return false;
+      while (/[IM]/.test(s[i] ?? '')) i++;
+    } else if (s[i] === '\\' && i + 1 < s.length) {
+      const d = s[i + 1];
+      i += 2;
+      if (!regex(d)) return false;
+      while (/[IM]/.test(s[i] ?? '')) i++;
+    } else if (s[i] === '+' || s[i] === '~') {
+      i++;
+      while (/[0-9]/.test(s[i] ?? '')) i++;
+    }
+    return true;
+  };
+  for (let depth = 0; depth < 16; depth++) {
+    if (!address()) return true;
+    ws();
+    if (s[i] === ',') {
+      i++;
+      if (!address()) return true;
+      ws();
+    }
+    if (s[i] === '!') {
+      i++;
+      ws();
+    }
+    const cmd = s[i];
+    if (cmd === undefined || cmd === '}') return false;
+    if (cmd === '{') {
+      i++;
+      continue; // the command inside the block
+    }
+    if (cmd === 'e' || cmd === 'w' || cmd === 'W') return true;
+    if (cmd === 's') {
+      const d = s[i + 1];
+      if (d === undefined || d === '\\' || d === '\n') return true;
+      i += 2;
+      if (!regex(d) || !regex(d)) return true;
+      // flags up to the end (or a closing brace)
+      const flags = s.slice(i).replace(/\}.*$/, '');
+      return /[we]/.test(flags.replace(/\s+$/, ''));
+    }
+    if (cmd === 'y') return false;
+    // Other commands (p, d, n, q, a/i/c text, r/R reads, =, l, …) neither run nor write.
+    return !/^[a-zA-Z=#:]$/.test(cmd);
+  }
+  return true;
 }
 
 const PACKAGE_RUNNERS = new Set(['npm', 'npx', 'pnpm', 'pnpx', 'yarn', 'bunx']);
@@ -301,6 +463,8 @@ export function dangerousForm(argv: readonly string[]): DangerousForm | null {
     if (i >= 0) return { index: i, what: `"find ${argv[i]}" (runs commands or changes files)` };
   } else if (prog === 'git') {
     return gitForm(argv);
+  } else if (prog === 'sed' || prog === 'gsed') {
+    return sedForm(argv);
   } else if (PACKAGE_RUNNERS.has(prog)) {
     return packageRunnerForm(prog, argv);
   } else if (prog === 'tar' || prog === 'bsdtar') {

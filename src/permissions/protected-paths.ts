@@ -7,17 +7,20 @@
 //     hot reload → never written (reading is fine: they are not secret);
 //   - mcp.json: it starts commands (mcpServers) and may hold keys, headers and the HTTP token → never read
 //     or written (its name may be listed);
-//   - `.git/` internals (hooks, config): a later git command runs what was written there → never written.
+//   - `.git/` internals (hooks, config): a later git command runs what was written there → never written;
+//   - the code of downstream MCP servers (mcpServers `command`, `args` and `cwd` that name existing paths
+//     inside the workspace): the server starts them OUTSIDE any sandbox, so an agent rewriting
+//     `scripts/srv.mjs` would have its code run with the server's rights → never written.
 // The list is a pure function of the resolved config (`protectedPaths`), so the command sandbox can mount
 // the same paths read-only or hide them. `ProtectedGuard` checks resolved paths against it for the file
 // tools; the tool gate also refuses such calls before any rule is consulted (the audit records a deny).
-import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { agentSources } from '../agents/formats.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { LEGACY_STATE_DIRNAME } from '../config/state-dir.js';
 
-export type ProtectedKind = 'state' | 'agents' | 'config' | 'git';
+export type ProtectedKind = 'state' | 'agents' | 'config' | 'git' | 'server';
 
 /** What an agent may do with a protected path: nothing at all, see its name only, or read it. Never write. */
 export type ProtectedRead = 'hidden' | 'name-only' | 'readable';
@@ -35,9 +38,10 @@ export const PROTECTED_LABEL: Record<ProtectedKind, string> = {
   agents: 'agent directory',
   config: 'server config',
   git: 'git internals',
+  server: 'downstream MCP server code',
 };
 
-const READ_OF: Record<ProtectedKind, ProtectedRead> = { state: 'hidden', agents: 'readable', config: 'name-only', git: 'readable' };
+const READ_OF: Record<ProtectedKind, ProtectedRead> = { state: 'hidden', agents: 'readable', config: 'name-only', git: 'readable', server: 'readable' };
 
 /**
  * Every protected path of a server with this config: the state dir (and the audit dir when configured
@@ -61,6 +65,40 @@ export function protectedPaths(cfg: ResolvedConfig): ProtectedPath[] {
   if (cfg.configFile) add(cfg.configFile, 'config');
   add(path.join(cfg.workspace, 'mcp.json'), 'config');
   add(path.join(cfg.workspace, '.git'), 'git');
+  for (const p of serverCodePaths(cfg)) add(p, 'server');
+  return out;
+}
+
+/**
+ * Existing paths inside the workspace that a configured stdio MCP server's `command`, `args` entries and
+ * `cwd` name (relative ones resolved against the server's cwd: its `cwd` relative to the config file's
+ * directory, else this process's cwd, which is where the server spawns it). Files, and the `cwd` directory
+ * unless it is the workspace root itself (that would make the whole workspace read-only). Only what
+ * exists when the config is loaded: an argument such as `--port` names no file. Code those files import
+ * (`./lib.mjs` next to the script) is not found this way; README says so.
+ */
+export function serverCodePaths(cfg: ResolvedConfig): string[] {
+  const base = cfg.configFile ? path.dirname(cfg.configFile) : cfg.workspace;
+  const ws = realpathLoose(cfg.workspace);
+  const out: string[] = [];
+  for (const entry of Object.values(cfg.mcpServers)) {
+    if (!('command' in entry)) continue;
+    const cwd = entry.cwd ? path.resolve(base, entry.cwd) : process.cwd();
+    const candidates = [entry.command, ...entry.args].map((a) => ({ p: path.resolve(cwd, a), dirOk: false }));
+    if (entry.cwd) candidates.push({ p: cwd, dirOk: true });
+    for (const { p, dirOk } of candidates) {
+      let real: string;
+      try {
+        real = realpathSync.native(p);
+        const st = statSync(real);
+        if (!st.isFile() && !(dirOk && st.isDirectory())) continue;
+      } catch {
+        continue; // not an existing path: an option, a program on PATH, a URL, …
+      }
+      if (real === ws || !within(ws, real)) continue;
+      out.push(real);
+    }
+  }
   return out;
 }
 
@@ -187,6 +225,7 @@ function describe(e: ProtectedPath, access: ProtectedAccess): string {
       agents: 'a file there would define what agents may do',
       config: 'it says which commands and servers the server starts',
       git: 'git runs hooks and config found there',
+      server: 'the server runs it outside the sandbox when it starts that MCP server',
     };
     return `protected: ${what} cannot be changed by an agent (${why[e.kind]}), whatever the permission rules say`;
   }

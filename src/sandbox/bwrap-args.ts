@@ -26,6 +26,8 @@ export interface SandboxMounts {
   network: boolean;
   /** The command's whole environment. */
   env: Record<string, string>;
+  /** Descriptor bwrap writes its info JSON to (the pid of the sandbox's init), or none. */
+  infoFd?: number;
   /** Options this bwrap understands beyond the basics (0.8+): see BwrapFeatures. */
   features: BwrapFeatures;
 }
@@ -52,6 +54,7 @@ export function bwrapArgs(m: SandboxMounts, argv: readonly string[]): string[] {
   if (m.features.disableUserns) a.push('--disable-userns');
   if (m.network) a.push('--share-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
+  if (m.infoFd !== undefined) a.push('--info-fd', String(m.infoFd));
   a.push('--clearenv');
   for (const [k, v] of Object.entries(m.env)) a.push('--setenv', k, v);
   for (const p of m.system.readOnly) a.push('--ro-bind-try', p, p);

@@ -16,10 +16,11 @@
 // killed (timeout, cancel), or the server dies (--die-with-parent), the namespace goes and the kernel
 // kills everything in it — setsid or double-forked children included.
 import { execFile } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { RuleSet } from '../permissions/index.js';
 import { bwrapArgs, type BwrapFeatures } from './bwrap-args.js';
+import { beginCommand, endCommand } from './created.js';
 import { closeMounts, systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
 import type { SandboxMode } from './modes.js';
 import { networkAllowed, workspaceAccess } from './policy.js';
@@ -50,7 +51,23 @@ export interface CommandSandbox {
  * as fds 3, 4, … (`fds`); `release()` closes them in this process once the command is spawned (or not).
  */
 export type Launch =
-  | { ok: true; file: string; args: string[]; env: Record<string, string>; sandboxed: boolean; fds: number[]; release: () => void }
+  | {
+      ok: true;
+      file: string;
+      args: string[];
+      env: Record<string, string>;
+      sandboxed: boolean;
+      fds: number[];
+      release: () => void;
+      /** Under bwrap: the stdio index of a pipe bwrap writes its info JSON to (the sandbox init's pid). */
+      infoFd?: number;
+      /**
+       * Call exactly once after the command ended (or failed to start), with what bwrap wrote to `infoFd`:
+       * waits until the sandbox's pid namespace is gone, then removes protected paths the command created
+       * (created.ts). Resolves to the removed paths.
+       */
+      done: (info: string | undefined) => Promise<string[]>;
+    }
   | { ok: false; error: string };
 
 /** The first descriptor number bwrap sees the writable directories as (0-2 are stdio). */
@@ -122,7 +139,7 @@ const SANDBOX_ENV = { HOME: '/tmp', TMPDIR: '/tmp' };
  */
 export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoot: string, argv: string[], env: Record<string, string>): Promise<Launch> {
   if (!sb) return { ok: false, error: 'no sandbox settings were given for this call; commands are not run without them' };
-  if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false, fds: [], release: () => {} };
+  if (sb.settings.mode === 'off') return { ok: true, file: argv[0], args: argv.slice(1), env, sandboxed: false, fds: [], release: () => {}, done: async () => [] };
   const why = await sandboxUnavailable();
   if (why) return { ok: false, error: why };
   const bwrap = (await available) as Extract<Availability, { ok: true }>;
@@ -146,9 +163,74 @@ export async function prepareLaunch(sb: CommandSandbox | undefined, workspaceRoo
       network: networkAllowed(sb.rules),
       env: { ...env, ...SANDBOX_ENV },
       features: bwrap.features,
+      infoFd: FIRST_CHILD_FD + ws.writable.length,
     },
     argv,
   );
+  beginCommand(workspaceRoot, sb.settings.protected.noCreate);
+  let ended = false;
+  const done = async (info: string | undefined): Promise<string[]> => {
+    if (ended) return [];
+    ended = true;
+    return endCommand(workspaceRoot, await namespaceGone(info));
+  };
   // bwrap itself gets an empty environment: the sandbox's /proc/1/environ shows nothing of the server's.
-  return { ok: true, file: bwrap.path, args, env: {}, sandboxed: true, fds: ws.writable.map((w) => w.fd), release: () => closeMounts(ws) };
+  return {
+    ok: true,
+    file: bwrap.path,
+    args,
+    env: {},
+    sandboxed: true,
+    fds: ws.writable.map((w) => w.fd),
+    release: () => closeMounts(ws),
+    infoFd: FIRST_CHILD_FD + ws.writable.length,
+    done,
+  };
+}
+
+/** Field 3 (state) and 22 (start time) of /proc/<pid>/stat, or undefined when the process is gone. */
+function procState(pid: number): { state: string; start: string } | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0], start: rest[19] };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until the pid namespace whose init bwrap reported in `info` ({"child-pid": N}) is gone: its init
+ * reaped, a zombie (the kernel kills and reaps the namespace's other processes before its init finishes
+ * exiting), or its pid reused (another start time). When bwrap itself was killed its init may still be
+ * tearing down; after 2 s it gets SIGKILL. false when that could not be confirmed within 10 s.
+ */
+async function namespaceGone(info: string | undefined): Promise<boolean> {
+  let pid: number | undefined;
+  try {
+    const n = (JSON.parse(info ?? '') as Record<string, unknown>)['child-pid'];
+    if (typeof n === 'number' && Number.isInteger(n) && n > 1) pid = n;
+  } catch {
+    pid = undefined; // no info: bwrap never started a sandbox (spawn failed, or set-up failed first)
+  }
+  if (pid === undefined) return true;
+  const first = procState(pid);
+  if (!first) return true;
+  const started = Date.now();
+  let killed = false;
+  for (;;) {
+    const s = procState(pid);
+    if (!s || s.start !== first.start || s.state === 'Z' || s.state === 'X') return true;
+    const waited = Date.now() - started;
+    if (waited > 10_000) return false;
+    if (waited > 2000 && !killed) {
+      killed = true;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -117,6 +117,11 @@ export interface ProtectedPaths {
   paths: string[];
   /** Replaced by empty ones when they exist (the state dir, the config file with its keys). */
   hidden: string[];
+  /**
+   * Paths a command must not create where they are missing (config, .git, agent dirs, server code):
+   * removed after the command when it did (created.ts). Not the state dirs: the server creates those.
+   */
+  noCreate: string[];
 }
 
 export interface WorkspaceMounts {
@@ -180,8 +185,19 @@ export function workspaceMounts(root: string, access: WorkspaceAccess, prot: Pro
   // A hidden path inside another one is hidden already (and could not be mounted in a read-only tmpfs).
   const outerHidden = hidden.filter((h) => !hidden.some((o) => o !== h && o.kind === 'dir' && o.path !== h.path && isInsideDir(h.path, o.path)));
   const uniqHidden = outerHidden.filter((h, i) => outerHidden.findIndex((o) => o.path === h.path) === i);
+  // Pins: every existing directory between the workspace root and a protected path that a command could
+  // otherwise rename, mounted read-write onto itself. A mount point cannot be renamed or removed (EBUSY),
+  // so `mv .claude x && mkdir -p .claude/agents` can no longer swap in a directory of planted agent files
+  // around the read-only mount (mounts follow the renamed directory). Same descriptor checks as above.
+  const pins = new Set<string>();
+  for (const p of [...prot.dirs, ...prot.paths, ...prot.hidden]) {
+    for (let a = path.dirname(path.resolve(p)); inside(root, a) && a !== root; a = path.dirname(a)) {
+      const real = realInside(root, a);
+      if (real && real !== root && underAny(real, writableReal) && !writableReal.includes(real)) pins.add(real);
+    }
+  }
   const writableFds: WorkspaceMounts['writable'] = [];
-  for (const p of writableReal.sort(byDepth)) {
+  for (const p of [...writableReal, ...pins].sort(byDepth)) {
     let fd: number;
     try {
       fd = openSync(p, constants.O_RDONLY | constants.O_DIRECTORY);

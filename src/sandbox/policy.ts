@@ -9,8 +9,10 @@
 //                          run), a directory is writable only where EVERY layer's rules reach it.
 //   read-only on top       the literal directory prefix of Edit deny rules (`Edit(out/keep/**)`).
 //   hidden                 the literal directory prefix of Read deny rules (`Read(secrets/**)`).
-//                          Deny globs with wildcards (`Read(**/.env*)`) cannot be expressed as mounts:
-//                          the argv rules are the only layer for those.
+//                          Deny globs with wildcards (`Read(**/.env*)`) are not mounts (finding their
+//                          files means walking the whole workspace at every command start, and files
+//                          created later would still escape): the argv rules are the only layer for
+//                          those; README says so.
 //   network                only when every layer allows it (an agent's `sandbox: {network: true}`).
 import path from 'node:path';
 import { compilePathGlob } from '../permissions/glob.js';

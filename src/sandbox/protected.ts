@@ -6,7 +6,9 @@
 //   paths   what agents may read but not change (.git: hooks and config run programs for whoever uses
 //           git next): read-only when they exist;
 //   hidden  what agents may not read (the state dir with the ledger, audit log and other runs' artifacts,
-//           the audit dir, an old .delegate-mcp, mcp.json with its keys): replaced by empty ones.
+//           the audit dir, an old .delegate-mcp, mcp.json with its keys): replaced by empty ones;
+//   noCreate  all of them but the state dirs: where one is missing, a command that creates it has it
+//           removed after the call (created.ts); the server's code files (kind "server") are in `paths`.
 import type { ResolvedConfig } from '../config/config.js';
 import { protectedPaths } from '../permissions/protected-paths.js';
 import type { ProtectedPaths } from './mounts.js';
@@ -17,5 +19,6 @@ export function sandboxProtectedPaths(cfg: ResolvedConfig): ProtectedPaths {
     dirs: list.filter((p) => p.kind === 'agents').map((p) => p.path),
     paths: list.filter((p) => p.kind !== 'agents' && p.read === 'readable').map((p) => p.path),
     hidden: list.filter((p) => p.read !== 'readable').map((p) => p.path),
+    noCreate: list.filter((p) => p.kind !== 'state').map((p) => p.path),
   };
 }

@@ -30,7 +30,7 @@ import {
   utf8SafeEnd,
 } from './fs-tools.js';
 import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
-import { gitHardeningEnv, prepareLaunch } from '../sandbox/index.js';
+import { gitHardeningEnv, prepareLaunch, type Launch } from '../sandbox/index.js';
 import { descendantPids } from '../sandbox/processes.js';
 
 /** Limits for run_command; the orchestrator may overwrite these at startup. */
@@ -239,8 +239,27 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
 
   const launch = await prepareLaunch(ctx.sandbox, ctx.workspaceRoot, argv, { ...buildChildEnv(), ...gitHardeningEnv() });
   if (!launch.ok) return fail(`${T}: refused: ${launch.error}`);
+  const info = { text: '' };
+  try {
+    return await runLaunched(T, argv, timeoutS, ctx, launch, info);
+  } finally {
+    // Normally done already (the result reports what was removed; a second call is a no-op). This keeps a
+    // thrown error from leaving the command counted as running, which would stop every later removal.
+    await launch.done(info.text);
+  }
+}
+
+async function runLaunched(
+  T: string,
+  argv: string[],
+  timeoutS: number,
+  ctx: ToolContext,
+  launch: Extract<Launch, { ok: true }>,
+  info: { text: string },
+): Promise<ToolOutcome> {
   if (ctx.signal?.aborted) {
     launch.release();
+    await launch.done(undefined);
     return abortedOutcome(T);
   }
 
@@ -259,17 +278,23 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
       env: launch.env,
       detached: process.platform !== 'win32',
       // fds 3, 4, …: the sandbox's writable directories, opened and checked beforehand.
-      stdio: ['ignore', 'pipe', 'pipe', ...launch.fds],
+      // then bwrap's info pipe (the pid of the sandbox's init, to wait for its namespace to end).
+      stdio: ['ignore', 'pipe', 'pipe', ...launch.fds, ...(launch.infoFd !== undefined ? (['pipe'] as const) : [])],
       windowsHide: true,
     });
   } catch (e) {
     // Synchronous spawn failures (e.g. invalid arguments).
+    await launch.done(undefined);
     return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     launch.release(); // the child has its copies
   }
   child.stdout?.on('data', (c: Buffer) => stdout.push(c));
   child.stderr?.on('data', (c: Buffer) => stderr.push(c));
+  const infoStream = launch.infoFd !== undefined ? child.stdio[launch.infoFd] : undefined;
+  infoStream?.on('data', (c: Buffer) => {
+    if (info.text.length < 4096) info.text += c.toString('utf8');
+  });
 
   const ending = await new Promise<Ending>((resolve) => {
     let exited: Ending | undefined;
@@ -328,6 +353,35 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   });
 
   const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+  infoStream?.destroy();
+  // Protected paths the command created where they were missing (mcp.json, .git, …) are removed once no
+  // sandboxed command runs any more (sandbox/created.ts); the model is told, the audit records it.
+  const removed = await launch.done(ending.kind === 'spawn_error' ? undefined : info.text);
+  const outcome = commandOutcome(T, argv, launch.sandboxed, ending, stopReason, lastSignalSent, timeoutS, elapsed, stdout, stderr);
+  if (removed.length === 0) return outcome;
+  const rel = removed.map((p) => (p.startsWith(`${ctx.workspaceRoot}/`) ? p.slice(ctx.workspaceRoot.length + 1) : p));
+  return {
+    ...outcome,
+    content:
+      `${outcome.content}\n--- sandbox: removed ${rel.join(', ')}: protected paths (server config, .git, agent directories, MCP server code) ` +
+      'may not be created by a command, whatever the permission rules say ---',
+    removedProtected: removed,
+  };
+}
+
+function commandOutcome(
+  T: string,
+  argv: string[],
+  sandboxed: boolean,
+  ending: Ending,
+  stopReason: 'timeout' | 'aborted' | undefined,
+  lastSignalSent: NodeJS.Signals | undefined,
+  timeoutS: number,
+  elapsed: string,
+  stdout: HeadTail,
+  stderr: HeadTail,
+): ToolOutcome {
+  const cap = commandLimits.maxOutputBytes;
   if (ending.kind === 'spawn_error') {
     const code = ending.error.code;
     const why = code === 'ENOENT' ? NOT_FOUND : code === 'EACCES' ? NO_PERMISSION : (code ?? ending.error.message);
@@ -335,7 +389,7 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   }
 
   // bwrap reports a program it cannot exec (or a sandbox it cannot set up) on stderr with status 1.
-  if (launch.sandboxed && !stopReason && ending.code === 1) {
+  if (sandboxed && !stopReason && ending.code === 1) {
     const m = /^bwrap: (.*)/.exec(stderr.render(cap).split('\n')[0] ?? '');
     if (m) {
       const why = /^execvp .*: No such file or directory$/.test(m[1])

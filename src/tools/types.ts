@@ -42,6 +42,8 @@ export interface ToolContext {
 export interface ToolOutcome {
   content: string;
   isError: boolean;
+  /** run_command: protected paths the command created, removed after it (absolute); audited as refusals. */
+  removedProtected?: string[];
 }
 
 export interface BuiltinTool {

@@ -13,6 +13,7 @@ import { DEFAULT_MODEL } from './defaults.js';
 import { userConfigDir } from './locations.js';
 import { formatPath, suggest, textPositions } from '../agents/loader.js';
 import { objectKeysAt } from '../agents/schema.js';
+import { TelemetryConfigSchema } from '../telemetry/config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -135,6 +136,8 @@ export const DelegateConfigSchema = z.strictObject({
     .default({ mode: 'bwrap', readOnly: [] }),
   /** `serve --http`: bind address, bearer token, limits, shutdown grace (src/server/http-config.ts). */
   http: HttpConfigSchema,
+  /** OpenTelemetry traces and metrics over OTLP/HTTP (src/telemetry/config.ts); off unless an endpoint is set. */
+  telemetry: TelemetryConfigSchema,
 });
 
 export const ConfigFileSchema = z.strictObject({

@@ -28,6 +28,8 @@ import { checkToolCall } from '../permissions/index.js';
 import { RunPool, ServerBusyError } from './pool.js';
 import { RunRegistry, type RunRecord, type RunResult } from './runs.js';
 import { ToolGate, type AskFn, type ToolDecisionRecord, type ToolRun } from './tool-gate.js';
+import { loadTelemetry, type Telemetry } from '../telemetry/index.js';
+import type { ToolSpanHandle, TraceContext } from '../telemetry/types.js';
 
 export interface RunRequest {
   agent: string;
@@ -57,6 +59,8 @@ export interface RunRequest {
   ask?: AskFn;
   /** The delegating caller's permission rules: the run may only do what both allow. */
   callerRules?: RuleSet;
+  /** The trace this run belongs to (the MCP request's span, or the delegating tool call's), when telemetry is on. */
+  trace?: TraceContext;
 }
 
 /** `unknown agent "code-reviewr" (did you mean "code-reviewer"?; available: …)`. */
@@ -80,6 +84,8 @@ export class Orchestrator {
   private pool: RunPool;
   private uninstallShutdownFlush?: () => void;
   private readonly endpoints = new Map<string, ProviderEndpoint>();
+  /** OpenTelemetry hooks; undefined (the default) when no OTLP endpoint is configured. */
+  telemetry?: Telemetry;
 
   constructor(
     readonly cfg: ResolvedConfig,
@@ -108,7 +114,9 @@ export class Orchestrator {
       : undefined;
     // A re-entry child keeps its books in memory: its parent commits the usage it reports.
     let budget: BudgetGate;
+    let telemetry: Telemetry | undefined;
     try {
+      telemetry = await loadTelemetry(cfg);
       budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
     } catch (err) {
       // An unusable state dir stops the start: the threads must not keep the process alive.
@@ -117,6 +125,7 @@ export class Orchestrator {
       throw err;
     }
     const orchestrator = new Orchestrator(cfg, agents, budget, audit, pool);
+    orchestrator.telemetry = telemetry;
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;
@@ -196,6 +205,7 @@ export class Orchestrator {
       record.status = status;
       record.endedAt = Date.now();
       record.result = result;
+      record.trace?.end({ status, usage, costUsd: result.cost_usd, error, output: output ? () => this.redactor.redactString(output) : undefined });
       record.audit?.emit({
         event: 'run_end',
         status,
@@ -242,6 +252,18 @@ export class Orchestrator {
         }),
       },
     );
+    record.trace = this.telemetry?.startRun({
+      runId,
+      agent: req.agent,
+      model: modelRef,
+      depth,
+      rootRunId: record.lineage.rootRunId,
+      parentRunId: chain?.parent_run_id ?? req.parentRunId ?? null,
+      caller: req.caller ?? req.owner ?? null,
+      budgetScope: depth === 0 ? 'root' : `slice of ${chain?.parent_run_id ?? req.parentRunId}`,
+      parent: req.trace,
+      input: () => this.redactor.redactString(JSON.stringify(req.input)),
+    });
     // A chain is enforced on arrival too: depth, cycles, and (below) its budget and rules as ceilings.
     const refused = chain && agent ? refuseHop({ rootRunId: chain.root_run_id, depth: chain.depth - 1, ancestry: chain.ancestry }, agent, req.input, this.cfg.delegate.reentry.maxDepth) : undefined;
     const prepared = refused
@@ -355,6 +377,7 @@ export class Orchestrator {
     let tokensSoFar = 0;
     let costSoFar = 0;
     let callStartedEstimate: number | null = null;
+    let callStartedAt = 0;
     let retries = 0;
     let lastProgressAt = 0;
     const maxTurns = agent.maxTurns;
@@ -414,6 +437,7 @@ export class Orchestrator {
       progress('thinking');
       const gate = this.budget.beforeCall(rb, estimated, maxOutputTokens);
       callStartedEstimate = estimated;
+      callStartedAt = Date.now();
       retries = 0;
       if (!gate.ok) record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
       else record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
@@ -438,6 +462,7 @@ export class Orchestrator {
         ...(end.error ? { error: end.error } : {}),
       });
       if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
+      record.trace?.modelCall({ startedAt: callStartedAt, provider: prepared.endpoint.provider, model: prepared.modelId, turn: end.turn, usage: end.usage, stopReason: end.stopReason, retries, costUsd: charge?.usd ?? null, error: end.error });
       // The run's usage is what it was charged: for a stream cut short that includes what it streamed.
       if (charge) {
         usage.input_tokens += charge.parts.input;
@@ -485,10 +510,14 @@ export class Orchestrator {
         }
       } else if (msg.kind === 'call_tool') {
         progress(describeToolCall(msg.call));
+        const span = record.trace?.startTool(msg.call.name, msg.call.id);
         const outcome = msg.call.name.startsWith(DELEGATION_PREFIX)
-          ? this.delegate(record, rb, toolRun, msg.call, toolSignal(), progress)
-          : this.tools.execute(toolRun, msg.call, toolSignal());
-        void outcome.then((o) => reply({ outcome: o }));
+          ? this.delegate(record, rb, toolRun, msg.call, toolSignal(), progress, span)
+          : this.tools.execute(toolRun, msg.call, toolSignal(), span);
+        void outcome.then((o) => {
+          span?.end();
+          reply({ outcome: o });
+        });
       }
     };
 
@@ -521,7 +550,8 @@ export class Orchestrator {
         budgeted: rb.limited,
         extensionStep: EXTENSION_STEP,
         tokenScale: this.budget.scaler.factor(record.model),
-        progress: Boolean(req.onProgress),
+        // Telemetry counts retries, which the worker reports only as progress events.
+        progress: Boolean(req.onProgress) || record.trace !== undefined,
         firstTurnGranted,
       });
     };
@@ -597,6 +627,7 @@ export class Orchestrator {
     call: ToolCall,
     signal: AbortSignal,
     progress: (what: string) => void,
+    span?: ToolSpanHandle,
   ): Promise<ToolOutcome> {
     const name = call.name.slice(DELEGATION_PREFIX.length);
     const target = this.agents.get(name);
@@ -604,6 +635,7 @@ export class Orchestrator {
     const decided = (decision: 'allow' | 'deny', reason: string, rule: string | null, outcome: 'ok' | 'error') => {
       parent.audit?.emit({ event: 'tool_call', tool: call.name, args_digest: digest(call.arguments), decision, rule, duration_ms: Date.now() - started, outcome });
       if (decision === 'deny') parent.audit?.emit({ event: 'permission_denied', tool: call.name, rule, reason });
+      span?.decided({ decision, rule, reason, outcome });
     };
     if (!target) {
       decided('deny', 'unknown agent', null, 'error');
@@ -638,6 +670,7 @@ export class Orchestrator {
         parentRunId: parent.runId,
         caller: `agent:${parent.agent}`,
         chain: { v: 1, root_run_id: lineage.rootRunId, parent_run_id: parent.runId, depth: lineage.depth + 1, ancestry: lineage.ancestry, budget: {}, rules: toolRun.rules },
+        trace: span?.context,
       });
       parent.audit?.emit({ event: 'delegation', child_run_id: child.runId, child_agent: name, hop: 'in-process' });
       const r = await child.done;
@@ -665,7 +698,7 @@ export class Orchestrator {
     this.hub ??= new ChildHub(this.cfg);
     let childRunId = '';
     try {
-      const res = await this.hub.call(name, input, chain, { signal, onProgress, timeoutMs: this.cfg.delegate.runs.timeoutS * 1000 });
+      const res = await this.hub.call(name, input, chain, { signal, onProgress, timeoutMs: this.cfg.delegate.runs.timeoutS * 1000, meta: span?.meta() });
       const meta = (res._meta?.[RESULT_META_KEY] ?? {}) as { run_id?: string; usage?: Usage; tree_usage?: Usage; cost_usd?: number | null; status?: string };
       childRunId = meta.run_id ?? '';
       const charge = this.budget.commitSlice(slice.reservationId, meta.tree_usage ?? meta.usage ?? null, meta.cost_usd ?? null);
@@ -718,6 +751,7 @@ export class Orchestrator {
     this.audit?.close();
     this.uninstallShutdownFlush?.();
     await this.tools.close();
+    await this.telemetry?.shutdown();
   }
 }
 

@@ -11,6 +11,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { VERSION } from '../version.js';
 import { CHAIN_META_KEY, type CallChain } from './chain.js';
+import type { TraceMeta } from '../telemetry/types.js';
 
 /** Set in the child's environment: its budget books stay in memory (the parent commits their usage). */
 export const CHILD_ENV = 'DELEGATE_MCP_CHILD';
@@ -68,11 +69,12 @@ export class ChildHub {
     agent: string,
     args: Record<string, unknown>,
     chain: CallChain,
-    opts: { signal: AbortSignal; onProgress?: (message: string) => void; timeoutMs: number },
+    opts: { signal: AbortSignal; onProgress?: (message: string) => void; timeoutMs: number; meta?: TraceMeta },
   ): Promise<CallToolResult> {
     const client = await this.connect();
     return (await client.callTool(
-      { name: agent, arguments: args, _meta: { [CHAIN_META_KEY]: chain } },
+      // The trace context (traceparent/tracestate, SEP-414) rides next to the chain: one trace across the hop.
+      { name: agent, arguments: args, _meta: { ...opts.meta, [CHAIN_META_KEY]: chain } },
       {
         signal: opts.signal,
         // Progress from the child keeps the hop alive and is forwarded to our own caller.

@@ -45,6 +45,8 @@ export interface RunRecord {
   /** Where the run stands in its delegation tree. */
   lineage?: import('./chain.js').RunLineage;
   audit?: import('../audit/audit-log.js').RunAudit;
+  /** The run's spans, when telemetry is on. */
+  trace?: import('../telemetry/types.js').RunTrace;
   budgetNotes?: string[];
   /** A background run: someone will ask for it later, so it is kept for keepS after it ends. */
   keep?: boolean;

@@ -40,6 +40,7 @@ import { isWithin, resolveInWorkspace, toRel } from '../tools/workspace-path.js'
 import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
+import type { ToolSpanHandle } from '../telemetry/types.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
 export type AskAnswer = 'once' | 'run' | 'deny';
@@ -293,10 +294,11 @@ export class ToolGate {
   }
 
   /** Decides and executes one tool call. Never throws: every failure is a tool error for the model. */
-  async execute(run: ToolRun, call: ToolCall, signal: AbortSignal): Promise<ToolOutcome> {
+  async execute(run: ToolRun, call: ToolCall, signal: AbortSignal, span?: ToolSpanHandle): Promise<ToolOutcome> {
     const started = Date.now();
     const record = (r: Omit<ToolDecisionRecord, 'runId' | 'agent' | 'tool' | 'durationMs'>, outcome: ToolOutcome): ToolOutcome => {
       const full: ToolDecisionRecord = { runId: run.runId, agent: run.agent.name, tool: call.name, args: call.arguments, durationMs: Date.now() - started, ...r };
+      span?.decided(full);
       for (const cb of [this.onDecision, run.onDecision]) {
         try {
           cb?.(full);
@@ -360,7 +362,7 @@ export class ToolGate {
     let outcome: ToolOutcome;
     const mcp = this.opts.mcp.parse(call.name);
     try {
-      if (mcp) outcome = await this.opts.mcp.call(mcp.server, mcp.tool, args, signal);
+      if (mcp) outcome = await this.opts.mcp.call(mcp.server, mcp.tool, args, signal, span?.meta());
       else outcome = await builtinTools[call.name].run(args, ctx);
     } catch (err) {
       outcome = fail(`${call.name} failed: ${(err as Error).message}`);

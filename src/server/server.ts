@@ -116,7 +116,16 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     // A delegating delegate-mcp sends its call chain in _meta; it can only lower our limits.
     const { chain, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined);
     if (chainError) return { isError: true, content: [{ type: 'text', text: `refused: ${chainError}` }] };
+    const span = orchestrator.telemetry?.mcpRequest({
+      method: 'tools/call',
+      target: agentName,
+      sessionId: ctx.sessionId ?? owner,
+      protocolVersion: server.server.getNegotiatedProtocolVersion(),
+      requestId: ctx.mcpReq.id,
+      meta: ctx.mcpReq._meta as Record<string, unknown> | undefined,
+    });
     const result = await orchestrator.run({
+      trace: span?.context,
       chain,
       caller: chain ? `agent:${chain.ancestry[chain.ancestry.length - 1].agent}` : undefined,
       agent: agentName,
@@ -128,6 +137,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       ask: approvalAsker(server, ctx, askTimeoutMs),
       ...extra,
     });
+    span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
     clientLog(ctx, result.status === 'ok' ? 'info' : 'warning', {
       run_id: result.run_id,
       agent: result.agent,

@@ -91,7 +91,8 @@ export class McpServers {
   }
 
   /** Calls one tool. Never throws: every failure is a tool error that names the server. */
-  async call(server: string, tool: string, args: Record<string, unknown>, signal?: AbortSignal): Promise<ToolOutcome> {
+  /** `meta` goes in the request's `_meta` (the caller's trace context: traceparent/tracestate). */
+  async call(server: string, tool: string, args: Record<string, unknown>, signal?: AbortSignal, meta?: Record<string, unknown>): Promise<ToolOutcome> {
     const full = mcpToolName(server, tool);
     let conn: Connection;
     try {
@@ -106,7 +107,7 @@ export class McpServers {
     const timeoutS = this.opts.callTimeoutMs / 1000;
     try {
       const res = (await conn.client.callTool(
-        { name: tool, arguments: args },
+        { name: tool, arguments: args, ...(meta && { _meta: meta }) },
         { timeout: this.opts.callTimeoutMs, ...(signal && { signal }) },
       )) as CallToolResult;
       return { isError: res.isError === true, content: this.cap(renderResult(res)) };

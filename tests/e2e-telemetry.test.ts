@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
-import { agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { ROOT, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
 import { startOtlpReceiver, type FlatSpan, type OtlpReceiver } from './otlp-receiver.js';
 
 const TASK_MARKER = 'PROMPT-MARKER-7f3a';
@@ -18,6 +18,7 @@ function planned(req: MockRequestInfo): MockReply {
   const who = /You are "([^"]+)"/.exec(req.system)?.[1] ?? '?';
   if (req.toolResults.length) return { text: `${who} done`, usage: { input_tokens: 120, output_tokens: 7 } };
   if (who === 'lead') return { toolCalls: [{ name: 'agent__helper', arguments: { task: 'read the notes' } }], usage: { input_tokens: 100, output_tokens: 10 } };
+  if (who === 'reacher') return { toolCalls: [{ name: 'mcp__echo__meta', arguments: {} }] };
   if (who === 'helper') {
     return {
       toolCalls: [
@@ -59,6 +60,12 @@ permissions:
   deny: ["Read(./secret.txt)"]
 `,
       'solo.yaml': agentYaml('solo', 'anthropic/claude-sonnet-4-5'),
+      'reacher.yaml': `name: reacher
+description: Calls a downstream MCP server.
+model: anthropic/claude-sonnet-4-5
+permissions:
+  allow: ["mcp__echo__meta"]
+`,
     });
     writeTree(ws, { 'notes.txt': 'the notes', 'secret.txt': 'top secret' });
   });
@@ -234,6 +241,35 @@ permissions:
       assert.ok(traces.length >= 1);
       for (const t of traces) assert.equal(t.contentType, 'application/x-protobuf');
       assert.equal(rx.requests.filter((r) => r.path === '/v1/metrics').length, 0, 'only a traces endpoint: no metrics');
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('a downstream MCP server gets the tool call span as traceparent in _meta', async () => {
+    const rx = await startOtlpReceiver();
+    const fixture = path.join(ROOT, 'tests', 'fixtures', 'mcp-echo-server.mjs');
+    const srv = await serve(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '50' },
+      { mcpServers: { echo: { command: process.execPath, args: [fixture] } } },
+    );
+    let downstreamMeta: any;
+    try {
+      mock.reset();
+      mock.setHandler((req) => {
+        if (req.toolResults.length) downstreamMeta = JSON.parse(req.toolResults[0].content);
+        return planned(req);
+      });
+      const res = await srv.client.callTool({ name: 'reacher', arguments: { task: 'reach out' } });
+      assert.equal((res.structuredContent as any).status, 'ok', JSON.stringify(res.content));
+      await until('the tool span', () => rx.spans().some((s) => s.name === 'execute_tool mcp__echo__meta'));
+    } finally {
+      mock.setHandler(planned);
+      await srv.close();
+    }
+    try {
+      const tool = rx.spans().find((s) => s.name === 'execute_tool mcp__echo__meta')!;
+      assert.equal(downstreamMeta?.traceparent, `00-${tool.traceId}-${tool.spanId}-01`);
     } finally {
       await rx.close();
     }

@@ -24,6 +24,8 @@ import { serveStdioServer } from './server/stdio.js';
 import type { HttpCliOptions } from './server/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
 import { InitError, renderInit, runInit, type InitReport } from './cli/init.js';
+import { registerRunsCommand } from './cli/runs.js';
+import { renderTimeline, runTimeline } from './audit/runs-view.js';
 import { VERSION } from './version.js';
 
 interface CommonOpts extends ConfigOverrides {}
@@ -165,9 +167,10 @@ addCommon(program.command('budget').description("show today's budget books from 
   });
 
 registerFanoutCommand(program, { addCommon, boot });
+registerRunsCommand(program, { addCommon });
 
 const auditCmd = addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
-  .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included)')
+  .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included) and its timeline of model and tool calls')
   .option('--since <date>', 'start of the period (ISO date or time; default: 7 days ago)')
   .option('--until <date>', 'end of the period (ISO date or time)')
   .option('--json', 'print as JSON')
@@ -192,7 +195,8 @@ const auditCmd = addCommon(program.command('audit').description('summarise the a
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(opts.json ? JSON.stringify(tree, null, 2) + '\n' : renderTree(tree) + '\n');
+      const timeline = runTimeline(events, tree);
+      process.stdout.write(opts.json ? JSON.stringify({ ...tree, timeline }, null, 2) + '\n' : `${renderTree(tree)}\n${renderTimeline(timeline)}`);
     } else {
       const summary = summarize(events, { since, until });
       process.stdout.write(opts.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary) + '\n');

@@ -25,6 +25,7 @@ import type { HttpCliOptions } from './server/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
 import { InitError, renderInit, runInit, type InitReport } from './cli/init.js';
 import { registerRunsCommand } from './cli/runs.js';
+import { registerUiCommand } from './cli/ui.js';
 import { renderTimeline, runTimeline } from './audit/runs-view.js';
 import { VERSION } from './version.js';
 
@@ -168,6 +169,7 @@ addCommon(program.command('budget').description("show today's budget books from 
 
 registerFanoutCommand(program, { addCommon, boot });
 registerRunsCommand(program, { addCommon });
+registerUiCommand(program, { addCommon });
 
 const auditCmd = addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
   .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included) and its timeline of model and tool calls')

@@ -18,6 +18,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createMcpHandler, isInitializeRequest, isLegacyRequest, type McpServer } from '@modelcontextprotocol/server';
 import { NodeStreamableHTTPServerTransport, hostHeaderValidation, originValidation, toNodeHandler } from '@modelcontextprotocol/node';
 import { SSEServerTransport } from '@modelcontextprotocol/server-legacy/sse';
+import { createUiHandler } from '../ui/handler.js';
 import { log } from '../log.js';
 import { SESSIONLESS_OWNER_PREFIX } from '../orchestrator/runs.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
@@ -75,6 +76,8 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
   const hostNames = allowedHostnames(opts.host, limits.allowedHosts);
   const validateHost = hostNames ? hostHeaderValidation(hostNames) : undefined;
   const validateOrigin = originValidation(['localhost', '127.0.0.1', '[::1]', ...limits.allowedOrigins]);
+  // The runs page (/ui): same Host/Origin checks as /mcp; its data API checks the same token itself.
+  const ui = createUiHandler({ auditDir: orchestrator.cfg.auditDir, token });
   const slots = new RunSlots(limits.maxRunsPerSession);
   const sessions = new Map<string, Session>();
   let openRequests = 0;
@@ -238,6 +241,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
       res.end(req.method === 'HEAD' ? undefined : '{"ok":true}');
       return;
     }
+    if (ui.handle(req, res, path, url)) return;
     if (token) {
       const verdict = token.check(req);
       if (verdict !== 'ok') {
@@ -310,6 +314,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     }),
     async drain(graceMs: number) {
       closing = true;
+      ui.close();
       server.close();
       server.closeIdleConnections();
       const deadline = Date.now() + graceMs;
@@ -324,6 +329,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     },
     async close() {
       closing = true;
+      ui.close();
       clearInterval(sweeper);
       server.close();
       await Promise.all(

@@ -148,6 +148,7 @@ permissions:
       assert.equal(chat.attributes['gen_ai.operation.name'], 'chat');
       assert.equal(chat.attributes['gen_ai.provider.name'], 'anthropic');
       assert.equal(chat.attributes['gen_ai.request.model'], 'claude-sonnet-4-5');
+      assert.equal(chat.attributes['gen_ai.response.model'], 'claude-sonnet-4-5');
       assert.equal(chat.attributes['gen_ai.usage.input_tokens'], 100);
       assert.equal(chat.attributes['gen_ai.usage.output_tokens'], 10);
       assert.equal(chat.attributes['gen_ai.usage.cache_read.input_tokens'], 0);

@@ -462,7 +462,7 @@ export class Orchestrator {
         ...(end.error ? { error: end.error } : {}),
       });
       if (charge) record.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd });
-      record.trace?.modelCall({ startedAt: callStartedAt, provider: prepared.endpoint.provider, model: prepared.modelId, turn: end.turn, usage: end.usage, stopReason: end.stopReason, retries, costUsd: charge?.usd ?? null, error: end.error });
+      record.trace?.modelCall({ startedAt: callStartedAt, provider: prepared.endpoint.provider, model: prepared.modelId, responseModel: end.responseModel, turn: end.turn, usage: end.usage, stopReason: end.stopReason, retries, costUsd: charge?.usd ?? null, error: end.error });
       // The run's usage is what it was charged: for a stream cut short that includes what it streamed.
       if (charge) {
         usage.input_tokens += charge.parts.input;

@@ -62,11 +62,13 @@ export class AnthropicAdapter implements ProviderAdapter {
       let sawStop = false;
       // message_start's usage counts the input and ONE output token: only a message_delta's is final.
       let sawFinalUsage = false;
+      let responseModel: string | undefined;
 
       for await (const event of driver.iterate<RawMessageStreamEvent>(stream)) {
         switch (event.type) {
           case 'message_start':
             usage = fromStartUsage(event.message.usage);
+            responseModel = event.message.model;
             break;
           case 'content_block_start':
             if (!started) {
@@ -117,7 +119,7 @@ export class AnthropicAdapter implements ProviderAdapter {
         throw new ProviderError('network', `${this.endpoint.provider}: stream ended before message_stop (connection closed early)`);
       }
       if (usage) yield { type: 'usage', usage };
-      yield { type: 'done', stopReason: mapStopReason(stopReason, toolCalls.length > 0), text, toolCalls, usage, ...(usage && !sawFinalUsage ? { usagePartial: true } : {}) };
+      yield { type: 'done', stopReason: mapStopReason(stopReason, toolCalls.length > 0), text, toolCalls, usage, ...(usage && !sawFinalUsage ? { usagePartial: true } : {}), model: responseModel };
     } catch (err) {
       throw driver.toProviderError(err, usage, text);
     } finally {

@@ -57,10 +57,12 @@ export class OpenAIChatAdapter implements ProviderAdapter {
       let started = false;
       let refused = false;
       let finishReason: string | null = null;
+      let responseModel: string | undefined;
 
       for await (const chunk of driver.iterate<ChatCompletionChunk>(stream)) {
         // The usage chunk has empty `choices`; some servers put usage on the last content chunk instead.
         if (chunk.usage) usage = fromChatUsage(chunk.usage);
+        if (chunk.model) responseModel = chunk.model;
         const choice = chunk.choices?.[0];
         if (!choice) continue;
         const delta = choice.delta ?? {};
@@ -111,7 +113,7 @@ export class OpenAIChatAdapter implements ProviderAdapter {
       }
       // Servers that ignore stream_options.include_usage never send usage: report null, not zeros.
       if (usage) yield { type: 'usage', usage };
-      yield { type: 'done', stopReason: mapFinishReason(finishReason, refused, toolCalls.length > 0), text, toolCalls, usage };
+      yield { type: 'done', stopReason: mapFinishReason(finishReason, refused, toolCalls.length > 0), text, toolCalls, usage, model: responseModel };
     } catch (err) {
       throw driver.toProviderError(err, usage, text);
     } finally {

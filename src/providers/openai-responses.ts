@@ -56,6 +56,7 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
       let started = false;
       let refused = false;
       let finished: { stopReason: StopReason } | null = null;
+      let responseModel: string | undefined;
 
       for await (const event of driver.iterate<ResponseStreamEvent>(stream)) {
         if (!started && (event.type === 'response.output_item.added' || event.type === 'response.output_text.delta')) {
@@ -93,6 +94,7 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
             break;
           case 'response.completed':
             usage = fromResponsesUsage(event.response.usage) ?? usage;
+            responseModel = event.response.model;
             finished = { stopReason: refused ? 'refusal' : toolCalls.length ? 'tool_use' : 'end_turn' };
             break;
           case 'response.incomplete': {
@@ -119,7 +121,7 @@ export class OpenAIResponsesAdapter implements ProviderAdapter {
 
       if (!finished) throw new ProviderError('network', `${p}: stream ended before response.completed (connection closed early)`);
       if (usage) yield { type: 'usage', usage };
-      yield { type: 'done', stopReason: finished.stopReason, text, toolCalls, usage };
+      yield { type: 'done', stopReason: finished.stopReason, text, toolCalls, usage, model: responseModel };
     } catch (err) {
       throw driver.toProviderError(err, usage, text);
     } finally {

@@ -64,7 +64,9 @@ export type ModelEvent =
    * `usagePartial`: the stream ended normally but its usage is not a final report (Anthropic sent usage
    * only in message_start, where output_tokens is 1): charge it like a stream cut short.
    */
-  | { type: 'done'; stopReason: StopReason; text: string; toolCalls: ToolCall[]; usage: Usage | null; usagePartial?: boolean };
+  | { type: 'done'; stopReason: StopReason; text: string; toolCalls: ToolCall[]; usage: Usage | null; usagePartial?: boolean;
+      /** The model that answered, as the API reports it. */
+      model?: string };
 
 export type WireApi = 'anthropic' | 'openai-responses' | 'openai-chat';
 

@@ -240,6 +240,7 @@ export class OtelTelemetry implements Telemetry {
       'delegate_mcp.turn': c.turn,
       'delegate_mcp.retries': c.retries,
       'gen_ai.agent.name': agent,
+      ...(c.responseModel && { 'gen_ai.response.model': c.responseModel }),
       ...(c.costUsd !== null && { 'delegate_mcp.cost_usd': c.costUsd }),
     });
     if (c.usage) {

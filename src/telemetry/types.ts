@@ -49,6 +49,7 @@ export interface ModelCallInfo {
   provider: string;
   /** Model id as requested (provider-local). */
   model: string;
+  responseModel?: string;
   turn: number;
   usage: Usage | null;
   stopReason: string;

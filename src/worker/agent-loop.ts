@@ -254,6 +254,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
               ...(cut ? await forTheBooks(task, messages, text, estimated) : watch ? { streamedOutputTokens: streamedTokens } : {}),
               stopReason: ev.stopReason,
               latencyMs: Date.now() - started,
+              ...(ev.model && { responseModel: ev.model }),
             });
           }
         }

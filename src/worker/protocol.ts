@@ -120,6 +120,8 @@ export interface ModelCallEnd {
   cut?: boolean;
   stopReason: StopReason | 'error' | 'budget_exhausted';
   latencyMs: number;
+  /** The model that answered, as the API reported it (telemetry's gen_ai.response.model). */
+  responseModel?: string;
   error?: string;
 }
 

@@ -276,6 +276,32 @@ permissions:
     }
   });
 
+  it('delegate and delegate_parallel calls are traced too, under the client traceparent', async () => {
+    const rx = await startOtlpReceiver();
+    const traceId = randomBytes(16).toString('hex');
+    const srv = await serve({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_METRICS_EXPORTER: 'none' });
+    try {
+      const _meta = { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
+      const one = await srv.client.callTool({ name: 'delegate', arguments: { agent: 'solo', task: 'one' }, _meta });
+      assert.equal((one.structuredContent as any).status, 'ok', JSON.stringify(one.content));
+      const many = await srv.client.callTool({ name: 'delegate_parallel', arguments: { tasks: [{ agent: 'solo', task: 'a' }, { agent: 'solo', task: 'b' }] }, _meta });
+      assert.equal((many.structuredContent as any).ok, 2, JSON.stringify(many.content));
+      await until('three runs', () => rx.spans().filter((s) => s.name === 'invoke_agent solo').length === 3 && rx.spans().some((s) => s.name === 'tools/call delegate_parallel'));
+    } finally {
+      await srv.close();
+    }
+    try {
+      const spans = rx.spans();
+      const parent = (name: string) => spans.find((s) => s.name === name)!;
+      const runs = spans.filter((s) => s.name === 'invoke_agent solo');
+      assert.equal(runs.filter((r) => r.parentSpanId === parent('tools/call delegate').spanId).length, 1);
+      assert.equal(runs.filter((r) => r.parentSpanId === parent('tools/call delegate_parallel').spanId).length, 2);
+      assert.deepEqual([...new Set(spans.map((s) => s.traceId))], [traceId]);
+    } finally {
+      await rx.close();
+    }
+  });
+
   it('exports nothing without an endpoint, or with delegate.telemetry.enabled: false', async () => {
     const rx = await startOtlpReceiver();
     // The SDK's own default endpoint is localhost:4318: listen there too when it is free.

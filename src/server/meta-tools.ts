@@ -8,6 +8,7 @@ import type { RunRecord, RunResult } from '../orchestrator/runs.js';
 import { randomUUID } from 'node:crypto';
 import { digest } from '../audit/events.js';
 import { CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
+import { traceToolCall } from '../telemetry/mcp.js';
 
 const MAX_PARALLEL_TASKS = 256;
 
@@ -69,15 +70,18 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     },
     async (args, ctx) => {
       const input = { task: args.task, ...(args.context ? { context: args.context } : {}) };
+      const span = traceToolCall(orchestrator.telemetry, server, ctx, 'delegate', owner);
       if (args.background) {
         // Not tied to this call's signal: the call returns now and the run goes on.
-        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true });
+        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true, trace: span?.context });
         await Promise.race([rec.done, Promise.resolve()]);
+        span?.end(rec.result?.status === 'error' ? rec.result.error : undefined);
         if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
         const out = { run_id: rec.runId, status: 'running' };
         return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
       }
-      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) });
+      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), trace: span?.context });
+      span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
       return withStructured(runToolResult(result), result);
     },
   );
@@ -101,6 +105,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     },
     async (args, ctx) => {
       const report = progressReporter(ctx);
+      const span = traceToolCall(orchestrator.telemetry, server, ctx, 'delegate_parallel', owner);
       const total = args.tasks.length;
       // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
       const batchId = `batch_${randomUUID()}`;
@@ -134,6 +139,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
             depth: 1,
             signal: batch.signal,
             onProgress: report && ((m) => lastLine.set(index, m)),
+            trace: span?.context,
           });
           results[index] = { index, ...r };
           done++;
@@ -150,6 +156,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       } finally {
         if (ticker) clearInterval(ticker);
         ctx.mcpReq.signal.removeEventListener('abort', onAbort);
+        span?.end(results.every((r) => r?.status === 'ok') ? undefined : `${results.filter((r) => r?.status !== 'ok').length} of ${total} task(s) did not succeed`);
       }
       const totals = orchestrator.budget.closeBatch(batchId);
       orchestrator.runs.endBatch(batchId);

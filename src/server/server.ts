@@ -10,6 +10,7 @@ import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
 import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
 import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
+import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
 
 const UsageSchema = z.object({
@@ -116,14 +117,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     // A delegating delegate-mcp sends its call chain in _meta; it can only lower our limits.
     const { chain, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined);
     if (chainError) return { isError: true, content: [{ type: 'text', text: `refused: ${chainError}` }] };
-    const span = orchestrator.telemetry?.mcpRequest({
-      method: 'tools/call',
-      target: agentName,
-      sessionId: ctx.sessionId ?? owner,
-      protocolVersion: server.server.getNegotiatedProtocolVersion(),
-      requestId: ctx.mcpReq.id,
-      meta: ctx.mcpReq._meta as Record<string, unknown> | undefined,
-    });
+    const span = traceToolCall(orchestrator.telemetry, server, ctx, agentName, owner);
     const result = await orchestrator.run({
       trace: span?.context,
       chain,

@@ -302,6 +302,23 @@ permissions:
     }
   });
 
+  it('a collector that is down costs a warning on stderr, never a call', async () => {
+    const gone = await startOtlpReceiver();
+    const url = gone.url;
+    await gone.close();
+    const srv = await serve({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_METRICS_EXPORTER: 'none' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await srv.client.callTool({ name: 'solo', arguments: { task: `still works ${i}` } });
+        assert.equal((res.structuredContent as any).status, 'ok');
+      }
+      await until('the export warning', () => /telemetry: .+/.test(srv.stderr().replace(/telemetry: OTLP[^\n]*/g, '')));
+      assert.equal((srv.stderr().match(/further errors within a minute are not shown/g) ?? []).length, 1, srv.stderr());
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('exports nothing without an endpoint, or with delegate.telemetry.enabled: false', async () => {
     const rx = await startOtlpReceiver();
     // The SDK's own default endpoint is localhost:4318: listen there too when it is free.

@@ -2,6 +2,7 @@
 // token once, a run appears live while it goes, its delegation tree and its denial (with the rule) are
 // shown, and model output that is HTML (`<img onerror>`, `<script>`) shows as text and runs nothing.
 // Skipped with a notice when chromium is absent; under CI=true a missing chromium fails (.ci/run installs it).
+// UPDATE_SCREENSHOT=1 rewrites docs/ui-runs.png (the README's picture).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -135,7 +136,10 @@ permissions:
     for (const p of ['/ui/api/runs', '/ui/api/stream', '/ui/api/run']) assert.ok(authed.includes(p), `${p} carried the token`);
     assert.deepEqual(cspErrors.filter((e) => /Content Security Policy/i.test(e)), [], 'the page itself needs nothing the CSP forbids');
 
-    await page.screenshot({ path: path.join(ROOT, 'docs', 'ui-runs.png'), fullPage: true });
+    // The README's picture: refreshed only when asked, so a test run leaves the tree clean.
+    const shot = await page.screenshot({ fullPage: true });
+    assert.ok(shot.length > 10_000);
+    if (process.env.UPDATE_SCREENSHOT === '1') writeFileSync(path.join(ROOT, 'docs', 'ui-runs.png'), shot);
     await page.close();
   });
 });

@@ -21,7 +21,7 @@ import {
   type Tracer,
   type UpDownCounter,
 } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { W3CTraceContextPropagator, setGlobalErrorHandler } from '@opentelemetry/core';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
@@ -94,6 +94,13 @@ export class OtelTelemetry implements Telemetry {
   constructor(private readonly s: TelemetrySettings, version: string) {
     this.captureContent = s.captureContent;
     this.legacyAttrs = !s.latestGenAi;
+    // The SDK reports export failures (collector down, 4xx) here; say so on stderr, at most once a minute.
+    let lastWarned = 0;
+    setGlobalErrorHandler((err) => {
+      if (Date.now() - lastWarned < 60_000) return;
+      lastWarned = Date.now();
+      log.warn(`telemetry: ${err instanceof Error ? err.message : String(err)} (further errors within a minute are not shown)`);
+    });
     // Defaults < mcp.json < OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
     const resource = resourceFromAttributes({ 'service.name': s.serviceName ?? 'delegate-mcp', 'service.version': version, ...s.resourceAttributes }).merge(
       detectResources({ detectors: [envDetector] }),

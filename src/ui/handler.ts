@@ -50,7 +50,8 @@ export interface UiHandler {
 
 export function createUiHandler(opts: UiOptions): UiHandler {
   const streams = new Set<() => void>();
-  let cache: { key: string; result: ReadResult } | undefined;
+  /** Parsed logs per time range, valid while the files' signature is unchanged (list and detail alternate). */
+  const cache = new Map<string, { signature: string; result: ReadResult }>();
 
   /** Audit files' names, sizes and mtimes: changes when any process appends a line. */
   const signature = (): string => {
@@ -70,10 +71,13 @@ export function createUiHandler(opts: UiOptions): UiHandler {
   };
 
   const read = (since: Date | undefined, until: Date | undefined): ReadResult => {
-    const key = `${signature()}#${since?.toISOString()}#${until?.toISOString()}`;
-    if (cache?.key === key) return cache.result;
+    const key = `${since?.toISOString()}#${until?.toISOString()}`;
+    const sig = signature();
+    const hit = cache.get(key);
+    if (hit?.signature === sig) return hit.result;
     const result = opts.auditDir ? readAuditDir(opts.auditDir, { since, until }) : { events: [], files: [], torn: 0, invalid: 0 };
-    cache = { key, result };
+    if (cache.size >= 8) cache.clear();
+    cache.set(key, { signature: sig, result });
     return result;
   };
 
@@ -101,8 +105,14 @@ export function createUiHandler(opts: UiOptions): UiHandler {
   function run(res: ServerResponse, url: URL): void {
     const id = url.searchParams.get('id') ?? '';
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) return json(res, 400, { error: 'id: expected a run id such as run_…' });
-    const { events } = read(undefined, undefined);
-    const tree = runTree(events, id);
+    // Recent days first (what the page lists); the whole log only for an older run.
+    const weekAgo = new Date(Math.floor((Date.now() - DEFAULT_RANGE_MS) / DAY_MS) * DAY_MS);
+    let { events } = read(weekAgo, undefined);
+    let tree = runTree(events, id);
+    if (!tree) {
+      events = read(undefined, undefined).events;
+      tree = runTree(events, id);
+    }
     if (!tree) return json(res, 404, { error: `no run ${id} in the audit log` });
     const timeline = runTimeline(events, tree);
     const ids = new Set<string>(timeline.map((e) => e.run_id));

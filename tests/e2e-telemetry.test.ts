@@ -60,6 +60,7 @@ permissions:
   deny: ["Read(./secret.txt)"]
 `,
       'solo.yaml': agentYaml('solo', 'anthropic/claude-sonnet-4-5'),
+      'hushed.yaml': agentYaml('hushed', 'anthropic/claude-sonnet-4-5', 'policies:\n  secrets: {redact: true}'),
       'reacher.yaml': `name: reacher
 description: Calls a downstream MCP server.
 model: anthropic/claude-sonnet-4-5
@@ -210,7 +211,9 @@ permissions:
     try {
       const res = await srv.client.callTool({ name: 'solo', arguments: { task: `say hi ${TASK_MARKER} ${FAKE_KEY}` } });
       assert.equal((res.structuredContent as any).status, 'ok');
-      await until('the run span', () => rx.spans().some((s) => s.name === 'invoke_agent solo'));
+      const hushed = await srv.client.callTool({ name: 'hushed', arguments: { task: `quiet ${TASK_MARKER}` } });
+      assert.equal((hushed.structuredContent as any).status, 'ok');
+      await until('the run spans', () => ['invoke_agent solo', 'invoke_agent hushed'].every((n) => rx.spans().some((s) => s.name === n)));
     } finally {
       await srv.close();
     }
@@ -221,6 +224,10 @@ permissions:
       assert.ok(!input.includes(FAKE_KEY), 'the API key is redacted');
       assert.match(input, /\[REDACTED/);
       assert.match(String(run.attributes['gen_ai.output.messages']), /solo answers/);
+      // Like the audit previews: never for an agent with policies.secrets.redact.
+      const quiet = rx.spans().find((s) => s.name === 'invoke_agent hushed')!;
+      assert.equal(quiet.attributes['gen_ai.input.messages'], undefined);
+      assert.equal(quiet.attributes['gen_ai.output.messages'], undefined);
       assert.equal(rx.requests.filter((r) => r.path === '/v1/metrics').length, 0, 'metrics: false sends no metrics');
     } finally {
       await rx.close();

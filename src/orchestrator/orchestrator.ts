@@ -205,7 +205,7 @@ export class Orchestrator {
       record.status = status;
       record.endedAt = Date.now();
       record.result = result;
-      record.trace?.end({ status, usage, costUsd: result.cost_usd, error, output: output ? () => this.redactor.redactString(output) : undefined });
+      record.trace?.end({ status, usage, costUsd: result.cost_usd, error, output: output && agent && !agent.policies.secrets.redact ? () => this.redactor.redactString(output) : undefined });
       record.audit?.emit({
         event: 'run_end',
         status,
@@ -262,7 +262,8 @@ export class Orchestrator {
       caller: req.caller ?? req.owner ?? null,
       budgetScope: depth === 0 ? 'root' : `slice of ${chain?.parent_run_id ?? req.parentRunId}`,
       parent: req.trace,
-      input: () => this.redactor.redactString(JSON.stringify(req.input)),
+      // Content capture follows the audit previews' rule: redacted, and never for agents with secrets.redact.
+      input: agent && !agent.policies.secrets.redact ? () => this.redactor.redactString(JSON.stringify(req.input)) : undefined,
     });
     // A chain is enforced on arrival too: depth, cycles, and (below) its budget and rules as ceilings.
     const refused = chain && agent ? refuseHop({ rootRunId: chain.root_run_id, depth: chain.depth - 1, ancestry: chain.ancestry }, agent, req.input, this.cfg.delegate.reentry.maxDepth) : undefined;

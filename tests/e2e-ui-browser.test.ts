@@ -105,6 +105,8 @@ permissions:
     try {
       const leadRow = page.locator('#runs tbody tr', { hasText: 'lead' }).filter({ hasText: 'running' });
       await leadRow.first().waitFor({ timeout: 15_000 });
+      // While it goes, the row carries the run's latest progress line (from the server's live runs).
+      assert.match((await leadRow.first().locator('.progress').textContent()) ?? '', /^turn \d+ · \S/);
       const result = (await call).structuredContent as any;
       assert.equal(result.status, 'ok');
       const done = page.locator(`#runs tbody tr[data-run-id="${result.run_id}"]`).filter({ hasText: 'ok' });

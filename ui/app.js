@@ -85,7 +85,7 @@ async function loadRuns() {
       { 'data-run-id': r.run_id, className: r.run_id === state.selected ? 'selected' : '', onclick: () => selectRun(r.run_id) },
       el('td', { text: fmtTime(r.started_at) }),
       el('td', { text: r.agent ?? '?' }),
-      el('td', {}, statusBadge(r.status)),
+      el('td', {}, statusBadge(r.status), ...(data.live?.[r.run_id] ? [el('div', { className: 'progress', text: `turn ${data.live[r.run_id].turn} · ${data.live[r.run_id].progress}` })] : [])),
       el('td', { text: r.caller ?? '–' }),
       el('td', { className: 'num', text: r.depth ?? '?' }),
       el('td', { className: 'num', text: fmtMs(r.duration_ms) }),

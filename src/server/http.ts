@@ -77,7 +77,11 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
   const validateHost = hostNames ? hostHeaderValidation(hostNames) : undefined;
   const validateOrigin = originValidation(['localhost', '127.0.0.1', '[::1]', ...limits.allowedOrigins]);
   // The runs page (/ui): same Host/Origin checks as /mcp; its data API checks the same token itself.
-  const ui = createUiHandler({ auditDir: orchestrator.cfg.auditDir, token });
+  const ui = createUiHandler({
+    auditDir: orchestrator.cfg.auditDir,
+    token,
+    live: () => orchestrator.runs.list().filter((r) => r.status === 'running').map((r) => ({ run_id: r.runId, turn: r.turn, progress: r.lastProgress })),
+  });
   const slots = new RunSlots(limits.maxRunsPerSession);
   const sessions = new Map<string, Session>();
   let openRequests = 0;

@@ -40,6 +40,14 @@ export interface UiOptions {
   auditDir: string | undefined;
   /** Undefined only for a loopback-bound `serve --http` without a token (the same rule as /mcp). */
   token: BearerToken | undefined;
+  /** Runs going in this process (serve --http): their latest progress line, between audit events. */
+  live?: () => LiveRun[];
+}
+
+export interface LiveRun {
+  run_id: string;
+  turn: number;
+  progress: string;
 }
 
 export interface UiHandler {
@@ -54,7 +62,8 @@ export function createUiHandler(opts: UiOptions): UiHandler {
   const cache = new Map<string, { signature: string; result: ReadResult }>();
 
   /** Audit files' names, sizes and mtimes: changes when any process appends a line. */
-  const signature = (): string => {
+  const signature = (): string => files() + (opts.live ? JSON.stringify(opts.live()) : '');
+  const files = (): string => {
     if (!opts.auditDir) return '';
     try {
       return readdirSync(opts.auditDir)
@@ -72,7 +81,7 @@ export function createUiHandler(opts: UiOptions): UiHandler {
 
   const read = (since: Date | undefined, until: Date | undefined): ReadResult => {
     const key = `${since?.toISOString()}#${until?.toISOString()}`;
-    const sig = signature();
+    const sig = files();
     const hit = cache.get(key);
     if (hit?.signature === sig) return hit.result;
     const result = opts.auditDir ? readAuditDir(opts.auditDir, { since, until }) : { events: [], files: [], torn: 0, invalid: 0 };
@@ -99,7 +108,8 @@ export function createUiHandler(opts: UiOptions): UiHandler {
     const { events } = read(since, until);
     const all = listRuns(events, { since, until });
     const list = all.filter((r) => (agent === undefined || r.agent === agent) && (status === undefined || r.status === status)).slice(0, 500);
-    json(res, 200, { runs: list, agents: [...new Set(all.map((r) => r.agent).filter((a): a is string => a !== null))].sort() });
+    const live = Object.fromEntries((opts.live?.() ?? []).map((r) => [r.run_id, { turn: r.turn, progress: r.progress }]));
+    json(res, 200, { runs: list, agents: [...new Set(all.map((r) => r.agent).filter((a): a is string => a !== null))].sort(), live });
   }
 
   function run(res: ServerResponse, url: URL): void {

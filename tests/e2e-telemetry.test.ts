@@ -234,9 +234,12 @@ permissions:
     }
   });
 
-  it('sends OTLP protobuf by default', async () => {
+  it("sends OTLP protobuf by default; the environment's endpoint wins over mcp.json's", async () => {
     const rx = await startOtlpReceiver();
-    const srv = await serve({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${rx.url}/v1/traces`, OTEL_BSP_SCHEDULE_DELAY: '50' });
+    const srv = await serve(
+      { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${rx.url}/v1/traces`, OTEL_BSP_SCHEDULE_DELAY: '50' },
+      { delegate: { telemetry: { endpoint: 'http://127.0.0.1:9', metrics: false } } },
+    );
     try {
       const res = await srv.client.callTool({ name: 'solo', arguments: { task: 'protobuf please' } });
       assert.equal((res.structuredContent as any).status, 'ok');

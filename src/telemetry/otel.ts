@@ -105,7 +105,9 @@ export class OtelTelemetry implements Telemetry {
     const resource = resourceFromAttributes({ 'service.name': s.serviceName ?? 'delegate-mcp', 'service.version': version, ...s.resourceAttributes }).merge(
       detectResources({ detectors: [envDetector] }),
     );
-    const url = (signal: string) => (s.endpoint ? `${s.endpoint.replace(/\/+$/, '')}/v1/${signal}` : undefined);
+    // mcp.json's endpoint unless the environment names one for the signal (the exporters read those themselves).
+    const envEndpoint = (signal: string) => process.env[`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT`] || process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const url = (signal: string) => (s.endpoint && !envEndpoint(signal) ? `${s.endpoint.replace(/\/+$/, '')}/v1/${signal}` : undefined);
     const common = { ...(s.headers && { headers: s.headers }) };
     if (s.traces) {
       const exporterOpts = { ...common, ...(url('traces') && { url: url('traces') }) };

@@ -60,6 +60,8 @@ export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve());
   });
+  // A test that fails before its close() must not keep the process alive (the runner would wait forever).
+  server.unref();
   const json = (p: string) => requests.filter((r) => r.path === p && r.contentType.includes('json')).map((r) => JSON.parse(r.body.toString('utf8')));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -94,6 +96,10 @@ export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
       }
       return out;
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

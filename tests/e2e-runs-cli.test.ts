@@ -34,7 +34,8 @@ describe('runs and audit --run', () => {
   let leadRun: string;
   let helperRun: string;
   let failedRun: string;
-  const cli = (...args: string[]) => execFileP(process.execPath, [CLI, ...args, '--config', cfg, '--workspace', ws], { cwd: ws });
+  // The same environment as the server's (its state dir, hence its audit log, depends on XDG_STATE_HOME).
+  const cli = (...args: string[]) => execFileP(process.execPath, [CLI, ...args, '--config', cfg, '--workspace', ws], { cwd: ws, env: mockEnv(mock.url) });
 
   before(async () => {
     mock = await startMockModel();

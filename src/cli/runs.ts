@@ -1,6 +1,7 @@
 // `delegate-mcp runs`: recent runs from the audit log, with their ids (for `audit --run ID`).
 import type { Command } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/config.js';
+import { openStateDir } from '../config/state-dir.js';
 import { readAuditDir } from '../audit/reader.js';
 import { listRuns, parseSince, renderRunList, RUN_STATUSES } from '../audit/runs-view.js';
 
@@ -24,6 +25,7 @@ export function registerRunsCommand(program: Command, common: { addCommon: (cmd:
     .option('--json', 'print as JSON')
     .action((opts: RunsCliOptions) => {
       const cfg = loadConfig(opts);
+      openStateDir(cfg);
       if (!cfg.auditDir) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false): there are no runs to list');
       if (opts.status !== undefined && !(RUN_STATUSES as readonly string[]).includes(opts.status)) {
         throw new ConfigError(`--status: expected one of ${RUN_STATUSES.join(', ')}, got "${opts.status}"`);

@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/config.js';
+import { openStateDir } from '../config/state-dir.js';
 import { allowedHostnames, BearerToken, isLoopbackHost } from '../server/http-auth.js';
 import { createUiHandler } from '../ui/handler.js';
 import { log } from '../log.js';
@@ -22,6 +23,7 @@ export function registerUiCommand(program: Command, common: { addCommon: (cmd: C
     .option('--port <port>', 'port, 0 for a free one (default 8809)', '8809')
     .action(async (opts: UiCliOptions) => {
       const cfg = loadConfig(opts);
+      openStateDir(cfg);
       if (!cfg.auditDir) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false): the runs page is built from it');
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port: expected 0-65535, got "${opts.port}"`);

@@ -105,6 +105,12 @@ permissions:
       assert.equal(tree.children.length, 1);
       assert.equal(tree.children[0].agent, 'helper');
       assert.equal(tree.children[0].status, 'ok');
+      // run_end holds each run's own cost, so the tree's total is the call's cost, not more (no double count).
+      const leadEnd = events.find((e) => e.event === 'run_end' && e.run_id === sc.run_id);
+      const helperEnd = events.find((e) => e.event === 'run_end' && e.run_id === del.child_run_id);
+      assert.ok(helperEnd.cost_usd > 0 && leadEnd.cost_usd > 0, `costs ${leadEnd.cost_usd} / ${helperEnd.cost_usd}`);
+      assert.ok(Math.abs(leadEnd.cost_usd + helperEnd.cost_usd - sc.cost_usd) < 1e-9, `lead ${leadEnd.cost_usd} + helper ${helperEnd.cost_usd} = the call's ${sc.cost_usd}`);
+      assert.ok(Math.abs(tree.subtree.cost_usd - sc.cost_usd) < 1e-9, `tree total ${tree.subtree.cost_usd} vs ${sc.cost_usd}`);
     } finally {
       mock.reset();
       await srv.close();

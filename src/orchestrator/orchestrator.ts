@@ -211,7 +211,7 @@ export class Orchestrator {
         status,
         turns,
         usage: { ...usage },
-        cost_usd: result.cost_usd,
+        cost_usd: record.ownCostUsd === undefined ? result.cost_usd : record.ownCostUsd,
         duration_ms: result.duration_ms,
         ...(error ? { error } : {}),
         ...(this.audit && agent && output ? previewField('output_preview', this.audit.previewText(output, agent.policies.secrets.redact)) : {}),
@@ -350,6 +350,10 @@ export class Orchestrator {
       if (record.status !== 'running') return; // settled already (e.g. by the cancel fallback below)
       const totals = this.budget.closeRun(rb);
       record.costUsd = totals.unpricedTokens > 0 && totals.usd === 0 ? null : totals.usd;
+      // The audit records the run's own spend: its children write their own run_end (see audit/events.ts).
+      // totals.self still holds what process-hop children reported (their slices are this run's reservations).
+      const ownUsd = totals.self.usd - (record.childCostUsd ?? 0);
+      record.ownCostUsd = totals.self.unpricedTokens > 0 && ownUsd <= 0 ? null : Math.max(0, ownUsd);
       // What this run and everything it delegated spent (a re-entry parent commits exactly this).
       const tree = emptyUsage();
       for (const m of Object.values(totals.byModel)) {
@@ -703,6 +707,7 @@ export class Orchestrator {
       const meta = (res._meta?.[RESULT_META_KEY] ?? {}) as { run_id?: string; usage?: Usage; tree_usage?: Usage; cost_usd?: number | null; status?: string };
       childRunId = meta.run_id ?? '';
       const charge = this.budget.commitSlice(slice.reservationId, meta.tree_usage ?? meta.usage ?? null, meta.cost_usd ?? null);
+      parent.childCostUsd = (parent.childCostUsd ?? 0) + (charge.usd ?? 0);
       parent.audit?.emit({ event: 'delegation', child_run_id: childRunId, child_agent: name, hop: 'process' });
       parent.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd, message: `re-entry child ${childRunId} (${name})` });
       const text = res.content.map((c) => (c.type === 'text' ? c.text : `[${c.type}]`)).join('\n');

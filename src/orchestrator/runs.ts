@@ -40,6 +40,10 @@ export interface RunRecord {
   usage: Usage;
   result?: RunResult;
   costUsd?: number | null;
+  /** What process-hop children reported for their trees (committed to this run's scope): not this run's own spend. */
+  childCostUsd?: number;
+  /** This run's own model spend (the audit's run_end.cost_usd): costUsd less its children's. */
+  ownCostUsd?: number | null;
   /** Usage of this run and every run it delegated to (from the budget books). */
   treeUsage?: Usage;
   /** Where the run stands in its delegation tree. */

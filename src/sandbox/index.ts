@@ -98,7 +98,7 @@ export function findBwrap(envPath = process.env.PATH ?? ''): string | undefined 
 /** Why commands cannot be sandboxed here, or null. Found once bwrap works; looked for again while it does not. */
 export async function sandboxUnavailable(): Promise<string | null> {
   if (process.platform !== 'linux') {
-    return `commands run in an OS sandbox, and none is implemented for ${process.platform} yet (bubblewrap is Linux-only; sandbox-exec on macOS is not implemented); set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)`;
+    return `commands run in an OS sandbox, and delegate-mcp has none for ${process.platform} yet (bubblewrap is Linux-only; there is no sandbox-exec profile for macOS yet); set delegate.sandbox.mode to "off" in mcp.json to run commands without a sandbox (the argv rules are then the only guard)`;
   }
   available ??= probe();
   const a = await available;

@@ -238,7 +238,7 @@ export class ToolGate {
     if (sb.mode === 'off') {
       log.warn('delegate.sandbox.mode is "off": run_command runs commands WITHOUT an OS sandbox; an allowed program can read, write and reach anything this server can (recorded in every run\'s audit)');
     } else if (process.platform !== 'linux' || !findBwrap()) {
-      log.warn(`run_command will refuse every command: its bubblewrap sandbox is not available here (${process.platform === 'linux' ? 'bwrap not found; apt-get install bubblewrap or dnf install bubblewrap' : `none is implemented for ${process.platform}`}); set delegate.sandbox.mode to "off" to run commands without one`);
+      log.warn(`run_command will refuse every command: its bubblewrap sandbox is not available here (${process.platform === 'linux' ? 'bwrap not found; apt-get install bubblewrap or dnf install bubblewrap' : `delegate-mcp has none for ${process.platform} yet`}); set delegate.sandbox.mode to "off" to run commands without one`);
     }
     const sandbox: SandboxSettings = { mode: sb.mode, readOnly: [...sb.readOnly], protected: sandboxProtectedPaths(cfg) };
     // Protected paths a command created while an earlier server was stopped or killed mid-command.

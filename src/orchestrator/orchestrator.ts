@@ -22,6 +22,7 @@ import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, EXTENSION_STEP, type CallBudget, type RunBudget } from './budget-gate.js';
+import type { RunTotals } from '../budget/ledger.js';
 import { RESULT_META_KEY, lineageOf, refuseHop, type CallChain } from './chain.js';
 import { CHILD_ENV, ChildHub } from './reentry.js';
 import { checkToolCall } from '../permissions/index.js';
@@ -69,8 +70,12 @@ export function unknownAgentMessage(name: string, available: readonly string[]):
   return `unknown agent "${name}"${hint ? ` (did you mean "${hint}"?)` : ''}; available: ${available.join(', ') || 'none'}`;
 }
 
-/** Heartbeats keep clients' idle timers from firing while a model is thinking. */
-const HEARTBEAT_MS = 5_000;
+/**
+ * Heartbeats keep clients' idle timers from firing while a model is thinking. The README promises one
+ * at least every 5 s; a beat is due 4 s after the last progress line, leaving a second for a busy
+ * event loop and the transport. (A 1 s poll for "5 s since the last line" gave gaps of 5-6 s.)
+ */
+export const HEARTBEAT_MS = 4_000;
 
 export class Orchestrator {
   readonly runs: RunRegistry;
@@ -363,7 +368,7 @@ export class Orchestrator {
         tree.cache_creation_input_tokens += m.cache_write;
       }
       record.treeUsage = tree;
-      record.budgetNotes = rb.notes;
+      record.budgetNotes = [...rb.notes, ...unpricedNotes(totals)];
       finish(status, output, turns, error);
     };
     // Stops running tools on cancel. Made on first use: most runs never call a tool.
@@ -384,23 +389,20 @@ export class Orchestrator {
     let callStartedEstimate: number | null = null;
     let callStartedAt = 0;
     let retries = 0;
-    let lastProgressAt = 0;
     const maxTurns = agent.maxTurns;
 
     const progress = (what: string) => {
       record.lastProgress = what;
-      lastProgressAt = Date.now();
       if (!req.onProgress) return;
+      // Every line restarts the wait for the next beat (refresh re-arms a timer that already fired).
+      heartbeat?.refresh();
       const tokens = tokensSoFar >= 1000 ? `${(tokensSoFar / 1000).toFixed(1)}k` : String(tokensSoFar);
       const cost = costSoFar > 0 ? ` · $${costSoFar.toFixed(4)}` : '';
       req.onProgress(`${agent.name} · turn ${record.turn}/${maxTurns} · ${what} · ${tokens} tokens${cost} · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
     };
-    // Checked every second so that no gap between two progress messages exceeds HEARTBEAT_MS + 1 s.
     // Only for a caller that follows progress: nothing else reads a heartbeat.
-    const heartbeat = req.onProgress
-      ? setInterval(() => {
-          if (Date.now() - lastProgressAt >= HEARTBEAT_MS) progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)');
-        }, 1000)
+    const heartbeat: NodeJS.Timeout | undefined = req.onProgress
+      ? setTimeout(() => progress(record.lastProgress.replace(/ \(waiting\)$/, '') + ' (waiting)'), HEARTBEAT_MS)
       : undefined;
 
     const cancel = (reason: 'cancelled' | 'timeout') => {
@@ -589,7 +591,7 @@ export class Orchestrator {
         },
       )
       .finally(() => {
-        clearInterval(heartbeat);
+        clearTimeout(heartbeat);
         clearTimeout(deadline);
         if (graceTimer) clearTimeout(graceTimer);
         req.signal?.removeEventListener('abort', onAbort);
@@ -765,6 +767,18 @@ export class Orchestrator {
 function hasAnyLimit(agent: AgentDefinition): boolean {
   const b = agent.budget;
   return [b.runTokens, b.runUsd, b.dailyTokens, b.dailyUsd, agent.policies.context.maxTokens].some((v) => v !== undefined);
+}
+
+/** The README promises a note whenever a result's cost is unknown or only partly known. */
+function unpricedNotes(totals: RunTotals): string[] {
+  if (totals.unpricedTokens <= 0) return [];
+  const models = Object.entries(totals.byModel).filter(([, m]) => m.usd === null).map(([name]) => name);
+  const which = models.length ? models.join(', ') : 'its model';
+  return [
+    totals.usd === 0
+      ? `cost unknown: no price known for ${which} (${totals.unpricedTokens} tokens counted; add a price under delegate.prices in mcp.json)`
+      : `cost is a lower bound: no price known for ${which} (${totals.unpricedTokens} tokens not priced; add a price under delegate.prices in mcp.json)`,
+  ];
 }
 
 function describeToolCall(call: ToolCall): string {

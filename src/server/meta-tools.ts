@@ -3,11 +3,11 @@
 import { setMaxListeners } from 'node:events';
 import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
-import type { Orchestrator } from '../orchestrator/orchestrator.js';
+import { HEARTBEAT_MS, type Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord, RunResult } from '../orchestrator/runs.js';
 import { randomUUID } from 'node:crypto';
 import { digest } from '../audit/events.js';
-import { CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
+import { answerFirst, CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 
 const MAX_PARALLEL_TASKS = 256;
@@ -116,7 +116,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       const batchStart = Date.now();
       batchAudit?.emit({ event: 'run_start', caller: owner, input_digest: digest(args), model: '' });
       let done = 0;
-      const results: (RunResult & { index: number })[] = new Array(total);
+      const results: (ReturnType<typeof answerFirst> & { index: number })[] = new Array(total);
       const limit = args.max_concurrency ?? total;
       let next = 0;
       const lastLine = new Map<number, string>();
@@ -141,7 +141,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
             onProgress: report && ((m) => lastLine.set(index, m)),
             trace: span?.context,
           });
-          results[index] = { index, ...r };
+          results[index] = { ...answerFirst(r), index };
           done++;
           await report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
         }
@@ -150,7 +150,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       const ticker = report && setInterval(() => {
         const running = [...lastLine.entries()].filter(([i]) => !results[i]).slice(0, 3).map(([i, m]) => `#${i} ${m}`);
         void report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
-      }, 5000);
+      }, HEARTBEAT_MS);
       try {
         await Promise.all(Array.from({ length: Math.min(limit, total) }, worker));
       } finally {
@@ -229,7 +229,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       if (!r) return unknownRun(run_id);
       if (!r.result && wait_s) {
         const report = progressReporter(ctx);
-        const beat = report && setInterval(() => void report(`waiting for ${run_id}: ${r.lastProgress}`), 5000);
+        const beat = report && setInterval(() => void report(`waiting for ${run_id}: ${r.lastProgress}`), HEARTBEAT_MS);
         let timer: NodeJS.Timeout | undefined;
         r.waiters = (r.waiters ?? 0) + 1; // someone is asking for it: kept for keepS after it ends
         try {
@@ -268,7 +268,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
 
 /** Error results of meta tools still carry the structured run record, for programs driving them. */
 function withStructured(res: CallToolResult, r: RunResult): CallToolResult {
-  return res.isError ? { ...res, structuredContent: { ...r } } : res;
+  return res.isError ? { ...res, structuredContent: answerFirst(r) } : res;
 }
 
 type BudgetStatusView = ReturnType<Orchestrator['budget']['ledger']['status']>;

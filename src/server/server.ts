@@ -20,19 +20,43 @@ const UsageSchema = z.object({
   cache_creation_input_tokens: z.number(),
 });
 
+/**
+ * What an agent tool returns as structuredContent. Answer first: LLM clients (Claude Code) hand their
+ * model only this object, serialised, so `output` and `status` lead and the bookkeeping (ids, usage,
+ * cost) follows, small. No field is nullable: a JSON Schema `type` array (["number","null"]) makes
+ * some clients warn, so an unknown cost is left out and `notes` say why.
+ */
 export const RunResultSchema = z.object({
-  run_id: z.string(),
-  agent: z.string(),
-  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
   output: z.string(),
-  turns: z.number(),
-  usage: UsageSchema,
+  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
+  agent: z.string(),
+  run_id: z.string(),
   model: z.string(),
+  turns: z.number(),
   duration_ms: z.number(),
-  cost_usd: z.number().nullable(),
+  usage: UsageSchema,
+  cost_usd: z.number().optional(),
   notes: z.array(z.string()).optional(),
   artifacts: z.array(z.object({ name: z.string(), uri: z.string(), bytes: z.number() })).optional(),
 });
+
+/** A run result in the advertised order (answer first); `error` only on failed runs. */
+export function answerFirst(r: RunResult): z.infer<typeof RunResultSchema> & { error?: string } {
+  return {
+    output: r.output,
+    status: r.status,
+    ...(r.error !== undefined ? { error: r.error } : {}),
+    agent: r.agent,
+    run_id: r.run_id,
+    model: r.model,
+    turns: r.turns,
+    duration_ms: r.duration_ms,
+    usage: r.usage,
+    ...(r.cost_usd !== null ? { cost_usd: r.cost_usd } : {}),
+    ...(r.notes?.length ? { notes: r.notes } : {}),
+    ...(r.artifacts?.length ? { artifacts: r.artifacts } : {}),
+  };
+}
 
 /** The per-call budget argument every agent tool accepts: it can only lower the agent's caps. */
 export const CallBudgetSchema = z
@@ -45,8 +69,7 @@ export const CallBudgetSchema = z
 /** Tool result for a finished run: structured on success, isError (with run id and cause) otherwise. */
 export function runToolResult(r: RunResult): CallToolResult {
   if (r.status === 'ok') {
-    const { error: _e, ...structured } = r;
-    return { content: [{ type: 'text', text: r.output }], structuredContent: structured };
+    return { content: [{ type: 'text', text: r.output }], structuredContent: answerFirst(r) };
   }
   const partial = r.output ? `\n\nLast partial answer:\n${r.output}` : '';
   return {

@@ -3,9 +3,11 @@
 // heartbeat on every transport.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
 import { connectClient, startHttpServer } from './http-helpers.js';
 
 /** Every `type` keyword in a JSON Schema that is an array (["number","null"]) or the null type. */
@@ -98,3 +100,160 @@ describe('protocol: what clients and their models see', () => {
     });
   }
 });
+
+/** A raw stdio conversation with the built server: write lines, read the JSON-RPC replies. */
+function rawStdio(args: string[], env: Record<string, string>, cwd: string) {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  const replies: any[] = [];
+  let buf = '';
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      replies.push(JSON.parse(buf.slice(0, nl)));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  return {
+    child,
+    replies,
+    exited,
+    stderr: () => stderr,
+    write: (line: string) => child.stdin!.write(line.endsWith('\n') ? line : line + '\n'),
+    /** Waits for the n-th reply (1-based) to arrive. */
+    async reply(n: number, timeoutMs = 10_000): Promise<any> {
+      const t0 = Date.now();
+      while (replies.length < n) {
+        if (Date.now() - t0 > timeoutMs) throw new Error(`no reply #${n} after ${timeoutMs} ms (got ${JSON.stringify(replies)}); stderr:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return replies[n - 1];
+    },
+  };
+}
+
+describe('protocol: stdio never dies of input, and drains on SIGTERM', () => {
+  let mock: MockModel;
+  let ws: string;
+  let agentsDir: string;
+  let stateDir: string;
+  let cfg: string;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-stdio-');
+    agentsDir = path.join(ws, 'agents');
+    stateDir = path.join(ws, 'state');
+    cfg = path.join(ws, 'mcp.json');
+    writeTree(agentsDir, { 'answerer.yaml': agentYaml('answerer', 'anthropic/claude-test-1') });
+    writeFileSync(cfg, JSON.stringify({ delegate: { stateDir, stdio: { shutdownGraceS: 1 } } }));
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  it('answers a garbage line with -32700 and an invalid JSON-RPC object with -32600, and keeps serving', async () => {
+    const srv = rawStdio(['--config', cfg, '--agents', agentsDir, '--workspace', ws], mockEnv(mock.url), ws);
+    try {
+      srv.write('this is not json');
+      const parse = await srv.reply(1);
+      assert.equal(parse.error.code, -32700);
+      assert.equal(parse.id, null);
+      assert.match(parse.error.message, /not valid JSON/);
+      srv.write('{"jsonrpc":"2.0","id":7,"method":42}');
+      const invalid = await srv.reply(2);
+      assert.equal(invalid.error.code, -32600);
+      assert.equal(invalid.id, 7);
+      srv.write('{"hello":"world"}');
+      const noRpc = await srv.reply(3);
+      assert.equal(noRpc.error.code, -32600);
+      assert.equal(noRpc.id, null);
+      srv.write('[{"jsonrpc":"2.0","id":8,"method":"ping"}]');
+      const batch = await srv.reply(4);
+      assert.equal(batch.error.code, -32600);
+      assert.match(batch.error.message, /batches are not supported/);
+      // Still alive: a normal opening and a call work.
+      srv.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+      const init = await srv.reply(5);
+      assert.equal(init.id, 1);
+      assert.equal(init.result.serverInfo.name, 'delegate-mcp');
+      srv.write('{"jsonrpc":"2.0","method":"notifications/initialized"}');
+      srv.write(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'answerer', arguments: { task: 'still there?' } } }));
+      const call = await srv.reply(6);
+      assert.equal(call.id, 2);
+      assert.equal(call.result.structuredContent.status, 'ok');
+      assert.equal(srv.replies.length, 6);
+    } finally {
+      srv.child.kill('SIGKILL');
+      await srv.exited;
+    }
+  });
+
+  it('refuses an 11 MiB message with an error naming the limit while a run in flight completes', async () => {
+    mock.setHandler((req) => (req.lastUserText.includes('slow') ? { text: 'slow answer', delayMs: 1500 } : { text: `quick: ${req.lastUserText.slice(0, 20)}` }));
+    const srv = await startServer({ args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    try {
+      const inFlight = srv.client.callTool({ name: 'answerer', arguments: { task: 'slow one' } });
+      while (mock.inFlight < 1) await new Promise((r) => setTimeout(r, 10));
+      const huge = 'x'.repeat(11 * 1024 * 1024);
+      await assert.rejects(srv.client.callTool({ name: 'answerer', arguments: { task: huge } }), (err: Error) => {
+        assert.match(err.message, /over the limit of 10485760 bytes \(delegate\.stdio\.maxMessageBytes\)/);
+        return true;
+      });
+      const first = await inFlight;
+      assert.equal((first.structuredContent as any).status, 'ok');
+      assert.equal((first.structuredContent as any).output, 'slow answer');
+      const next = await srv.client.callTool({ name: 'answerer', arguments: { task: 'after' } });
+      assert.equal((next.structuredContent as any).status, 'ok');
+      assert.equal(srv.transport.pid !== null && isAlive(srv.transport.pid), true);
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
+
+  it('SIGTERM with 8 runs going: new calls refused, every caller gets its cancelled result, run_end for each, exit 0', async () => {
+    mock.setHandler(() => ({ text: 'too late', delayMs: 60_000 }));
+    const srv = await startServer({ args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    const proc = (srv.transport as any)._process as ChildProcess;
+    const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+    try {
+      const calls = Array.from({ length: 8 }, (_, i) => srv.client.callTool({ name: 'delegate', arguments: { agent: 'answerer', task: `long ${i}` } }));
+      const t0 = Date.now();
+      while (mock.inFlight < 8 && Date.now() - t0 < 15_000) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(mock.inFlight, 8);
+      proc.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 200));
+      await assert.rejects(srv.client.callTool({ name: 'delegate', arguments: { agent: 'answerer', task: 'too late' } }), /shutting down \(SIGTERM\)/);
+      const results = await Promise.all(calls);
+      assert.equal(results.length, 8);
+      const runIds = new Set<string>();
+      for (const r of results) {
+        assert.equal(r.isError, true);
+        assert.equal((r.structuredContent as any).status, 'cancelled');
+        runIds.add((r.structuredContent as any).run_id);
+      }
+      assert.equal(runIds.size, 8);
+      assert.equal(await exited, 0);
+      const ends = readAuditEvents(stateDir).filter((e) => e.event === 'run_end' && runIds.has(e.run_id));
+      assert.equal(ends.length, 8);
+      for (const e of ends) assert.equal(e.status, 'cancelled');
+    } finally {
+      mock.reset();
+      await srv.close();
+      proc.kill('SIGKILL');
+    }
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -14,6 +14,7 @@ import { userConfigDir } from './locations.js';
 import { formatPath, suggest, textPositions } from '../agents/loader.js';
 import { objectKeysAt } from '../agents/schema.js';
 import { TelemetryConfigSchema } from '../telemetry/config.js';
+import { StdioConfigSchema } from '../server/stdio-config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -138,6 +139,8 @@ export const DelegateConfigSchema = z.strictObject({
   http: HttpConfigSchema,
   /** OpenTelemetry traces and metrics over OTLP/HTTP (src/telemetry/config.ts); off unless an endpoint is set. */
   telemetry: TelemetryConfigSchema,
+  /** `serve` over stdio: the largest message read, and the shutdown grace (src/server/stdio-config.ts). */
+  stdio: StdioConfigSchema,
 });
 
 export const ConfigFileSchema = z.strictObject({

@@ -745,6 +745,19 @@ export class Orchestrator {
     }
   }
 
+  /** Waits until no run is running, or `ms` has passed (a shutdown's grace period). */
+  async waitForRuns(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const running = this.runs.list().filter((r) => r.status === 'running');
+      const left = deadline - Date.now();
+      if (!running.length || left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
+  }
+
   /** Cancels what still runs (their run_end reaches the audit log), then closes pool, books and log. */
   async close(reason?: string): Promise<void> {
     const running = this.runs.list().filter((r) => r.status === 'running');

@@ -69,10 +69,12 @@ export async function serveHttp(orchestrator: Orchestrator, opts: HttpServeOptio
     }, graceMs + orchestrator.cfg.delegate.runs.cancelGraceMs + 10_000).unref();
     const running = orchestrator.runs.list().filter((r) => r.status === 'running').length;
     log.info(`shutting down (${why}): not accepting new requests; ${running} run(s) running, waiting up to ${opts.graceS} s`);
+    stdio?.refuseNewCalls(`server is shutting down (${why}): it takes no new calls; retry with a new server`);
     await http.drain(graceMs).catch(() => {});
-    await stdio?.close().catch(() => {});
     // Cancels what still runs (each gets its run_end), then closes pool, books and the audit log.
     await orchestrator.close(why).catch((err: Error) => log.error(`closing: ${err.message}`));
+    await stdio?.whenAnswered(3_000);
+    await stdio?.close().catch(() => {});
     // Let the last results (finished or cancelled) reach their clients before the sockets go.
     await new Promise((r) => setTimeout(r, 100));
     await http.close().catch(() => {});

@@ -1,9 +1,13 @@
 // stdio transport: the SDK's serveStdio answers both protocol eras (2025-11-25 with initialize, and
-// 2026-07-28) from one factory. The process ends when the client closes stdin or sends a signal.
+// 2026-07-28) from one factory, over our own line transport (stdio-transport.ts: bad input gets an
+// error response instead of ending the connection). The process ends when the client closes stdin,
+// or drains on a signal: new calls are refused, running runs get delegate.stdio.shutdownGraceS to
+// finish, the rest are cancelled (each caller gets its cancelled result, each run its run_end), exit 0.
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { createServerFactory } from './server.js';
+import { LineTransport } from './stdio-transport.js';
 
 export interface StdioServeOptions {
   /**
@@ -13,32 +17,65 @@ export interface StdioServeOptions {
   shared?: boolean;
 }
 
-export async function serveStdioServer(orchestrator: Orchestrator, opts: StdioServeOptions = {}): Promise<{ close(): Promise<void> }> {
+export interface StdioHandle {
+  /** New tools/call requests are answered at once with this reason (the server is draining). */
+  refuseNewCalls(reason: string): void;
+  /** Waits (up to timeoutMs) until every request read so far has been answered. */
+  whenAnswered(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** After the runs have ended, how long their results may take to be written before the connection closes. */
+const ANSWER_FLUSH_MS = 3_000;
+
+export async function serveStdioServer(orchestrator: Orchestrator, opts: StdioServeOptions = {}): Promise<StdioHandle> {
+  const cfg = orchestrator.cfg.delegate.stdio;
+  const wire = new LineTransport(cfg.maxMessageBytes);
+  const served = serveStdio(createServerFactory({ orchestrator }), {
+    transport: wire,
+    onerror: (err) => log.warn(`stdio: ${err.message}`),
+  });
+  const handle: StdioHandle = {
+    refuseNewCalls: (reason) => wire.refuseNewCalls(reason),
+    whenAnswered: (ms) => wire.whenAnswered(ms),
+    close: () => served.close(),
+  };
   if (opts.shared) {
-    const shared = serveStdio(createServerFactory({ orchestrator }), {
-      onerror: (err) => log.error(`stdio transport: ${err.message}`),
-    });
     process.stdin.on('end', () => {
       log.info('stdio client disconnected; still serving HTTP');
-      void shared.close().catch(() => {});
+      void served.close().catch(() => {});
     });
-    return shared;
+    return handle;
   }
   let closing = false;
-  const shutdown = async (why: string) => {
-    if (closing) return;
+  const shutdown = async (why: string, graceS: number) => {
+    if (closing) {
+      if (why !== 'stdin closed') {
+        log.warn(`${why} again: exiting without waiting`);
+        process.exit(1);
+      }
+      return;
+    }
     closing = true;
-    log.info(`shutting down (${why})`);
-    await handle.close().catch(() => {});
-    await orchestrator.close(why).catch(() => {});
+    // A stuck close must not keep the process forever.
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, graceS * 1000 + 2 * orchestrator.cfg.delegate.runs.cancelGraceMs + ANSWER_FLUSH_MS + 10_000).unref();
+    const running = orchestrator.runs.list().filter((r) => r.status === 'running').length;
+    log.info(`shutting down (${why}): not accepting new calls; ${running} run(s) running${graceS ? `, waiting up to ${graceS} s` : ''}`);
+    wire.refuseNewCalls(`server is shutting down (${why}): it takes no new calls; retry with a new server`);
+    await orchestrator.waitForRuns(graceS * 1000);
+    // Cancels what still runs (each gets its run_end), then closes pool, books and the audit log.
+    await orchestrator.close(why).catch((err: Error) => log.error(`closing: ${err.message}`));
+    // Every caller gets its result (finished or cancelled) before the connection goes.
+    if (!(await wire.whenAnswered(ANSWER_FLUSH_MS))) log.warn(`${wire.pendingRequests} request(s) still unanswered at exit`);
+    await served.close().catch(() => {});
     process.exit(0);
   };
-  const handle = serveStdio(createServerFactory({ orchestrator }), {
-    onerror: (err) => log.error(`stdio transport: ${err.message}`),
-  });
-  // The transport ends on stdin EOF; without this a warm pool would keep the process alive.
-  process.stdin.on('end', () => void shutdown('stdin closed'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // The client went away: nobody is left to take a result, so nothing waits.
+  process.stdin.on('end', () => void shutdown('stdin closed', 0));
+  process.on('SIGTERM', () => void shutdown('SIGTERM', cfg.shutdownGraceS));
+  process.on('SIGINT', () => void shutdown('SIGINT', cfg.shutdownGraceS));
   return handle;
 }

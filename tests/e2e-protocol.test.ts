@@ -5,9 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, ROOT, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
 import { connectClient, startHttpServer } from './http-helpers.js';
 
 /** Every `type` keyword in a JSON Schema that is an array (["number","null"]) or the null type. */
@@ -257,3 +258,79 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+describe('protocol: downstream MCP servers (cause of a failure, results of any size)', () => {
+  const FIXTURE = path.join(ROOT, 'tests', 'fixtures', 'mcp-echo-server.mjs');
+  let mock: MockModel;
+  let ws: string;
+  let agentsDir: string;
+  let closedPort: number;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-down-');
+    agentsDir = path.join(ws, 'agents');
+    writeTree(agentsDir, {
+      'user.yaml': 'name: user\ndescription: Uses downstream MCP servers.\nmodel: anthropic/claude-test-1\nmax_turns: 4\ntools:\n  mcp: [echo, gone]\n',
+    });
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    closedPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  const serve = (tools: Record<string, unknown> = {}) => {
+    const cfg = path.join(ws, `mcp-${Object.keys(tools).length}.json`);
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        mcpServers: { echo: { command: process.execPath, args: [FIXTURE] }, gone: { url: `http://127.0.0.1:${closedPort}/mcp` } },
+        delegate: { stateDir: path.join(ws, 'state'), tools },
+      }),
+    );
+    return startServer({ args: ['--config', cfg, '--agents', agentsDir, '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+  };
+
+  /** Runs `user` on a directive; returns the tool result the model was fed. */
+  const fedResult = async (srv: Awaited<ReturnType<typeof serve>>, directive: string) => {
+    const before = mock.requests.length;
+    const res = await srv.client.callTool({ name: 'user', arguments: { task: directive } });
+    assert.equal((res.structuredContent as any)?.status, 'ok', JSON.stringify(res.content));
+    const fed = mock.requests.slice(before)[1]?.toolResults ?? [];
+    assert.equal(fed.length, 1);
+    return fed[0];
+  };
+
+  it('a 12 MB downstream result is read and cut to the cap with a note; an unreachable server is reported with its real cause', async () => {
+    const srv = await serve();
+    try {
+      const r = await fedResult(srv, '[[tool:mcp__echo__big {"bytes":12000000}]]');
+      assert.equal(r.isError, false, r.content.slice(0, 300));
+      assert.ok(r.content.length < 70 * 1024, `${r.content.length} characters fed to the model`);
+      assert.match(r.content, /\[output truncated: the tool returned 12000000 bytes; only the first 64 KiB are shown\]$/);
+      // The unreachable server was tried when the run started: the log names the cause, not "fetch failed".
+      assert.match(srv.stderr(), new RegExp(`MCP server "gone" could not be reached \\(http://127\\.0\\.0\\.1:${closedPort}/mcp\\): connect ECONNREFUSED`));
+      assert.doesNotMatch(srv.stderr(), /fetch failed/);
+      const after = await fedResult(srv, '[[tool:mcp__echo__echo {"text":"still here"}]]');
+      assert.match(after.content, /^echo: still here/);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a downstream message over delegate.tools.mcpMaxMessageBytes is an error naming the limit, and the server restarts', async () => {
+    const srv = await serve({ mcpMaxMessageBytes: 1024 * 1024 });
+    try {
+      const r = await fedResult(srv, '[[tool:mcp__echo__big {"bytes":2000000}]]');
+      assert.equal(r.isError, true);
+      assert.match(r.content, /answered with a message over the limit of 1048576 bytes \(delegate\.tools\.mcpMaxMessageBytes\)/);
+      const after = await fedResult(srv, '[[tool:mcp__echo__echo {"text":"again"}]]');
+      assert.match(after.content, /^echo: again/);
+    } finally {
+      await srv.close();
+    }
+  });
+});

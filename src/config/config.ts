@@ -118,10 +118,12 @@ export const DelegateConfigSchema = z.strictObject({
       mcpCallTimeoutS: z.number().positive().default(60),
       /** Downstream MCP tool output beyond this many bytes is cut, with a note to the model. */
       mcpMaxOutputBytes: z.number().int().min(1024).default(64 * 1024),
+      /** Largest message read from a stdio downstream MCP server (then cut to mcpMaxOutputBytes); a larger one is an error naming this limit. */
+      mcpMaxMessageBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
       /** How long an `ask` rule waits for the client to answer before the call is denied. */
       askTimeoutS: z.number().positive().default(120),
     })
-    .default({ mcpCallTimeoutS: 60, mcpMaxOutputBytes: 64 * 1024, askTimeoutS: 120 }),
+    .default({ mcpCallTimeoutS: 60, mcpMaxOutputBytes: 64 * 1024, mcpMaxMessageBytes: 64 * 1024 * 1024, askTimeoutS: 120 }),
   /**
    * The OS sandbox of run_command (src/sandbox/): "bwrap" (bubblewrap; commands are refused when it is
    * missing) or "off" (explicitly no sandbox: warned about at start, recorded in every run's audit).

@@ -232,6 +232,7 @@ export class ToolGate {
     const mcp = new McpServers(cfg.mcpServers, {
       callTimeoutMs: t.mcpCallTimeoutS * 1000,
       maxOutputBytes: t.mcpMaxOutputBytes,
+      maxMessageBytes: t.mcpMaxMessageBytes,
       baseDir: cfg.configFile ? path.dirname(cfg.configFile) : cfg.workspace,
     });
     const sb = cfg.delegate.sandbox;

@@ -28,6 +28,8 @@ export interface McpServersOptions {
   callTimeoutMs: number;
   /** Output beyond this is cut with a note. */
   maxOutputBytes: number;
+  /** Largest message read from a stdio server (the SDK's default, 10 MiB, closed the connection on a larger one). */
+  maxMessageBytes?: number;
   /** Relative `cwd` entries are resolved against this (the config file's directory). */
   baseDir: string;
 }
@@ -38,6 +40,7 @@ const MAX_TOOL_NAME = 64;
 /** `__` separates server and tool, so a server name may not contain it (nor start/end with `_`). */
 const SERVER_NAME_RE = /^[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*$/;
 const STDERR_TAIL = 2000;
+const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export const mcpToolName = (server: string, tool: string): string => `mcp__${server}__${tool}`;
 
@@ -48,6 +51,8 @@ interface Connection {
   specs: ToolSpec[];
   closed: boolean;
   stderr: () => string;
+  /** Set when the server sent a message over maxMessageBytes (the SDK then closes the connection). */
+  overLimit?: boolean;
 }
 
 export class McpServers {
@@ -123,6 +128,12 @@ export class McpServers {
       }
       if (conn.closed || (isSdkError(err, 'ConnectionClosed'))) {
         this.drop(server, conn);
+        if (conn.overLimit) {
+          return {
+            isError: true,
+            content: `${full}: MCP server "${server}" answered with a message over the limit of ${this.maxMessageBytes} bytes (delegate.tools.mcpMaxMessageBytes); the answer was dropped and the server will be restarted on the next call`,
+          };
+        }
         const tail = conn.stderr().trim();
         return {
           isError: true,
@@ -153,6 +164,10 @@ export class McpServers {
         await c?.client.close().catch(() => {});
       }),
     );
+  }
+
+  private get maxMessageBytes(): number {
+    return this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   private cap(text: string): string {
@@ -207,6 +222,7 @@ export class McpServers {
         ...(entry.env && { env: entry.env }),
         ...(entry.cwd && { cwd: path.resolve(this.opts.baseDir, entry.cwd) }),
         stderr: 'pipe',
+        maxBufferSize: this.maxMessageBytes,
       });
       transport.stderr?.on('data', (d: Buffer) => {
         const s = d.toString();
@@ -220,7 +236,11 @@ export class McpServers {
     client.onclose = () => {
       conn.closed = true;
     };
-    client.onerror = (err) => log.debug(`mcp server ${server}: ${err.message}`);
+    client.onerror = (err) => {
+      // The SDK's read buffer reports an oversized message this way, then closes the connection.
+      if (/ReadBuffer exceeded maximum size/.test(err.message)) conn.overLimit = true;
+      log.debug(`mcp server ${server}: ${err.message}`);
+    };
     const what = 'command' in entry ? `${entry.command} ${entry.args.join(' ')}`.trim() : entry.url;
     const timeout = this.opts.callTimeoutMs;
     try {
@@ -245,9 +265,11 @@ export class McpServers {
       conn.closed = true;
       await client.close().catch(() => {});
       const e = err as Error;
-      const why = isSdkError(e, 'RequestTimeout') ? `no answer within ${timeout / 1000} s` : e.message;
+      // fetch's own message is "fetch failed"; the cause under it names the real one (ECONNREFUSED, …).
+      const why = isSdkError(e, 'RequestTimeout') ? `no answer within ${timeout / 1000} s` : describeCause(e);
       const tail = stderr.trim();
-      throw new Error(`MCP server "${server}" could not be started (${what}): ${why}${tail ? `; its stderr ended with: ${tail.slice(-500)}` : ''}`);
+      const verb = 'command' in entry ? 'could not be started' : 'could not be reached';
+      throw new Error(`MCP server "${server}" ${verb} (${what}): ${why}${tail ? `; its stderr ended with: ${tail.slice(-500)}` : ''}`);
     }
   }
 }

@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 import { CLI, ROOT, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
-import { connectClient, startHttpServer } from './http-helpers.js';
+import { INIT, connectClient, rawPost, startHttpServer } from './http-helpers.js';
 
 /** Every `type` keyword in a JSON Schema that is an array (["number","null"]) or the null type. */
 function typeArrays(schema: unknown, at = '$'): string[] {
@@ -331,6 +331,48 @@ describe('protocol: downstream MCP servers (cause of a failure, results of any s
       assert.match(after.content, /^echo: again/);
     } finally {
       await srv.close();
+    }
+  });
+});
+
+describe('protocol: HTTP drain', () => {
+  let mock: MockModel;
+  before(async () => {
+    mock = await startMockModel();
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  it('during the grace period new requests get 503 with retry-after (not ECONNREFUSED); the running call gets its cancelled result; exit 0', async () => {
+    const ws = tempDir('dmcp-drain-');
+    const stateDir = path.join(ws, 'state');
+    writeTree(path.join(ws, 'agents'), { 'answerer.yaml': agentYaml('answerer', 'anthropic/claude-test-1') });
+    writeFileSync(path.join(ws, 'mcp.json'), JSON.stringify({ delegate: { stateDir, http: { shutdownGraceS: 3 } } }));
+    mock.setHandler(() => ({ text: 'never', delayMs: 60_000 }));
+    const srv = await startHttpServer({ args: ['--config', path.join(ws, 'mcp.json'), '--agents', path.join(ws, 'agents'), '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    const client = await connectClient(srv.url, 'legacy');
+    try {
+      const call = client.callTool({ name: 'delegate', arguments: { agent: 'answerer', task: 'long' } });
+      while (mock.inFlight < 1) await new Promise((r) => setTimeout(r, 20));
+      srv.child.kill('SIGTERM');
+      // The signal is handled asynchronously: /healthz answers 200 until the drain begins.
+      let health = await fetch(`${srv.url}/healthz`);
+      for (const t0 = Date.now(); health.status === 200 && Date.now() - t0 < 5000; health = await fetch(`${srv.url}/healthz`)) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(health.status, 503);
+      const init = await rawPost(srv.url, INIT);
+      assert.equal(init.status, 503);
+      assert.equal(init.headers.get('retry-after'), '5');
+      assert.match(((await init.json()) as any).error.message, /shutting down/);
+      const r = await call;
+      assert.equal((r.structuredContent as any).status, 'cancelled');
+      assert.equal(await srv.exited, 0);
+      const end = readAuditEvents(stateDir).find((e) => e.event === 'run_end' && e.run_id === (r.structuredContent as any).run_id);
+      assert.equal(end?.status, 'cancelled');
+    } finally {
+      mock.reset();
+      await client.close().catch(() => {});
+      await srv.stop();
     }
   });
 });

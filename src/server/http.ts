@@ -39,7 +39,7 @@ export interface HttpServerHandle {
   /** http://host:port (no path). */
   url: string;
   port: number;
-  /** Stops accepting (new requests get 503) and waits up to graceMs for running runs to end. */
+  /** Stops taking new work (new requests get 503; the listener stays open) and waits up to graceMs for running runs to end. */
   drain(graceMs: number): Promise<void>;
   /** Ends every session and connection. */
   close(): Promise<void>;
@@ -195,6 +195,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
         await modernNode(req, res, body);
         return;
       }
+      if (closing && messagesOf(body).some((m) => m.method === 'tools/call' || m.method === 'initialize')) return shuttingDown(res, body);
       if (sid) {
         const s = sessions.get(sid);
         if (!s || s.kind !== 'streamable') return sessionNotFound(res, body);
@@ -233,7 +234,9 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     openRequests++;
     res.on('close', () => openRequests--);
-    if (closing) return jsonError(res, 503, 'the server is shutting down', { headers: { connection: 'close', 'retry-after': '5' } });
+    // Draining: the listener stays open so new work gets a 503 (not ECONNREFUSED) until the grace
+    // ends; a session's own traffic that starts nothing (cancellations, answers to its approvals) passes.
+    if (closing && !(req.method === 'POST' && sessions.has(header(req, 'mcp-session-id') ?? ''))) return shuttingDown(res);
     // DNS rebinding and cross-site requests first: these answer 403 themselves.
     if (validateHost && !validateHost(req, res)) return;
     if (!validateOrigin(req, res)) return;
@@ -318,9 +321,8 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     }),
     async drain(graceMs: number) {
       closing = true;
+      // The /ui change streams end now; the listener stays until close() (new requests get 503).
       ui.close();
-      server.close();
-      server.closeIdleConnections();
       const deadline = Date.now() + graceMs;
       for (;;) {
         const running = orchestrator.runs.list().filter((r) => r.status === 'running');
@@ -430,6 +432,15 @@ function jsonError(
   }
   res.writeHead(status, { 'content-type': 'application/json', ...opts.headers });
   res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: opts.code ?? -32000, message }, id: opts.id ?? null }));
+}
+
+const RETRY_AFTER_SHUTDOWN_S = 5;
+
+function shuttingDown(res: ServerResponse, body?: JsonBody): void {
+  jsonError(res, 503, `Service Unavailable: the server is shutting down; retry after ${RETRY_AFTER_SHUTDOWN_S} s (against its replacement)`, {
+    id: body === undefined ? null : echoId(body),
+    headers: { connection: 'close', 'retry-after': String(RETRY_AFTER_SHUTDOWN_S) },
+  });
 }
 
 function sessionNotFound(res: ServerResponse, body?: JsonBody): void {

@@ -3,13 +3,16 @@
 // heartbeat on every transport.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 import { CLI, ROOT, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
 import { INIT, connectClient, rawPost, startHttpServer } from './http-helpers.js';
+
+const execFileP = promisify(execFile);
 
 /** Every `type` keyword in a JSON Schema that is an array (["number","null"]) or the null type. */
 function typeArrays(schema: unknown, at = '$'): string[] {
@@ -374,5 +377,105 @@ describe('protocol: HTTP drain', () => {
       await client.close().catch(() => {});
       await srv.stop();
     }
+  });
+});
+
+describe('protocol: structured output (output_schema)', () => {
+  const SCHEMA_YAML = `output_schema:
+  type: object
+  properties:
+    verdict: {type: string, enum: [pass, fail]}
+    score: {type: number}
+  required: [verdict, score]
+  additionalProperties: false
+`;
+  const SCHEMA = {
+    type: 'object',
+    properties: { verdict: { type: 'string', enum: ['pass', 'fail'] }, score: { type: 'number' } },
+    required: ['verdict', 'score'],
+    additionalProperties: false,
+  };
+  let mock: MockModel;
+  let ws: string;
+  let srv: Awaited<ReturnType<typeof startServer>>;
+  const agents = [
+    ['judge-anthropic', 'anthropic/claude-test-1', 'anthropic'],
+    ['judge-responses', 'openai/gpt-test-1', 'openai-responses'],
+    ['judge-chat', 'openai-chat/llama-test', 'openai-chat'],
+  ] as const;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-structured-');
+    writeTree(path.join(ws, 'agents'), Object.fromEntries(agents.map(([name, model]) => [`${name}.yaml`, agentYaml(name, model, SCHEMA_YAML)])));
+    srv = await startServer({ args: ['--agents', path.join(ws, 'agents'), '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+  });
+  after(async () => {
+    await srv?.close();
+    await mock.close();
+  });
+
+  it('the agent tool advertises its output_schema as structuredContent.output', async () => {
+    const { tools } = await srv.client.listTools();
+    for (const [name] of agents) {
+      const t = tools.find((x) => x.name === name)!;
+      assert.deepEqual((t.outputSchema as any).properties.output, SCHEMA, name);
+      assert.deepEqual(typeArrays(t.outputSchema), []);
+    }
+  });
+
+  for (const [name, , api] of agents) {
+    it(`${api}: the schema goes to the API natively; a valid answer is structuredContent.output`, async () => {
+      const before = mock.requests.length;
+      const res = await srv.client.callTool({ name, arguments: { task: 'judge it [[json {"verdict":"pass","score":0.9}]]' } });
+      assert.equal(res.isError, undefined, JSON.stringify(res.content));
+      const sc = res.structuredContent as any;
+      assert.equal(sc.status, 'ok');
+      assert.deepEqual(sc.output, { verdict: 'pass', score: 0.9 });
+      assert.equal(sc.turns, 1);
+      assert.ok(JSON.stringify(sc).startsWith('{"output":{"verdict":"pass"'));
+      const sent = mock.requests.slice(before);
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0].api, api);
+      assert.deepEqual(sent[0].responseFormat?.schema, SCHEMA);
+      if (api !== 'anthropic') {
+        assert.equal(sent[0].responseFormat?.strict, true);
+        assert.equal(sent[0].responseFormat?.name, name);
+      }
+    });
+
+    it(`${api}: an answer that violates the schema gets one repair turn naming the violation`, async () => {
+      const before = mock.requests.length;
+      const res = await srv.client.callTool({ name, arguments: { task: 'judge [[json {"verdict":"maybe","score":1}]] [[repair {"verdict":"fail","score":0.1}]]' } });
+      assert.equal(res.isError, undefined, JSON.stringify(res.content));
+      const sc = res.structuredContent as any;
+      assert.equal(sc.status, 'ok');
+      assert.deepEqual(sc.output, { verdict: 'fail', score: 0.1 });
+      assert.equal(sc.turns, 2);
+      const sent = mock.requests.slice(before);
+      assert.equal(sent.length, 2);
+      assert.match(sent[1].lastUserText, /does not match the required JSON Schema: at \/verdict: must be equal to one of the allowed values/);
+    });
+
+    it(`${api}: an answer still wrong after the repair turn is an isError naming the first violation`, async () => {
+      const before = mock.requests.length;
+      const res = await srv.client.callTool({ name, arguments: { task: 'judge [[json {"verdict":"pass"}]]' } });
+      assert.equal(res.isError, true);
+      const text = (res.content as any[])[0].text as string;
+      assert.match(text, /the answer does not match the agent's output_schema: at \(root\): must have the property "score" \(also after a repair turn\)/);
+      assert.equal(mock.requests.length - before, 2);
+    });
+  }
+
+  it('agents validate rejects an invalid output_schema naming file and line', async () => {
+    const dir = tempDir('dmcp-badschema-');
+    writeTree(dir, {
+      'bad.yaml': 'name: bad\ndescription: an agent with a broken output schema\noutput_schema:\n  type: object\n  properties:\n    n:\n      type: numbr\n',
+    });
+    await assert.rejects(execFileP(process.execPath, [CLI, 'agents', 'validate', dir]), (err: any) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr, /bad\.yaml:7:\d+: output_schema\.properties\.n\.type: not a valid JSON Schema/);
+      return true;
+    });
   });
 });

@@ -4,6 +4,7 @@
 // budget, permissions, input_schema, output_schema, agents, expose). Every object is strict, so an
 // unknown key is an error (the loader turns it into a "did you mean" hint using `objectKeysAt`).
 // `normalise` turns a validated file into the internal `AgentDefinition`; nothing downstream sees raw files.
+import { schemaProblem } from './json-schema.js';
 import { z } from 'zod';
 import type { AgentDefinition, ArtifactSpec } from './definition.js';
 import type { JsonSchema } from '../providers/types.js';
@@ -81,6 +82,12 @@ const objectJsonSchema = z
       }
     });
   });
+
+/** output_schema: an object schema that ajv accepts (a broken one is a load error at its line). */
+const outputJsonSchema = objectJsonSchema.superRefine((s, ctx) => {
+  const problem = schemaProblem(s as Record<string, unknown>);
+  if (problem) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+});
 
 const artifact = z.union([
   nonEmpty,
@@ -168,7 +175,7 @@ export const AgentFileSchema = z
     agents: z.array(agentName).optional(),
     /** May this agent be re-entered by a delegation chain it is already part of (never with the same task). */
     allow_reentry: z.boolean().default(false),
-    output_schema: objectJsonSchema.optional(),
+    output_schema: outputJsonSchema.optional(),
   })
   .superRefine(
     (file, ctx) => {

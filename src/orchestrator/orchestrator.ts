@@ -23,6 +23,7 @@ import { configSecrets } from '../config/config.js';
 import { ArtifactStore, extractArtifacts } from './artifacts.js';
 import { BudgetGate, EXTENSION_STEP, type CallBudget, type RunBudget } from './budget-gate.js';
 import type { RunTotals } from '../budget/ledger.js';
+import { parseAnswer } from '../agents/json-schema.js';
 import { RESULT_META_KEY, lineageOf, refuseHop, type CallChain } from './chain.js';
 import { CHILD_ENV, ChildHub } from './reentry.js';
 import { checkToolCall } from '../permissions/index.js';
@@ -197,6 +198,15 @@ export class Orchestrator {
         ...(record.budgetNotes?.length ? { notes: record.budgetNotes } : {}),
         ...(error ? { error } : {}),
       };
+      if (status === 'ok' && agent?.outputSchema) {
+        try {
+          result.structured = parseAnswer(output);
+        } catch (err) {
+          // The worker checked it; a failure here is a bug, reported rather than hidden.
+          status = result.status = 'error';
+          error = result.error = `the answer could not be read as JSON: ${(err as Error).message}`;
+        }
+      }
       if (status === 'ok' && agent?.artifacts.length) {
         try {
           const items = extractArtifacts(agent.artifacts, output).map((a) => ({ ...a, content: this.redactor.redactString(a.content) }));
@@ -560,6 +570,7 @@ export class Orchestrator {
         // Telemetry counts retries, which the worker reports only as progress events.
         progress: Boolean(req.onProgress) || record.trace !== undefined,
         firstTurnGranted,
+        ...(agent.outputSchema && { outputSchema: agent.outputSchema }),
       });
     };
     // Dispatched now when no downstream server has to be asked for its tools first: the worker starts

@@ -12,6 +12,8 @@ export interface RunResult {
   agent: string;
   status: RunStatus;
   output: string;
+  /** The answer parsed as JSON, for an agent with output_schema (validated against it in the worker). */
+  structured?: unknown;
   turns: number;
   usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
   model: string;

@@ -136,6 +136,7 @@ function toAnthropicParams(req: ModelRequest): MessageCreateParamsStreaming {
     stream: true,
   };
   if (req.system) params.system = req.system;
+  if (req.responseFormat) params.output_config = { format: { type: 'json_schema', schema: req.responseFormat.schema } };
   // No temperature: SDK 1.x sends anthropic-version 2026-10-21, which rejects temperature/top_p/top_k
   // with a 400 (even 1.0), and the SDK types no longer have them. Agents' temperature is ignored here.
   if (req.tools.length) {

@@ -142,6 +142,10 @@ function toChatParams(req: ModelRequest, official: boolean): ChatCompletionCreat
   if (official) params.max_completion_tokens = req.maxOutputTokens;
   else params.max_tokens = req.maxOutputTokens;
   if (req.temperature !== undefined) params.temperature = req.temperature;
+  if (req.responseFormat) {
+    const f = req.responseFormat;
+    params.response_format = { type: 'json_schema', json_schema: { name: f.name, schema: f.schema, strict: f.strict } };
+  }
   // Some compatible servers reject an empty `tools` array, so only send it when there are tools.
   if (req.tools.length) {
     params.tools = req.tools.map(

@@ -140,6 +140,10 @@ function toResponsesParams(req: ModelRequest): ResponseCreateParamsStreaming {
   };
   if (req.system) params.instructions = req.system;
   if (req.temperature !== undefined) params.temperature = req.temperature;
+  if (req.responseFormat) {
+    const f = req.responseFormat;
+    params.text = { format: { type: 'json_schema', name: f.name, schema: f.schema, strict: f.strict } };
+  }
   if (req.tools.length) {
     params.tools = req.tools.map(
       (t): FunctionTool => ({

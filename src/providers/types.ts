@@ -49,6 +49,19 @@ export interface ModelRequest {
   maxOutputTokens: number;
   temperature?: number;
   signal?: AbortSignal;
+  /**
+   * The final answer must be JSON matching this schema (an agent's output_schema): sent as the API's
+   * native structured output (Anthropic output_config.format, Responses text.format, Chat response_format).
+   */
+  responseFormat?: ResponseFormat;
+}
+
+export interface ResponseFormat {
+  /** [A-Za-z0-9_-], at most 64: OpenAI requires a name. */
+  name: string;
+  schema: JsonSchema;
+  /** OpenAI strict mode; only when the schema meets its rules (see strictCompatible in shared.ts). */
+  strict: boolean;
 }
 
 /** Streamed events, in order; exactly one `done` or a thrown ProviderError ends the stream. */

@@ -11,7 +11,7 @@ import { AGENT_NAME_RE } from '../agents/schema.js';
 import type { AgentStore } from '../agents/store.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { CallBudgetSchema, progressReporter, RunResultSchema } from './server.js';
+import { CallBudgetSchema, progressReporter, runResultJsonSchema } from './server.js';
 
 export type RunAgentFn = (agent: string, input: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
 
@@ -46,12 +46,14 @@ function toolConfig(agent: AgentDefinition) {
     readOnlyHint: agent.tools.builtin.every((t) => READ_ONLY_TOOLS.has(t)) && agent.tools.mcp.length === 0,
     openWorldHint: true,
   };
+  const outputJson = runResultJsonSchema(agent.outputSchema);
   return {
     description: agent.description,
     inputSchema: fromJsonSchema<Record<string, unknown>>(inputJson as any),
+    outputSchema: fromJsonSchema<Record<string, unknown>>(outputJson as any),
     annotations,
     /** What a client sees of the tool: when it changes, the tool is updated. */
-    key: JSON.stringify([agent.description, inputJson, annotations]),
+    key: JSON.stringify([agent.description, inputJson, annotations, agent.outputSchema ?? null]),
   };
 }
 
@@ -75,7 +77,7 @@ export function syncAgentTools(server: McpServer, store: AgentStore, runAgent: R
       const r = registered.get(agent.name);
       if (r) {
         if (r.key !== c.key) {
-          r.tool.update({ description: c.description, paramsSchema: c.inputSchema, annotations: c.annotations });
+          r.tool.update({ description: c.description, paramsSchema: c.inputSchema, outputSchema: c.outputSchema, annotations: c.annotations });
           r.key = c.key;
         }
         continue;
@@ -89,7 +91,7 @@ export function syncAgentTools(server: McpServer, store: AgentStore, runAgent: R
         const name = agent.name;
         const tool = server.registerTool(
           name,
-          { description: c.description, inputSchema: c.inputSchema, outputSchema: RunResultSchema, annotations: c.annotations },
+          { description: c.description, inputSchema: c.inputSchema, outputSchema: c.outputSchema, annotations: c.annotations },
           // By name: the run uses the store's definition at call time, so updates need no new callback.
           async (args: Record<string, unknown>, ctx: ServerContext) => runAgent(name, args, ctx),
         );

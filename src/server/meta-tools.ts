@@ -97,7 +97,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       }),
       outputSchema: z.object({
         batch_id: z.string(),
-        results: z.array(RunResultSchema.extend({ index: z.number(), error: z.string().optional() })),
+        // output: an agent with output_schema answers with its JSON value, any other with text.
+        results: z.array(RunResultSchema.extend({ output: z.unknown(), index: z.number(), error: z.string().optional() })),
         ok: z.number(),
         failed: z.number(),
         usage: z.object({ tokens: z.number(), cost_usd: z.number() }),

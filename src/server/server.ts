@@ -40,10 +40,21 @@ export const RunResultSchema = z.object({
   artifacts: z.array(z.object({ name: z.string(), uri: z.string(), bytes: z.number() })).optional(),
 });
 
+/**
+ * The outputSchema of an agent's tool: RunResultSchema, with `output` being the agent's own
+ * output_schema when it has one (the parsed answer), a string otherwise.
+ */
+export function runResultJsonSchema(outputSchema?: Record<string, unknown>): Record<string, unknown> {
+  const base = z.toJSONSchema(RunResultSchema) as Record<string, unknown> & { properties: Record<string, unknown> };
+  if (!outputSchema) return base;
+  const { $schema: _dialect, ...output } = outputSchema;
+  return { ...base, properties: { ...base.properties, output } };
+}
+
 /** A run result in the advertised order (answer first); `error` only on failed runs. */
-export function answerFirst(r: RunResult): z.infer<typeof RunResultSchema> & { error?: string } {
+export function answerFirst(r: RunResult): Omit<z.infer<typeof RunResultSchema>, 'output'> & { output: unknown; error?: string } {
   return {
-    output: r.output,
+    output: r.structured !== undefined ? r.structured : r.output,
     status: r.status,
     ...(r.error !== undefined ? { error: r.error } : {}),
     agent: r.agent,

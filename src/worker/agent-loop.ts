@@ -7,6 +7,7 @@ import { createAdapter } from '../providers/index.js';
 import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
 import { estimateInputTokens, loadTokenizer } from './tokens.js';
 import { warmUp } from './warm.js';
+import { answerProblem, strictCompatible, withoutDialect } from '../agents/json-schema.js';
 import {
   CONTROL_ANNOUNCE,
   WORKER_WARNING,
@@ -165,6 +166,12 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
     return finish(reason, lastText, reason === 'timeout' ? 'run deadline reached' : 'run cancelled');
   };
 
+  const outputSchema = task.outputSchema;
+  const responseFormat = outputSchema
+    ? { name: task.agent.name, schema: withoutDialect(outputSchema), strict: strictCompatible(outputSchema) }
+    : undefined;
+  let repairAsked = false;
+
   try {
     const adapter = createAdapter(task.endpoint);
     const { agent } = task;
@@ -224,6 +231,7 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
           maxOutputTokens,
           temperature: agent.temperature,
           signal: channel.abort.signal,
+          ...(responseFormat && { responseFormat }),
         })) {
           if (ev.type === 'stream_start') {
             if (task.progress) channel.emit({ type: 'stream_start', turn: turns });
@@ -292,7 +300,21 @@ export default async function runAgent(task: RunTask): Promise<RunOutcome> {
       if (callUsage) addUsage(usage, callUsage);
       if (text) lastText = text;
       messages.push({ role: 'assistant', text, toolCalls });
-      if (toolCalls.length === 0) return finish('ok', text);
+      if (toolCalls.length === 0) {
+        if (!outputSchema) return finish('ok', text);
+        // A structured answer is checked here; a bad one gets one repair turn, then the run fails.
+        const problem = answerProblem(outputSchema, text);
+        if (!problem) return finish('ok', text.trim());
+        if (repairAsked || turns >= agent.maxTurns) {
+          return finish('error', text, `the answer does not match the agent's output_schema: ${problem}${repairAsked ? ' (also after a repair turn)' : ' (no turn left for a repair)'}`);
+        }
+        repairAsked = true;
+        messages.push({
+          role: 'user',
+          content: `Your answer does not match the required JSON Schema: ${problem}. Reply with only the corrected JSON value, nothing else.`,
+        });
+        continue;
+      }
 
       // Tool calls are executed by the orchestrator (it checks permissions with the real arguments).
       const results = [];

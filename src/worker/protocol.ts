@@ -35,6 +35,8 @@ export interface RunTask {
    * needed): the first model request starts without a round trip.
    */
   firstTurnGranted?: { maxOutputTokens: number; reservedOutputTokens?: number };
+  /** The agent's output_schema: the final answer must be JSON matching it (one repair turn, then an error). */
+  outputSchema?: Record<string, unknown>;
 }
 
 /**

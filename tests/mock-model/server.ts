@@ -37,6 +37,10 @@ export interface MockRequestInfo {
   toolNames: string[];
   /** Number of messages (Anthropic, Chat incl. system) or input items (Responses). */
   messageCount: number;
+  /** Text of the first user message (the task; a repair turn's latest text is the repair request). */
+  firstUserText: string;
+  /** Structured output asked for: Anthropic output_config.format, Responses text.format, Chat response_format. */
+  responseFormat?: { schema: any; name?: string; strict?: boolean };
 }
 
 export interface MockReply {
@@ -82,8 +86,27 @@ export interface MockModel {
 
 const DIRECTIVE = /\[\[tool:([A-Za-z0-9_.:-]+)(?:\s+(\{[\s\S]*?\}))?\s*\]\]/g;
 
+const JSON_DIRECTIVE = /\[\[json (\{[\s\S]*?\})\]\]/;
+const REPAIR_DIRECTIVE = /\[\[repair (\{[\s\S]*?\})\]\]/;
+
+/**
+ * A structured-output request (a response format was sent) is answered with JSON: `[[json {...}]]` in
+ * the task gives the first answer verbatim (valid or not); on a repair turn (the latest user text asks
+ * for a correction) `[[repair {...}]]` gives the corrected one, else the first answer again; with no
+ * directive, {"answer": "mock answer to: <task>"}.
+ */
+function structuredAnswer(req: MockRequestInfo): string {
+  const repairing = req.lastUserText !== req.firstUserText && /does not match the required JSON Schema/.test(req.lastUserText);
+  const repair = REPAIR_DIRECTIVE.exec(req.firstUserText);
+  if (repairing && repair) return repair[1];
+  const first = JSON_DIRECTIVE.exec(req.firstUserText);
+  return first ? first[1] : JSON.stringify({ answer: `mock answer to: ${req.firstUserText}` });
+}
+
 export const defaultHandler: MockHandler = (req) => {
   if (req.toolResults.length) return { text: 'done: ' + req.toolResults.map((r) => r.content).join('\n') };
+  if (req.responseFormat && !DIRECTIVE.test(req.lastUserText)) return { text: structuredAnswer(req) };
+  DIRECTIVE.lastIndex = 0;
   const toolCalls: NonNullable<MockReply['toolCalls']> = [];
   for (const m of req.lastUserText.matchAll(DIRECTIVE)) {
     try {
@@ -268,9 +291,11 @@ function describeRequest(api: MockApi, body: any, headers: http.IncomingHttpHead
       ...base,
       system: systemText(body.system),
       lastUserText: lastText(messages.filter((m) => m.role === 'user').map((m) => m.content)),
+      firstUserText: firstText(messages.filter((m) => m.role === 'user').map((m) => m.content)),
       toolResults,
       toolNames: (body.tools ?? []).map((t: any) => t.name),
       messageCount: messages.length,
+      ...(body.output_config?.format?.type === 'json_schema' && { responseFormat: { schema: body.output_config.format.schema } }),
     };
   }
   if (api === 'openai-responses') {
@@ -289,9 +314,13 @@ function describeRequest(api: MockApi, body: any, headers: http.IncomingHttpHead
       ...base,
       system,
       lastUserText: lastText(items.filter((i) => isMessage(i) && i.role === 'user').map((i) => i.content)),
+      firstUserText: firstText(items.filter((i) => isMessage(i) && i.role === 'user').map((i) => i.content)),
       toolResults,
       toolNames: (body.tools ?? []).filter((t: any) => t.type === 'function').map((t: any) => t.name),
       messageCount: items.length,
+      ...(body.text?.format?.type === 'json_schema' && {
+        responseFormat: { schema: body.text.format.schema, name: body.text.format.name, strict: body.text.format.strict },
+      }),
     };
   }
   const messages: any[] = body.messages ?? [];
@@ -306,9 +335,13 @@ function describeRequest(api: MockApi, body: any, headers: http.IncomingHttpHead
     ...base,
     system: messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => contentText(m.content)).join('\n'),
     lastUserText: lastText(messages.filter((m) => m.role === 'user').map((m) => m.content)),
+    firstUserText: firstText(messages.filter((m) => m.role === 'user').map((m) => m.content)),
     toolResults,
     toolNames: (body.tools ?? []).map((t: any) => t.function?.name ?? t.name),
     messageCount: messages.length,
+    ...(body.response_format?.type === 'json_schema' && {
+      responseFormat: { schema: body.response_format.json_schema?.schema, name: body.response_format.json_schema?.name, strict: body.response_format.json_schema?.strict },
+    }),
   };
 }
 
@@ -325,6 +358,14 @@ function contentText(content: unknown): string {
 function lastText(contents: unknown[]): string {
   for (let i = contents.length - 1; i >= 0; i--) {
     const t = contentText(contents[i]);
+    if (t) return t;
+  }
+  return '';
+}
+
+function firstText(contents: unknown[]): string {
+  for (const c of contents) {
+    const t = contentText(c);
     if (t) return t;
   }
   return '';

@@ -7,7 +7,7 @@ import { formatLoadError } from './agents/definition.js';
 import { AgentStore } from './agents/store.js';
 import { agentSources, dirExists, loadAgentSources } from './agents/formats.js';
 import { watchAgents } from './agents/watch.js';
-import { createAgent, CreateAgentError } from './agents/create.js';
+import { createAgent, CreateAgentError, draftThroughOrchestrator } from './agents/create.js';
 import { RESERVED_TOOL_NAMES } from './server/agent-tools.js';
 import { ConfigError, knownProviders, loadConfig, type ConfigOverrides } from './config/config.js';
 import { openStateDir } from './config/state-dir.js';
@@ -294,8 +294,13 @@ addCommon(agentsCmd.command('create').description('draft a new agent from a desc
   .option('--save', 'write it to the agents directory (only when delegate.createAgent.allowSave is true)')
   .action(async (words: string[], opts: CommonOpts & { name?: string; save?: boolean }) => {
     const { cfg, agents } = boot(opts);
+    // The drafting run goes through an orchestrator like `run` does: the budget books and the audit log see it.
+    const orchestrator = await Orchestrator.create(cfg, agents);
+    const onProgress = (m: string) => process.stderr.write(`${m}\n`);
     try {
-      const out = await createAgent(cfg, agents, { description: words.join(' '), name: opts.name, save: opts.save, onProgress: (m) => process.stderr.write(`${m}\n`) }, RESERVED_TOOL_NAMES);
+      const out = await createAgent(cfg, agents, { description: words.join(' '), name: opts.name, save: opts.save, onProgress }, RESERVED_TOOL_NAMES, (modelRef) =>
+        draftThroughOrchestrator(orchestrator, modelRef, { owner: 'cli', caller: 'cli', onProgress }),
+      );
       process.stdout.write(out.yaml);
       if (out.clamped.length) process.stderr.write(`removed by the permission ceiling: ${out.clamped.join('; ')}\n`);
       if (out.savedTo) process.stderr.write(`saved to ${out.savedTo}\n`);
@@ -307,6 +312,8 @@ addCommon(agentsCmd.command('create').description('draft a new agent from a desc
       if (!(err instanceof CreateAgentError)) throw err;
       process.stderr.write(`delegate-mcp: ${err.message}\n`);
       process.exitCode = 1;
+    } finally {
+      await orchestrator.close();
     }
   });
 

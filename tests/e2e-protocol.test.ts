@@ -479,3 +479,95 @@ describe('protocol: structured output (output_schema)', () => {
     });
   });
 });
+
+describe('protocol: create_agent drafts through the orchestrator', () => {
+  const DRAFT_MARKER = 'You design agent definitions for delegate-mcp';
+  const DRAFT = JSON.stringify({ name: 'summariser', description: 'Summarises a text for a busy reader.', instructions: 'Summarise the text in three lines.' });
+  let mock: MockModel;
+  let ws: string;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-create-');
+    writeTree(path.join(ws, 'agents'), { 'answerer.yaml': agentYaml('answerer', 'anthropic/claude-test-1') });
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  const serve = (name: string, delegate: Record<string, unknown> = {}) => {
+    const cfg = path.join(ws, `${name}.json`);
+    const stateDir = path.join(ws, `state-${name}`);
+    writeFileSync(cfg, JSON.stringify({ delegate: { stateDir, defaultModel: 'anthropic/claude-test-1', ...delegate } }));
+    return startServer({ args: ['--config', cfg, '--agents', path.join(ws, 'agents'), '--workspace', ws], env: mockEnv(mock.url), cwd: ws }).then((srv) => ({ srv, stateDir }));
+  };
+
+  it('the drafting is a run: progress, committed to the budget books (budget_status), audited', async () => {
+    mock.setHandler((req) => (req.system.includes(DRAFT_MARKER) ? { text: DRAFT, usage: { input_tokens: 300, output_tokens: 40 } } : { text: 'other' }));
+    const { srv, stateDir } = await serve('books');
+    try {
+      const progress: string[] = [];
+      const res = await srv.client.callTool({ name: 'create_agent', arguments: { description: 'an agent that summarises texts' } }, { onprogress: (p) => progress.push(p.message ?? '') });
+      assert.equal(res.isError, undefined, JSON.stringify(res.content));
+      assert.equal((res.structuredContent as any).name, 'summariser');
+      assert.ok(progress.some((m) => m.startsWith('create_agent · turn 1/1')), progress.join('\n'));
+      const books = (await srv.client.callTool({ name: 'budget_status', arguments: {} })).structuredContent as any;
+      assert.equal(books.agents.create_agent?.spent.tokens, 340, JSON.stringify(books.agents));
+      const events = readAuditEvents(stateDir);
+      const start = events.find((e) => e.event === 'run_start' && e.agent === 'create_agent');
+      assert.ok(start, 'run_start of the drafting run');
+      const ofRun = events.filter((e) => e.run_id === start.run_id).map((e) => e.event);
+      assert.deepEqual(ofRun.filter((e) => ['budget_reserve', 'model_call', 'budget_commit', 'run_end'].includes(e)), ['budget_reserve', 'model_call', 'budget_commit', 'run_end']);
+      assert.equal(events.find((e) => e.run_id === start.run_id && e.event === 'run_end').status, 'ok');
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
+
+  it('is refused before any model call when the daily budget is spent, and by the per-call budget argument', async () => {
+    const { srv } = await serve('spent', { budget: { daily_tokens: 1 } });
+    try {
+      const before = mock.requests.length;
+      const res = await srv.client.callTool({ name: 'create_agent', arguments: { description: 'an agent that summarises texts' } });
+      assert.equal(res.isError, true);
+      assert.match((res.content as any[])[0].text, /drafting run run_\S+ error: .*server daily token limit/);
+      assert.equal(mock.requests.length, before, 'no model call was made');
+    } finally {
+      await srv.close();
+    }
+    const { srv: srv2 } = await serve('percall');
+    try {
+      const before = mock.requests.length;
+      const res = await srv2.client.callTool({ name: 'create_agent', arguments: { description: 'an agent that summarises texts', budget: { run_tokens: 5 } } });
+      assert.equal(res.isError, true);
+      assert.match((res.content as any[])[0].text, /drafting run run_\S+ error: .*token limit/);
+      assert.equal(mock.requests.length, before, 'no model call was made');
+    } finally {
+      await srv2.close();
+    }
+  });
+
+  it('cancelling the call cancels the drafting run (its model request is aborted, run_end cancelled)', async () => {
+    mock.setHandler(() => ({ text: DRAFT, delayMs: 60_000 }));
+    const { srv, stateDir } = await serve('cancel');
+    try {
+      const ac = new AbortController();
+      const call = srv.client.callTool({ name: 'create_agent', arguments: { description: 'slow' } }, { signal: ac.signal });
+      while (mock.inFlight < 1) await new Promise((r) => setTimeout(r, 20));
+      ac.abort('stop');
+      await assert.rejects(call);
+      const drafting = () => {
+        const events = readAuditEvents(stateDir);
+        const start = events.find((e) => e.event === 'run_start' && e.agent === 'create_agent');
+        return events.find((e) => e.event === 'run_end' && e.run_id === start?.run_id);
+      };
+      for (const t0 = Date.now(); !drafting() && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(drafting()?.status, 'cancelled');
+      assert.equal(mock.closedEarly, 1);
+    } finally {
+      mock.reset();
+      await srv.close();
+    }
+  });
+});

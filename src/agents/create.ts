@@ -1,6 +1,7 @@
 // Dynamic agents: a model drafts an agent definition from a description (create_agent tool, `agents
-// create`). One model call on the main thread through the provider adapter (no pool, no tools): the
-// reply must be JSON; it is validated with the agent schema exactly like a file, and an invalid draft
+// create`). The drafting is a run of the built-in agent `create_agent` (no tools) through the
+// orchestrator like any other: budget reserved and committed, audited, with progress and cancel
+// (see draftThroughOrchestrator). The reply must be JSON; it is validated with the agent schema exactly like a file, and an invalid draft
 // gets one more attempt with the validation errors. Whatever the draft asks for, its permissions are
 // then clamped to a configured ceiling (default: read-only file access), it is registered in the store
 // at once (every session sees it through tools/list_changed), and written to the agents directory only
@@ -9,11 +10,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { DEFAULT_CREATE_AGENT_CONFIG, type CreateAgentCeiling } from '../config/agents-config.js';
-import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
+import type { ResolvedConfig } from '../config/config.js';
+import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import { parseRule } from '../permissions/rules.js';
-import type { ProviderAdapter } from '../providers/types.js';
 import { parseModelRef } from '../providers/model-ref.js';
-import type { Message } from '../providers/types.js';
 import type { AgentDefinition } from './definition.js';
 import { parseAgentSource } from './loader.js';
 import { AGENT_NAME_RE, BUILTIN_TOOL_NAMES, FS_READ_TOOLS, FS_WRITE_TOOLS } from './schema.js';
@@ -23,7 +23,6 @@ export interface CreateAgentRequest {
   description: string;
   name?: string;
   save?: boolean;
-  signal?: AbortSignal;
   onProgress?: (message: string) => void;
 }
 
@@ -70,13 +69,68 @@ Reply with ONE JSON object and nothing else (no prose, no Markdown). Its fields:
 Leave out "model" unless the description asks for a specific one, and leave out fields you do not need.
 Unknown fields are errors. The server may reduce the permissions you ask for.`;
 
+/** The built-in drafting agent's name: the create_agent tool's own name, which no agent may take. */
+export const DRAFTER_AGENT = 'create_agent';
+
+/** Runs one drafting attempt (its task names the request and any earlier problems); resolves with the reply. */
+export type DraftFn = (task: string, attempt: number) => Promise<string>;
+
+/** The built-in drafting agent: no tools, one turn, the drafting prompt as its instructions. */
+export function drafterDefinition(modelRef: string): AgentDefinition {
+  const yamlText = stringify(
+    {
+      name: DRAFTER_AGENT,
+      description: 'Built in: drafts agent definitions for the create_agent tool.',
+      instructions: DRAFT_SYSTEM_PROMPT,
+      model: modelRef,
+      max_turns: 1,
+      temperature: 0.2,
+      expose: false,
+    },
+    { lineWidth: 0 },
+  );
+  const parsed = parseAgentSource(yamlText, `built-in:${DRAFTER_AGENT}`);
+  if (!parsed.agent) throw new CreateAgentError(`internal: the drafting agent does not validate: ${parsed.errors.map((e) => e.message).join('; ')}`);
+  return { ...parsed.agent, source: { file: `built-in:${DRAFTER_AGENT}`, format: 'dynamic' } };
+}
+
+/**
+ * Drafting as orchestrator runs of the built-in agent: every attempt passes the budget gate (the
+ * caller's `budget` caps the whole create_agent call: a second attempt gets what the first left),
+ * is audited, reports progress and stops on `signal`.
+ */
+export function draftThroughOrchestrator(
+  orchestrator: Orchestrator,
+  modelRef: string,
+  opts: Pick<RunRequest, 'owner' | 'signal' | 'onProgress' | 'budget' | 'caller'>,
+): DraftFn {
+  const definition = drafterDefinition(modelRef);
+  let spentTokens = 0;
+  let spentUsd = 0;
+  return async (task) => {
+    const b = opts.budget;
+    const budget = b && {
+      ...(b.run_tokens !== undefined && { run_tokens: Math.max(b.run_tokens - spentTokens, Number.MIN_VALUE) }),
+      ...(b.run_usd !== undefined && { run_usd: Math.max(b.run_usd - spentUsd, Number.MIN_VALUE) }),
+    };
+    const r = await orchestrator.run({ ...opts, budget, agent: DRAFTER_AGENT, definition, input: { task } });
+    const u = r.usage;
+    spentTokens += u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+    spentUsd += r.cost_usd ?? 0;
+    if (r.status !== 'ok') throw new CreateAgentError(`drafting run ${r.run_id} ${r.status}: ${r.error ?? 'no answer'}`);
+    return r.output;
+  };
+}
+
 /** Drafts, validates, clamps and registers an agent. Throws CreateAgentError for anything the caller should see. */
 export async function createAgent(
   cfg: ResolvedConfig,
   store: AgentStore,
   req: CreateAgentRequest,
   /** Tool names that are not agents (list_agents, delegate, …): an agent may not take them. */
-  reserved: readonly string[] = [],
+  reserved: readonly string[],
+  /** Runs a drafting attempt (draftThroughOrchestrator); gets the model ref this function resolved. */
+  drafter: (modelRef: string) => DraftFn,
 ): Promise<CreateAgentOutcome> {
   const cc = cfg.delegate.createAgent ?? DEFAULT_CREATE_AGENT_CONFIG;
   const description = req.description.trim();
@@ -96,17 +150,12 @@ export async function createAgent(
   if (!modelRef) {
     throw new CreateAgentError('no model to draft with: set delegate.createAgent.model or delegate.defaultModel in mcp.json (or DELEGATE_MCP_MODEL)');
   }
-  let adapter: ProviderAdapter;
-  let modelId: string;
   try {
-    const ref = parseModelRef(modelRef);
-    modelId = ref.model;
-    // The provider SDKs are loaded here, on the first draft, not at server start-up.
-    const { createAdapter } = await import('../providers/index.js');
-    adapter = createAdapter(resolveEndpoint(cfg, ref.provider));
+    parseModelRef(modelRef);
   } catch (err) {
     throw new CreateAgentError(`cannot draft with model "${modelRef}": ${(err as Error).message}`);
   }
+  const draftOnce = drafter(modelRef);
 
   const user = [
     `Design an agent for this request:\n\n${description}`,
@@ -114,7 +163,8 @@ export async function createAgent(
     store.list().length ? `\nThese names are taken: ${store.list().map((a) => a.name).join(', ')}.` : '',
     `\nThis server grants created agents at most: ${describeCeiling(cc.ceiling)}.`,
   ].join('');
-  const messages: Message[] = [{ role: 'user', content: user }];
+  // Each attempt is a run of its own: a retry carries the earlier reply and what was wrong with it.
+  let task = user;
 
   let draft: Record<string, unknown> | undefined;
   let attempts = 0;
@@ -122,7 +172,7 @@ export async function createAgent(
   while (attempts < MAX_ATTEMPTS && !draft) {
     attempts++;
     req.onProgress?.(`drafting the definition with ${modelRef} (attempt ${attempts}/${MAX_ATTEMPTS})`);
-    const text = await complete(adapter, modelId, messages, req.signal);
+    const text = await draftOnce(task, attempts);
     const parsed = extractJson(text);
     let problems: string[];
     if ('error' in parsed) problems = [parsed.error];
@@ -138,11 +188,9 @@ export async function createAgent(
     }
     if (!draft) {
       lastProblems = problems;
-      messages.push({ role: 'assistant', text, toolCalls: [] });
-      messages.push({
-        role: 'user',
-        content: `That definition is not valid:\n${problems.map((p) => `- ${p}`).join('\n')}\nReply with the corrected definition as ONE JSON object, nothing else.`,
-      });
+      task =
+        `${user}\n\nAn earlier reply was:\n${text}\n\nThat definition is not valid:\n${problems.map((p) => `- ${p}`).join('\n')}\n` +
+        'Reply with the corrected definition as ONE JSON object, nothing else.';
     }
   }
   if (!draft) {
@@ -179,20 +227,6 @@ export async function createAgent(
   const definition: AgentDefinition = { ...parsed.agent, source: { file, format: 'dynamic' } };
   store.addDynamic(definition);
   return { name, toolName: name, yaml: yamlText, definition, ...(saveRefused && { saveRefused }), clamped: removed, attempts, model: modelRef };
-}
-
-/** One non-streaming-looking call: the text of the model's answer. */
-async function complete(adapter: ProviderAdapter, model: string, messages: Message[], signal?: AbortSignal): Promise<string> {
-  let text = '';
-  try {
-    for await (const ev of adapter.stream({ model, system: DRAFT_SYSTEM_PROMPT, messages, tools: [], maxOutputTokens: 4096, temperature: 0.2, signal })) {
-      if (ev.type === 'text_delta') text += ev.text;
-      else if (ev.type === 'done') text = ev.text || text;
-    }
-  } catch (err) {
-    throw new CreateAgentError(`the drafting model call failed: ${(err as Error).message}`);
-  }
-  return text;
 }
 
 /** The JSON object in a reply: bare, or inside a ```json fence, or the outermost {…}. */

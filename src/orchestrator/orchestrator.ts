@@ -63,6 +63,8 @@ export interface RunRequest {
   callerRules?: RuleSet;
   /** The trace this run belongs to (the MCP request's span, or the delegating tool call's), when telemetry is on. */
   trace?: TraceContext;
+  /** A built-in agent that is not in the store (create_agent's drafter); `agent` is its name. */
+  definition?: AgentDefinition;
 }
 
 /** `unknown agent "code-reviewr" (did you mean "code-reviewer"?; available: …)`. */
@@ -164,7 +166,7 @@ export class Orchestrator {
   start(req: RunRequest): RunRecord {
     const runId = `run_${randomUUID()}`;
     const startedAt = Date.now();
-    const agent = this.agents.get(req.agent);
+    const agent = req.definition ?? this.agents.get(req.agent);
     const modelRef = agent?.model ?? this.cfg.defaultModel ?? '';
     const usage = emptyUsage();
     let settle!: (r: RunResult) => void;

@@ -5,7 +5,7 @@
 // (coalesced per tick by the server's debouncedNotificationMethods). Also: the create_agent tool.
 import { fromJsonSchema, type CallToolResult, type McpServer, type RegisteredTool, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
-import { createAgent, CreateAgentError } from '../agents/create.js';
+import { createAgent, CreateAgentError, draftThroughOrchestrator } from '../agents/create.js';
 import type { AgentDefinition } from '../agents/definition.js';
 import { AGENT_NAME_RE } from '../agents/schema.js';
 import type { AgentStore } from '../agents/store.js';
@@ -145,7 +145,7 @@ const CreateAgentOutput = z.object({
 });
 
 /** create_agent: a model drafts a definition from a description; the agent is served at once. */
-export function registerCreateAgentTool(server: McpServer, orchestrator: Orchestrator): void {
+export function registerCreateAgentTool(server: McpServer, orchestrator: Orchestrator, owner: string): void {
   const cc = orchestrator.cfg.delegate.createAgent;
   if (cc && !cc.enabled) return;
   server.registerTool(
@@ -157,18 +157,22 @@ export function registerCreateAgentTool(server: McpServer, orchestrator: Orchest
         description: z.string().min(1).describe('what the agent should do, for whom, and what a good answer looks like'),
         name: z.string().regex(AGENT_NAME_RE).optional().describe('tool name for the agent ([A-Za-z0-9_-], 1-64); default: chosen by the model'),
         save: z.boolean().optional().describe('also write it to the agents directory (only when the server allows it)'),
+        budget: CallBudgetSchema.optional(),
       }),
       outputSchema: CreateAgentOutput,
       annotations: { readOnlyHint: false, openWorldHint: true },
     },
     async (args, ctx) => {
       const report = progressReporter(ctx);
+      const onProgress = report && ((m: string) => void report(m));
       try {
         const out = await createAgent(
           orchestrator.cfg,
           orchestrator.agents,
-          { description: args.description, name: args.name, save: args.save, signal: ctx.mcpReq.signal, onProgress: report && ((m) => void report(m)) },
+          { description: args.description, name: args.name, save: args.save, onProgress },
           RESERVED_TOOL_NAMES,
+          // Drafting is a run like any other: budget, audit, progress, cancel.
+          (modelRef) => draftThroughOrchestrator(orchestrator, modelRef, { owner, signal: ctx.mcpReq.signal, onProgress, budget: args.budget }),
         );
         log.info(`create_agent: created "${out.name}" (${out.savedTo ?? 'in memory'})${out.clamped.length ? `; removed ${out.clamped.join(', ')}` : ''}`);
         const structured = {

@@ -230,7 +230,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
   );
   // delegate & co. start runs outside this file: they ask on the session (approval.ts says why).
   registerMetaTools(server, withSessionApprovals(orchestrator, approvalAsker(server, undefined, askTimeoutMs)), owner);
-  registerCreateAgentTool(server, orchestrator);
+  registerCreateAgentTool(server, orchestrator, owner);
   registerResources(server, orchestrator, owner);
   return server;
 }

@@ -8,6 +8,8 @@ import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 import { CLI, ROOT, agentYaml, mockEnv, readAuditEvents, startServer, tempDir, writeTree } from './helpers.js';
 import { INIT, connectClient, rawPost, startHttpServer } from './http-helpers.js';
@@ -568,6 +570,92 @@ describe('protocol: create_agent drafts through the orchestrator', () => {
     } finally {
       mock.reset();
       await srv.close();
+    }
+  });
+});
+
+describe('protocol: approvals for 2026-07-28 clients (input_required)', () => {
+  let mock: MockModel;
+  let ws: string;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-mrtr-');
+    writeTree(ws, { 'src/app.ts': 'export const x = 1; // MARKER-MRTR\n' });
+    writeTree(path.join(ws, 'agents'), {
+      'asker.yaml': 'name: asker\ndescription: Reads files, with approval.\nmodel: anthropic/claude-test-1\nmax_turns: 4\npermissions:\n  ask: ["Read(src/**)"]\n',
+    });
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  /** A 2026-07-28 SDK client over stdio; with `elicit`, it declares elicitation and answers with it. */
+  async function modernClient(elicit?: (params: any) => Promise<any>) {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'serve', '--agents', path.join(ws, 'agents'), '--workspace', ws],
+      env: mockEnv(mock.url),
+      cwd: ws,
+      stderr: 'pipe',
+    });
+    const client = new Client(
+      { name: 'mrtr-tests', version: '1.0.0' },
+      { versionNegotiation: { mode: { pin: '2026-07-28' } }, ...(elicit && { capabilities: { elicitation: { form: {} } } }) },
+    );
+    if (elicit) client.setRequestHandler('elicitation/create', async (req: any) => elicit(req.params));
+    await client.connect(transport);
+    return client;
+  }
+
+  const readTask = { task: 'read it [[tool:read_file {"path":"src/app.ts"}]]' };
+  const fedToModel = (before: number) => mock.requests.slice(before)[1]?.toolResults ?? [];
+
+  it('approve: the run waits for the client\'s answer and continues with the call allowed', async () => {
+    const asked: any[] = [];
+    const client = await modernClient(async (p) => (asked.push(p), { action: 'accept', content: { decision: 'allow_once' } }));
+    try {
+      const before = mock.requests.length;
+      const res = await client.callTool({ name: 'asker', arguments: readTask });
+      assert.equal((res.structuredContent as any)?.status, 'ok', JSON.stringify(res.content));
+      assert.equal(asked.length, 1);
+      assert.match(asked[0].message, /^agent asker wants to read `src\/app\.ts`\. Rule "Read\(src\/\*\*\)" requires your approval/);
+      const fed = fedToModel(before);
+      assert.equal(fed.length, 1);
+      assert.equal(fed[0].isError, false, fed[0].content);
+      assert.match(fed[0].content, /MARKER-MRTR/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('deny: the call is refused to the model with the reason; the run still ends', async () => {
+    const client = await modernClient(async () => ({ action: 'accept', content: { decision: 'deny' } }));
+    try {
+      const before = mock.requests.length;
+      const res = await client.callTool({ name: 'asker', arguments: readTask });
+      assert.equal((res.structuredContent as any)?.status, 'ok', JSON.stringify(res.content));
+      const fed = fedToModel(before);
+      assert.equal(fed.length, 1);
+      assert.equal(fed[0].isError, true);
+      assert.match(fed[0].content, /^permission denied: .*denied/);
+      assert.doesNotMatch(fed[0].content, /MARKER-MRTR/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a 2026-07-28 client without elicitation is denied at once, with the reason', async () => {
+    const client = await modernClient();
+    try {
+      const before = mock.requests.length;
+      const res = await client.callTool({ name: 'asker', arguments: readTask });
+      assert.equal((res.structuredContent as any)?.status, 'ok', JSON.stringify(res.content));
+      const fed = fedToModel(before);
+      assert.equal(fed.length, 1);
+      assert.match(fed[0].content, /^permission denied: approval needed but no client could answer \(the client did not declare the elicitation capability\)/);
+    } finally {
+      await client.close();
     }
   });
 });

@@ -1,15 +1,18 @@
 // Approvals for `ask` permission rules, as MCP elicitation: "agent X wants to run `npm publish`" →
-// allow once / allow for this run / deny. Only the 2025-era protocol lets a server push a request to the
-// client in the middle of a tool call; on 2026-07-28 connections elicitInput throws, and a client that
-// did not declare the `elicitation` capability cannot be asked at all. In every such case (and on a
-// timeout) the asker rejects with the reason, and the tool gate denies the call with it: never a hang.
+// allow once / allow for this run / deny. On 2025-era connections the form is pushed to the client in
+// the middle of the tool call (here). On 2026-07-28 connections a server cannot push: agent tools ask
+// with input_required results instead (input-required.ts); runs started by the meta tools there are
+// denied with the reason. A client that did not declare the `elicitation` capability cannot be asked.
+// In every such case (and on a timeout) the asker rejects with the reason, and the tool gate denies
+// the call with it: never a hang.
 import type { ElicitRequestFormParams, ElicitResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import type { AskFn, AskQuestion } from '../orchestrator/tool-gate.js';
+import type { AskAnswer, AskFn, AskQuestion } from '../orchestrator/tool-gate.js';
 
 const DECISIONS = ['allow_once', 'allow_run', 'deny'] as const;
 
-function form(q: AskQuestion): ElicitRequestFormParams {
+/** The elicitation form of an approval question (both eras). */
+export function approvalForm(q: AskQuestion): ElicitRequestFormParams {
   return {
     mode: 'form',
     message:
@@ -48,16 +51,21 @@ export function approvalAsker(server: McpServer, ctx: ServerContext | undefined,
     const opts = { timeout: timeoutMs, ...(q.signal && { signal: q.signal }) };
     let res: ElicitResult;
     try {
-      res = ctx ? await ctx.mcpReq.elicitInput(form(q), opts) : await server.server.elicitInput(form(q), opts);
+      res = ctx ? await ctx.mcpReq.elicitInput(approvalForm(q), opts) : await server.server.elicitInput(approvalForm(q), opts);
     } catch (err) {
       const e = err as Error & { code?: unknown };
       if (e.code === 'REQUEST_TIMEOUT') throw new Error(`no answer within ${timeoutMs / 1000} s`);
       throw new Error(`the approval request failed: ${e.message}`);
     }
-    if (res.action !== 'accept') return 'deny';
-    const d = (res.content as Record<string, unknown> | undefined)?.decision;
-    return d === 'allow_once' ? 'once' : d === 'allow_run' ? 'run' : 'deny';
+    return approvalAnswer(res.action, res.content as Record<string, unknown> | undefined);
   };
+}
+
+/** The client's answer to the approval form: anything but an accepted allow is a deny. */
+export function approvalAnswer(action: string, content: Record<string, unknown> | undefined): AskAnswer {
+  if (action !== 'accept') return 'deny';
+  const d = content?.decision;
+  return d === 'allow_once' ? 'once' : d === 'allow_run' ? 'run' : 'deny';
 }
 
 /**

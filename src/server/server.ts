@@ -12,6 +12,7 @@ import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
 import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
+import { answerRetry, clientCanElicit, RunConversation } from './input-required.js';
 
 const UsageSchema = z.object({
   input_tokens: z.number(),
@@ -152,7 +153,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     const { chain, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined);
     if (chainError) return { isError: true, content: [{ type: 'text', text: `refused: ${chainError}` }] };
     const span = traceToolCall(orchestrator.telemetry, server, ctx, agentName, owner);
-    const result = await orchestrator.run({
+    const request: RunRequest = {
       trace: span?.context,
       chain,
       caller: chain ? `agent:${chain.ancestry[chain.ancestry.length - 1].agent}` : undefined,
@@ -160,28 +161,43 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       input,
       budget: budget as RunRequest['budget'],
       owner,
-      signal: ctx.mcpReq.signal,
-      onProgress: progressReporter(ctx),
-      ask: approvalAsker(server, ctx, askTimeoutMs),
       ...extra,
-    });
-    span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
-    clientLog(ctx, result.status === 'ok' ? 'info' : 'warning', {
-      run_id: result.run_id,
-      agent: result.agent,
-      status: result.status,
-      turns: result.turns,
-      tokens: result.usage.input_tokens + result.usage.output_tokens,
-      cost_usd: result.cost_usd,
-      ...(result.error ? { error: result.error } : {}),
-    });
-    const toolResult = runToolResult(result);
-    if (chain) {
-      // The parent's books: this run's id, status and what its whole tree spent.
-      const rec = orchestrator.runs.get(result.run_id) ?? orchestrator.runs.endedRun(result.run_id);
-      toolResult._meta = { [RESULT_META_KEY]: { run_id: result.run_id, status: result.status, usage: result.usage, tree_usage: rec?.treeUsage ?? result.usage, cost_usd: result.cost_usd } };
+    };
+    const finished = (result: RunResult): CallToolResult => {
+      span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
+      clientLog(ctx, result.status === 'ok' ? 'info' : 'warning', {
+        run_id: result.run_id,
+        agent: result.agent,
+        status: result.status,
+        turns: result.turns,
+        tokens: result.usage.input_tokens + result.usage.output_tokens,
+        cost_usd: result.cost_usd,
+        ...(result.error ? { error: result.error } : {}),
+      });
+      const toolResult = runToolResult(result);
+      if (chain) {
+        // The parent's books: this run's id, status and what its whole tree spent.
+        const rec = orchestrator.runs.get(result.run_id) ?? orchestrator.runs.endedRun(result.run_id);
+        toolResult._meta = { [RESULT_META_KEY]: { run_id: result.run_id, status: result.status, usage: result.usage, tree_usage: rec?.treeUsage ?? result.usage, cost_usd: result.cost_usd } };
+      }
+      return toolResult;
+    };
+    const version = server.server.getNegotiatedProtocolVersion();
+    if (version && version >= '2026-07-28') {
+      // Approvals ride input_required results (input-required.ts): the run outlives each round.
+      const retry = answerRetry(ctx);
+      if (retry && 'error' in retry) return retry.error;
+      let conv = retry?.conv;
+      if (conv && conv.rec?.agent !== agentName) return { isError: true, content: [{ type: 'text', text: `this approval belongs to a run of ${conv.rec?.agent}, not ${agentName}` }] };
+      if (!conv) {
+        conv = new RunConversation(askTimeoutMs, clientCanElicit(ctx));
+        conv.rec = orchestrator.start({ ...request, signal: conv.signal, onProgress: conv.onProgress, ask: conv.ask });
+      }
+      // The SDK sends an input_required result as it is (the callback type knows only complete results).
+      return (await conv.round(ctx, progressReporter(ctx), finished)) as CallToolResult;
     }
-    return toolResult;
+    const result = await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
+    return finished(result);
   };
 
   // One tool per exposed agent, kept in step with the store (hot reload, create_agent): agent-tools.ts.

@@ -659,3 +659,105 @@ describe('protocol: approvals for 2026-07-28 clients (input_required)', () => {
     }
   });
 });
+
+/** Reads SSE events from a fetch response until `until` says stop; returns them (id, parsed data). */
+async function readSse(res: Response, until: (ev: { id?: string; data?: any }) => boolean, timeoutMs = 15_000): Promise<{ id?: string; data?: any }[]> {
+  const reader = res.body!.getReader();
+  const events: { id?: string; data?: any }[] = [];
+  let buf = '';
+  const t0 = Date.now();
+  for (;;) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`no matching SSE event within ${timeoutMs} ms: ${JSON.stringify(events)}`);
+    const { value, done } = await reader.read();
+    if (done) return events;
+    buf += new TextDecoder().decode(value);
+    let sep: number;
+    while ((sep = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, sep);
+      buf = buf.slice(sep + 2);
+      const ev: { id?: string; data?: any } = {};
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id: ')) ev.id = line.slice(4);
+        else if (line.startsWith('data: ') && line.length > 6) ev.data = JSON.parse(line.slice(6));
+      }
+      events.push(ev);
+      if (until(ev)) {
+        await reader.cancel().catch(() => {});
+        return events;
+      }
+    }
+  }
+}
+
+describe('protocol: resumable 2025-era Streamable HTTP streams', () => {
+  let mock: MockModel;
+  before(async () => {
+    mock = await startMockModel();
+  });
+  after(async () => {
+    await mock.close();
+  });
+
+  const serve = async (http: Record<string, unknown>) => {
+    const ws = tempDir('dmcp-resume-');
+    const stateDir = path.join(ws, 'state');
+    writeTree(path.join(ws, 'agents'), { 'answerer.yaml': agentYaml('answerer', 'anthropic/claude-test-1') });
+    writeFileSync(path.join(ws, 'mcp.json'), JSON.stringify({ delegate: { stateDir, http } }));
+    const srv = await startHttpServer({ args: ['--config', path.join(ws, 'mcp.json'), '--agents', path.join(ws, 'agents'), '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+    return { srv, stateDir };
+  };
+
+  /** initialize + initialized over raw HTTP; then a tools/call whose stream is dropped after its first event. */
+  const startAndDrop = async (url: string) => {
+    const init = await rawPost(url, INIT);
+    const sid = init.headers.get('mcp-session-id')!;
+    await readSse(init, (e) => e.data?.id === 0);
+    const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    await rawPost(url, { jsonrpc: '2.0', method: 'notifications/initialized' }, h);
+    const ac = new AbortController();
+    const call = await rawPost(url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'answerer', arguments: { task: 'slow one' } } }, h, ac.signal);
+    const [first] = await readSse(call, (e) => e.id !== undefined);
+    ac.abort(); // the client's connection drops
+    return { h, lastEventId: first.id! };
+  };
+
+  it('a client whose response stream drops resumes it with Last-Event-ID and still gets its result', async () => {
+    mock.setHandler(() => ({ text: 'worth the wait', delayMs: 3000 }));
+    const { srv } = await serve({ resumeGraceS: 30 });
+    try {
+      const { h, lastEventId } = await startAndDrop(srv.url);
+      await new Promise((r) => setTimeout(r, 1000));
+      const resumed = await fetch(`${srv.url}/mcp`, { headers: { ...h, accept: 'text/event-stream', 'last-event-id': lastEventId } });
+      assert.equal(resumed.status, 200);
+      const events = await readSse(resumed, (e) => e.data?.id === 1);
+      const result = events.find((e) => e.data?.id === 1)!.data.result;
+      assert.equal(result.structuredContent.status, 'ok');
+      assert.equal(result.structuredContent.output, 'worth the wait');
+      assert.equal(mock.closedEarly, 0, 'the model request was not aborted');
+    } finally {
+      mock.reset();
+      await srv.stop();
+    }
+  });
+
+  it('a dropped stream that is not resumed within delegate.http.resumeGraceS cancels its run', async () => {
+    mock.setHandler(() => ({ text: 'never read', delayMs: 20_000 }));
+    const { srv, stateDir } = await serve({ resumeGraceS: 1 });
+    try {
+      await startAndDrop(srv.url);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(mock.closedEarly, 0, 'still running within the grace');
+      const t0 = Date.now();
+      while (mock.closedEarly === 0 && Date.now() - t0 < 8000) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(mock.closedEarly, 1, 'the model request was aborted after the grace');
+      let end: any;
+      for (const t1 = Date.now(); !end && Date.now() - t1 < 5000; await new Promise((r) => setTimeout(r, 50))) {
+        end = readAuditEvents(stateDir).find((e) => e.event === 'run_end');
+      }
+      assert.equal(end?.status, 'cancelled');
+    } finally {
+      mock.reset();
+      await srv.stop();
+    }
+  });
+});

@@ -10,6 +10,7 @@ export const HTTP_DEFAULTS = {
   maxRunsPerSession: 32,
   shutdownGraceS: 10,
   sessionIdleS: 900,
+  resumeGraceS: 30,
 } as const;
 
 export const HttpConfigSchema = z
@@ -28,6 +29,11 @@ export const HttpConfigSchema = z
     maxRunsPerSession: z.number().int().min(1).default(HTTP_DEFAULTS.maxRunsPerSession),
     /** On SIGTERM/SIGINT, how long running runs may go on before they are cancelled. */
     shutdownGraceS: z.number().min(0).default(HTTP_DEFAULTS.shutdownGraceS),
+    /**
+     * 2025-era Streamable HTTP: a client whose response stream drops may resume it (Last-Event-ID)
+     * within this many seconds before its call is cancelled; 0 cancels at once (no event store).
+     */
+    resumeGraceS: z.number().min(0).default(HTTP_DEFAULTS.resumeGraceS),
     /** A session with no open request, no open stream and no running run is closed after this long. */
     sessionIdleS: z.number().positive().default(HTTP_DEFAULTS.sessionIdleS),
     /** Extra Host header names to accept (e.g. a DNS name when bound beyond loopback). */

@@ -39,6 +39,7 @@ export function resolveHttpOptions(cfg: ResolvedConfig, cli: HttpCliOptions, env
       maxSessions: h.maxSessions,
       maxRunsPerSession: h.maxRunsPerSession,
       sessionIdleS: h.sessionIdleS,
+      resumeGraceS: h.resumeGraceS,
       allowedHosts: h.allowedHosts,
       allowedOrigins: h.allowedOrigins,
     },

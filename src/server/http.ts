@@ -25,6 +25,7 @@ import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { BearerToken, allowedHostnames } from './http-auth.js';
 import type { HttpConfig } from './http-config.js';
 import { RunSlots } from './http-limits.js';
+import { SessionEventStore, streamOfEventId } from './event-store.js';
 import { buildServer } from './server.js';
 
 export interface HttpServeOptions {
@@ -32,7 +33,7 @@ export interface HttpServeOptions {
   port: number;
   /** When set, every request but /healthz must carry `Authorization: Bearer <token>`. */
   token?: string;
-  limits: Pick<HttpConfig, 'maxBodyBytes' | 'maxSessions' | 'maxRunsPerSession' | 'sessionIdleS' | 'allowedHosts' | 'allowedOrigins'>;
+  limits: Pick<HttpConfig, 'maxBodyBytes' | 'maxSessions' | 'maxRunsPerSession' | 'sessionIdleS' | 'allowedHosts' | 'allowedOrigins'> & { resumeGraceS?: number };
 }
 
 export interface HttpServerHandle {
@@ -58,6 +59,8 @@ interface Session {
   lastActive: number;
   closed: boolean;
   keepAlive?: NodeJS.Timeout;
+  /** Response streams that dropped before their response, by stream id: cancelled unless resumed in time. */
+  dropped?: Map<string, { ids: (string | number)[]; timer: NodeJS.Timeout }>;
 }
 
 const RETRY_AFTER_SESSIONS_S = 30;
@@ -65,6 +68,8 @@ const RETRY_AFTER_RUNS_S = 5;
 /** A session idle at least this long may be closed to make room for a new one at maxSessions. */
 const EVICT_MIN_IDLE_MS = 2_000;
 const SSE_KEEPALIVE_MS = 15_000;
+/** What a client is told (SSE `retry`) to wait before reconnecting a dropped stream. */
+const RESUME_RETRY_MS = 1_000;
 /** JSON-RPC error code the SDK uses for "Session not found". */
 const SESSION_NOT_FOUND = -32001;
 
@@ -107,6 +112,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     s.closed = true;
     sessions.delete(s.id);
     if (s.keepAlive) clearInterval(s.keepAlive);
+    for (const d of s.dropped?.values() ?? []) clearTimeout(d.timer);
     // Nobody can reach this session's runs any more: background runs go with it.
     const running = orchestrator.runs.list(s.owner).filter((r) => r.status === 'running');
     for (const r of running) r.cancel('cancelled');
@@ -114,21 +120,58 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     void s.server.close().catch(() => {});
   }
 
-  /** One HTTP exchange of a session: counted while open; a request whose client hangs up is cancelled. */
+  const resumeGraceMs = (limits.resumeGraceS ?? 0) * 1000;
+  const cancelFor = (s: Session, ids: (string | number)[], reason: string) => {
+    if (s.closed) return;
+    for (const id of ids) s.transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } });
+  };
+
+  /**
+   * One HTTP exchange of a session: counted while open. A request whose response stream drops is
+   * cancelled, at once when it cannot be resumed, else after resumeGraceS unless the client comes back
+   * with Last-Event-ID (the 2025-11-25 spec: a disconnect SHOULD NOT be taken as cancellation).
+   */
   async function exchange(s: Session, req: IncomingMessage, res: ServerResponse, body?: JsonBody): Promise<void> {
     s.open++;
     s.lastActive = Date.now();
-    const ids = s.kind === 'streamable' ? requestIds(body) : [];
+    const lastEventId = req.method === 'GET' ? header(req, 'last-event-id') : undefined;
+    const resumed = lastEventId !== undefined ? streamOfEventId(lastEventId) : undefined;
+    const back = resumed !== undefined ? s.dropped?.get(resumed) : undefined;
+    if (back) {
+      clearTimeout(back.timer);
+      s.dropped!.delete(resumed!);
+    }
+    // The ids this exchange answers: its own requests, or those of the stream it resumes.
+    const ids = s.kind === 'streamable' ? (back ? back.ids : requestIds(body)) : [];
+    // The stream's id, from the first SSE event id written (SessionEventStore ids are <stream>_<n>).
+    let streamId = resumed;
+    if (s.dropped && ids.length && streamId === undefined) {
+      const write = res.write.bind(res) as (...a: unknown[]) => boolean;
+      (res as unknown as { write: (...a: unknown[]) => boolean }).write = (...a: unknown[]) => {
+        const chunk = a[0];
+        if (streamId === undefined && (typeof chunk === 'string' || chunk instanceof Uint8Array)) {
+          const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+          const m = /^id: (\S+)$/m.exec(text);
+          if (m) streamId = streamOfEventId(m[1]);
+        }
+        return write(...a);
+      };
+    }
     res.on('close', () => {
       s.open--;
       s.lastActive = Date.now();
       // The 2025 era cancels with notifications/cancelled; a client that vanished sends none. Its
-      // response stream closing before the response was complete is the only sign: cancel for it.
-      if (!res.writableFinished && ids.length && !s.closed) {
-        for (const id of ids) {
-          s.transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'client disconnected' } });
-        }
-      }
+      // response stream closing before the response was complete is the only sign.
+      if (res.writableFinished || !ids.length || s.closed) return;
+      if (!s.dropped || streamId === undefined) return cancelFor(s, ids, 'client disconnected');
+      const dropped = s.dropped;
+      const sid = streamId;
+      const timer = setTimeout(() => {
+        dropped.delete(sid);
+        cancelFor(s, ids, `client disconnected and did not resume within ${resumeGraceMs / 1000} s`);
+      }, resumeGraceMs);
+      timer.unref();
+      dropped.set(sid, { ids, timer });
     });
     if (s.transport instanceof SSEServerTransport) await s.transport.handlePostMessage(req, res, body);
     else await s.transport.handleRequest(req, res, body);
@@ -155,8 +198,23 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     if (!roomForSession()) return tooMany(res, 'sessions', RETRY_AFTER_SESSIONS_S, body);
     const id = randomUUID();
     const owner = `http_${randomUUID()}`;
-    const transport = new NodeStreamableHTTPServerTransport({ sessionIdGenerator: () => id, maxRequestBodySize: limits.maxBodyBytes });
-    const s: Session = { kind: 'streamable', id, owner, server: scopedServer(owner), transport, open: 0, lastActive: Date.now(), closed: false };
+    const resumable = resumeGraceMs > 0;
+    const transport = new NodeStreamableHTTPServerTransport({
+      sessionIdGenerator: () => id,
+      maxRequestBodySize: limits.maxBodyBytes,
+      ...(resumable && { eventStore: new SessionEventStore(), retryInterval: RESUME_RETRY_MS }),
+    });
+    const s: Session = {
+      kind: 'streamable',
+      id,
+      owner,
+      server: scopedServer(owner),
+      transport,
+      open: 0,
+      lastActive: Date.now(),
+      closed: false,
+      ...(resumable && { dropped: new Map() }),
+    };
     sessions.set(id, s);
     transport.onclose = () => endSession(s, 'closed');
     transport.onerror = sdkError('session');

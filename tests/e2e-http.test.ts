@@ -66,7 +66,8 @@ describe('HTTP transport', () => {
 
   before(async () => {
     mock = await startMockModel();
-    main = workspace();
+    // A short resume grace: the drop test below waits it out (a 2025-era drop may be resumed first).
+    main = workspace({ http: { resumeGraceS: 2 } });
     srv = await startHttpServer({ args: main.args, env: mockEnv(mock.url, { DELEGATE_MCP_TOKEN: TOKEN }), cwd: main.ws });
   });
   after(async () => {
@@ -269,11 +270,12 @@ describe('HTTP transport', () => {
     assert.equal(mock.requests.length, CLIENTS * CALLS * 2);
   });
 
-  it('a client that drops the connection mid-run cancels its run (2025 session, 2026-07-28, SSE)', async () => {
+  it('a client that drops the connection mid-run cancels its run (2025 session after resumeGraceS, 2026-07-28, SSE)', async () => {
     mock.reset();
     mock.setHandler(() => ({ text: 'too late', delayMs: 20_000 }));
     try {
-      // 2025-era session, raw: the client vanishes (aborted fetch) without sending notifications/cancelled.
+      // 2025-era session, raw: the client vanishes (aborted fetch) without sending notifications/cancelled
+      // and never resumes: the run is cancelled once delegate.http.resumeGraceS (2 s here) has passed.
       const init = await rawPost(srv.url, INIT, auth);
       const sid = init.headers.get('mcp-session-id')!;
       await init.text();

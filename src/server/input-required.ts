@@ -76,11 +76,18 @@ export class RunConversation {
     });
 
   /** One round: waits for the run to end (its tool result) or to ask (an input_required result). */
-  async round(ctx: ServerContext, report: ((m: string) => void) | undefined, toResult: (r: RunResult) => CallToolResult): Promise<CallToolResult | InputRequiredResult> {
+  async round(
+    ctx: ServerContext,
+    report: ((m: string) => void) | undefined,
+    toResult: (r: RunResult) => CallToolResult,
+    /** Starts the run (first round): called once this round can take its progress lines. */
+    start?: () => RunRecord,
+  ): Promise<CallToolResult | InputRequiredResult> {
     const onAbort = () => this.abort.abort(ctx.mcpReq.signal.reason);
     if (ctx.mcpReq.signal.aborted) onAbort();
     else ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
     this.open = { report };
+    if (start) this.rec = start();
     try {
       const rec = this.rec!;
       for (;;) {

@@ -189,12 +189,12 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       if (retry && 'error' in retry) return retry.error;
       let conv = retry?.conv;
       if (conv && conv.rec?.agent !== agentName) return { isError: true, content: [{ type: 'text', text: `this approval belongs to a run of ${conv.rec?.agent}, not ${agentName}` }] };
-      if (!conv) {
-        conv = new RunConversation(askTimeoutMs, clientCanElicit(ctx));
-        conv.rec = orchestrator.start({ ...request, signal: conv.signal, onProgress: conv.onProgress, ask: conv.ask });
-      }
+      const fresh = !conv;
+      conv ??= new RunConversation(askTimeoutMs, clientCanElicit(ctx));
+      const c = conv;
+      const start = fresh ? () => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }) : undefined;
       // The SDK sends an input_required result as it is (the callback type knows only complete results).
-      return (await conv.round(ctx, progressReporter(ctx), finished)) as CallToolResult;
+      return (await c.round(ctx, progressReporter(ctx), finished, start)) as CallToolResult;
     }
     const result = await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
     return finished(result);

@@ -740,6 +740,29 @@ describe('protocol: resumable 2025-era Streamable HTTP streams', () => {
     }
   });
 
+  it('during the resume grace, DELETE of the session and an explicit notifications/cancelled still cancel at once', async () => {
+    mock.setHandler(() => ({ text: 'never read', delayMs: 20_000 }));
+    const { srv } = await serve({ resumeGraceS: 30 });
+    try {
+      const a = await startAndDrop(srv.url);
+      for (const t0 = Date.now(); mock.inFlight < 1 && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(mock.closedEarly, 0, 'a drop alone does not cancel');
+      const del = await fetch(`${srv.url}/mcp`, { method: 'DELETE', headers: a.h });
+      assert.equal(del.status, 200);
+      for (const t0 = Date.now(); mock.closedEarly < 1 && Date.now() - t0 < 3000; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(mock.closedEarly, 1, 'DELETE cancelled the run');
+      const b = await startAndDrop(srv.url);
+      for (const t0 = Date.now(); mock.inFlight < 1 && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 20));
+      await rawPost(srv.url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, reason: 'user pressed stop' } }, b.h);
+      for (const t0 = Date.now(); mock.closedEarly < 2 && Date.now() - t0 < 3000; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(mock.closedEarly, 2, 'notifications/cancelled cancelled the run');
+    } finally {
+      mock.reset();
+      await srv.stop();
+    }
+  });
+
   it('a dropped stream that is not resumed within delegate.http.resumeGraceS cancels its run', async () => {
     mock.setHandler(() => ({ text: 'never read', delayMs: 20_000 }));
     const { srv, stateDir } = await serve({ resumeGraceS: 1 });

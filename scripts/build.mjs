@@ -20,7 +20,8 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   // piscina finds its own worker script next to itself; the tokenizer tables load lazily in workers.
   // re2-wasm loads its .wasm from next to its own file.
-  external: ['piscina', 'gpt-tokenizer', 're2-wasm'],
+  // ajv (output_schema checks) loads on first use through createRequire, from node_modules.
+  external: ['piscina', 'gpt-tokenizer', 're2-wasm', 'ajv'],
   // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
   banner: { js: "import { createRequire as __dmcpCreateRequire } from 'node:module'; const require = __dmcpCreateRequire(import.meta.url);" },
   sourcemap: true,

@@ -186,7 +186,10 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     if (version && version >= '2026-07-28') {
       // Approvals ride input_required results (input-required.ts): the run outlives each round.
       const retry = answerRetry(ctx);
-      if (retry && 'error' in retry) return retry.error;
+      if (retry && 'error' in retry) {
+        span?.end('unknown approval request');
+        return retry.error;
+      }
       let conv = retry?.conv;
       if (conv && conv.rec?.agent !== agentName) return { isError: true, content: [{ type: 'text', text: `this approval belongs to a run of ${conv.rec?.agent}, not ${agentName}` }] };
       const fresh = !conv;
@@ -194,7 +197,10 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       const c = conv;
       const start = fresh ? () => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }) : undefined;
       // The SDK sends an input_required result as it is (the callback type knows only complete results).
-      return (await c.round(ctx, progressReporter(ctx), finished, start)) as CallToolResult;
+      const out = await c.round(ctx, progressReporter(ctx), finished, start);
+      // A round that ends with a question is a complete call of its own (finished() ended the span otherwise).
+      if ('resultType' in out && out.resultType === 'input_required') span?.end();
+      return out as CallToolResult;
     }
     const result = await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
     return finished(result);

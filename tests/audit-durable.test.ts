@@ -300,17 +300,19 @@ test('a torn last line left by a crash is terminated before the next writer appe
   assert.equal(typeof prev, 'string');
 });
 
-test('kill -9 right after run_end + flush(): the run_end line is on disk', async () => {
+test('kill -9 right after flush(): every event emitted before it is on disk', async () => {
   const dir = tempDir();
   const child = spawnAuditChild(`
-    // Huge group and interval: only the explicit flush makes the line durable.
+    // Huge group and interval, and none of these events is written at once (no run_end): they sit in
+    // the 50 ms queue, so only flush() can put them in the file before the kill.
     const audit = AuditLog.open({ dir: ${JSON.stringify(dir)}, commitEvery: 100000, commitIntervalMs: 600000 });
     const c = { run_id: 'run_k', parent_run_id: null, root_run_id: 'run_k', depth: 0, agent: 'coder' };
     audit.emit({ ...c, event: 'run_start', caller: 'test', input_digest: 'sha256:0000000000000000', model: 'mock/m' });
-    audit.emit({ ...c, event: 'run_end', status: 'ok', turns: 1, usage: ${JSON.stringify(usage)}, cost_usd: 0.001, duration_ms: 12 });
+    audit.emit({ event: 'error', message: 'queued before flush' });
     audit.flush();
-    process.stdout.write('ok\\n');
-    setInterval(() => {}, 1000);
+    process.stdout.write('ok\\n'); // a pipe: written synchronously on Linux
+    // Block the event loop for good: the queue's timer can never fire, whatever the kill's delay.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
   `);
   assert.equal(await nextLine(child), 'ok');
   child.kill('SIGKILL');
@@ -318,14 +320,15 @@ test('kill -9 right after run_end + flush(): the run_end line is on disk', async
   assert.equal(signal, 'SIGKILL');
   const { events, torn, invalid } = readAuditDir(dir);
   assert.equal(torn + invalid, 0);
-  const end = events.find((e) => e.event === 'run_end');
-  assert.ok(end, 'run_end survived');
-  assert.equal(end.run_id, 'run_k');
+  assert.deepEqual(events.map((e) => [e.event, e.run_id]), [['run_start', 'run_k'], ['error', null]]);
 });
 
 test('installShutdownFlush: SIGTERM flushes and the process still dies by the signal', async () => {
   const dir = tempDir();
   const child = spawnAuditChild(`
+    // No timer fires in this child (the queue's and the group commit's included), so the queued event
+    // reaches the file only through the shutdown handler, however late the SIGTERM comes.
+    globalThis.setTimeout = () => ({ unref() {}, ref() {}, hasRef: () => false });
     const audit = AuditLog.open({ dir: ${JSON.stringify(dir)}, commitEvery: 100000, commitIntervalMs: 600000 });
     installShutdownFlush(audit);
     audit.emit({ event: 'error', message: 'before shutdown' });
@@ -333,10 +336,13 @@ test('installShutdownFlush: SIGTERM flushes and the process still dies by the si
     setInterval(() => {}, 1000);
   `);
   assert.equal(await nextLine(child), 'ok');
+  // Well past the 50 ms queue: a write by the queue's own timer would show up here.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(readAuditDir(dir).events, [], 'nothing written before the signal');
   child.kill('SIGTERM');
   const { signal } = await exited(child);
   assert.equal(signal, 'SIGTERM', 'default signal behaviour kept when no other handler exists');
-  assert.equal(readAuditDir(dir).events.length, 1);
+  assert.deepEqual(readAuditDir(dir).events.map((e) => [e.event, e.message]), [['error', 'before shutdown']]);
 
   // In-process: a listener per hook, all removed by the uninstaller.
   const before = ['SIGTERM', 'SIGINT', 'beforeExit', 'exit'].map((s) => process.listenerCount(s));

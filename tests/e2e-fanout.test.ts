@@ -28,40 +28,36 @@ describe('fan-out and run control', () => {
   const serve = (extraArgs: string[] = []) =>
     startServer({ args: ['--agents', agentsDir, '--workspace', ws, ...extraArgs], env: mockEnv(mock.url), cwd: ws });
 
-  it('32 delegate_parallel tasks with a 1 s model finish in ≤ 1.1 s wall with 32 requests in flight', async () => {
+  it('32 delegate_parallel tasks with a 1 s model run concurrently: 32 requests in flight at the mock at once', async () => {
     const srv = await serve();
     try {
       // Warm both worker threads and both adapters once: thread start-up and the first-run JIT of a
-      // cold worker (~0.15 s, measured by npm run bench) are not what this measures.
+      // cold worker are not what this checks.
       const warm = Array.from({ length: 8 }, (_, i) => ({ agent: i % 2 ? 'worker-a' : 'worker-b', task: `warm ${i}` }));
       await srv.client.callTool({ name: 'delegate_parallel', arguments: { tasks: warm } });
+      mock.reset();
       mock.setHandler((req) => ({ text: `answer for ${req.lastUserText}`, delayMs: 1000 }));
       const tasks = Array.from({ length: 32 }, (_, i) => ({ agent: i % 2 ? 'worker-a' : 'worker-b', task: `task ${i}` }));
-      // The machine is shared and noisy (2 cores): the best of up to five batches is the measurement.
-      const LIMIT_MS = 1100;
-      let wall = Infinity;
-      let res: any;
-      let progress: string[] = [];
-      for (let attempt = 0; attempt < 5 && wall > LIMIT_MS; attempt++) {
-        mock.reset();
-        mock.setHandler((req) => ({ text: `answer for ${req.lastUserText}`, delayMs: 1000 }));
-        const seen: string[] = [];
-        const t0 = performance.now();
-        res = await srv.client.callTool({ name: 'delegate_parallel', arguments: { tasks } }, { onprogress: (p) => seen.push(p.message ?? '') });
-        const w = performance.now() - t0;
-        if (w < wall) [wall, progress] = [w, seen];
-      }
+      const progress: string[] = [];
+      const t0 = performance.now();
+      const res: any = await srv.client.callTool({ name: 'delegate_parallel', arguments: { tasks } }, { onprogress: (p) => progress.push(p.message ?? '') });
+      const wall = performance.now() - t0;
       // The client dispatches notifications asynchronously; let the ones that preceded the result land.
       await new Promise((r) => setTimeout(r, 50));
       const sc = res.structuredContent as any;
       assert.equal(sc.ok, 32, JSON.stringify(sc.results.filter((r: any) => r.status !== 'ok').slice(0, 2)));
+      assert.equal(sc.results.length, 32);
       sc.results.forEach((r: any, i: number) => {
         assert.equal(r.index, i);
         assert.equal(r.output, `answer for task ${i}`, 'results come back in input order');
         assert.ok(r.usage.output_tokens > 0);
       });
+      assert.equal(mock.requests.length, 32);
+      // The claim: all 32 model requests were open at the mock together (none waited for another).
       assert.equal(mock.maxInFlight, 32, `mock saw ${mock.maxInFlight} requests at once`);
-      assert.ok(wall <= LIMIT_MS, `wall ${wall.toFixed(0)} ms`);
+      // A sanity bound only (32 × 1 s in sequence would be 32 s); the precise wall time (≤ 1.1 s target)
+      // is measured by npm run bench, where noise is averaged, not retried away.
+      assert.ok(wall < 3000, `wall ${wall.toFixed(0)} ms`);
       // Task progress is aggregated into this one call's progress as done/total. (The SDK client drops
       // notifications it handles after the response, so the very last lines may not arrive.)
       const counts = progress.map((m) => /^(\d+)\/32 done/.exec(m)).filter(Boolean).map((m) => Number(m![1]));
@@ -139,6 +135,7 @@ describe('fan-out and run control', () => {
       call.catch(() => {});
       await new Promise((r) => setTimeout(r, 11_500));
       assert.equal(mock.inFlight, 1, 'the model request is in flight');
+      assert.equal(closedAt, 0, 'the model request was not closed before the cancel');
       const gaps = stamps.map((s, i) => s - (i ? stamps[i - 1] : t0));
       assert.ok(stamps.length >= 3, `progress notifications: ${stamps.length}`);
       assert.ok(Math.max(...gaps, performance.now() - stamps[stamps.length - 1]) < 10_000, `gaps ${gaps.map((g) => g.toFixed(0))}`);
@@ -146,7 +143,7 @@ describe('fan-out and run control', () => {
       ac.abort('user pressed stop');
       await assert.rejects(call);
       while (!closedAt && performance.now() - cancelAt < 3000) await new Promise((r) => setTimeout(r, 20));
-      assert.ok(closedAt > 0, 'the mock saw the connection close');
+      assert.ok(closedAt >= cancelAt, 'the mock saw the connection close after the cancel');
       assert.ok(closedAt - cancelAt < 1000, `aborted after ${(closedAt - cancelAt).toFixed(0)} ms`);
       mock.reset();
       const next = await srv.client.callTool({ name: 'worker-b', arguments: { task: 'next' } });

@@ -93,7 +93,7 @@ after(() => {
 // ---------------------------------------------------------------------------------------------
 
 describe('write_file', () => {
-  it('writes the file, creating parent directories, atomically', async () => {
+  it('writes the file, creating parent directories, and leaves no temp file', async () => {
     const r = await call('write_file', { path: 'a/b/c.txt', content: 'hello\n' });
     assert.deepEqual(r, { isError: false, content: 'wrote 6 bytes to a/b/c.txt' });
     assert.equal(readWs('a/b/c.txt'), 'hello\n');
@@ -104,6 +104,42 @@ describe('write_file', () => {
     assert.equal(readWs('a/b/c.txt'), 'héllo');
     const empty = await call('write_file', { path: 'empty.txt', content: '' });
     assert.deepEqual(empty, { isError: false, content: 'wrote 0 bytes to empty.txt' });
+  });
+
+  it('replaces a file atomically: a new inode renamed over it; readers see the old or the new content, never a part', async () => {
+    const oldContent = 'old\n'.repeat(1 << 18); // 1 MiB, the limit: an in-place write would take several steps
+    const newContent = 'new\n'.repeat(1 << 18);
+    write('atomic.txt', oldContent);
+    const oldIno = fs.statSync(wsPath('atomic.txt')).ino;
+    // A descriptor opened before the write keeps the old file: replaced by rename, not rewritten in place.
+    const oldFd = fs.openSync(wsPath('atomic.txt'), 'r');
+    const seen = { old: 0, new: 0, other: [] as number[] };
+    let writing = true;
+    const reader = (async () => {
+      while (writing) {
+        const text = fs.readFileSync(wsPath('atomic.txt'), 'utf8');
+        if (text === oldContent) seen.old++;
+        else if (text === newContent) seen.new++;
+        else seen.other.push(text.length);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    try {
+      const r = await call('write_file', { path: 'atomic.txt', content: newContent });
+      assert.equal(r.isError, false, r.content);
+    } finally {
+      writing = false;
+      await reader;
+    }
+    try {
+      assert.deepEqual(seen.other, [], 'a reader saw a partial file');
+      assert.ok(seen.old + seen.new >= 1, 'the reader ran while the tool wrote');
+      assert.notEqual(fs.statSync(wsPath('atomic.txt')).ino, oldIno);
+      assert.equal(fs.readFileSync(oldFd, 'utf8'), oldContent);
+      assert.equal(readWs('atomic.txt'), newContent);
+    } finally {
+      fs.closeSync(oldFd);
+    }
   });
 
   it('keeps the permission bits of a file it replaces', async () => {

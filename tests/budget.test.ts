@@ -1,9 +1,9 @@
 // Budget ledger: scopes, refusals, shrinking, settlement, prices, persistence, processes, rollover.
-import { test, describe, after } from 'node:test';
+import { test, describe, after, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -569,10 +569,18 @@ describe('persistence', () => {
 
   test('in-memory mode writes nothing; an unwritable stateDir warns and keeps enforcing in memory', async () => {
     const dir = tmp();
-    const m = await BudgetLedger.open({});
+    // In memory: not one file is opened, created or written (every ledger write goes through node:fs's
+    // sync calls; fs/promises' mkdir only runs for a stateDir), yet the spend counts and is enforced.
+    const fsWrites = ['openSync', 'writeSync', 'mkdirSync', 'appendFileSync', 'writeFileSync', 'renameSync'].map((name) => mock.method(fs, name as 'openSync'));
+    const m = await BudgetLedger.open({ server: { daily_tokens: 3 } });
     m.openRun({ runId: 'r', agent: 'a' });
     spend(m, 'r', 1, 1);
+    assert.equal(m.status().server.spent.tokens, 2);
+    refused(m.reserve({ runId: 'r', model: SONNET, inputTokens: 2, maxOutputTokens: 1, minOutputTokens: 1 }));
+    m.closeRun('r');
     await m.close();
+    for (const f of fsWrites) f.mock.restore();
+    assert.deepEqual(fsWrites.map((f) => f.mock.callCount()), [0, 0, 0, 0, 0, 0]);
 
     writeFileSync(path.join(dir, 'budget'), 'a file where the budget folder should be');
     await assert.rejects(BudgetLedger.open({ stateDir: dir }), /EEXIST|ENOTDIR/); // open() fails fast

@@ -127,7 +127,9 @@ describe('audit log', () => {
     assert.match(text, /worker/);
 
     // No secret anywhere under the state dir.
-    for (const f of allFiles(stateDir)) assert.ok(!readFileSync(f, 'utf8').includes(FAKE_KEY), `${f} contains the key`);
+    const stateFiles = allFiles(stateDir);
+    assert.ok(stateFiles.some((f) => /audit-[\d-]+\.jsonl$/.test(f)) && stateFiles.some((f) => /ledger-[\d-]+\.jsonl$/.test(f)), stateFiles.join('\n'));
+    for (const f of stateFiles) assert.ok(!readFileSync(f, 'utf8').includes(FAKE_KEY), `${f} contains the key`);
     assert.ok(!srv.stderr().includes(FAKE_KEY), 'stderr contains the key');
   });
 

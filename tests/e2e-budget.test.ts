@@ -80,6 +80,9 @@ describe('budgets', () => {
       const results = await Promise.all(calls);
       const ok = results.filter((r) => !r.isError);
       const refused = results.filter((r) => r.isError);
+      assert.equal(ok.length + refused.length, 100);
+      // At 150 tokens a run, at most 60 fit under 9000: the rest must have been refused.
+      assert.ok(refused.length >= 40, `${refused.length} refused`);
       for (const r of refused) assert.match((r.content as any)[0].text, /budget refused: server daily token limit 9000/);
       // Without history the first runs are admitted on their worst case (~900 tokens each); once three
       // have finished, later ones are admitted on what they really cost (150), so more than ten may fit.

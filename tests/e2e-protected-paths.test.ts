@@ -157,6 +157,7 @@ describe('protected paths: no tool reaches the server state, agent files, mcp.js
       const ledger = path.join(stateDir, 'budget', `ledger-${day}.jsonl`);
       assert.ok(existsSync(ledger), ledger);
       const auditFiles = readdirSync(path.join(stateDir, 'audit')).map((f) => path.join(stateDir, 'audit', f));
+      assert.ok(auditFiles.length >= 1, 'the first run wrote an audit file');
       const fed = await toolCalls(a, 'editor', [
         { name: 'write_file', arguments: { path: ledger, content: '' } },
         { name: 'write_file', arguments: { path: `.delegate-mcp/budget/ledger-${day}.jsonl`, content: '' } },
@@ -181,7 +182,9 @@ describe('protected paths: no tool reaches the server state, agent files, mcp.js
     const budget = JSON.parse((await execFileP(process.execPath, [CLI, 'budget', '--json'], { cwd: sub, env })).stdout);
     assert.ok(budget.server.spent.tokens >= spent);
     const audit = JSON.parse((await execFileP(process.execPath, [CLI, 'audit', '--json'], { cwd: sub, env })).stdout);
-    assert.ok(JSON.stringify(audit).includes('editor'), 'the audit summary shows the runs');
+    // Both runs of this test (the first call and the write attempts) are in the summary.
+    const editor = audit.by_agent.find((r: any) => r.key === 'editor');
+    assert.ok(editor?.ok >= 2, JSON.stringify(audit.by_agent));
   });
 
   it('an agent with Read/Edit and no Bash cannot plant agent files or rewrite mcp.json; hot reload serves nothing new', async () => {

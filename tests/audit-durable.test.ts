@@ -342,7 +342,7 @@ test('installShutdownFlush: SIGTERM flushes and the process still dies by the si
   child.kill('SIGTERM');
   const { signal } = await exited(child);
   assert.equal(signal, 'SIGTERM', 'default signal behaviour kept when no other handler exists');
-  assert.deepEqual(readAuditDir(dir).events.map((e) => [e.event, e.message]), [['error', 'before shutdown']]);
+  assert.deepEqual(readAuditDir(dir).events.map((e) => [e.event, (e as { message?: string }).message]), [['error', 'before shutdown']]);
 
   // In-process: a listener per hook, all removed by the uninstaller.
   const before = ['SIGTERM', 'SIGINT', 'beforeExit', 'exit'].map((s) => process.listenerCount(s));

@@ -191,6 +191,7 @@ describe('fan-out and run control', () => {
       assert.match((res.content as any)[0].text, /worker/i);
       mock.reset();
       const next = await srv.client.callTool({ name: 'worker-a', arguments: { task: 'after the crash' } });
+      assert.equal(next.isError, undefined, `after the crash: ${JSON.stringify(next.content)}; server stderr: ${srv.stderr()}`);
       assert.equal((next.structuredContent as any).status, 'ok', JSON.stringify(next.content));
     } finally {
       mock.reset();

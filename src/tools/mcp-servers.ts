@@ -19,6 +19,7 @@ import { describeCause } from '../providers/shared.js';
 import type { ToolSpec } from '../providers/types.js';
 import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './fs-tools.js';
+import { limitedFetch } from './mcp-http-limit.js';
 import type { ToolOutcome } from './types.js';
 
 export type McpServerEntry = ResolvedConfig['mcpServers'][string];
@@ -28,7 +29,7 @@ export interface McpServersOptions {
   callTimeoutMs: number;
   /** Output beyond this is cut with a note. */
   maxOutputBytes: number;
-  /** Largest message read from a stdio server (the SDK's default, 10 MiB, closed the connection on a larger one). */
+  /** Largest message read from a server, stdio or HTTP (the SDK's stdio default, 10 MiB, closed the connection on a larger one; its HTTP client has no limit). */
   maxMessageBytes?: number;
   /** Relative `cwd` entries are resolved against this (the config file's directory). */
   baseDir: string;
@@ -51,8 +52,10 @@ interface Connection {
   specs: ToolSpec[];
   closed: boolean;
   stderr: () => string;
-  /** Set when the server sent a message over maxMessageBytes (the SDK then closes the connection). */
+  /** Set when the server sent a message over maxMessageBytes (the connection is then closed). */
   overLimit?: boolean;
+  /** The size of that message, when it was declared (an HTTP answer's content-length); otherwise reading stopped at the limit. */
+  overLimitSize?: number;
 }
 
 export class McpServers {
@@ -131,7 +134,7 @@ export class McpServers {
         if (conn.overLimit) {
           return {
             isError: true,
-            content: `${full}: MCP server "${server}" answered with a message over the limit of ${this.maxMessageBytes} bytes (delegate.tools.mcpMaxMessageBytes); the answer was dropped and the server will be restarted on the next call`,
+            content: `${full}: MCP server "${server}" answered with a message ${conn.overLimitSize !== undefined ? `of ${conn.overLimitSize} bytes, ` : ''}over the limit of ${this.maxMessageBytes} bytes (delegate.tools.mcpMaxMessageBytes); the answer was dropped and the server will be restarted on the next call`,
           };
         }
         const tail = conn.stderr().trim();
@@ -230,7 +233,17 @@ export class McpServers {
         log.debug(`mcp server ${server}: ${s.trimEnd()}`);
       });
     } else {
-      transport = new StreamableHTTPClientTransport(new URL(entry.url), entry.headers ? { requestInit: { headers: entry.headers } } : {});
+      // The HTTP client transport reads any answer whole: its fetch stops reading at the limit.
+      const fetch = limitedFetch({
+        maxBytes: this.maxMessageBytes,
+        onOverLimit: (size, exact) => {
+          conn.overLimit = true;
+          if (exact) conn.overLimitSize = size;
+          // Like the stdio transport on an oversized message: the connection ends (pending calls fail at once).
+          void client.close().catch(() => {}); // the next call reconnects; a failed close leaves nothing to do
+        },
+      });
+      transport = new StreamableHTTPClientTransport(new URL(entry.url), { fetch, ...(entry.headers && { requestInit: { headers: entry.headers } }) });
     }
     const conn: Connection = { client, tools: new Map(), specs: [], closed: false, stderr: () => stderr };
     client.onclose = () => {

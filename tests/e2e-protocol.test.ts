@@ -581,7 +581,7 @@ describe('protocol: approvals for 2026-07-28 clients (input_required)', () => {
   before(async () => {
     mock = await startMockModel();
     ws = tempDir('dmcp-mrtr-');
-    writeTree(ws, { 'src/app.ts': 'export const x = 1; // MARKER-MRTR\n' });
+    writeTree(ws, { 'src/app.ts': 'export const x = 1; // MARKER-MRTR\n', 'src/other.ts': 'export const y = 2; // MARKER-OTHER\n' });
     writeTree(path.join(ws, 'agents'), {
       'asker.yaml': 'name: asker\ndescription: Reads files, with approval.\nmodel: anthropic/claude-test-1\nmax_turns: 4\npermissions:\n  ask: ["Read(src/**)"]\n',
     });
@@ -640,6 +640,80 @@ describe('protocol: approvals for 2026-07-28 clients (input_required)', () => {
       assert.equal(fed[0].isError, true);
       assert.match(fed[0].content, /^permission denied: .*denied/);
       assert.doesNotMatch(fed[0].content, /MARKER-MRTR/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  /** Every tool result fed to the model since `before` (runs may interleave). */
+  const allFed = (before: number) => mock.requests.slice(before).flatMap((r) => r.toolResults ?? []);
+
+  it('delegate: the run asks through input_required like an agent tool, and continues on the answer', async () => {
+    const asked: any[] = [];
+    const client = await modernClient(async (p) => (asked.push(p), { action: 'accept', content: { decision: 'allow_once' } }));
+    try {
+      const before = mock.requests.length;
+      const res = await client.callTool({ name: 'delegate', arguments: { agent: 'asker', ...readTask } });
+      assert.equal((res.structuredContent as any)?.status, 'ok', JSON.stringify(res.content));
+      assert.equal(asked.length, 1);
+      assert.match(asked[0].message, /^agent asker wants to read `src\/app\.ts`/);
+      const fed = fedToModel(before);
+      assert.equal(fed.length, 1);
+      assert.equal(fed[0].isError, false, fed[0].content);
+      assert.match(fed[0].content, /MARKER-MRTR/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('delegate_parallel: each task\'s question reaches the client; each answer settles its own task', async () => {
+    const asked: string[] = [];
+    const client = await modernClient(async (p) => {
+      asked.push(p.message);
+      return { action: 'accept', content: { decision: /src\/app\.ts/.test(p.message) ? 'allow_once' : 'deny' } };
+    });
+    try {
+      const before = mock.requests.length;
+      const res: any = await client.callTool({
+        name: 'delegate_parallel',
+        arguments: {
+          tasks: [
+            { agent: 'asker', task: 'read it [[tool:read_file {"path":"src/app.ts"}]]' },
+            { agent: 'asker', task: 'read it [[tool:read_file {"path":"src/other.ts"}]]' },
+          ],
+        },
+      });
+      assert.equal(res.structuredContent?.ok, 2, JSON.stringify(res.content));
+      assert.equal(asked.length, 2);
+      assert.deepEqual(asked.map((m) => /`(src\/\w+\.ts)`/.exec(m)?.[1]).sort(), ['src/app.ts', 'src/other.ts']);
+      const fed = allFed(before);
+      assert.equal(fed.length, 2);
+      const allowed = fed.filter((f: any) => !f.isError);
+      const denied = fed.filter((f: any) => f.isError);
+      assert.equal(allowed.length, 1);
+      assert.match(allowed[0].content, /MARKER-MRTR/);
+      assert.equal(denied.length, 1);
+      assert.match(denied[0].content, /^permission denied: .*denied/);
+      assert.doesNotMatch(denied[0].content, /MARKER-OTHER/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a background delegate cannot ask (its call has returned): denied with that reason, seen in run_result', async () => {
+    const asked: any[] = [];
+    const client = await modernClient(async (p) => (asked.push(p), { action: 'accept', content: { decision: 'allow_once' } }));
+    try {
+      const before = mock.requests.length;
+      const started: any = await client.callTool({ name: 'delegate', arguments: { agent: 'asker', ...readTask, background: true } });
+      assert.equal(started.structuredContent?.status, 'running', JSON.stringify(started.content));
+      const res: any = await client.callTool({ name: 'run_result', arguments: { run_id: started.structuredContent.run_id, wait_s: 30 } });
+      assert.equal(res.structuredContent?.status, 'ok', JSON.stringify(res.content));
+      assert.equal(asked.length, 0);
+      const fed = fedToModel(before);
+      assert.equal(fed.length, 1);
+      assert.equal(fed[0].isError, true);
+      assert.match(fed[0].content, /^permission denied: approval needed but no client could answer \(a background run cannot ask on an MCP 2026-07-28 connection: its call has returned/);
     } finally {
       await client.close();
     }

@@ -9,6 +9,19 @@ import { randomUUID } from 'node:crypto';
 import { digest } from '../audit/events.js';
 import { answerFirst, CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
 import { traceToolCall } from '../telemetry/mcp.js';
+import type { TraceContext } from '../telemetry/types.js';
+import type { AskFn } from '../orchestrator/tool-gate.js';
+import { asksWithInputRequired, conversationCall } from './input-required.js';
+
+/**
+ * A background run's asker on a 2026-07-28 connection: its call has returned, and that protocol lets a
+ * server ask only in the answer to a call, so the gate denies with this reason.
+ */
+const backgroundCannotAsk: AskFn = async () => {
+  throw new Error(
+    'a background run cannot ask on an MCP 2026-07-28 connection: its call has returned, and this protocol lets a server ask only in the answer to a call; run it without background: true to be asked, or allow the call in the agent\'s permissions',
+  );
+};
 
 const MAX_PARALLEL_TASKS = 256;
 
@@ -45,6 +58,7 @@ function text(t: string, isError = false): CallToolResult {
 }
 
 export function registerMetaTools(server: McpServer, orchestrator: Orchestrator, owner: string): void {
+  const askTimeoutMs = orchestrator.cfg.delegate.tools.askTimeoutS * 1000;
   const keepS = orchestrator.cfg.delegate.runs.keepS;
   const unknownRun = (id: string) => {
     const ended = orchestrator.runs.endedRun(id, owner);
@@ -72,17 +86,36 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       const input = { task: args.task, ...(args.context ? { context: args.context } : {}) };
       const span = traceToolCall(orchestrator.telemetry, server, ctx, 'delegate', owner);
       if (args.background) {
-        // Not tied to this call's signal: the call returns now and the run goes on.
-        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true, trace: span?.context });
+        // Not tied to this call's signal: the call returns now and the run goes on. On 2026-07-28 it
+        // cannot ask: its call has returned, and a server asks only by answering a call (README).
+        const ask = asksWithInputRequired(server) ? backgroundCannotAsk : undefined;
+        const rec = orchestrator.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true, trace: span?.context, ...(ask && { ask }) });
         await Promise.race([rec.done, Promise.resolve()]);
         span?.end(rec.result?.status === 'error' ? rec.result.error : undefined);
         if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
         const out = { run_id: rec.runId, status: 'running' };
         return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
       }
-      const result = await orchestrator.run({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), trace: span?.context });
-      span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
-      return withStructured(runToolResult(result), result);
+      const request = { agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, trace: span?.context };
+      const finished = (result: RunResult): CallToolResult => {
+        span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
+        return withStructured(runToolResult(result), result);
+      };
+      if (asksWithInputRequired(server)) {
+        // Approvals ride input_required results, as for an agent tool (input-required.ts).
+        let ended = false;
+        const out = await conversationCall(ctx, {
+          tool: 'delegate',
+          timeoutMs: askTimeoutMs,
+          report: progressReporter(ctx),
+          start: (c) => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }).done,
+          toResult: (result: RunResult) => ((ended = true), finished(result)),
+        });
+        // A round that ends with a question (or a refused retry) is a complete call of its own.
+        if (!ended) span?.end(out.isError ? 'unknown approval request' : undefined);
+        return out as CallToolResult;
+      }
+      return finished(await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) }));
     },
   );
 
@@ -105,83 +138,114 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       }),
     },
     async (args, ctx) => {
-      const report = progressReporter(ctx);
       const span = traceToolCall(orchestrator.telemetry, server, ctx, 'delegate_parallel', owner);
-      const total = args.tasks.length;
-      // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
-      const batchId = `batch_${randomUUID()}`;
-      orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
-      orchestrator.runs.addBatch(batchId, owner);
-      // The batch is the root of its tasks' run tree in the audit log.
-      const batchAudit = orchestrator.audit?.forRun({ run_id: batchId, parent_run_id: null, root_run_id: batchId, depth: 0, agent: 'delegate_parallel' });
-      const batchStart = Date.now();
-      batchAudit?.emit({ event: 'run_start', caller: owner, input_digest: digest(args), model: '' });
-      let done = 0;
-      const results: (ReturnType<typeof answerFirst> & { index: number })[] = new Array(total);
-      const limit = args.max_concurrency ?? total;
-      let next = 0;
-      const lastLine = new Map<number, string>();
-      // One signal for the whole batch: every task listens on it, so lift the default listener cap.
-      const batch = new AbortController();
-      setMaxListeners(MAX_PARALLEL_TASKS + 8, batch.signal);
-      const onAbort = () => batch.abort(ctx.mcpReq.signal.reason);
-      if (ctx.mcpReq.signal.aborted) onAbort();
-      else ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
-      const worker = async () => {
-        while (next < total) {
-          const index = next++;
-          const t = args.tasks[index];
-          const r = await orchestrator.run({
-            agent: t.agent,
-            input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
-            owner,
-            parentRunId: batchId,
-            rootRunId: batchId,
-            depth: 1,
-            signal: batch.signal,
-            onProgress: report && ((m) => lastLine.set(index, m)),
-            trace: span?.context,
-          });
-          results[index] = { ...answerFirst(r), index };
-          done++;
-          await report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
-        }
+      let spanEnded = false;
+      const endSpan = (error?: string) => {
+        if (spanEnded) return;
+        spanEnded = true;
+        span?.end(error);
       };
-      // Aggregate the tasks' own progress into this one call's progress (and keep it alive).
-      const ticker = report && setInterval(() => {
-        const running = [...lastLine.entries()].filter(([i]) => !results[i]).slice(0, 3).map(([i, m]) => `#${i} ${m}`);
-        void report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
-      }, HEARTBEAT_MS);
-      try {
-        await Promise.all(Array.from({ length: Math.min(limit, total) }, worker));
-      } finally {
-        if (ticker) clearInterval(ticker);
-        ctx.mcpReq.signal.removeEventListener('abort', onAbort);
-        span?.end(results.every((r) => r?.status === 'ok') ? undefined : `${results.filter((r) => r?.status !== 'ok').length} of ${total} task(s) did not succeed`);
+      if (asksWithInputRequired(server)) {
+        // Approvals ride input_required results: the batch runs detached from each round, and a round
+        // carries every question its tasks have pending (input-required.ts).
+        const out = await conversationCall(ctx, {
+          tool: 'delegate_parallel',
+          timeoutMs: askTimeoutMs,
+          report: progressReporter(ctx),
+          start: (c) => runBatch(args, { report: c.onProgress, signal: c.signal, ask: c.ask, trace: span?.context, endSpan }),
+          toResult: (r: CallToolResult) => r,
+        });
+        // A round that ends with a question is a complete call of its own; the first call's span is
+        // the batch's (ended by runBatch unless a question ended it first), a retry's ends here.
+        const question = 'resultType' in out && out.resultType === 'input_required';
+        endSpan(!question && out.isError ? 'unknown approval request' : undefined);
+        return out as CallToolResult;
       }
-      const totals = orchestrator.budget.closeBatch(batchId);
-      orchestrator.runs.endBatch(batchId);
-      const ok = results.filter((r) => r.status === 'ok').length;
-      batchAudit?.emit({
-        event: 'run_end',
-        status: ctx.mcpReq.signal.aborted ? 'cancelled' : ok === total ? 'ok' : 'error',
-        turns: 0,
-        usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
-        cost_usd: totals.self.usd,
-        duration_ms: Date.now() - batchStart,
-        ...(ok < total ? { error: `${total - ok} of ${total} tasks failed` } : {}),
-      });
-      // A closing line, sent after every per-task one has gone out, so the client's last word is the total.
-      await report?.(`${total}/${total} done · ${ok} ok, ${total - ok} failed`);
-      const summary = results
-        .map((r) => `#${r.index} ${r.agent} ${r.status} (${r.duration_ms} ms, ${r.usage.input_tokens}+${r.usage.output_tokens} tokens)${r.status === 'ok' ? ':\n' + r.output : ': ' + (r.error ?? '')}`)
-        .join('\n\n');
-      return {
-        content: [{ type: 'text', text: `${ok}/${total} ok · ${totals.tokens} tokens · $${totals.usd.toFixed(4)}\n\n${summary}` }],
-        structuredContent: { batch_id: batchId, results, ok, failed: total - ok, usage: { tokens: totals.tokens, cost_usd: totals.usd } },
-      };
+      return runBatch(args, { report: progressReporter(ctx), signal: ctx.mcpReq.signal, trace: span?.context, endSpan });
     },
   );
+
+  /** One delegate_parallel batch: its tasks' runs, progress, books and audit; the call's result. */
+  async function runBatch(
+    args: { tasks: z.infer<typeof TaskSchema>[]; max_concurrency?: number; budget?: z.infer<typeof CallBudgetSchema> },
+    io: { report: ((m: string) => unknown) | undefined; signal: AbortSignal; ask?: AskFn; trace: TraceContext | undefined; endSpan: (error?: string) => void },
+  ): Promise<CallToolResult> {
+    const { report, signal } = io;
+    const total = args.tasks.length;
+    // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
+    const batchId = `batch_${randomUUID()}`;
+    orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
+    orchestrator.runs.addBatch(batchId, owner);
+    // The batch is the root of its tasks' run tree in the audit log.
+    const batchAudit = orchestrator.audit?.forRun({ run_id: batchId, parent_run_id: null, root_run_id: batchId, depth: 0, agent: 'delegate_parallel' });
+    const batchStart = Date.now();
+    batchAudit?.emit({ event: 'run_start', caller: owner, input_digest: digest(args), model: '' });
+    let done = 0;
+    const results: (ReturnType<typeof answerFirst> & { index: number })[] = new Array(total);
+    const limit = args.max_concurrency ?? total;
+    let next = 0;
+    const lastLine = new Map<number, string>();
+    // One signal for the whole batch: every task listens on it, so lift the default listener cap.
+    const batch = new AbortController();
+    setMaxListeners(MAX_PARALLEL_TASKS + 8, batch.signal);
+    const onAbort = () => batch.abort(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const worker = async () => {
+      while (next < total) {
+        const index = next++;
+        const t = args.tasks[index];
+        const r = await orchestrator.run({
+          agent: t.agent,
+          input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
+          owner,
+          parentRunId: batchId,
+          rootRunId: batchId,
+          depth: 1,
+          signal: batch.signal,
+          onProgress: report && ((m) => lastLine.set(index, m)),
+          trace: io.trace,
+          ...(io.ask && { ask: io.ask }),
+        });
+        results[index] = { ...answerFirst(r), index };
+        done++;
+        await report?.(`${done}/${total} done · #${index} ${t.agent} ${r.status}`);
+      }
+    };
+    // Aggregate the tasks' own progress into this one call's progress (and keep it alive).
+    const ticker = report && setInterval(() => {
+      const running = [...lastLine.entries()].filter(([i]) => !results[i]).slice(0, 3).map(([i, m]) => `#${i} ${m}`);
+      void report(`${done}/${total} done${running.length ? ' · ' + running.join(' | ') : ''}`);
+    }, HEARTBEAT_MS);
+    try {
+      await Promise.all(Array.from({ length: Math.min(limit, total) }, worker));
+    } finally {
+      if (ticker) clearInterval(ticker);
+      signal.removeEventListener('abort', onAbort);
+      io.endSpan(results.every((r) => r?.status === 'ok') ? undefined : `${results.filter((r) => r?.status !== 'ok').length} of ${total} task(s) did not succeed`);
+    }
+    const totals = orchestrator.budget.closeBatch(batchId);
+    orchestrator.runs.endBatch(batchId);
+    const ok = results.filter((r) => r.status === 'ok').length;
+    batchAudit?.emit({
+      event: 'run_end',
+      status: signal.aborted ? 'cancelled' : ok === total ? 'ok' : 'error',
+      turns: 0,
+      usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+      cost_usd: totals.self.usd,
+      duration_ms: Date.now() - batchStart,
+      ...(ok < total ? { error: `${total - ok} of ${total} tasks failed` } : {}),
+    });
+    // A closing line, sent after every per-task one has gone out, so the client's last word is the total.
+    await report?.(`${total}/${total} done · ${ok} ok, ${total - ok} failed`);
+    const summary = results
+      .map((r) => `#${r.index} ${r.agent} ${r.status} (${r.duration_ms} ms, ${r.usage.input_tokens}+${r.usage.output_tokens} tokens)${r.status === 'ok' ? ':\n' + r.output : ': ' + (r.error ?? '')}`)
+      .join('\n\n');
+    return {
+      content: [{ type: 'text', text: `${ok}/${total} ok · ${totals.tokens} tokens · $${totals.usd.toFixed(4)}\n\n${summary}` }],
+      structuredContent: { batch_id: batchId, results, ok, failed: total - ok, usage: { tokens: totals.tokens, cost_usd: totals.usd } },
+    };
+  }
 
   server.registerTool(
     'budget_status',

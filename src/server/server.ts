@@ -12,7 +12,7 @@ import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
 import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
-import { answerRetry, clientCanElicit, RunConversation } from './input-required.js';
+import { asksWithInputRequired, conversationCall } from './input-required.js';
 
 const UsageSchema = z.object({
   input_tokens: z.number(),
@@ -163,7 +163,9 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       owner,
       ...extra,
     };
+    let ended = false;
     const finished = (result: RunResult): CallToolResult => {
+      ended = true;
       span?.end(result.status === 'ok' ? undefined : (result.error ?? result.status));
       clientLog(ctx, result.status === 'ok' ? 'info' : 'warning', {
         run_id: result.run_id,
@@ -182,24 +184,18 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       }
       return toolResult;
     };
-    const version = server.server.getNegotiatedProtocolVersion();
-    if (version && version >= '2026-07-28') {
+    if (asksWithInputRequired(server)) {
       // Approvals ride input_required results (input-required.ts): the run outlives each round.
-      const retry = answerRetry(ctx);
-      if (retry && 'error' in retry) {
-        span?.end('unknown approval request');
-        return retry.error;
-      }
-      let conv = retry?.conv;
-      if (conv && conv.rec?.agent !== agentName) return { isError: true, content: [{ type: 'text', text: `this approval belongs to a run of ${conv.rec?.agent}, not ${agentName}` }] };
-      const fresh = !conv;
-      conv ??= new RunConversation(askTimeoutMs, clientCanElicit(ctx));
-      const c = conv;
-      const start = fresh ? () => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }) : undefined;
+      const out = await conversationCall(ctx, {
+        tool: agentName,
+        timeoutMs: askTimeoutMs,
+        report: progressReporter(ctx),
+        start: (c) => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }).done,
+        toResult: finished,
+      });
+      // A round that ends with a question (or a refused retry) is a complete call of its own (finished() ended the span otherwise).
+      if (!ended) span?.end(out.isError ? 'unknown approval request' : undefined);
       // The SDK sends an input_required result as it is (the callback type knows only complete results).
-      const out = await c.round(ctx, progressReporter(ctx), finished, start);
-      // A round that ends with a question is a complete call of its own (finished() ended the span otherwise).
-      if ('resultType' in out && out.resultType === 'input_required') span?.end();
       return out as CallToolResult;
     }
     const result = await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });

@@ -1,8 +1,9 @@
 // Approvals for `ask` permission rules, as MCP elicitation: "agent X wants to run `npm publish`" →
 // allow once / allow for this run / deny. On 2025-era connections the form is pushed to the client in
-// the middle of the tool call (here). On 2026-07-28 connections a server cannot push: agent tools ask
-// with input_required results instead (input-required.ts); runs started by the meta tools there are
-// denied with the reason. A client that did not declare the `elicitation` capability cannot be asked.
+// the middle of the tool call (here). On 2026-07-28 connections a server cannot push: agent tools,
+// `delegate` and `delegate_parallel` ask with input_required results instead (input-required.ts); a
+// background run there is denied with the reason (meta-tools.ts). A client that did not declare the
+// `elicitation` capability cannot be asked.
 // In every such case (and on a timeout) the asker rejects with the reason, and the tool gate denies
 // the call with it: never a hang.
 import type { ElicitRequestFormParams, ElicitResult, McpServer, ServerContext } from '@modelcontextprotocol/server';

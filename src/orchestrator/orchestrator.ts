@@ -144,13 +144,17 @@ export class Orchestrator {
     this.pool.warm(this.warmHint());
   }
 
-  /** What a new worker should warm: the wire APIs the agents' models use, and the tokenizer if a budget needs it. */
+  /**
+   * What a new worker should warm: the wire APIs the agents' models use, and the tokenizer only when a
+   * server-wide budget makes every run need it. An agent's own caps or context limit load it on that
+   * agent's first call instead: its tables cost ~20 MB per worker thread (~100 MB at the peak of loading),
+   * and the shipped agents' context limits would otherwise load it in every server.
+   */
   private warmHint(): WarmHint {
     const wireApis = new Set<WireApi>();
-    let tokenizer = this.budget.limitedAnywhere();
+    const tokenizer = this.budget.limitedAnywhere();
     for (const agent of this.agents.list()) {
       const ref = agent.model ?? this.cfg.defaultModel;
-      if (hasAnyLimit(agent)) tokenizer = true;
       if (!ref) continue;
       try {
         const endpoint = resolveEndpoint(this.cfg, parseModelRef(ref).provider);
@@ -787,12 +791,6 @@ export class Orchestrator {
     await this.tools.close();
     await this.telemetry?.shutdown();
   }
-}
-
-/** A token or USD cap of the agent's own, or a context limit (both need the tokenizer). */
-function hasAnyLimit(agent: AgentDefinition): boolean {
-  const b = agent.budget;
-  return [b.runTokens, b.runUsd, b.dailyTokens, b.dailyUsd, agent.policies.context.maxTokens].some((v) => v !== undefined);
 }
 
 /** The README promises a note whenever a result's cost is unknown or only partly known. */

@@ -31,7 +31,7 @@ const out: Record<string, { first: number[]; rss: number[]; rssCalls: number[] }
 for (const c of clis) out[c] = { first: [], rss: [], rssCalls: [] };
 for (let s = 0; s < SAMPLES; s++) {
   for (const cli of s % 2 ? [...clis].reverse() : clis) {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [cli, 'serve', '--agents', agentsDir, '--workspace', ws], env: { ...mockEnv(mock.url), ...(process.env.PROBE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.PROBE_NODE_OPTIONS } : {}) }, cwd: ws, stderr: process.env.PROBE_STDERR ? 'inherit' : 'ignore' });
+    const transport = new StdioClientTransport({ command: process.execPath, args: [...(process.env.PROBE_NODE_ARGS?.split(' ') ?? []), cli, 'serve', '--agents', agentsDir, '--workspace', ws], env: { ...mockEnv(mock.url), ...(process.env.PROBE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.PROBE_NODE_OPTIONS } : {}) }, cwd: ws, stderr: process.env.PROBE_STDERR ? 'inherit' : 'ignore' });
     const client = new Client({ name: 'probe', version: '1.0.0' });
     await client.connect(transport);
     await client.listTools();
@@ -45,7 +45,7 @@ for (let s = 0; s < SAMPLES; s++) {
     }
     await client.close();
     // A second start: the first tools/call right after tools/list.
-    const t2 = new StdioClientTransport({ command: process.execPath, args: [cli, 'serve', '--agents', agentsDir, '--workspace', ws], env: { ...mockEnv(mock.url), ...(process.env.PROBE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.PROBE_NODE_OPTIONS } : {}) }, cwd: ws, stderr: process.env.PROBE_STDERR ? 'inherit' : 'ignore' });
+    const t2 = new StdioClientTransport({ command: process.execPath, args: [...(process.env.PROBE_NODE_ARGS?.split(' ') ?? []), cli, 'serve', '--agents', agentsDir, '--workspace', ws], env: { ...mockEnv(mock.url), ...(process.env.PROBE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.PROBE_NODE_OPTIONS } : {}) }, cwd: ws, stderr: process.env.PROBE_STDERR ? 'inherit' : 'ignore' });
     const c2 = new Client({ name: 'probe', version: '1.0.0' });
     await c2.connect(t2);
     await c2.listTools();

@@ -48,6 +48,11 @@ describe('stdio server end to end', () => {
         const reviewer = tools.find((t) => t.name === 'code-reviewer')!;
         assert.deepEqual((reviewer.inputSchema as any).required, ['task']);
         assert.ok(reviewer.outputSchema, 'agent tools declare an outputSchema');
+        // One $id for the agent tools' shared schema: the client SDK compiles it once, not once per agent.
+        const agentSchemas = tools.filter((t) => SHIPPED.includes(t.name)).map((t) => t.outputSchema as Record<string, unknown>);
+        assert.equal(agentSchemas.length, SHIPPED.length);
+        for (const s of agentSchemas) assert.deepEqual(s, reviewer.outputSchema);
+        assert.match(String((reviewer.outputSchema as Record<string, unknown>).$id), /^urn:delegate-mcp:agent-run-result:[0-9a-f]{32}$/);
         const listed = await srv.client.callTool({ name: 'list_agents', arguments: {} });
         const sc = listed.structuredContent as any;
         assert.deepEqual(sc.errors, []);

@@ -21,6 +21,7 @@ import {
   type ToolCall,
   type Usage,
 } from './types.js';
+import { describeCause } from './describe-cause.js';
 
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */
 class StreamStopped extends Error {}
@@ -338,16 +339,6 @@ function isNetworkError(err: unknown): boolean {
     if (e instanceof TypeError && /terminated|fetch failed|socket|network/i.test(e.message)) return true;
   }
   return false;
-}
-
-/** "fetch failed" alone is useless; walk the cause chain for e.g. "connect ECONNREFUSED 127.0.0.1:9". */
-export function describeCause(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
-    const msg = typeof e.message === 'string' ? e.message : String(e);
-    if (msg && !parts.includes(msg) && !/^(Connection error\.|fetch failed)$/.test(msg)) parts.push(msg);
-  }
-  return parts.length ? parts.join(': ') : String(err);
 }
 
 // ---------- small shared mappers ----------

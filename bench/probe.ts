@@ -1,7 +1,10 @@
 // Start-up probe for experiments (not part of the bench): for each given build of dist/cli.js, interleaved,
 // spawn → tools/list → first tools/call (ms) → 1 s idle → VmRSS (MB). Usage:
 //   node --import tsx bench/probe.ts [--samples N] [--calls N] [--delegate JSON] CLI...
-// --calls N: then N more calls 8 at a time and VmRSS again (retention per call).
+// --calls N: then N more calls 8 at a time and VmRSS again (retention per call). --delegate JSON: the
+// workspace mcp.json's "delegate" section. Env: PROBE_NODE_ARGS (node flags for the server, e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof"), PROBE_STDERR=1 (show the server's stderr), PROBE_THREADS=1.
+// A build copied under this repository (e.g. ./.scratch/x/cli.js) finds its runtime deps in node_modules.
 import { performance } from 'node:perf_hooks';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

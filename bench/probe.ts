@@ -1,5 +1,5 @@
 // Start-up probe for experiments (not part of the bench): for each given build of dist/cli.js, interleaved,
-// spawn → tools/list → first tools/call (ms) → 1 s idle → VmRSS (MB). Usage:
+// two starts each: spawn → tools/list → 1 s idle → VmRSS (MB) of the server; spawn → tools/list → first tools/call (ms). Usage:
 //   node --import tsx bench/probe.ts [--samples N] [--calls N] [--delegate JSON] CLI...
 // --calls N: then N more calls 8 at a time and VmRSS again (retention per call). --delegate JSON: the
 // workspace mcp.json's "delegate" section. Env: PROBE_NODE_ARGS (node flags for the server, e.g.

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // delegate-mcp command line: serve (stdio MCP), run one agent, list/validate agent files.
 // Only this file writes to stdout, and never while serving stdio.
+import { realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { formatLoadError } from './agents/definition.js';
@@ -42,6 +44,14 @@ function addCommon(cmd: Command): Command {
     .option('--workspace <dir>', 'workspace root the agents work in (default: the current directory)');
 }
 
+function realHome(): string | undefined {
+  try {
+    return realpathSync(homedir());
+  } catch {
+    return undefined; // no home directory: nothing to compare with
+  }
+}
+
 function boot(opts: CommonOpts) {
   const cfg = loadConfig(opts);
   openStateDir(cfg);
@@ -50,6 +60,11 @@ function boot(opts: CommonOpts) {
   for (const e of agents.formattedErrors()) log.error(`agent file error: ${e}`);
   const empty = agents.emptyNote();
   if (empty) log.warn(`*** ${empty} ***`);
+  // A client that starts the server from / or the home directory without --workspace would hand every
+  // agent that directory as its workspace: say so loudly (it is almost never what was meant).
+  if (!opts.workspace && (cfg.workspace === path.parse(cfg.workspace).root || cfg.workspace === realHome())) {
+    log.warn(`*** the workspace is ${cfg.workspace} (the server's working directory; no --workspace given): agents' file tools and commands reach everything their rules allow under it. Pass --workspace <your project dir>. ***`);
+  }
   return { cfg, agents };
 }
 

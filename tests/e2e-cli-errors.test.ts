@@ -2,26 +2,15 @@
 // and a non-zero exit, never a stack trace; an unknown agent name leaves no audit row.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { CLI, agentYaml, mockEnv, startServer, tempDir, writeTree, runCli } from './helpers.js';
 
-const execFileP = promisify(execFile);
 /** A V8 stack frame line: "    at fn (file:12:3)" or "    at file:12:3". */
 const STACK_FRAME = /^\s+at .*:\d+:\d+\)?$/m;
 
-async function cli(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env, cwd, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err: any) {
-    if (typeof err.code !== 'number') throw err;
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[], env: Record<string, string>, cwd: string) => runCli(args, env, cwd);
 
 /** Every file under dir whose content mentions `needle` (audit logs, ledgers, anything). */
 function filesMentioning(dir: string, needle: string): string[] {

@@ -3,25 +3,14 @@
 // install. A client such as Claude Desktop starts the server from "/".
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { CLI, ROOT, agentYaml, mockEnv, startServer, tempDir, writeTree } from './helpers.js';
+import { ROOT, agentYaml, mockEnv, startServer, tempDir, writeTree, runCli } from './helpers.js';
 
-const execFileP = promisify(execFile);
 const SHIPPED = readdirSync(path.join(ROOT, 'agents')).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, ''));
 
-async function cli(args: string[], env: Record<string, string>, cwd = '/'): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env, cwd, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err: any) {
-    if (typeof err.code !== 'number') throw err;
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[], env: Record<string, string>, cwd = '/') => runCli(args, env, cwd);
 
 const CLAUDE_MD = `---
 name: claude-only
@@ -81,6 +70,24 @@ describe('agent and mcp.json discovery', () => {
       assert.equal((res.structuredContent as any).status, 'ok');
     } finally {
       await srv.close();
+    }
+  });
+
+  it('serve started from / without --workspace warns that / is the workspace; with --workspace it does not', async () => {
+    const bare = await startServer({ args: [], env, cwd: '/' });
+    try {
+      await bare.client.listTools();
+      assert.match(bare.stderr(), /the workspace is \/ \(the server's working directory; no --workspace given\)/);
+    } finally {
+      await bare.close();
+    }
+    const ws = tempDir('dmcp-disc-ws2-');
+    const named = await startServer({ args: ['--workspace', ws], env, cwd: '/' });
+    try {
+      await named.client.listTools();
+      assert.doesNotMatch(named.stderr(), /the workspace is/);
+    } finally {
+      await named.close();
     }
   });
 

@@ -2,24 +2,13 @@
 // in that client's format, --write merges that keep every other key, and nothing overwritten without --force.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
-import { CLI, tempDir } from './helpers.js';
+import { CLI, tempDir, runCli } from './helpers.js';
 
-const execFileP = promisify(execFile);
-
-async function cli(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env, cwd, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err: any) {
-    if (typeof err.code !== 'number') throw err;
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[], env: Record<string, string>, cwd: string) => runCli(args, env, cwd);
 
 /** A HOME where Claude Desktop (Linux path), Claude Code, Codex, Cursor and VS Code look installed. */
 function fakeHome(): { home: string; env: Record<string, string> } {

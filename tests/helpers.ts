@@ -1,9 +1,11 @@
 // Test helpers: spawn the real built server (dist/cli.js) over stdio and drive it with the real MCP
 // client, the way a user's client would. Requires `npm run build` first (npm test does it).
+import { execFile } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { defaultStateDir } from '../src/config/state-dir.js';
@@ -109,4 +111,15 @@ export function readAuditEvents(stateDir: string): any[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.jsonl'))
     .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+}
+
+/** Runs the built CLI once; a non-zero exit is a result (its code and output), not a throw. */
+export async function runCli(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], { env, cwd, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err: any) {
+    if (typeof err.code !== 'number') throw err;
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
 }

@@ -88,7 +88,7 @@ export class ChildHub {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.client?.close().catch(() => {});
+    await this.client?.close().catch(() => {}); // closing the child: a failed close still ends it (the child dies with its stdin)
     this.client = undefined;
   }
 }

@@ -154,7 +154,7 @@ export class StreamDriver {
     for (;;) {
       this.armIdle();
       const next = it.next();
-      next.catch(() => {});
+      next.catch(() => {}); // observed through the race below; an abandoned next() after a stop is irrelevant
       let r: IteratorResult<T>;
       try {
         r = await Promise.race([next, this.stopped]);

@@ -71,14 +71,14 @@ export async function serveHttp(orchestrator: Orchestrator, opts: HttpServeOptio
     const running = orchestrator.runs.list().filter((r) => r.status === 'running').length;
     log.info(`shutting down (${why}): not accepting new requests; ${running} run(s) running, waiting up to ${opts.graceS} s`);
     stdio?.refuseNewCalls(`server is shutting down (${why}): it takes no new calls; retry with a new server`);
-    await http.drain(graceMs).catch(() => {});
+    await http.drain(graceMs).catch(() => {}); // drain() never fails for a reason to act on: the runs still going are cancelled below either way
     // Cancels what still runs (each gets its run_end), then closes pool, books and the audit log.
     await orchestrator.close(why).catch((err: Error) => log.error(`closing: ${err.message}`));
     await stdio?.whenAnswered(3_000);
-    await stdio?.close().catch(() => {});
+    await stdio?.close().catch(() => {}); // exiting: a stdio close that fails leaves nothing to clean up
     // Let the last results (finished or cancelled) reach their clients before the sockets go.
     await new Promise((r) => setTimeout(r, 100));
-    await http.close().catch(() => {});
+    await http.close().catch(() => {}); // exiting: the sockets go with the process anyway
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -117,7 +117,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     const running = orchestrator.runs.list(s.owner).filter((r) => r.status === 'running');
     for (const r of running) r.cancel('cancelled');
     log.debug(`http ${s.kind} session ${s.id.slice(0, 8)} ended (${why})${running.length ? `; cancelled ${running.length} run(s)` : ''}`);
-    void s.server.close().catch(() => {});
+    void s.server.close().catch(() => {}); // the session is gone: a failed close of its server instance leaves nothing to do
   }
 
   const resumeGraceMs = (limits.resumeGraceS ?? 0) * 1000;
@@ -189,7 +189,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     let victim: Session | undefined;
     for (const s of sessions.values()) if (idle(s, now) && (!victim || s.lastActive < victim.lastActive)) victim = s;
     if (!victim) return false;
-    void victim.transport.close().catch(() => {});
+    void victim.transport.close().catch(() => {}); // eviction: the transport is dropped either way
     endSession(victim, `evicted after ${Math.round((now - victim.lastActive) / 1000)} s idle to make room (delegate.http.maxSessions)`);
     return true;
   }
@@ -361,7 +361,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     const now = Date.now();
     for (const s of sessions.values()) {
       if (idle(s, now) && now - s.lastActive > idleMs) {
-        void s.transport.close().catch(() => {});
+        void s.transport.close().catch(() => {}); // idle expiry: the transport is dropped either way
         endSession(s, `idle for ${limits.sessionIdleS} s`);
       }
     }
@@ -398,11 +398,11 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
       server.close();
       await Promise.all(
         [...sessions.values()].map(async (s) => {
-          await s.transport.close().catch(() => {});
+          await s.transport.close().catch(() => {}); // shutting down: the transport is dropped either way
           endSession(s, 'server stopping');
         }),
       );
-      await modern.close().catch(() => {});
+      await modern.close().catch(() => {}); // shutting down: nothing is left to release
       server.closeAllConnections();
       for (const sock of sockets) sock.destroy();
     },

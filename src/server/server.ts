@@ -108,7 +108,7 @@ export function progressReporter(ctx: ServerContext): ((message: string) => Prom
     n++;
     return ctx.mcpReq
       .notify({ method: 'notifications/progress', params: { progressToken: token, progress: n, message } })
-      .catch(() => {});
+      .catch(() => {}); // progress is best effort: a client that went away needs none
   };
 }
 
@@ -152,7 +152,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
   const clientLog = (ctx: ServerContext, level: LoggingLevel, data: Record<string, unknown>) => {
     const asked = (ctx.mcpReq.envelope as Record<string, unknown> | undefined)?.[LOG_LEVEL_META_KEY] !== undefined;
     if (!asked && (sessionLogLevel === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(sessionLogLevel))) return;
-    void ctx.mcpReq.log(level, data, 'delegate-mcp').catch(() => {});
+    void ctx.mcpReq.log(level, data, 'delegate-mcp').catch(() => {}); // a log line to a client that went away is nobody's loss
   };
 
   const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}): Promise<CallToolResult> => {

@@ -43,7 +43,7 @@ export async function serveStdioServer(orchestrator: Orchestrator, opts: StdioSe
   if (opts.shared) {
     process.stdin.on('end', () => {
       log.info('stdio client disconnected; still serving HTTP');
-      void served.close().catch(() => {});
+      void served.close().catch(() => {}); // the stdio client is gone; HTTP keeps serving
     });
     return handle;
   }
@@ -70,7 +70,7 @@ export async function serveStdioServer(orchestrator: Orchestrator, opts: StdioSe
     await orchestrator.close(why).catch((err: Error) => log.error(`closing: ${err.message}`));
     // Every caller gets its result (finished or cancelled) before the connection goes.
     if (!(await wire.whenAnswered(ANSWER_FLUSH_MS))) log.warn(`${wire.pendingRequests} request(s) still unanswered at exit`);
-    await served.close().catch(() => {});
+    await served.close().catch(() => {}); // exiting: every caller was answered above
     process.exit(0);
   };
   // The client went away: nobody is left to take a result, so nothing waits.

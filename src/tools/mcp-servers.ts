@@ -164,7 +164,7 @@ export class McpServers {
     await Promise.all(
       all.map(async (p) => {
         const c = await p.catch(() => undefined);
-        await c?.client.close().catch(() => {});
+        await c?.client.close().catch(() => {}); // closing every server: one that fails to close is gone anyway
       }),
     );
   }
@@ -186,7 +186,7 @@ export class McpServers {
     conn.closed = true;
     const current = this.conns.get(server);
     if (current) void current.then((c) => c === conn && this.conns.get(server) === current && this.conns.delete(server), () => {});
-    void conn.client.close().catch(() => {});
+    void conn.client.close().catch(() => {}); // the connection is replaced; a failed close leaves nothing to do
   }
 
   private async connection(server: string, signal?: AbortSignal): Promise<Connection> {
@@ -276,7 +276,7 @@ export class McpServers {
       return conn;
     } catch (err) {
       conn.closed = true;
-      await client.close().catch(() => {});
+      await client.close().catch(() => {}); // it never connected: nothing to release
       const e = err as Error;
       // fetch's own message is "fetch failed"; the cause under it names the real one (ECONNREFUSED, …).
       const why = isSdkError(e, 'RequestTimeout') ? `no answer within ${timeout / 1000} s` : describeCause(e);

@@ -15,7 +15,7 @@ import { ConfigError, knownProviders, loadConfig, type ConfigOverrides } from '.
 import { openStateDir } from './config/state-dir.js';
 import { log, warnOnce } from './log.js';
 import { Orchestrator, unknownAgentMessage } from './orchestrator/orchestrator.js';
-import type { RunResult } from './orchestrator/runs.js';
+import type { RunResult } from './contract/run.js';
 import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { AuditEventSchema, type AuditEvent, type AuditEventInput, type AuditUsage } from '../src/audit/events.js';
+import { AuditEventSchema, type AuditEvent, type AuditEventInput } from '../src/audit/events.js';
+import type { Usage } from '../src/contract/usage.js';
 import { percentile, readAuditDir, renderSummary, renderTree, runTree, summarize } from '../src/audit/reader.js';
 
 const BASE = Date.parse('2026-03-01T10:00:00Z');
@@ -30,7 +31,7 @@ function ev(pid: number, e: AuditEventInput): AuditEvent {
   });
 }
 
-const u = (input: number, output: number): AuditUsage => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
+const u = (input: number, output: number): Usage => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
 
 interface R {
   id: string;
@@ -43,7 +44,7 @@ interface R {
 }
 const ctxOf = (r: R) => ({ run_id: r.id, parent_run_id: r.parent ?? null, root_run_id: r.root ?? r.id, depth: r.depth ?? 0, agent: r.agent });
 const start = (r: R) => ev(r.pid, { ...ctxOf(r), event: 'run_start', caller: r.parent ? 'agent' : 'client', input_digest: 'sha256:0000000000000000', model: r.model });
-const end = (r: R, status: 'ok' | 'error' | 'cancelled' | 'timeout', usage: AuditUsage, cost: number | null, ms: number) =>
+const end = (r: R, status: 'ok' | 'error' | 'cancelled' | 'timeout', usage: Usage, cost: number | null, ms: number) =>
   ev(r.pid, { ...ctxOf(r), event: 'run_end', status, turns: 1, usage, cost_usd: cost, duration_ms: ms });
 const modelCall = (r: R) =>
   ev(r.pid, { ...ctxOf(r), event: 'model_call', provider: 'mock', model: r.model, turn: 1, estimated_input_tokens: 10, usage: u(1, 1), latency_ms: 5, retries: 0, stop_reason: 'end_turn' });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { BudgetLedger, type BudgetLimits, type BudgetStatus, type ReserveGranted, type RunStatus, type ScopeStatus } from '../src/budget/ledger.js';
 import { Prices, plannedCost } from '../src/budget/prices.js';
-import type { Usage } from '../src/providers/types.js';
+import type { Usage } from '../src/contract/usage.js';
 
 const MODELS = ['anthropic/claude-sonnet-4-5', 'openai/gpt-5-mini', 'anthropic/claude-haiku-4-5-20251001', 'ollama/llama3'];
 const AGENTS = ['planner', 'reviewer', 'writer'];

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BudgetLedger, type ReserveResult, type ReserveGranted } from '../src/budget/ledger.js';
 import { RunHistory, HISTORY_MIN_RUNS } from '../src/budget/history.js';
-import type { Usage } from '../src/providers/types.js';
+import type { Usage } from '../src/contract/usage.js';
 
 const M = 'openai-chat/llama-test'; // no price: tokens only
 const usage = (input: number, output: number): Usage => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });

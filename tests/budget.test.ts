@@ -11,7 +11,7 @@ import { BudgetLedger, type BudgetLedgerOptions, type ReserveResult, type Reserv
 import { Prices, DEFAULT_PRICES, localModelId } from '../src/budget/prices.js';
 import { TokenScaler } from '../src/budget/estimate.js';
 import { LedgerChainError } from '../src/budget/ledger-file.js';
-import type { Usage } from '../src/providers/types.js';
+import type { Usage } from '../src/contract/usage.js';
 
 const SONNET = 'anthropic/claude-sonnet-4-5';
 const LEDGER_TS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'budget', 'ledger.ts');

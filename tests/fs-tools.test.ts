@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fsTools, globToRegExp, limits } from '../src/tools/fs-tools.js';
 import { isWithin, resolveInWorkspace } from '../src/tools/workspace-path.js';
-import type { ToolContext, ToolOutcome } from '../src/tools/types.js';
+import type { ToolContext } from '../src/tools/types.js';
+import type { ToolOutcome } from '../src/contract/tool.js';
 
 // Layout (base is a realpath'd temp dir):
 //   base/ws                 the workspace

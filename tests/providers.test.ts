@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
 import { createAdapter, parseModelRef } from '../src/providers/index.js';
 import { AnthropicAdapter } from '../src/providers/anthropic.js';
-import { ProviderError, type Message, type ModelEvent, type ModelRequest, type ProviderEndpoint, type WireApi } from '../src/providers/types.js';
+import { ProviderError, type ModelEvent, type ModelRequest } from '../src/providers/types.js';
+import type { ProviderEndpoint, WireApi } from '../src/contract/endpoint.js';
+import type { Message } from '../src/contract/message.js';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 
 const APIS: { api: WireApi; provider: string; keyEnv: string }[] = [

@@ -12,7 +12,8 @@ import { buildChildEnv, commandLimits, commandTools } from '../src/tools/run-com
 import type { CommandSandbox, SandboxMode } from '../src/sandbox/index.js';
 import { netLimits, netTools } from '../src/tools/fetch-url.js';
 import { classifyAddress, isPrivateAddress } from '../src/permissions/address.js';
-import type { BuiltinTool, ToolContext, ToolOutcome } from '../src/tools/types.js';
+import type { BuiltinTool, ToolContext } from '../src/tools/types.js';
+import type { ToolOutcome } from '../src/contract/tool.js';
 
 // Layout (base is a realpath'd temp dir):
 //   base/ws        the workspace

@@ -1,6 +1,6 @@
 // The internal, normalised agent definition. Every accepted file spelling (seed YAML, extended YAML,
 // later Claude .md / Codex .toml) is turned into this right after parsing; nothing downstream sees raw files.
-import type { JsonSchema } from '../providers/types.js';
+import type { JsonSchema } from '../contract/json-schema.js';
 
 export interface AgentDefinition {
   name: string;

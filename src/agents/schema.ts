@@ -7,7 +7,7 @@
 import { schemaProblem } from './json-schema.js';
 import { z } from 'zod';
 import type { AgentDefinition, ArtifactSpec } from './definition.js';
-import type { JsonSchema } from '../providers/types.js';
+import type { JsonSchema } from '../contract/json-schema.js';
 import { parseRule } from '../permissions/rules.js';
 
 /** Tool names some MCP clients accept unchanged (others rewrite every other character). */

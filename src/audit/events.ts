@@ -10,19 +10,14 @@
 //   inputs can be correlated without storing them.
 import { sha256Hex } from './hash.js';
 import { z } from 'zod';
+import { RunStatus } from '../contract/run.js';
+import { Usage } from '../contract/usage.js';
 
 export const AUDIT_SCHEMA_VERSION = 1 as const;
 
-export const UsageSchema = z.object({
-  input_tokens: z.number(),
-  output_tokens: z.number(),
-  cache_read_input_tokens: z.number(),
-  cache_creation_input_tokens: z.number(),
-});
-export type AuditUsage = z.infer<typeof UsageSchema>;
-
-export const RunStatusSchema = z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'denied', 'budget_exhausted']);
-export type AuditRunStatus = z.infer<typeof RunStatusSchema>;
+/** A run's status as the log records it: a delegation refused before it ran ends 'denied'. */
+export const AuditRunStatus = z.enum([...RunStatus.options, 'denied']);
+export type AuditRunStatus = z.infer<typeof AuditRunStatus>;
 
 export const ToolDecisionSchema = z.enum(['allow', 'deny', 'ask_approved', 'ask_denied']);
 export type ToolDecision = z.infer<typeof ToolDecisionSchema>;
@@ -62,9 +57,9 @@ export const RunStartSchema = ev('run_start', {
   sandbox: z.enum(['bwrap', 'off']).optional(),
 });
 export const RunEndSchema = ev('run_end', {
-  status: RunStatusSchema,
+  status: AuditRunStatus,
   turns: z.number().int(),
-  usage: UsageSchema,
+  usage: Usage,
   cost_usd: z.number().nullable(),
   duration_ms: z.number(),
   error: z.string().optional(),
@@ -76,7 +71,7 @@ export const ModelCallSchema = ev('model_call', {
   turn: z.number().int(),
   estimated_input_tokens: z.number().nullable(),
   /** Null when the stream ended without reporting usage (interrupted). */
-  usage: UsageSchema.nullable(),
+  usage: Usage.nullable(),
   latency_ms: z.number(),
   retries: z.number().int(),
   stop_reason: z.string().nullable(),
@@ -176,8 +171,4 @@ export function canonicalJson(value: unknown): string {
 /** `sha256:` + first 16 hex digits of sha256(canonical JSON). */
 export function digest(value: unknown): string {
   return 'sha256:' + sha256Hex(canonicalJson(value)).slice(0, 16);
-}
-
-export function emptyAuditUsage(): AuditUsage {
-  return { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
 }

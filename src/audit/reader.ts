@@ -2,7 +2,9 @@
 // of a torn last line, then per-agent/per-model summaries and run trees across the re-entry boundary.
 import fs from 'node:fs';
 import path from 'node:path';
-import { AuditEventSchema, emptyAuditUsage, type AuditEvent, type AuditRunStatus, type AuditUsage } from './events.js';
+import { AuditEventSchema, type AuditEvent, type AuditRunStatus } from './events.js';
+import type { Usage } from '../contract/usage.js';
+import { addUsage, emptyUsage, totalTokens } from '../contract/usage-sum.js';
 
 const FILE_RE = /^audit-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$/;
 const DAY_MS = 86_400_000;
@@ -97,7 +99,7 @@ export interface RunInfo {
   status: RunNodeStatus;
   started_at: string | null;
   ended_at: string | null;
-  usage: AuditUsage;
+  usage: Usage;
   cost_usd: number | null;
   duration_ms: number | null;
   turns: number;
@@ -125,7 +127,7 @@ export function collectRuns(events: Iterable<AuditEvent>): Map<string, RunInfo> 
         status: 'running',
         started_at: null,
         ended_at: null,
-        usage: emptyAuditUsage(),
+        usage: emptyUsage(),
         cost_usd: null,
         duration_ms: null,
         turns: 0,
@@ -203,7 +205,7 @@ export interface SummaryRow {
   denied: number;
   /** Runs without a run_end (still running, or their process died). */
   running: number;
-  tokens: AuditUsage & { total: number };
+  tokens: Usage & { total: number };
   cost_usd: number;
   /** Finished runs that reported no cost (unknown model price). */
   cost_unknown: number;
@@ -264,7 +266,7 @@ function summaryRow(key: string, runs: RunInfo[]): SummaryRow {
     max_turns: 0,
     denied: 0,
     running: 0,
-    tokens: { ...emptyAuditUsage(), total: 0 },
+    tokens: { ...emptyUsage(), total: 0 },
     cost_usd: 0,
     cost_unknown: 0,
     p50_ms: null,
@@ -309,14 +311,6 @@ export function percentile(sorted: readonly number[], p: number): number | null 
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-function addUsage(into: AuditUsage, u: AuditUsage): void {
-  into.input_tokens += u.input_tokens;
-  into.output_tokens += u.output_tokens;
-  into.cache_read_input_tokens += u.cache_read_input_tokens;
-  into.cache_creation_input_tokens += u.cache_creation_input_tokens;
-}
-
-const totalTokens = (u: AuditUsage) => u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
 
 // ---------------------------------------------------------------------------------------------------
 // Run tree
@@ -324,7 +318,7 @@ const totalTokens = (u: AuditUsage) => u.input_tokens + u.output_tokens + u.cach
 export interface RunTreeNode extends RunInfo {
   children: RunTreeNode[];
   /** This run plus all its descendants. */
-  subtree: { runs: number; usage: AuditUsage; cost_usd: number; denials: number };
+  subtree: { runs: number; usage: Usage; cost_usd: number; denials: number };
   /** Attached under the root because its recorded parent is missing from the log. */
   orphan?: boolean;
 }

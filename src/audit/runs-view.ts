@@ -2,7 +2,8 @@
 // run tree's timeline of model calls, tool calls (with the permission decision and its reason),
 // delegations and refusals (`audit --run`, the /ui page). Built on reader.ts; everything here is data
 // from the log, which includes model-chosen strings: renderers must treat it as text.
-import type { AuditEvent, AuditUsage } from './events.js';
+import type { AuditEvent } from './events.js';
+import { totalTokens } from '../contract/usage-sum.js';
 import { collectRuns, type RunInfo, type RunNodeStatus, type RunTreeNode } from './reader.js';
 
 export interface RunListItem {
@@ -35,7 +36,6 @@ export interface RunFilter {
   limit?: number;
 }
 
-const tokensOf = (u: AuditUsage) => u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
 
 /** Runs that match the filter, newest first. */
 export function listRuns(events: readonly AuditEvent[], f: RunFilter = {}): RunListItem[] {
@@ -69,7 +69,7 @@ function listItem(r: RunInfo, caller: string | null): RunListItem {
     status: r.status,
     started_at: r.started_at,
     duration_ms: r.duration_ms,
-    tokens: tokensOf(r.usage),
+    tokens: totalTokens(r.usage),
     cost_usd: r.cost_usd,
     model_calls: r.model_calls,
     tool_calls: r.tool_calls,
@@ -130,7 +130,7 @@ export function runTimeline(events: readonly AuditEvent[], tree: RunTreeNode): T
         out.push({ ...base, kind: 'run_start', caller: e.caller, model: e.model });
         break;
       case 'run_end':
-        out.push({ ...base, kind: 'run_end', status: e.status, duration_ms: e.duration_ms, cost_usd: e.cost_usd, tokens: tokensOf(e.usage), ...(e.error !== undefined && { error: e.error }) });
+        out.push({ ...base, kind: 'run_end', status: e.status, duration_ms: e.duration_ms, cost_usd: e.cost_usd, tokens: totalTokens(e.usage), ...(e.error !== undefined && { error: e.error }) });
         break;
       case 'model_call':
         out.push({

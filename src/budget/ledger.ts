@@ -62,7 +62,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Usage } from '../providers/types.js';
+import type { Usage } from '../contract/usage.js';
 import { DayFile, LedgerChainError, type ChargeBasis, type LedgerRecord } from './ledger-file.js';
 import { RunHistory } from './history.js';
 import { Prices, plannedCost, usageCost, type PriceTable, type ResolvedPrice } from './prices.js';

@@ -9,7 +9,7 @@
 // Keys are provider-local model ids ("claude-sonnet-4-5"); a full "provider/model" key is also
 // accepted in overrides and wins over the local id (e.g. "openrouter/anthropic/claude-sonnet-4.5").
 import { z } from 'zod';
-import type { Usage } from '../providers/types.js';
+import type { Usage } from '../contract/usage.js';
 
 export interface ModelPrice {
   /** Uncached input. */

@@ -8,7 +8,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { AgentStore } from '../agents/store.js';
 import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
-import type { RunResult } from '../orchestrator/runs.js';
+import type { RunResult } from '../contract/run.js';
 // Loaded when a fan-out starts, not at start-up: display widths need an Intl.Segmenter, whose first
 // construction costs tens of ms that `serve` must not pay.
 let terminal: typeof import('./terminal.js');

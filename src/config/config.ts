@@ -3,7 +3,7 @@
 import { readFileSync, existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import type { ProviderEndpoint, WireApi } from '../providers/types.js';
+import type { ProviderEndpoint, WireApi } from '../contract/endpoint.js';
 import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, AgentSourcesSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 import { HttpConfigSchema } from '../server/http-config.js';

@@ -5,8 +5,8 @@ import type { AgentDefinition } from '../agents/definition.js';
 import { BudgetLedger, TokenScaler, type BudgetLimits, type Charge, type RunTotals } from '../budget/index.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
-import type { Usage } from '../providers/types.js';
-import type { ModelCallEnd } from '../worker/protocol.js';
+import type { Usage } from '../contract/usage.js';
+import type { ModelCallEnd } from '../contract/worker-protocol.js';
 
 /**
  * Output tokens a budgeted call holds at first (once its run has a history) and each extension adds.

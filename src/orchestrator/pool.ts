@@ -8,8 +8,8 @@ import { Piscina } from 'piscina';
 import { WORKER_ENTRY } from '../paths.js';
 import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
-import type { WarmHint } from '../worker/warm.js';
-import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WarmCommand, type WorkerMessage } from '../worker/protocol.js';
+import type { WarmHint } from '../contract/worker-protocol.js';
+import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WarmCommand, type WorkerMessage } from '../contract/worker-protocol.js';
 
 /** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
 export interface RunLine {

@@ -4,28 +4,8 @@
 // are kept for `keepS` after they end; the others are dropped when they end (their result went back to
 // the call that started them, and their record stays in the audit log), leaving a small tombstone so a
 // later run_status can say what happened.
-import type { RunStatus } from '../worker/protocol.js';
-import type { Usage } from '../providers/types.js';
-
-export interface RunResult {
-  run_id: string;
-  agent: string;
-  status: RunStatus;
-  output: string;
-  /** The answer parsed as JSON, for an agent with output_schema (validated against it in the worker). */
-  structured?: unknown;
-  turns: number;
-  usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
-  model: string;
-  duration_ms: number;
-  /** USD for the run and its children; null when no price is known for its model (tokens only). */
-  cost_usd: number | null;
-  /** Deliverables written from the answer, readable as MCP resources. */
-  artifacts?: { name: string; uri: string; bytes: number }[];
-  /** Budget notes, e.g. a max output shrunk to fit, or a model with no known price. */
-  notes?: string[];
-  error?: string;
-}
+import type { RunResult, RunStatus } from '../contract/run.js';
+import type { Usage } from '../contract/usage.js';
 
 export interface RunRecord {
   runId: string;

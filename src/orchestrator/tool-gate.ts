@@ -32,10 +32,11 @@ import {
 import { describeArgv } from '../permissions/command.js';
 import { ProtectedGuard, protectedPaths, type ProtectedAccess, type ProtectedPath } from '../permissions/protected-paths.js';
 import { compileNameGlob } from '../permissions/glob.js';
-import type { ToolCall, ToolSpec } from '../providers/types.js';
+import type { ToolCall, ToolSpec } from '../contract/tool.js';
 import { McpServers } from '../tools/mcp-servers.js';
 import { builtinTools } from '../tools/registry.js';
-import type { ToolContext, ToolOutcome } from '../tools/types.js';
+import type { ToolContext } from '../tools/types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 import { isWithin, resolveInWorkspace, toRel } from '../tools/workspace-path.js';
 import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';

@@ -12,18 +12,12 @@ import type {
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
 import { StreamDriver, routedFetch, missingKey, parseToolArguments } from './shared.js';
-import {
-  ProviderError,
-  emptyUsage,
-  type Message,
-  type ModelEvent,
-  type ModelRequest,
-  type ProviderAdapter,
-  type ProviderEndpoint,
-  type StopReason,
-  type ToolCall,
-  type Usage,
-} from './types.js';
+import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from './types.js';
+import type { ProviderEndpoint } from '../contract/endpoint.js';
+import type { Message, StopReason } from '../contract/message.js';
+import type { ToolCall } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 
 export class AnthropicAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}

@@ -4,7 +4,8 @@ import { AnthropicAdapter } from './anthropic.js';
 import { OpenAIChatAdapter } from './openai-chat.js';
 import { OpenAIResponsesAdapter } from './openai-responses.js';
 import { missingKey } from './shared.js';
-import { ProviderError, type ProviderAdapter, type ProviderEndpoint } from './types.js';
+import { ProviderError, type ProviderAdapter } from './types.js';
+import type { ProviderEndpoint } from '../contract/endpoint.js';
 
 export { AnthropicAdapter } from './anthropic.js';
 export { OpenAIChatAdapter } from './openai-chat.js';

@@ -10,17 +10,11 @@ import type {
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 import { StreamDriver, routedFetch, missingKey, openAIUsage, parseToolArguments } from './shared.js';
-import {
-  ProviderError,
-  type Message,
-  type ModelEvent,
-  type ModelRequest,
-  type ProviderAdapter,
-  type ProviderEndpoint,
-  type StopReason,
-  type ToolCall,
-  type Usage,
-} from './types.js';
+import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from './types.js';
+import type { ProviderEndpoint } from '../contract/endpoint.js';
+import type { Message, StopReason } from '../contract/message.js';
+import type { ToolCall } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
 
 export class OpenAIChatAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}

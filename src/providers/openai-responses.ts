@@ -9,17 +9,11 @@ import type {
   ResponseUsage,
 } from 'openai/resources/responses/responses';
 import { StreamDriver, routedFetch, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
-import {
-  ProviderError,
-  type Message,
-  type ModelEvent,
-  type ModelRequest,
-  type ProviderAdapter,
-  type ProviderEndpoint,
-  type StopReason,
-  type ToolCall,
-  type Usage,
-} from './types.js';
+import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from './types.js';
+import type { ProviderEndpoint } from '../contract/endpoint.js';
+import type { Message, StopReason } from '../contract/message.js';
+import type { ToolCall } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
 
 export class OpenAIResponsesAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}

@@ -13,14 +13,10 @@ import {
   APIError as OpenAIAPIError,
   APIUserAbortError as OpenAIUserAbortError,
 } from 'openai';
-import {
-  ProviderError,
-  type ModelEvent,
-  type ProviderEndpoint,
-  type ProviderErrorKind,
-  type ToolCall,
-  type Usage,
-} from './types.js';
+import { ProviderError, type ModelEvent, type ProviderErrorKind } from './types.js';
+import type { ProviderEndpoint } from '../contract/endpoint.js';
+import type { ToolCall } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
 import { describeCause } from './describe-cause.js';
 
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */

@@ -1,45 +1,11 @@
 // The one normalised shape every provider adapter speaks. The agent loop only sees these types;
 // wire formats (Anthropic Messages, OpenAI Responses, OpenAI Chat Completions) stay inside adapters.
-
-/** A JSON Schema object as offered to models for tool inputs. */
-export type JsonSchema = Record<string, unknown>;
-
-export interface ToolSpec {
-  name: string;
-  description: string;
-  inputSchema: JsonSchema;
-}
-
-export interface ToolCall {
-  /** Provider-assigned id, echoed back with the result (Anthropic tool_use.id / OpenAI call_id). */
-  id: string;
-  name: string;
-  /** Parsed arguments; adapters parse streamed JSON and pass `{}` plus `parseError` when it is invalid. */
-  arguments: Record<string, unknown>;
-  parseError?: string;
-}
-
-export type Message =
-  | { role: 'user'; content: string }
-  | { role: 'assistant'; text: string; toolCalls: ToolCall[] }
-  | { role: 'tool'; results: ToolResultMessage[] };
-
-export interface ToolResultMessage {
-  callId: string;
-  name: string;
-  content: string;
-  isError: boolean;
-}
-
-export interface Usage {
-  /** Uncached input tokens (Anthropic `input_tokens`; OpenAI input minus cached). */
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_input_tokens: number;
-  cache_creation_input_tokens: number;
-}
-
-export type StopReason = 'end_turn' | 'tool_use' | 'max_tokens' | 'stop_sequence' | 'refusal' | 'other';
+// The vocabulary shared with the rest of the server (messages, tools, usage, endpoints) is in src/contract/.
+import type { ProviderEndpoint } from '../contract/endpoint.js';
+import type { JsonSchema } from '../contract/json-schema.js';
+import type { Message, StopReason } from '../contract/message.js';
+import type { ToolCall, ToolSpec } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
 
 export interface ModelRequest {
   model: string; // provider-local model id, e.g. "claude-sonnet-4-5"
@@ -81,23 +47,6 @@ export type ModelEvent =
       /** The model that answered, as the API reports it. */
       model?: string };
 
-export type WireApi = 'anthropic' | 'openai-responses' | 'openai-chat';
-
-/** Everything an adapter needs to talk to one endpoint; plain data so it can cross to a worker. */
-export interface ProviderEndpoint {
-  /** Provider name as used in `model: <provider>/<id>` (anthropic, openai, openai-chat, or a custom name). */
-  provider: string;
-  wireApi: WireApi;
-  baseURL?: string;
-  apiKey?: string;
-  /** Name of the env var the key came from (or should have come from), for error messages. */
-  apiKeyEnv?: string;
-  headers?: Record<string, string>;
-  maxRetries: number;
-  requestTimeoutMs: number;
-  streamIdleTimeoutMs: number;
-}
-
 export interface ProviderAdapter {
   stream(request: ModelRequest): AsyncIterable<ModelEvent>;
 }
@@ -126,10 +75,3 @@ export class ProviderError extends Error {
     this.name = 'ProviderError';
   }
 }
-
-export const emptyUsage = (): Usage => ({
-  input_tokens: 0,
-  output_tokens: 0,
-  cache_read_input_tokens: 0,
-  cache_creation_input_tokens: 0,
-});

@@ -4,9 +4,10 @@
 // session is at its limit; calls that slipped in at the same moment, and the tasks of one
 // delegate_parallel batch, wait for a free slot instead of exceeding it. Background runs
 // (`delegate` with background: true) cannot wait: at the limit they fail at once with the reason.
-import { emptyUsage } from '../providers/types.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import type { RunRecord, RunResult } from '../orchestrator/runs.js';
+import type { RunRecord } from '../orchestrator/runs.js';
+import type { RunResult } from '../contract/run.js';
 import { randomUUID } from 'node:crypto';
 
 export class RunSlots {
@@ -106,7 +107,7 @@ function refusedRecord(req: RunRequest, owner: string, max: number): RunRecord {
     status: 'error',
     output: '',
     turns: 0,
-    usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+    usage: emptyUsage(),
     model: '',
     duration_ms: 0,
     cost_usd: null,

@@ -4,7 +4,9 @@ import { setMaxListeners } from 'node:events';
 import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { HEARTBEAT_MS, type Orchestrator } from '../orchestrator/orchestrator.js';
-import type { RunRecord, RunResult } from '../orchestrator/runs.js';
+import type { RunRecord } from '../orchestrator/runs.js';
+import { RunStatus, type RunResult } from '../contract/run.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import { randomUUID } from 'node:crypto';
 import { digest } from '../audit/events.js';
 import { answerFirst, CallBudgetSchema, progressReporter, runToolResult, RunResultSchema } from './server.js';
@@ -34,7 +36,7 @@ const TaskSchema = z.object({
 const StatusSchema = z.object({
   run_id: z.string(),
   agent: z.string(),
-  status: z.enum(['running', 'ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
+  status: z.enum(['running', ...RunStatus.options]),
   turn: z.number(),
   last_progress: z.string(),
   elapsed_ms: z.number(),
@@ -231,7 +233,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       event: 'run_end',
       status: signal.aborted ? 'cancelled' : ok === total ? 'ok' : 'error',
       turns: 0,
-      usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+      usage: emptyUsage(),
       cost_usd: totals.self.usd,
       duration_ms: Date.now() - batchStart,
       ...(ok < total ? { error: `${total - ok} of ${total} tasks failed` } : {}),

@@ -4,7 +4,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { LOG_LEVEL_META_KEY, McpServer, type CallToolResult, type LoggingLevel, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import type { RunResult } from '../orchestrator/runs.js';
+import { Artifact, RunStatus, type RunResult } from '../contract/run.js';
+import { Usage } from '../contract/usage.js';
 import { VERSION } from '../version.js';
 import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
@@ -14,13 +15,6 @@ import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
 import { asksWithInputRequired, conversationCall } from './input-required.js';
 
-const UsageSchema = z.object({
-  input_tokens: z.number(),
-  output_tokens: z.number(),
-  cache_read_input_tokens: z.number(),
-  cache_creation_input_tokens: z.number(),
-});
-
 /**
  * What an agent tool returns as structuredContent. Answer first: LLM clients (Claude Code) hand their
  * model only this object, serialised, so `output` and `status` lead and the bookkeeping (ids, usage,
@@ -29,16 +23,16 @@ const UsageSchema = z.object({
  */
 export const RunResultSchema = z.object({
   output: z.string(),
-  status: z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']),
+  status: RunStatus,
   agent: z.string(),
   run_id: z.string(),
   model: z.string(),
   turns: z.number(),
   duration_ms: z.number(),
-  usage: UsageSchema,
+  usage: Usage,
   cost_usd: z.number().optional(),
   notes: z.array(z.string()).optional(),
-  artifacts: z.array(z.object({ name: z.string(), uri: z.string(), bytes: z.number() })).optional(),
+  artifacts: z.array(Artifact).optional(),
 });
 
 /**

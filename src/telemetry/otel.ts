@@ -30,7 +30,7 @@ import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-
 import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { log } from '../log.js';
-import type { Usage } from '../providers/types.js';
+import type { Usage } from '../contract/usage.js';
 import type { TelemetrySettings } from './config.js';
 import type {
   McpRequestInfo,

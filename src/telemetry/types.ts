@@ -1,6 +1,6 @@
 // The hooks the server calls when telemetry is on. Call sites hold `Telemetry | undefined` and use `?.`:
 // with telemetry off (the default) there is no object, so a run pays one undefined check per hook.
-import type { Usage } from '../providers/types.js';
+import type { Usage } from '../contract/usage.js';
 
 /** An OpenTelemetry context, opaque to everything outside src/telemetry/. */
 export type TraceContext = { readonly __traceContext: unique symbol };

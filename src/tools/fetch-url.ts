@@ -24,7 +24,8 @@ import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { ArgError, abortedOutcome, checkArgs, fail, formatSize, neverThrows, ok, optString, reqString, utf8SafeEnd } from './fs-tools.js';
 import { classifyAddress } from '../permissions/address.js';
-import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+import type { BuiltinTool, ToolContext } from './types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 
 /** Limits for fetch_url; the orchestrator may overwrite these at startup. */
 export const netLimits = {

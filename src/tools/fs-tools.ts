@@ -4,7 +4,8 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
 import path from 'node:path';
-import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+import type { BuiltinTool, ToolContext } from './types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 import { resolveInWorkspace, type ResolveResult } from './workspace-path.js';
 import { LineSearch } from './line-search.js';
 

@@ -16,11 +16,11 @@ import { isSdkError, loadClientSdk } from './mcp-client-sdk.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { describeCause } from '../providers/describe-cause.js';
-import type { ToolSpec } from '../providers/types.js';
+import type { ToolSpec } from '../contract/tool.js';
 import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './fs-tools.js';
 import { limitedFetch } from './mcp-http-limit.js';
-import type { ToolOutcome } from './types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 
 export type McpServerEntry = ResolvedConfig['mcpServers'][string];
 

@@ -29,7 +29,8 @@ import {
   typeName,
   utf8SafeEnd,
 } from './fs-tools.js';
-import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+import type { BuiltinTool, ToolContext } from './types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 import { gitHardeningEnv, prepareLaunch, type Launch } from '../sandbox/index.js';
 import { descendantPids } from '../sandbox/processes.js';
 

@@ -1,6 +1,6 @@
 // Tools an agent can call. Tool execution always happens on the main thread (the orchestrator),
 // never in a worker: workers ask, the main thread checks and executes.
-import type { ToolSpec } from '../providers/types.js';
+import type { ToolOutcome, ToolSpec } from '../contract/tool.js';
 import type { CommandSandbox } from '../sandbox/index.js';
 import type { ProtectedGuard } from '../permissions/protected-paths.js';
 
@@ -37,13 +37,6 @@ export interface ToolContext {
    * gate always sets it.
    */
   protect?: ProtectedGuard;
-}
-
-export interface ToolOutcome {
-  content: string;
-  isError: boolean;
-  /** run_command: protected paths the command created, removed after it (absolute); audited as refusals. */
-  removedProtected?: string[];
 }
 
 export interface BuiltinTool {

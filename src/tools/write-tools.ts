@@ -27,7 +27,8 @@ import {
   ok,
   reqString,
 } from './fs-tools.js';
-import type { BuiltinTool, ToolContext, ToolOutcome } from './types.js';
+import type { BuiltinTool, ToolContext } from './types.js';
+import type { ToolOutcome } from '../contract/tool.js';
 import { isWithin, resolveInWorkspace } from './workspace-path.js';
 
 /** Caps for the write tools; the orchestrator may overwrite these at startup. */

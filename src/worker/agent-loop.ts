@@ -4,7 +4,11 @@
 // once per worker, not per run.
 import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
-import { ProviderError, emptyUsage, type Message, type ToolCall, type Usage } from '../providers/types.js';
+import { ProviderError } from '../providers/types.js';
+import type { Message } from '../contract/message.js';
+import type { ToolCall } from '../contract/tool.js';
+import type { Usage } from '../contract/usage.js';
+import { addUsage, emptyUsage } from '../contract/usage-sum.js';
 import { estimateInputTokens, loadTokenizer } from './tokens.js';
 import { warmUp } from './warm.js';
 import { answerProblem, strictCompatible, withoutDialect } from '../agents/json-schema.js';
@@ -22,7 +26,7 @@ import {
   type WarmCommand,
   type WorkerEvent,
   type WorkerRequest,
-} from './protocol.js';
+} from '../contract/worker-protocol.js';
 
 // Provider SDKs warn with console.warn on every request that names a deprecated model. Those go to
 // the main thread's logger (see WorkerWarning), once per worker here and once per process there.
@@ -142,13 +146,6 @@ async function forTheBooks(task: RunTask, messages: Message[], streamedText: str
 }
 
 type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
-
-function addUsage(total: Usage, u: Usage): void {
-  total.input_tokens += u.input_tokens;
-  total.output_tokens += u.output_tokens;
-  total.cache_read_input_tokens += u.cache_read_input_tokens;
-  total.cache_creation_input_tokens += u.cache_creation_input_tokens;
-}
 
 export default async function runAgent(task: RunTask): Promise<RunOutcome> {
   const channel = new RunChannel(task.runId);

@@ -1,6 +1,6 @@
 // Builds the system prompt and the first user message from an agent definition and its tool input.
 import type { AgentDefinition } from '../agents/definition.js';
-import type { ToolSpec } from '../providers/types.js';
+import type { ToolSpec } from '../contract/tool.js';
 
 export function buildSystemPrompt(agent: AgentDefinition, tools: ToolSpec[], workspace: string): string {
   const parts: string[] = [];

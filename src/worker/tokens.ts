@@ -1,7 +1,8 @@
 // Pre-call input token estimates with a real tokenizer (o200k: exact for current OpenAI models; the
 // orchestrator scales it for other families). The tables cost ~33 MB of heap and ~140 ms to load,
 // so a worker loads them once, and only when a run needs estimates (budgets are configured).
-import type { Message, ToolSpec } from '../providers/types.js';
+import type { Message } from '../contract/message.js';
+import type { ToolSpec } from '../contract/tool.js';
 
 type CountFn = (text: string) => number;
 let counter: Promise<CountFn> | undefined;

@@ -7,14 +7,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdapter } from '../providers/index.js';
-import type { ProviderEndpoint, WireApi } from '../providers/types.js';
+import type { ProviderEndpoint, WireApi } from '../contract/endpoint.js';
+import type { WarmHint } from '../contract/worker-protocol.js';
 import { loadTokenizer } from './tokens.js';
 
-/** What the orchestrator tells a new worker to warm (piscina workerData). */
-export interface WarmHint {
-  wireApis: WireApi[];
-  tokenizer: boolean;
-}
 
 type Sse = { event?: string; data: unknown }[];
 

@@ -1,14 +1,25 @@
 // The typed channel between a run's worker loop and the orchestrator (main thread). The worker holds no
 // authority: it asks (model call gate, tool calls) and is told yes or no, over its thread's control channel.
-import type { AgentDefinition } from '../agents/definition.js';
-import type { ProviderEndpoint, ToolCall, ToolSpec, Usage, StopReason } from '../providers/types.js';
-import type { ToolOutcome } from '../tools/types.js';
+// A leaf both sides import. Plain types, not zod schemas: both ends are our own code, messages are
+// structured-cloned between threads and never validated (a hot path), and the worker bundle loads no zod.
+import type { MessagePort } from 'node:worker_threads';
+import type { ProviderEndpoint, WireApi } from './endpoint.js';
+import type { StopReason } from './message.js';
+import type { RunStatus } from './run.js';
+import type { ToolCall, ToolOutcome, ToolSpec } from './tool.js';
+import type { Usage } from './usage.js';
+
+/** What the orchestrator tells a new worker to warm (piscina workerData), see worker/warm.ts. */
+export interface WarmHint {
+  wireApis: WireApi[];
+  tokenizer: boolean;
+}
 
 /** What the orchestrator hands to piscina for one run (plain data; the run talks over its thread's control channel). */
 export interface RunTask {
   runId: string;
   /** Only what the loop reads: the task is structured-cloned to the worker on every run. */
-  agent: Pick<AgentDefinition, 'name' | 'maxTurns' | 'maxOutputTokens' | 'temperature'>;
+  agent: { name: string; maxTurns: number; maxOutputTokens: number; temperature?: number };
   /** Provider-local model id and the endpoint to reach it. */
   modelRef: string;
   modelId: string;
@@ -49,7 +60,7 @@ export const CONTROL_ANNOUNCE = 'delegate-mcp/control';
 export interface ControlAnnounce {
   kind: typeof CONTROL_ANNOUNCE;
   threadId: number;
-  port: import('node:worker_threads').MessagePort;
+  port: MessagePort;
 }
 /**
  * A warning printed by a provider SDK inside a worker (e.g. "model X is deprecated"), sent to the main
@@ -64,14 +75,12 @@ export interface WorkerWarning {
 /** Main → worker, once the server has answered `initialize`: warm this thread up (see worker/warm.ts). */
 export interface WarmCommand {
   kind: 'warm';
-  hint: import('./warm.js').WarmHint;
+  hint: WarmHint;
 }
 /** Worker → main on a control channel. */
 export type ControlUp = WorkerMessage & { runId: string };
 /** Main → worker on a control channel (a cancel goes to every worker: only the one running it acts). */
 export type ControlDown = MainMessage & { runId: string };
-
-export type RunStatus = 'ok' | 'max_turns' | 'error' | 'cancelled' | 'timeout' | 'budget_exhausted';
 
 export interface RunOutcome {
   status: RunStatus;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsTools, globToRegExp, limits } from '../src/tools/fs-tools.js';
-import { isWithin, resolveInWorkspace } from '../src/tools/workspace-path.js';
+import { isWithin, resolveInWorkspace } from '../src/workspace/workspace-path.js';
 import type { ToolContext } from '../src/tools/types.js';
 import type { ToolOutcome } from '../src/contract/tool.js';
 

@@ -2,7 +2,8 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
-import { createAdapter, parseModelRef } from '../src/providers/index.js';
+import { createAdapter } from '../src/providers/index.js';
+import { parseModelRef } from '../src/config/model-ref.js';
 import { AnthropicAdapter } from '../src/providers/anthropic.js';
 import { ProviderError, type ModelEvent, type ModelRequest } from '../src/providers/types.js';
 import type { ProviderEndpoint, WireApi } from '../src/contract/endpoint.js';

@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpat
 import os from 'node:os';
 import path from 'node:path';
 import { loadAgentFile } from '../src/agents/loader.js';
-import { loadConfig, ConfigError } from '../src/config/config.js';
+import { loadConfig } from '../src/config/config.js';
+import { ConfigError } from '../src/config/config-error.js';
 import { intersect, rulesForAgent, type RuleSet } from '../src/permissions/index.js';
 import { bwrapArgs, type SandboxMounts } from '../src/sandbox/bwrap-args.js';
 import { gitHardeningEnv } from '../src/sandbox/index.js';

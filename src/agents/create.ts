@@ -13,7 +13,7 @@ import { DEFAULT_CREATE_AGENT_CONFIG, type CreateAgentCeiling } from '../config/
 import type { ResolvedConfig } from '../config/config.js';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import { parseRule } from '../permissions/rules.js';
-import { parseModelRef } from '../providers/model-ref.js';
+import { parseModelRef } from '../config/model-ref.js';
 import type { AgentDefinition } from './definition.js';
 import { parseAgentSource } from './loader.js';
 import { AGENT_NAME_RE, BUILTIN_TOOL_NAMES, FS_READ_TOOLS, FS_WRITE_TOOLS } from './schema.js';

@@ -1,6 +1,7 @@
 // `delegate-mcp runs`: recent runs from the audit log, with their ids (for `audit --run ID`).
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type ConfigOverrides } from '../config/config.js';
+import { loadConfig, type ConfigOverrides } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { openStateDir } from '../config/state-dir.js';
 import { readAuditDir } from '../audit/reader.js';
 import { listRuns, parseSince, renderRunList, RUN_STATUSES } from '../audit/runs-view.js';

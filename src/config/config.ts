@@ -6,15 +6,16 @@ import { z } from 'zod';
 import type { ProviderEndpoint, WireApi } from '../contract/endpoint.js';
 import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, AgentSourcesSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
-import { HttpConfigSchema } from '../server/http-config.js';
+import { HttpConfigSchema } from './http-config.js';
 import { SANDBOX_MODES } from '../sandbox/modes.js';
+import { ConfigError } from './config-error.js';
 import { defaultStateDir } from './state-dir.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { userConfigDir } from './locations.js';
 import { formatPath, suggest, textPositions } from '../agents/loader.js';
 import { objectKeysAt } from '../agents/schema.js';
 import { TelemetryConfigSchema } from '../telemetry/config.js';
-import { StdioConfigSchema } from '../server/stdio-config.js';
+import { StdioConfigSchema } from './stdio-config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -169,13 +170,6 @@ export interface ResolvedConfig {
   defaultModel: string;
   delegate: DelegateConfig;
   mcpServers: ConfigFile['mcpServers'];
-}
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
 }
 
 export interface ConfigOverrides {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError } from './config.js';
+import { ConfigError } from './config-error.js';
 
 /** The state folder of older versions, inside the workspace. Still a protected path (see permissions/protected-paths.ts). */
 export const LEGACY_STATE_DIRNAME = '.delegate-mcp';

@@ -37,7 +37,7 @@ import { McpServers } from '../tools/mcp-servers.js';
 import { builtinTools } from '../tools/registry.js';
 import type { ToolContext } from '../tools/types.js';
 import type { ToolOutcome } from '../contract/tool.js';
-import { isWithin, resolveInWorkspace, toRel } from '../tools/workspace-path.js';
+import { isWithin, resolveInWorkspace, toRel } from '../workspace/workspace-path.js';
 import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';

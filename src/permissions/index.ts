@@ -36,7 +36,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import type { AgentDefinition } from '../agents/definition.js';
-import { resolveInWorkspace } from '../tools/workspace-path.js';
+import { resolveInWorkspace } from '../workspace/workspace-path.js';
 import { argvProblem, coverage, dangerousForm, describeArgv, matchCommand } from './command.js';
 import { globCovers } from './glob.js';
 import { parseRule, type PathKind, type Rule } from './rules.js';

@@ -10,7 +10,6 @@ import type { ProviderEndpoint } from '../contract/endpoint.js';
 export { AnthropicAdapter } from './anthropic.js';
 export { OpenAIChatAdapter } from './openai-chat.js';
 export { OpenAIResponsesAdapter } from './openai-responses.js';
-export { parseModelRef, type ModelRef } from './model-ref.js';
 export * from './types.js';
 
 /**

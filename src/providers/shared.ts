@@ -17,7 +17,7 @@ import { ProviderError, type ModelEvent, type ProviderErrorKind } from './types.
 import type { ProviderEndpoint } from '../contract/endpoint.js';
 import type { ToolCall } from '../contract/tool.js';
 import type { Usage } from '../contract/usage.js';
-import { describeCause } from './describe-cause.js';
+import { describeCause } from '../describe-cause.js';
 
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */
 class StreamStopped extends Error {}

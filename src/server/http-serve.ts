@@ -2,7 +2,8 @@
 // unauthenticated bind beyond loopback, starts HTTP (and stdio alongside when asked), and owns the
 // graceful shutdown on SIGTERM/SIGINT: stop accepting, let running runs finish within the grace
 // period, cancel the rest (their run_end reaches the audit log), flush the audit log, exit 0.
-import { ConfigError, type ResolvedConfig } from '../config/config.js';
+import { type ResolvedConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { isLoopbackHost } from './http-auth.js';

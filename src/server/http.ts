@@ -23,7 +23,7 @@ import { log } from '../log.js';
 import { SESSIONLESS_OWNER_PREFIX } from '../orchestrator/runs.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { BearerToken, allowedHostnames } from './http-auth.js';
-import type { HttpConfig } from './http-config.js';
+import type { HttpConfig } from '../config/http-config.js';
 import { RunSlots } from './http-limits.js';
 import { SessionEventStore, streamOfEventId } from './event-store.js';
 import { buildServer } from './server.js';

@@ -1,7 +1,7 @@
 // Telemetry entry point. Loads the OpenTelemetry SDK (its own bundle chunk) only when telemetry is on:
 // with it off, start-up imports nothing and every hook is an `undefined?.` check.
 import type { ResolvedConfig } from '../config/config.js';
-import { ConfigError } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { VERSION } from '../version.js';
 import { TelemetryConfigError, telemetrySettings } from './config.js';
 import type { Telemetry } from './types.js';

@@ -6,7 +6,7 @@ import type { Dirent, Stats } from 'node:fs';
 import path from 'node:path';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
-import { resolveInWorkspace, type ResolveResult } from './workspace-path.js';
+import { resolveInWorkspace, type ResolveResult } from '../workspace/workspace-path.js';
 import { LineSearch } from './line-search.js';
 
 /** Shared caps; the orchestrator may overwrite these at startup. */

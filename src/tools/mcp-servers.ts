@@ -15,7 +15,7 @@ import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { isSdkError, loadClientSdk } from './mcp-client-sdk.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
-import { describeCause } from '../providers/describe-cause.js';
+import { describeCause } from '../describe-cause.js';
 import type { ToolSpec } from '../contract/tool.js';
 import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './fs-tools.js';

@@ -29,7 +29,7 @@ import {
 } from './fs-tools.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
-import { isWithin, resolveInWorkspace } from './workspace-path.js';
+import { isWithin, resolveInWorkspace } from '../workspace/workspace-path.js';
 
 /** Caps for the write tools; the orchestrator may overwrite these at startup. */
 export const writeLimits = {

@@ -1,6 +1,7 @@
 // The internal, normalised agent definition. Every accepted file spelling (seed YAML, extended YAML,
 // later Claude .md / Codex .toml) is turned into this right after parsing; nothing downstream sees raw files.
 import type { JsonSchema } from '../contract/json-schema.js';
+import type { AgentGrants } from '../permissions/index.js';
 
 export interface AgentDefinition {
   name: string;
@@ -22,25 +23,17 @@ export interface AgentDefinition {
   successCriteria: string[];
   artifacts: ArtifactSpec[];
   /** Built-in tool grants and seed-format capabilities, normalised. */
-  tools: {
-    /** Built-in tool names this agent may use (read_file, list_dir, search_files, …). */
-    builtin: string[];
-    /** Downstream MCP server names (from mcp.json mcpServers) this agent may use. */
-    mcp: string[];
-    fs: { read: boolean; write: boolean | string[] };
-    net: { allow: string[] };
-    shell: { exec: string[] };
-  };
+  tools: AgentGrants['tools'];
   policies: {
     context: { maxTokens?: number; retention?: string };
     secrets: { redact: boolean };
   };
   /** Slots for later issues; present (possibly empty) so consumers need no optional chaining. */
   budget: { runTokens?: number; runUsd?: number; dailyTokens?: number; dailyUsd?: number };
-  permissions: { deny: string[]; ask: string[]; allow: string[] };
+  permissions: AgentGrants['permissions'];
   /** run_command's OS sandbox: whether commands may use the network (default false). */
-  sandbox: { network: boolean };
-  agents: string[];
+  sandbox: AgentGrants['sandbox'];
+  agents: AgentGrants['agents'];
   /** Whether a delegation chain that already contains this agent may call it again (never with the same task). */
   allowReentry: boolean;
   outputSchema?: JsonSchema;

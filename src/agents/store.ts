@@ -1,7 +1,8 @@
 // The live set of agents the server serves. Loading errors are kept next to the agents so that
 // list_agents, `agents validate` and stderr can all report them; later stages reload it in place.
 import { EventEmitter } from 'node:events';
-import { loadAgentSources, type AgentOrigin, type AgentSource, type LoadOptions, type SourcesCatalog } from './formats.js';
+import type { AgentOrigin, AgentSource } from '../config/agent-sources.js';
+import { loadAgentSources, type LoadOptions, type SourcesCatalog } from './formats.js';
 import { formatLoadError, type AgentCatalog, type AgentDefinition, type AgentLoadError } from './definition.js';
 
 export class AgentStore extends EventEmitter {

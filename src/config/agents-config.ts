@@ -16,7 +16,7 @@ export const AgentDirsSchema = z.array(
 
 /**
  * `delegate.agentSources`: which agent directories outside the workspace are read. They come after the
- * workspace's own directories, so they never shadow a workspace agent (see agentSources in formats.ts).
+ * workspace's own directories, so they never shadow a workspace agent (see agent-sources.ts).
  */
 export const AgentSourcesSchema = z.strictObject({
   /** `$XDG_CONFIG_HOME/delegate-mcp/agents` (default `~/.config/delegate-mcp/agents`): the user's own YAML agents. */

@@ -35,7 +35,7 @@
 // descend into through checkResolvedPath, or `Read(**)` + deny `Read(**/.env*)` still lists/greps .env.
 import net from 'node:net';
 import path from 'node:path';
-import type { AgentDefinition } from '../agents/definition.js';
+import type { SeedTools } from './seed.js';
 import { resolveInWorkspace } from '../workspace/workspace-path.js';
 import { argvProblem, coverage, dangerousForm, describeArgv, matchCommand } from './command.js';
 import { globCovers } from './glob.js';
@@ -118,17 +118,30 @@ function evaluate(rs: RuleSet, perLayer: (c: Compiled) => Decision): Decision {
 
 // ---- Rule sets ----
 
+/**
+ * The part of an agent definition its rules come from (agents/definition.ts declares these fields with
+ * these types, so the permission layer needs nothing from the agent loaders).
+ */
+export interface AgentGrants {
+  name: string;
+  tools: SeedTools;
+  permissions: { deny: string[]; ask: string[]; allow: string[] };
+  /** run_command's OS sandbox: whether commands may use the network (default false). */
+  sandbox: { network: boolean };
+  agents: string[];
+}
+
 /** An agent's own rules: explicit `permissions` first, then seed-format grants, then its `agents` list. */
-export function rulesForAgent(agent: AgentDefinition): RuleSet {
+export function rulesForAgent(agent: AgentGrants): RuleSet {
   // Per definition object: a reloaded agent is a new object, so the cache never goes stale.
   let rules = agentRules.get(agent);
   if (!rules) agentRules.set(agent, (rules = compileAgentRules(agent)));
   return rules;
 }
 
-const agentRules = new WeakMap<AgentDefinition, RuleSet>();
+const agentRules = new WeakMap<AgentGrants, RuleSet>();
 
-function compileAgentRules(agent: AgentDefinition): RuleSet {
+function compileAgentRules(agent: AgentGrants): RuleSet {
   return {
     layers: [
       {

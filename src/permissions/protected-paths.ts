@@ -16,7 +16,7 @@
 // tools; the tool gate also refuses such calls before any rule is consulted (the audit records a deny).
 import { existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { agentSources } from '../agents/formats.js';
+import { agentSources } from '../config/agent-sources.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { LEGACY_STATE_DIRNAME } from '../config/state-dir.js';
 

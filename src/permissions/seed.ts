@@ -15,12 +15,22 @@
 //                                   net.allow is non-empty, so mapping them to bare Bash/WebFetch would
 //                                   turn "these commands/hosts" into "anything". Grants come from the lists
 //                                   (or from explicit Bash(...)/WebFetch(...) permissions rules).
-import type { AgentDefinition } from '../agents/definition.js';
+
+/** An agent's built-in tool grants and seed-format capabilities, normalised (AgentDefinition.tools). */
+export interface SeedTools {
+  /** Built-in tool names this agent may use (read_file, list_dir, search_files, …). */
+  builtin: string[];
+  /** Downstream MCP server names (from mcp.json mcpServers) this agent may use. */
+  mcp: string[];
+  fs: { read: boolean; write: boolean | string[] };
+  net: { allow: string[] };
+  shell: { exec: string[] };
+}
 
 const READ_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
 const WRITE_TOOLS = new Set(['write_file', 'edit_file']);
 
-export function translateSeedTools(tools: AgentDefinition['tools']): string[] {
+export function translateSeedTools(tools: SeedTools): string[] {
   const out: string[] = [];
   const add = (r: string): void => {
     if (!out.includes(r)) out.push(r);

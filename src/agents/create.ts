@@ -6,6 +6,8 @@
 // then clamped to a configured ceiling (default: read-only file access), it is registered in the store
 // at once (every session sees it through tools/list_changed), and written to the agents directory only
 // when asked AND allowed by config.
+// Long because: one feature's pipeline (draft, parse, validate, clamp to the ceiling, write), whose
+// steps share the ceiling and error types.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';

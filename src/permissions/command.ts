@@ -36,6 +36,8 @@
 // Limits (documented, not solved here): allowing a program allows whatever it does. `npm test` runs
 // scripts from package.json (which Edit rules may let the model change), `make` runs the Makefile, etc.
 // Deny rules on commands are best effort (`git -C . push` is not `git push`); the allow list is the guard.
+// Long because: the Bash(...) pattern grammar and the table of dangerous argv forms refused before any
+// rule (interpreter eval flags, sed/find/git escape hatches) must be reviewed together.
 
 import path from 'node:path';
 

@@ -33,6 +33,9 @@
 // requested. Edit additionally obeys Read denies, and writing inside .git/ needs a rule naming .git.
 // list_dir/search_files are decided on their starting path only: the tools must pass every entry they
 // descend into through checkResolvedPath, or `Read(**)` + deny `Read(**/.env*)` still lists/greps .env.
+// Long because: it is the one checkpoint: a decision function per kind of target (paths, commands,
+// URLs, MCP tools, agents) over one rule-set type, kept together so the deny > ask > allow precedence
+// reads in one place.
 import net from 'node:net';
 import path from 'node:path';
 import type { SeedTools } from './seed.js';

@@ -4,6 +4,7 @@
 // structured-cloned between threads and never validated (a hot path), and the worker bundle loads no zod.
 import type { MessagePort } from 'node:worker_threads';
 import type { ProviderEndpoint, WireApi } from './endpoint.js';
+import type { JsonSchema } from './json-schema.js';
 import type { StopReason } from './message.js';
 import type { RunStatus } from './run.js';
 import type { ToolCall, ToolOutcome, ToolSpec } from './tool.js';
@@ -47,7 +48,7 @@ export interface RunTask {
    */
   firstTurnGranted?: { maxOutputTokens: number; reservedOutputTokens?: number };
   /** The agent's output_schema: the final answer must be JSON matching it (one repair turn, then an error). */
-  outputSchema?: Record<string, unknown>;
+  outputSchema?: JsonSchema;
 }
 
 /**

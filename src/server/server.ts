@@ -4,8 +4,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { LOG_LEVEL_META_KEY, McpServer, type CallToolResult, type LoggingLevel, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import { Artifact, RunStatus, type RunResult } from '../contract/run.js';
-import { Usage } from '../contract/usage.js';
+import { RunResult } from '../contract/run.js';
 import { VERSION } from '../version.js';
 import { approvalAsker, withSessionApprovals } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
@@ -19,20 +18,21 @@ import { asksWithInputRequired, conversationCall } from './input-required.js';
  * What an agent tool returns as structuredContent. Answer first: LLM clients (Claude Code) hand their
  * model only this object, serialised, so `output` and `status` lead and the bookkeeping (ids, usage,
  * cost) follows, small. No field is nullable: a JSON Schema `type` array (["number","null"]) makes
- * some clients warn, so an unknown cost is left out and `notes` say why.
+ * some clients warn, so an unknown cost is left out and `notes` say why. A view of contract/run.ts's
+ * RunResult: each field is the contract's own.
  */
 export const RunResultSchema = z.object({
-  output: z.string(),
-  status: RunStatus,
-  agent: z.string(),
-  run_id: z.string(),
-  model: z.string(),
-  turns: z.number(),
-  duration_ms: z.number(),
-  usage: Usage,
-  cost_usd: z.number().optional(),
-  notes: z.array(z.string()).optional(),
-  artifacts: z.array(Artifact).optional(),
+  output: RunResult.shape.output,
+  status: RunResult.shape.status,
+  agent: RunResult.shape.agent,
+  run_id: RunResult.shape.run_id,
+  model: RunResult.shape.model,
+  turns: RunResult.shape.turns,
+  duration_ms: RunResult.shape.duration_ms,
+  usage: RunResult.shape.usage,
+  cost_usd: RunResult.shape.cost_usd.unwrap().optional(),
+  notes: RunResult.shape.notes,
+  artifacts: RunResult.shape.artifacts,
 });
 
 /**

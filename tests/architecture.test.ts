@@ -312,6 +312,19 @@ describe('architecture', () => {
     assert.deepEqual(stale, [], 'ALLOWED_CIRCLES lists a circle that is gone: remove it from the list');
   });
 
+  it('keeps src/contract/ a leaf: it imports only zod, Node types and itself', () => {
+    const files = srcFiles(path.join(SRC, 'contract'));
+    assert.ok(files.length >= 5, `found ${files.length} contract files`);
+    const outside: string[] = [];
+    for (const f of files) {
+      for (const spec of importSpecifiers(readFileSync(f, 'utf8'))) {
+        const inside = spec.startsWith('./') && !spec.slice(2).includes('/');
+        if (!inside && spec !== 'zod' && !spec.startsWith('node:')) outside.push(`${rel(f)}: ${spec}`);
+      }
+    }
+    assert.deepEqual(outside, []);
+  });
+
   it(`states at its top why any src file over ${MAX_LINES} lines is long`, (t) => {
     const long: { file: string; lines: number; reason: string | null }[] = [];
     for (const f of srcFiles()) {

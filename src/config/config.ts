@@ -138,7 +138,7 @@ export const DelegateConfigSchema = z.strictObject({
         .default([]),
     })
     .default({ mode: 'bwrap', readOnly: [] }),
-  /** `serve --http`: bind address, bearer token, limits, shutdown grace (src/server/http-config.ts). */
+  /** `serve --http`: bind address, bearer token, limits, shutdown grace (http-config.ts). */
   http: HttpConfigSchema,
   /** OpenTelemetry traces and metrics over OTLP/HTTP (src/telemetry/config.ts); off unless an endpoint is set. */
   telemetry: TelemetryConfigSchema,

@@ -65,7 +65,7 @@ function providerName(provider: string): string {
   return provider;
 }
 
-/** Semconv input tokens include cached ones; ours do not (providers/types.ts). */
+/** Semconv input tokens include cached ones; ours do not (contract/usage.ts). */
 const inputTokens = (u: Usage) => u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
 
 const intEnv = (name: string): number | undefined => {

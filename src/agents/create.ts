@@ -1,19 +1,16 @@
 // Dynamic agents: a model drafts an agent definition from a description (create_agent tool, `agents
 // create`). The drafting is a run of the built-in agent `create_agent` (no tools) through the
 // orchestrator like any other: budget reserved and committed, audited, with progress and cancel
-// (see draftThroughOrchestrator). The reply must be JSON; it is validated with the agent schema exactly like a file, and an invalid draft
+// (see orchestrator/draft-agent.ts). The reply must be JSON; it is validated with the agent schema exactly like a file, and an invalid draft
 // gets one more attempt with the validation errors. Whatever the draft asks for, its permissions are
 // then clamped to a configured ceiling (default: read-only file access), it is registered in the store
 // at once (every session sees it through tools/list_changed), and written to the agents directory only
 // when asked AND allowed by config.
-// Long because: one feature's pipeline (draft, parse, validate, clamp to the ceiling, write), whose
-// steps share the ceiling and error types.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { DEFAULT_CREATE_AGENT_CONFIG, type CreateAgentCeiling } from '../config/agents-config.js';
 import type { ResolvedConfig } from '../config/config.js';
-import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
 import { parseRule } from '../permissions/rules.js';
 import { parseModelRef } from '../config/model-ref.js';
 import type { AgentDefinition } from './definition.js';
@@ -96,34 +93,6 @@ export function drafterDefinition(modelRef: string): AgentDefinition {
   return { ...parsed.agent, source: { file: `built-in:${DRAFTER_AGENT}`, format: 'dynamic' } };
 }
 
-/**
- * Drafting as orchestrator runs of the built-in agent: every attempt passes the budget gate (the
- * caller's `budget` caps the whole create_agent call: a second attempt gets what the first left),
- * is audited, reports progress and stops on `signal`.
- */
-export function draftThroughOrchestrator(
-  orchestrator: Orchestrator,
-  modelRef: string,
-  opts: Pick<RunRequest, 'owner' | 'signal' | 'onProgress' | 'budget' | 'caller'>,
-): DraftFn {
-  const definition = drafterDefinition(modelRef);
-  let spentTokens = 0;
-  let spentUsd = 0;
-  return async (task) => {
-    const b = opts.budget;
-    const budget = b && {
-      ...(b.run_tokens !== undefined && { run_tokens: Math.max(b.run_tokens - spentTokens, Number.MIN_VALUE) }),
-      ...(b.run_usd !== undefined && { run_usd: Math.max(b.run_usd - spentUsd, Number.MIN_VALUE) }),
-    };
-    const r = await orchestrator.run({ ...opts, budget, agent: DRAFTER_AGENT, definition, input: { task } });
-    const u = r.usage;
-    spentTokens += u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
-    spentUsd += r.cost_usd ?? 0;
-    if (r.status !== 'ok') throw new CreateAgentError(`drafting run ${r.run_id} ${r.status}: ${r.error ?? 'no answer'}`);
-    return r.output;
-  };
-}
-
 /** Drafts, validates, clamps and registers an agent. Throws CreateAgentError for anything the caller should see. */
 export async function createAgent(
   cfg: ResolvedConfig,
@@ -131,7 +100,7 @@ export async function createAgent(
   req: CreateAgentRequest,
   /** Tool names that are not agents (list_agents, delegate, …): an agent may not take them. */
   reserved: readonly string[],
-  /** Runs a drafting attempt (draftThroughOrchestrator); gets the model ref this function resolved. */
+  /** Runs a drafting attempt (orchestrator/draft-agent.ts); gets the model ref this function resolved. */
   drafter: (modelRef: string) => DraftFn,
 ): Promise<CreateAgentOutcome> {
   const cc = cfg.delegate.createAgent ?? DEFAULT_CREATE_AGENT_CONFIG;

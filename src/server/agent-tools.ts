@@ -5,7 +5,8 @@
 // (coalesced per tick by the server's debouncedNotificationMethods). Also: the create_agent tool.
 import { fromJsonSchema, type CallToolResult, type McpServer, type RegisteredTool, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
-import { createAgent, CreateAgentError, draftThroughOrchestrator } from '../agents/create.js';
+import { createAgent, CreateAgentError } from '../agents/create.js';
+import { draftThroughOrchestrator } from '../orchestrator/draft-agent.js';
 import type { AgentDefinition } from '../agents/definition.js';
 import { AGENT_NAME_RE } from '../agents/schema.js';
 import type { AgentStore } from '../agents/store.js';

@@ -1,7 +1,7 @@
 // Telemetry settings: off unless an endpoint is given; the standard OTEL_* variables and mcp.json.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { TelemetryConfigSchema, telemetrySettings } from '../src/telemetry/config.js';
+import { TelemetryConfigSchema, telemetrySettings } from '../src/config/telemetry-config.js';
 
 const none = TelemetryConfigSchema.parse({});
 

@@ -14,7 +14,7 @@ import { DEFAULT_MODEL } from './defaults.js';
 import { userConfigDir } from './locations.js';
 import { formatPath, suggest, textPositions } from '../agents/loader.js';
 import { objectKeysAt } from '../agents/schema.js';
-import { TelemetryConfigSchema } from '../telemetry/config.js';
+import { TelemetryConfigSchema } from './telemetry-config.js';
 import { StdioConfigSchema } from './stdio-config.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);

@@ -3,7 +3,7 @@
 import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { VERSION } from '../version.js';
-import { TelemetryConfigError, telemetrySettings } from './config.js';
+import { TelemetryConfigError, telemetrySettings } from '../config/telemetry-config.js';
 import type { Telemetry } from './types.js';
 
 export type { Telemetry } from './types.js';

@@ -31,7 +31,7 @@ import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/export
 import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { log } from '../log.js';
 import type { Usage } from '../contract/usage.js';
-import type { TelemetrySettings } from './config.js';
+import type { TelemetrySettings } from '../config/telemetry-config.js';
 import type {
   McpRequestInfo,
   ModelCallInfo,

@@ -6,8 +6,10 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatLoadError } from '../src/agents/definition.js';
 import type { AgentLoadError } from '../src/agents/definition.js';
-import { loadAgentFile, loadAgentsDir, suggest } from '../src/agents/loader.js';
-import { AgentFileSchema, FS_READ_TOOLS, defaultInputSchema, objectKeysAt } from '../src/agents/schema.js';
+import { loadAgentFile, loadAgentsDir } from '../src/agents/loader.js';
+import { suggest } from '../src/file-errors/positions.js';
+import { AgentFileSchema, FS_READ_TOOLS, defaultInputSchema } from '../src/agents/schema.js';
+import { objectKeysAt } from '../src/file-errors/schema-introspection.js';
 
 const shippedDir = fileURLToPath(new URL('../agents/', import.meta.url));
 const tmpRoot = mkdtempSync(join(tmpdir(), 'delegate-agents-test-'));
@@ -371,10 +373,10 @@ describe('loadAgentsDir', () => {
 
 describe('schema helpers', () => {
   test('allowed keys come from the schema shape', () => {
-    assert.deepEqual(objectKeysAt(['tools', 'fs']), ['read', 'write']);
-    assert.deepEqual(objectKeysAt(['artifacts', 0]), ['name', 'description']);
-    assert.ok(objectKeysAt([])!.includes('success_criteria'));
-    assert.deepEqual(objectKeysAt([]), Object.keys(AgentFileSchema.shape));
+    assert.deepEqual(objectKeysAt(['tools', 'fs'], AgentFileSchema), ['read', 'write']);
+    assert.deepEqual(objectKeysAt(['artifacts', 0], AgentFileSchema), ['name', 'description']);
+    assert.ok(objectKeysAt([], AgentFileSchema)!.includes('success_criteria'));
+    assert.deepEqual(objectKeysAt([], AgentFileSchema), Object.keys(AgentFileSchema.shape));
   });
 
   test('suggest', () => {

@@ -20,8 +20,10 @@ import type { AgentFileFormat } from '../config/agents-config.js';
 import type { AgentOrigin, AgentSource } from '../config/agent-sources.js';
 import { parseRule } from '../permissions/rules.js';
 import type { AgentDefinition, AgentLoadError } from './definition.js';
-import { addFirstByName, formatPath, loadAgentFile, suggest, type AgentFileResult } from './loader.js';
-import { AgentFileSchema, normalise, objectKeysAt, type AgentFile } from './schema.js';
+import { addFirstByName, loadAgentFile, type AgentFileResult } from './loader.js';
+import { AgentFileSchema, normalise, type AgentFile } from './schema.js';
+import { formatPath, suggest } from '../file-errors/positions.js';
+import { objectKeysAt } from '../file-errors/schema-introspection.js';
 
 export type { AgentFileFormat } from '../config/agents-config.js';
 
@@ -175,7 +177,7 @@ interface Translated {
 
 /** Keys of our YAML format that other formats may also carry, unchanged (max_turns, timeout_s, budget, …). */
 function passThroughKeys(exclude: readonly string[]): string[] {
-  return (objectKeysAt([]) ?? []).filter((k) => !exclude.includes(k));
+  return (objectKeysAt([], AgentFileSchema) ?? []).filter((k) => !exclude.includes(k));
 }
 
 /**

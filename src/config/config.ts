@@ -12,8 +12,8 @@ import { ConfigError } from './config-error.js';
 import { defaultStateDir } from './state-dir.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { userConfigDir } from './locations.js';
-import { formatPath, suggest, textPositions } from '../agents/loader.js';
-import { objectKeysAt } from '../agents/schema.js';
+import { formatPath, suggest, textPositions } from '../file-errors/positions.js';
+import { objectKeysAt } from '../file-errors/schema-introspection.js';
 import { TelemetryConfigSchema } from './telemetry-config.js';
 import { StdioConfigSchema } from './stdio-config.js';
 

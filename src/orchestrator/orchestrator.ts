@@ -9,7 +9,7 @@ import type { AgentStore } from '../agents/store.js';
 import { resolveEndpoint, type ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { parseModelRef } from '../config/model-ref.js';
-import { suggest } from '../agents/loader.js';
+import { suggest } from '../file-errors/positions.js';
 import type { RuleSet } from '../permissions/index.js';
 import type { WarmHint } from '../contract/worker-protocol.js';
 import type { WireApi, ProviderEndpoint } from '../contract/endpoint.js';

@@ -7,7 +7,7 @@ import type { ProviderEndpoint, WireApi } from '../contract/endpoint.js';
 import { PriceTableSchema } from '../budget/prices.js';
 import { AgentDirsSchema, AgentSourcesSchema, CreateAgentConfigSchema, DEFAULT_CREATE_AGENT_CONFIG } from './agents-config.js';
 import { HttpConfigSchema } from './http-config.js';
-import { SANDBOX_MODES } from '../sandbox/modes.js';
+import { SANDBOX_MODES } from './sandbox-modes.js';
 import { ConfigError } from './config-error.js';
 import { defaultStateDir } from './state-dir.js';
 import { DEFAULT_MODEL } from './defaults.js';

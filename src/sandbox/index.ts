@@ -22,13 +22,13 @@ import type { RuleSet } from '../permissions/index.js';
 import { bwrapArgs, type BwrapFeatures } from './bwrap-args.js';
 import { beginCommand, endCommand } from './created.js';
 import { closeMounts, systemMounts, workspaceMounts, type ProtectedPaths } from './mounts.js';
-import type { SandboxMode } from './modes.js';
+import type { SandboxMode } from '../config/sandbox-modes.js';
 import { networkAllowed, workspaceAccess } from './policy.js';
 
 export { gitHardeningEnv } from './git-env.js';
 export type { ProtectedPaths } from './mounts.js';
 
-export { SANDBOX_MODES, type SandboxMode } from './modes.js';
+export { SANDBOX_MODES, type SandboxMode } from '../config/sandbox-modes.js';
 
 /** The server's sandbox settings (delegate.sandbox in mcp.json, plus the paths it protects). */
 export interface SandboxSettings {

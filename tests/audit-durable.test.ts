@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AuditLog, installShutdownFlush } from '../src/audit/audit-log.js';
 import { DurableFileTransport } from '../src/audit/durable-file.js';
-import { verifyChainFile } from '../src/audit/chain.js';
+import { verifyChainFile } from '../src/storage/hash-chain.js';
 import type { AuditEvent, RunContext } from '../src/audit/events.js';
 import { readAuditDir } from '../src/audit/reader.js';
 import { Redactor } from '../src/audit/redact.js';
@@ -159,6 +159,30 @@ test('group commit: fdatasync every N lines or after T ms (off the event loop), 
   assert.equal(t.stats.synced, 6, 'flush commits at once');
   t.close();
   assert.deepEqual(linesOf(dir).map((l) => JSON.parse(l).i), [0, 1, 2, 3, 4, 5]);
+});
+
+test('flush() covers every line written before it: winston hands lines to the transport in the same tick', () => {
+  const dir = tempDir();
+  // Group commit and interval far away, and no await anywhere below: only flush() can write the queued
+  // events and fdatasync them. Opened and written in the same tick, before winston's streams ever flowed.
+  const audit = AuditLog.open({ dir, commitEvery: 100000, commitIntervalMs: 600000 });
+  const emitted: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    // run_end is written at once (its own winston message); the others wait in the 50 ms queue.
+    const event = i % 7 === 0 ? 'run_end' : 'error';
+    const message = `line ${i}`;
+    if (event === 'run_end') audit.emit({ ...ctx, event, status: 'ok', turns: 1, usage, duration_ms: 1 } as never);
+    else audit.emit({ event, message });
+    emitted.push(event === 'run_end' ? 'run_end' : message);
+  }
+  assert.ok(audit.stats.written < 300 || audit.stats.synced < 300, 'before flush(), some lines are queued or unsynced');
+  audit.flush();
+  assert.equal(audit.stats.written, 300, 'every line reached the file');
+  assert.equal(audit.stats.synced, 300, 'every line was fdatasync\'d');
+  const lines = linesOf(dir).map((l) => JSON.parse(l) as { event: string; message?: string });
+  assert.equal(lines.length, 300);
+  assert.deepEqual(lines.map((e) => (e.event === 'run_end' ? 'run_end' : e.message)), emitted);
+  audit.close();
 });
 
 test('two writers share a directory: a second AuditLog in-process and a real child process, 1000 whole lines', async (t) => {

@@ -81,6 +81,11 @@ export class AuditLog {
       onError: this.onError,
     });
     this.dir = this.transport.dir;
+    // winston's role here is routing only: it hands each message (a block of already serialised,
+    // redacted lines, see writePending) unchanged (printf below) to its transports, synchronously in the
+    // same tick (tests/audit-durable.test.ts proves flush() covers every line written before it), and
+    // mirrors it to stderr when asked. It does NOT buffer, batch, chain, rotate, fsync or retry: the
+    // durable transport does all of that, and flush()/close() talk to it directly, not through winston.
     const transports: winston.transport[] = [this.transport];
     if (opts.stderrMirror) {
       transports.push(new winston.transports.Console({ stderrLevels: ['info'] }));

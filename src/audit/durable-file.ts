@@ -1,17 +1,17 @@
 // A winston transport that writes JSONL durably. winston's own file transports never fsync, so an
 // audit record could vanish with the page cache. Here:
-// - lines are hash-chained (chain.ts): each carries the hash of the line before it, appends from the
-//   processes that share the directory (a server and its re-entry children) are serialised by a lock
-//   file, and every batch of lines goes out in ONE write(2) on an O_APPEND descriptor;
-// - fdatasync is group-committed: every `commitEvery` lines or `commitIntervalMs`, whichever first
-//   (~4 µs a record instead of ~200 µs), and `flush()` forces it for run ends and shutdown;
+// - appends, torn-tail repair and group commit are the shared primitive (storage/durable-append.ts):
+//   lines hash-chained, appends of the processes sharing the directory (a server and its re-entry
+//   children) serialised by a lock file, each batch of lines in ONE write(2), fdatasync every
+//   `commitEvery` lines (default 256) or `commitIntervalMs` (default 100 ms), whichever first
+//   (~4 µs a record instead of ~200 µs); `flush()` forces it for run ends and shutdown;
 // - files rotate by UTC day (audit-YYYY-MM-DD.jsonl) and by size (audit-YYYY-MM-DD.1.jsonl, .2, …);
 // - I/O failures never throw into the server: they are reported once through `onError`, lines wait in a
 //   bounded backlog, and the file is reopened on the next write or retry tick.
 import fs from 'node:fs';
 import path from 'node:path';
 import Transport from 'winston-transport';
-import { ChainFile } from './chain.js';
+import { DurableAppendFile } from '../storage/durable-append.js';
 
 /** triple-beam's MESSAGE symbol: the formatted line a winston format produced. */
 const MESSAGE = Symbol.for('message');
@@ -23,7 +23,7 @@ export interface DurableFileOptions {
   prefix?: string;
   /** Start a new file (.1, .2, …) when the current one would exceed this (default 50 MB). */
   maxBytes?: number;
-  /** fdatasync after this many lines (default 16). */
+  /** fdatasync after this many lines (default 256). */
   commitEvery?: number;
   /** …or this long after the first unsynced line (default 100 ms). */
   commitIntervalMs?: number;
@@ -57,13 +57,11 @@ export class DurableFileTransport extends Transport {
   private readonly onError: (err: Error) => void;
   private readonly now: () => number;
 
-  private chain: ChainFile | null = null;
+  private chain: DurableAppendFile | null = null;
   private file: string | null = null;
   private day = '';
   private dayEndsAt = 0;
   private index = 0;
-  private unsynced = 0;
-  private commitTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private failing = false;
   private nextRetryAt = 0;
@@ -120,39 +118,17 @@ export class DurableFileTransport extends Transport {
     this.sync();
   }
 
-  private inflight: Promise<void> | null = null;
-  private followUp: Promise<void> | null = null;
-
   /**
    * flush() without blocking the event loop: the fdatasync runs on libuv's pool, and callers that
    * arrive while one is in flight share the next one (group commit for bursts of run ends).
    */
   flushAsync(): Promise<void> {
     if (this.failing || this.backlog.length) this.recover(true);
-    // While one sync runs, every later caller shares a single follow-up sync.
-    if (this.inflight) return (this.followUp ??= this.inflight.then(() => {
-      this.followUp = null;
-      return this.flushAsync();
-    }));
-    const fd = this.chain?.fd ?? null;
-    if (fd === null || this.unsynced === 0) return Promise.resolve();
-    if (this.commitTimer) {
-      clearTimeout(this.commitTimer);
-      this.commitTimer = null;
-    }
-    const n = this.unsynced;
-    this.unsynced = 0;
-    this.inflight = new Promise<void>((resolve) => {
-      fs.fdatasync(fd, (err) => {
-        this.inflight = null;
-        if (err && this.chain?.fd === fd) {
-          this.unsynced += n;
-          this.fail(err);
-        } else if (!err) this.stats_.synced += n;
-        resolve();
-      });
+    const file = this.chain;
+    if (!file) return Promise.resolve();
+    return file.flush().catch((err: unknown) => {
+      if (this.chain === file) this.fail(err);
     });
-    return this.inflight;
   }
 
   override close(): void {
@@ -179,23 +155,14 @@ export class DurableFileTransport extends Transport {
     const jsonLines = block.split('\n').filter((l) => l !== '');
     if (!jsonLines.length) return;
     // Each line grows by its chain hash (~75 bytes) on the way out.
-    const chain = this.ensureFile(Buffer.byteLength(block) + 76 * jsonLines.length);
-    const r = chain.append(jsonLines);
-    // A new file's directory entry must be durable too, or fdatasync'd lines can vanish with it.
-    if (r.created) fsyncDir(this.dir);
-    const lines = jsonLines.length;
-    this.stats_.written += lines;
-    this.unsynced += lines;
-    // Group commit runs off the event loop (flushAsync); only flush()/close() block, at shutdown.
-    if (this.unsynced >= this.commitEvery) void this.flushAsync();
-    else if (!this.commitTimer) {
-      this.commitTimer = setTimeout(() => void this.flushAsync(), this.commitIntervalMs);
-      this.commitTimer.unref();
-    }
+    const file = this.ensureFile(Buffer.byteLength(block) + 76 * jsonLines.length);
+    // Group commit runs off the event loop (the primitive's); only flush()/close() block, at shutdown.
+    file.append(jsonLines);
+    this.stats_.written += jsonLines.length;
   }
 
   /** The file for `len` more bytes, rotating by day or size and reopening a deleted file. */
-  private ensureFile(len: number): ChainFile {
+  private ensureFile(len: number): DurableAppendFile {
     const t = this.now();
     if (this.chain !== null && t < this.dayEndsAt) {
       // fstat sees other processes' appends too, so every writer rotates at the same point; a file
@@ -217,16 +184,26 @@ export class DurableFileTransport extends Transport {
     return this.openFor(len);
   }
 
-  private openFor(len: number): ChainFile {
+  private openFor(len: number): DurableAppendFile {
     fs.mkdirSync(this.dir, { recursive: true });
     if (this.index < 0) this.index = this.highestIndex(this.day);
     for (;;) {
       const file = path.join(this.dir, this.fileName(this.day, this.index));
       // A torn last line (crash, short write) is ended by the chain's next append, not here.
-      const chain = new ChainFile(file, { onTamper: (msg) => this.onError(new Error(msg)) });
+      const chain = new DurableAppendFile(file, {
+        commitEvery: this.commitEvery,
+        commitIntervalMs: this.commitIntervalMs,
+        onSyncError: (err) => {
+          if (this.chain === chain) this.fail(err);
+        },
+        onSynced: (n) => {
+          this.stats_.synced += n;
+        },
+        onTamper: (msg) => this.onError(new Error(msg)),
+      });
       const size = chain.openExisting();
       if (size > 0 && size + len > this.maxBytes) {
-        chain.close();
+        chain.abandon();
         this.index++;
         continue;
       }
@@ -247,16 +224,8 @@ export class DurableFileTransport extends Transport {
   }
 
   private sync(): void {
-    if (this.commitTimer) {
-      clearTimeout(this.commitTimer);
-      this.commitTimer = null;
-    }
-    const fd = this.chain?.fd ?? null;
-    if (fd === null || this.unsynced === 0) return;
     try {
-      fs.fdatasyncSync(fd);
-      this.stats_.synced += this.unsynced;
-      this.unsynced = 0;
+      this.chain?.flushSync();
     } catch (err) {
       this.fail(err);
     }
@@ -273,7 +242,6 @@ export class DurableFileTransport extends Transport {
 
   private fail(err: unknown): void {
     this.closeFd();
-    this.unsynced = 0;
     this.nextRetryAt = Date.now() + this.retryMs;
     if (!this.failing) {
       this.failing = true;
@@ -310,28 +278,15 @@ export class DurableFileTransport extends Transport {
     }
   }
 
+  /** Closes the file without a sync (callers sync first when they can): unsynced lines are forgotten. */
   private closeFd(): void {
-    this.chain?.close();
+    this.chain?.abandon();
     this.chain = null;
   }
 
   private clearTimers(): void {
-    if (this.commitTimer) clearTimeout(this.commitTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.commitTimer = this.retryTimer = null;
-  }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // some filesystems refuse fsync on a directory; the file's own fdatasync still holds
+    this.retryTimer = null;
   }
 }
 

@@ -8,7 +8,7 @@
 //   runs write their own run_end (maybe in another process), so summing over runs never double counts;
 // - digests are `sha256:` + the first 16 hex digits of sha256 over canonical JSON (see `digest`), so
 //   inputs can be correlated without storing them.
-import { sha256Hex } from './hash.js';
+import { sha256Hex } from '../storage/hash.js';
 import { z } from 'zod';
 import { RunStatus } from '../contract/run.js';
 import { Usage } from '../contract/usage.js';

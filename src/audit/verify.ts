@@ -1,5 +1,5 @@
 // `delegate-mcp audit verify`: walks the hash chains of the audit log and the budget ledger.
-import { verifyChainDir, type ChainReport } from './chain.js';
+import { verifyChainDir, type ChainReport } from '../storage/hash-chain.js';
 
 /** Every chained file of the audit dir (audit-*.jsonl) and the ledger dir (ledger-*.jsonl). */
 export function verifyStateChains(dirs: { auditDir?: string; ledgerDir?: string }): ChainReport[] {

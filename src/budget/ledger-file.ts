@@ -13,13 +13,16 @@
 // the file has not been modified for `tornAfterMs`: a live writer finishes its single write() in
 // microseconds, so a tail that old can only be a crash leftover (a newer one is re-read next time).
 //
-// Lines are hash-chained like the audit log's (audit/chain.ts: appends under a lock file, each line
-// carrying the hash of the one before it). Reading verifies the chain as it goes; the first break
+// Appending, torn-tail repair and group commit (fdatasync every `syncEvery` lines or `syncIntervalMs`
+// after the first unsynced one) are the primitive the audit log uses too (storage/durable-append.ts);
+// lines are hash-chained like the audit log's (storage/hash-chain.ts: appends under a lock file, each
+// line carrying the hash of the one before it). Reading verifies the chain as it goes; the first break
 // (an edited, deleted or inserted line, an emptied or shrunk file) is kept in `chainBreak`, and the
 // ledger refuses to start on it: spend must never be forgotten silently.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ChainFile, ChainVerifier, type ChainBreak } from '../audit/chain.js';
+import { DurableAppendFile } from '../storage/durable-append.js';
+import { ChainVerifier, type ChainBreak } from '../storage/hash-chain.js';
 
 export type ChargeBasis = 'usage' | 'streamed' | 'reserved';
 
@@ -65,9 +68,15 @@ export class LedgerChainError extends Error {
   }
 }
 
+/** Group commit of a day file (see DurableAppendFile). */
+export interface DayFileSync {
+  syncEvery: number;
+  syncIntervalMs: number;
+}
+
 export class DayFile {
   readonly path: string;
-  private readonly chain: ChainFile;
+  private readonly chain: DurableAppendFile;
   private verifier: ChainVerifier;
   /** The first break seen (sticky: a later re-read does not clear it). */
   private break_: ChainBreak | null = null;
@@ -76,17 +85,22 @@ export class DayFile {
   private lineNo = 0;
   /** Whether `offset` ends a torn fragment (skipped) rather than a complete line. */
   private atTornEnd = false;
-  private unsynced = 0;
   private readonly seen = new Set<string>();
 
   constructor(
     private readonly dir: string,
     readonly day: string,
     private readonly warn: (msg: string) => void,
+    sync: DayFileSync,
     private readonly tornAfterMs = 2000,
   ) {
     this.path = path.join(dir, ledgerFileName(day));
-    this.chain = new ChainFile(this.path, { onTamper: warn });
+    this.chain = new DurableAppendFile(this.path, {
+      commitEvery: sync.syncEvery,
+      commitIntervalMs: sync.syncIntervalMs,
+      onSyncError: (err) => warn(`fdatasync ${this.path}: ${err.message}`),
+      onTamper: warn,
+    });
     this.verifier = new ChainVerifier(this.path);
   }
 
@@ -107,7 +121,7 @@ export class DayFile {
 
   /** Lines appended since the last fdatasync. */
   get unsyncedCount(): number {
-    return this.unsynced;
+    return this.chain.unsyncedLines;
   }
 
   /**
@@ -190,7 +204,6 @@ export class DayFile {
     const key = recordKey(rec);
     if (key !== null) this.seen.add(key); // our own record: already applied in memory, skip when tailing
     const r = this.chain.append([JSON.stringify(rec)]);
-    this.unsynced++;
     // Nobody appended since our last read (the usual case): our own line is consumed right away
     // instead of re-read by the next tail; otherwise the next read picks it up (and verifies it).
     if (r.start === this.offset && !this.atTornEnd) {
@@ -200,27 +213,14 @@ export class DayFile {
     }
   }
 
-  syncNow(): void {
-    if (this.fd !== null && this.unsynced > 0) {
-      this.unsynced = 0;
-      fs.fdatasyncSync(this.fd);
-    }
-  }
-
-  async sync(): Promise<void> {
-    if (this.fd === null || this.unsynced === 0) return;
-    const fd = this.fd;
-    this.unsynced = 0;
-    await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  /** Every line appended so far made durable (off the event loop). Rejects on failure. */
+  sync(): Promise<void> {
+    return this.chain.flush();
   }
 
   close(): void {
     if (this.fd === null) return;
-    try {
-      this.syncNow();
-    } finally {
-      this.chain.close();
-    }
+    this.chain.close();
   }
 }
 

@@ -3,7 +3,7 @@
 // enforces it as its own ceilings. A chain can only LOWER limits relative to the server's own config:
 // depth is checked against our max_depth, budgets become per-call caps (which only lower), and rules
 // are intersected with the agent's own (which only narrows). So a forged chain cannot raise anything.
-import { sha256Hex } from '../audit/hash.js';
+import { sha256Hex } from '../storage/hash.js';
 import { z } from 'zod';
 import type { AgentDefinition } from '../agents/definition.js';
 

@@ -246,3 +246,13 @@ export function checksFor(run: RunState, agentScope: Scope, day: DayState, price
 export function overLimit(c: Check, need: number): boolean {
   return need > c.scope.available(c.dim)! + (c.dim === 'usd' ? USD_EPSILON : 0);
 }
+
+/** The largest x in [lo, hi) with fits(x), given fits(lo) and not fits(hi) and fits monotone (needs grow with x). */
+export function largestFitting(lo: number, hi: number, fits: (x: number) => boolean): number {
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,5 +1,47 @@
-// The budget ledger's vocabulary: what callers pass in and get back (the protocol is described at the
-// top of ledger.ts). Shared by the in-process ledger and the Redis-backed one.
+// The budget ledger's vocabulary and protocol: what callers pass in and get back, and what each call
+// promises. Scopes are described at the top of ledger.ts.
+//
+// ── Call protocol (orchestrator, main thread) ───────────────────────────────────────────────────
+//  openRun({runId, agent, parentRunId?, run?, call?, agentDaily?}) → { limits }   (effective caps)
+//  reserve({runId, model, inputTokens, maxOutputTokens, minOutputTokens?})
+//      → {ok: true, reservationId, maxOutputTokens, shrunk, tokens, usd, note?}
+//      | {ok: false, scope, dimension, limit, spent, reserved, needed, message}
+//    Synchronous and all-or-nothing: every covering scope is checked, then the reservation is held in
+//    all of them or in none. tokens = inputTokens + maxOutputTokens; usd = input price × inputTokens +
+//    output price × maxOutputTokens. If the full max output does not fit but some max output ≥
+//    minOutputTokens (default 256) fits everywhere, the largest such is granted with shrunk: true.
+//    With outputSlice: holds input + the slice (or what fits of it, ≥ 1) and grants the whole max
+//    output to ask the provider for; the stream then extends its hold (extend) as it goes.
+//  admit({runId, model, tokens, usd?}) → {ok, reservationId} | refused
+//    Holds a run's expected cost (RunHistory) in every scope, all or nothing. The run's reserve and
+//    extend draw on this hold first; what is left of it is released by closeRun.
+//  extend(reservationId, wantOutputTokens) → {ok, grantedOutputTokens, reservedOutputTokens} | refused
+//    Grows a call's output hold by the largest amount ≤ want that fits everywhere (≥ 1 token).
+//  commit(reservationId, usage | null, fallback?) → {tokens, usd, parts, basis}
+//    Charges input + cache_read + cache_creation + output. A stream cut short (fallback.cut, or no
+//    usage): part by part the larger of the reported usage and the input estimate (the reservation's,
+//    or fallback.inputEstimate when none was made) + fallback.streamedOutputTokens; with neither
+//    usage nor fallback, the whole reservation (the safe upper bound).
+//  release(reservationId)          the call never reached the provider; idempotent
+//  closeRun(runId) → RunTotals     closes the run and its still-open descendants and releases their
+//                                  reservations; a late commit of such a reservation is still charged
+//                                  (the tokens were spent), it just no longer holds budget meanwhile
+//  runTotals(runId), status({runId?, day?}), setServerLimits(limits), flush(), close()
+//
+// ── Documented ways a limit can be exceeded (each is recorded, never hidden) ─────────────────────
+//  1. Actual usage above the reservation: the input estimate was low, the provider reported more
+//     output than was counted while streaming (a stream is cut once its counted output passes its
+//     hold, so by at most the chunk that crossed the line), or cache writes (priced 1.25× input for
+//     Claude; reservations price input uncached).
+//     The actual is charged; the scope shows spent > limit and refuses every later reserve.
+//     Likewise a commit that arrives after closeRun released its reservation (budget no longer held).
+//  2. Unknown-price models: USD limits cannot be applied; such calls are counted in tokens only
+//     (the reservation carries a `note`, status lists "no price known for X: tokens only").
+//  3. Several processes sharing a stateDir see each other's COMMITTED spend (each reserve first reads
+//     what others appended), not each other's in-flight reservations: a shared daily window can be
+//     overshot by at most the other processes' in-flight reservations.
+//  4. A call is charged to the UTC day its reservation was made on: it was checked against that
+//     day's window, and charging it to the next day would overdraw a window that never approved it.
 import type { ChargeBasis } from './ledger-file.js';
 import type { PriceTable } from './prices.js';
 

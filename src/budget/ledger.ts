@@ -46,6 +46,7 @@ import {
   type RunState,
 } from './scope.js';
 import { budgetStatus, dimWord, fmtUsd, refusal, totalsOf } from './status.js';
+import type { LedgerStore } from './store.js';
 import type {
   AdmitRequest,
   BudgetLedgerOptions,
@@ -66,7 +67,8 @@ import type {
 export * from './types.js';
 export { utcDay } from './scope.js';
 
-export class BudgetLedger {
+export class BudgetLedger implements LedgerStore {
+  readonly synchronous = true as const;
   private readonly dir: string | undefined;
   private serverLimits: BudgetLimits;
   private readonly prices: Prices;

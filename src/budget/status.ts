@@ -1,7 +1,31 @@
 // The ledger's words: refusal messages, run totals, and the status report (budget_status, `budget` CLI).
 import type { ResolvedPrice } from './prices.js';
-import { modelsRecord, roundUsd, USD_EPSILON, type Check, type DayState, type Dim, type RunState, type Scope } from './scope.js';
+import { modelsRecord, roundUsd, USD_EPSILON, type Check, type Dim, type Scope } from './scope.js';
 import type { BudgetStatus, ModelTotals, ReserveRefused, RunStatus, RunTotals, ScopeStatus } from './types.js';
+
+/** What the report reads of a run (the in-process RunState, or one rebuilt from Redis). */
+export interface RunView {
+  runId: string;
+  agent: string;
+  parent?: { runId: string };
+  depth: number;
+  open: boolean;
+  /** Spend and holds of the run's whole subtree, against its effective caps. */
+  scope: Scope;
+  limitedByParent: { tokens: boolean; usd: boolean };
+  self: { tokens: number; usd: number; unpricedTokens: number; calls: number };
+  byModel: Map<string, ModelTotals>;
+  children: RunView[];
+  /** The run's own open reservations. */
+  reservations: Iterable<{ tokens: number; usd: number | null }>;
+}
+
+/** What the report reads of a day. */
+export interface DayView {
+  day: string;
+  server: Scope;
+  models: Map<string, ModelTotals>;
+}
 
 /** What refused a call: the first blocking scope in full, the others named. */
 export function refusal(
@@ -22,7 +46,7 @@ export function refusal(
   return { ok: false, scope: b.name, dimension: b.dim, limit, spent, reserved, needed, message };
 }
 
-export function totalsOf(run: RunState): RunTotals {
+export function totalsOf(run: RunView): RunTotals {
   return {
     runId: run.runId,
     agent: run.agent,
@@ -35,7 +59,7 @@ export function totalsOf(run: RunState): RunTotals {
   };
 }
 
-export function runStatus(rs: RunState): RunStatus {
+export function runStatus(rs: RunView): RunStatus {
   let rt = 0;
   let ru = 0;
   for (const res of rs.reservations) {
@@ -62,7 +86,7 @@ export function runStatus(rs: RunState): RunStatus {
 }
 
 /** The books of one day, with a run's subtree when asked for (`agentScopes` in name order). */
-export function budgetStatus(day: DayState, agentScopes: [string, Scope][], run: RunState | undefined, openRuns: number): BudgetStatus {
+export function budgetStatus(day: DayView, agentScopes: [string, Scope][], run: RunView | undefined, openRuns: number): BudgetStatus {
   const agents: Record<string, ScopeStatus> = {};
   for (const [name, s] of agentScopes) agents[name] = s.status();
 
@@ -86,7 +110,7 @@ export function budgetStatus(day: DayState, agentScopes: [string, Scope][], run:
 
   const runs: RunStatus[] = [];
   if (run) {
-    const walk = (rs: RunState) => {
+    const walk = (rs: RunView) => {
       runs.push(runStatus(rs));
       overrun(rs.scope);
       for (const [m, t] of rs.byModel) if (t.usd === null && !models[m]) notes.push(`no price known for ${m}: tokens only`);

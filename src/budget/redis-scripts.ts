@@ -1,0 +1,572 @@
+// Long because: the Redis ledger's Lua scripts are one program (shared helpers, one data layout); each
+// script mirrors a BudgetLedger method line for line, and apart they would be harder to check against it.
+//
+// The Redis ledger's atomic steps. Each script runs whole inside Redis (nothing interleaves), so holds
+// and charges of N processes × M runs are checked and applied all or nothing: no cap is ever committed
+// past by a race. The arithmetic mirrors ledger.ts / scope.ts exactly (same fits, same binary search,
+// same admission drawing); messages are worded in TypeScript from what a script returns (status.ts).
+//
+// Layout under KEYS[1] (the base, e.g. "dmcp:{budget}:"; the hash tag keeps every key in one slot):
+//   day:<D>:server            hash  scope fields (below): the server's daily window of UTC day D
+//   day:<D>:agent:<name>      hash  scope fields: an agent's daily window
+//   day:<D>:agents            set   agents with a window that day
+//   day:<D>:models            hash  "<model>\n<field>" → calls, tokens, usd (absent: no price), input, …
+//   limits:agent              hash  agent → "<tokens>|<usd>" daily caps (empty: none; the latest openRun wins)
+//   run:<id>                  hash  scope fields + agent, parent, root, depth, open, lbt/lbu (limited by
+//                                   parent), label, model, adm (admission id), self xt/xu/xut/xc
+//   run:<id>:children         list  child run ids, in opening order
+//   run:<id>:rsv              set   the run's own open reservations
+//   run:<id>:models           hash  "<model>\n<field>": spend of the run's subtree per model
+//   rsv:<id>                  hash  run, day, dx (day expiry), agent, model, in, out, t, u ('' = unpriced),
+//                                   pi/po (price per Mtok), st ('open' | 'orphaned')
+//   open-runs                 string count of open runs
+// Scope fields: lt/lu limits (absent: none), st/su spent, rt/ru reserved, n open holds, c calls, ut
+// unpriced tokens. Numbers are stored and returned as strings ('%.17g': Lua numbers are doubles, and a
+// number reply would be truncated to an integer). Daily keys expire two days after their day; run keys a
+// while after their last change (open runs are refreshed by every step). Every call passes the ledger
+// clock (unix seconds) as its last argument.
+
+const PRELUDE = `
+local B = KEYS[1]
+-- The ledger clock (unix seconds) comes last in every call: expiries are relative to it, so a ledger
+-- whose clock is not Redis's (tests of other days) still keeps a day two days past its end.
+local NOW = tonumber(ARGV[#ARGV])
+local EPS = 1e-9
+local function num(v) if v == false or v == nil or v == '' then return nil end return tonumber(v) end
+local function fmt(x) if x == nil then return '' end return string.format('%.17g', x) end
+local function roundUsd(x) return math.floor(x * 1e9 + 0.5) / 1e9 end
+
+local scopes = {}
+local function scope(key)
+  local s = scopes[key]
+  if s then return s end
+  local h = redis.call('HMGET', key, 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut')
+  s = { key = key, lt = num(h[1]), lu = num(h[2]), st = num(h[3]) or 0, su = num(h[4]) or 0, rt = num(h[5]) or 0,
+        ru = num(h[6]) or 0, n = num(h[7]) or 0, c = num(h[8]) or 0, ut = num(h[9]) or 0, dirty = false }
+  scopes[key] = s
+  return s
+end
+local function setLimits(s, lt, lu) s.lt = lt; s.lu = lu; s.limitsDirty = true end
+local function hold(s, t, u) s.rt = s.rt + t; s.ru = s.ru + (u or 0); s.n = s.n + 1; s.dirty = true end
+local function unhold(s, t, u)
+  s.n = s.n - 1; s.rt = s.rt - t; s.ru = s.ru - (u or 0)
+  if s.n <= 0 then s.n = 0; s.rt = 0; s.ru = 0 end
+  s.dirty = true
+end
+local function charge(s, t, u)
+  s.c = s.c + 1; s.st = s.st + t
+  if u == nil then s.ut = s.ut + t else s.su = s.su + u end
+  s.dirty = true
+end
+local function avail(s, dim)
+  if dim == 'tokens' then
+    if s.lt == nil then return nil end
+    return s.lt - s.st - s.rt
+  end
+  if s.lu == nil then return nil end
+  return s.lu - s.su - s.ru
+end
+local expiries = {}
+local function expireAt(key, at) expiries[key] = { 'at', at } end
+local function expireIn(key, sec) expiries[key] = { 'in', sec } end
+local function saveAll()
+  for key, s in pairs(scopes) do
+    if s.dirty then
+      redis.call('HSET', key, 'st', fmt(s.st), 'su', fmt(s.su), 'rt', fmt(s.rt), 'ru', fmt(s.ru), 'n', fmt(s.n), 'c', fmt(s.c), 'ut', fmt(s.ut))
+    end
+    if s.limitsDirty then
+      if s.lt == nil then redis.call('HDEL', key, 'lt') else redis.call('HSET', key, 'lt', fmt(s.lt)) end
+      if s.lu == nil then redis.call('HDEL', key, 'lu') else redis.call('HSET', key, 'lu', fmt(s.lu)) end
+    end
+  end
+  for key, e in pairs(expiries) do
+    if e[1] == 'at' then redis.call('EXPIRE', key, math.max(1, e[2] - NOW)) else redis.call('EXPIRE', key, e[2]) end
+  end
+end
+
+local function runKey(id) return B .. 'run:' .. id end
+local runs = {}
+local function loadRun(id)
+  local r = runs[id]
+  if r then return r end
+  local h = redis.call('HMGET', runKey(id), 'agent', 'parent', 'open', 'lbt', 'lbu', 'label', 'adm', 'model', 'depth', 'root')
+  if not h[1] then return nil end
+  r = { id = id, agent = h[1], parent = (h[2] ~= '' and h[2]) or nil, open = h[3] == '1', lbt = h[4] == '1', lbu = h[5] == '1',
+        label = h[6], adm = (h[7] ~= '' and h[7]) or nil, model = (h[8] ~= '' and h[8]) or nil, depth = tonumber(h[9]) or 0, root = h[10] }
+  r.scope = scope(runKey(id))
+  runs[id] = r
+  return r
+end
+-- The run and its ancestors, innermost first.
+local function chainOf(r)
+  local out = {}
+  while r do
+    out[#out + 1] = r
+    if r.parent then r = loadRun(r.parent) else r = nil end
+  end
+  return out
+end
+
+local function dayKey(day, what) return B .. 'day:' .. day .. ':' .. what end
+local function agentLimits(agent)
+  local v = redis.call('HGET', B .. 'limits:agent', agent)
+  if not v then return nil, nil end
+  local sep = string.find(v, '|', 1, true)
+  return num(string.sub(v, 1, sep - 1)), num(string.sub(v, sep + 1))
+end
+-- The agent's and the server's window of a day, with their current limits (server: from the caller).
+local function dayScopes(day, dx, agent, sLt, sLu)
+  local a = scope(dayKey(day, 'agent:' .. agent))
+  local alt, alu = agentLimits(agent)
+  setLimits(a, alt, alu)
+  local sv = scope(dayKey(day, 'server'))
+  setLimits(sv, sLt, sLu)
+  redis.call('SADD', dayKey(day, 'agents'), agent)
+  expireAt(a.key, dx); expireAt(sv.key, dx); expireAt(dayKey(day, 'agents'), dx)
+  return a, sv
+end
+
+-- Every limited scope a call of run r must fit in (checksFor in scope.ts).
+local function checksFor(r, agentScope, serverScope, priced)
+  local checks, skipped = {}, {}
+  local function add(s, name, hintT, hintU)
+    if s.lt ~= nil then checks[#checks + 1] = { s = s, dim = 'tokens', name = name, hint = hintT } end
+    if s.lu ~= nil then
+      if priced then checks[#checks + 1] = { s = s, dim = 'usd', name = name, hint = hintU } else skipped[#skipped + 1] = name end
+    end
+  end
+  local parentId = r.parent
+  for i, rs in ipairs(chainOf(r)) do
+    local name = rs.label
+    if i > 1 then name = rs.label .. ', ' .. ((rs.id == parentId) and 'parent' or 'ancestor') .. ' of ' .. r.id end
+    local share = ''
+    if rs.parent then share = " (its share of parent run " .. rs.parent .. "'s remaining budget)" end
+    add(rs.scope, name, (rs.lbt and share) or '', (rs.lbu and share) or '')
+  end
+  add(agentScope, agentScope.label, '', '')
+  add(serverScope, 'server daily', '', '')
+  return checks, skipped
+end
+local function over(c, need) return need > avail(c.s, c.dim) + ((c.dim == 'usd') and EPS or 0) end
+
+-- Reservations.
+local function rsvKey(id) return B .. 'rsv:' .. id end
+local rsvs = {}
+local function loadRsv(id)
+  local x = rsvs[id]
+  if x then return x end
+  local h = redis.call('HMGET', rsvKey(id), 'run', 'day', 'dx', 'agent', 'model', 'in', 'out', 't', 'u', 'pi', 'po', 'st')
+  if not h[1] then return nil end
+  x = { id = id, run = h[1], day = h[2], dx = tonumber(h[3]), agent = h[4], model = h[5], input = tonumber(h[6]), out = tonumber(h[7]),
+        t = tonumber(h[8]), u = num(h[9]), pi = num(h[10]), po = num(h[11]), st = h[12] }
+  rsvs[id] = x
+  return x
+end
+local function saveRsv(x)
+  redis.call('HSET', rsvKey(x.id), 'run', x.run, 'day', x.day, 'dx', fmt(x.dx), 'agent', x.agent, 'model', x.model, 'in', fmt(x.input),
+    'out', fmt(x.out), 't', fmt(x.t), 'u', fmt(x.u), 'pi', fmt(x.pi), 'po', fmt(x.po), 'st', x.st)
+end
+-- The scopes a reservation is held in: its run and ancestors, its agent's and the server's window of its day.
+local function rsvScopes(x)
+  local out = {}
+  for _, rs in ipairs(chainOf(loadRun(x.run))) do out[#out + 1] = rs.scope end
+  out[#out + 1] = scope(dayKey(x.day, 'agent:' .. x.agent))
+  out[#out + 1] = scope(dayKey(x.day, 'server'))
+  return out
+end
+local function holdRsv(x) for _, s in ipairs(rsvScopes(x)) do hold(s, x.t, x.u) end end
+local function unholdRsv(x) for _, s in ipairs(rsvScopes(x)) do unhold(s, x.t, x.u) end end
+-- Removes a reservation from every scope it is held in and forgets it.
+local function settle(x)
+  if x.st == 'open' then unholdRsv(x) end
+  redis.call('SREM', runKey(x.run) .. ':rsv', x.id)
+  redis.call('DEL', rsvKey(x.id))
+  x.gone = true
+end
+
+-- Runs attempt() with the run's admission hold given back to the scopes, then holds the admission
+-- again, less what the attempt took (drawingOnAdmission in ledger.ts).
+local function drawingOnAdmission(r, attempt)
+  local adm = nil
+  if r.adm then
+    adm = loadRsv(r.adm)
+    if adm and adm.st ~= 'open' then adm = nil end
+  end
+  if adm then unholdRsv(adm) end
+  local result, takenT, takenU = attempt()
+  if adm then
+    if takenT then
+      local t = math.min(adm.t, takenT)
+      adm.t = adm.t - t
+      adm.out = adm.t
+      if adm.u ~= nil then adm.u = math.max(0, adm.u - (takenU or 0)) end
+      saveRsv(adm)
+    end
+    holdRsv(adm)
+  end
+  return result
+end
+
+local function refusal(blockers)
+  local out = { 'refused' }
+  for _, c in ipairs(blockers) do
+    local s = c.s
+    local spent, reserved = s.st, s.rt
+    if c.dim == 'usd' then spent, reserved = s.su, s.ru end
+    out[#out + 1] = { c.name, c.hint, c.dim, fmt(c.dim == 'tokens' and s.lt or s.lu), fmt(spent), fmt(reserved) }
+  end
+  return out
+end
+
+local function largestFitting(lo, hi, fits)
+  while hi - lo > 1 do
+    local mid = math.floor((lo + hi) / 2)
+    if fits(mid) then lo = mid else hi = mid end
+  end
+  return lo
+end
+
+local function openRunOrFail(id)
+  local r = loadRun(id)
+  if not r then return nil, 'budget: unknown run ' .. id .. ' (openRun it first)' end
+  if not r.open then return nil, 'budget: run ' .. id .. ' is closed' end
+  return r
+end
+local function touchRun(r, ttl)
+  expireIn(runKey(r.id), ttl); expireIn(runKey(r.id) .. ':rsv', ttl); expireIn(runKey(r.id) .. ':children', ttl); expireIn(runKey(r.id) .. ':models', ttl)
+end
+local function touchChain(r, ttl) for _, rs in ipairs(chainOf(r)) do touchRun(rs, ttl) end end
+`;
+
+/** openRun: ARGV runId, agent, parentId|'', day, dayExpireAt, runTtl, own lt|'', own lu|'', agent daily lt|'', lu|'', label. */
+const OPEN_RUN = `
+local id, agent, parentId, day, dx, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local lt, lu = num(ARGV[7]), num(ARGV[8])
+if redis.call('EXISTS', runKey(id)) == 1 then return redis.error_reply('budget: run ' .. id .. ' was already opened') end
+local parent = nil
+if parentId ~= '' then
+  parent = loadRun(parentId)
+  if not parent then return redis.error_reply('budget: run ' .. id .. ' names unknown parent run ' .. parentId) end
+  if not parent.open then return redis.error_reply('budget: run ' .. id .. ' cannot start under closed parent run ' .. parentId) end
+end
+local lbt, lbu = '0', '0'
+if parent then
+  for _, dim in ipairs({ 'tokens', 'usd' }) do
+    local left = nil
+    for _, rs in ipairs(chainOf(parent)) do
+      local a = avail(rs.scope, dim)
+      if a ~= nil then
+        if left == nil then left = a else left = math.min(left, a) end
+        left = math.max(0, left)
+      end
+    end
+    if dim == 'tokens' and left ~= nil and (lt == nil or left < lt) then lt = left; lbt = '1' end
+    if dim == 'usd' and left ~= nil and (lu == nil or left < lu) then lu = roundUsd(left); lbu = '1' end
+  end
+end
+redis.call('HSET', B .. 'limits:agent', agent, ARGV[9] .. '|' .. ARGV[10])
+dayScopes(day, dx, agent, nil, nil)
+local key = runKey(id)
+redis.call('HSET', key, 'agent', agent, 'parent', parentId, 'root', parent and parent.root or id, 'depth', fmt(parent and parent.depth + 1 or 0),
+  'open', '1', 'lbt', lbt, 'lbu', lbu, 'label', ARGV[11], 'adm', '', 'model', '', 'st', '0', 'su', '0', 'rt', '0', 'ru', '0', 'n', '0', 'c', '0', 'ut', '0',
+  'xt', '0', 'xu', '0', 'xut', '0', 'xc', '0')
+if lt ~= nil then redis.call('HSET', key, 'lt', fmt(lt)) end
+if lu ~= nil then redis.call('HSET', key, 'lu', fmt(lu)) end
+if parent then redis.call('RPUSH', runKey(parentId) .. ':children', id); touchChain(parent, ttl) end
+redis.call('INCR', B .. 'open-runs')
+local r = loadRun(id)
+touchRun(r, ttl)
+-- the agent scope's limits are the stored ones: do not let saveAll rewrite the server's
+scopes[dayKey(day, 'server')].limitsDirty = false
+saveAll()
+return { fmt(lt), fmt(lu), lbt, lbu }
+`;
+
+/**
+ * reserve: ARGV runId, rsvId, day, dayExpireAt, model, input, maxOut, minOut, slice|'', pi|'', po|'',
+ * server lt|'', lu|'', runTtl.
+ */
+const RESERVE = `
+local id, rid, day, dx, model = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local input, maxOut, minOut, slice = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), num(ARGV[9])
+local pi, po = num(ARGV[10]), num(ARGV[11])
+local ttl = tonumber(ARGV[14])
+local r, err = openRunOrFail(id)
+if not r then return redis.error_reply(err) end
+local agentScope, serverScope = dayScopes(day, dx, r.agent, num(ARGV[12]), num(ARGV[13]))
+agentScope.label = 'agent ' .. r.agent .. ' daily'
+local priced = pi ~= nil
+local function need(dim, out) if dim == 'tokens' then return input + out end return (input * pi + out * po) / 1e6 end
+local result = drawingOnAdmission(r, function()
+  local checks, skipped = checksFor(r, agentScope, serverScope, priced)
+  local function failing(out)
+    local f = {}
+    for _, c in ipairs(checks) do if over(c, need(c.dim, out)) then f[#f + 1] = c end end
+    return f
+  end
+  local function fitsAll(out) return #failing(out) == 0 end
+  local held, providerMax, shrunk
+  if slice ~= nil then
+    local want = math.min(slice, maxOut)
+    if not fitsAll(want) then
+      local blockers = failing(math.min(1, want))
+      if #blockers > 0 then return refusal(blockers) end
+      held = largestFitting(math.min(1, want), want, fitsAll)
+    else held = want end
+    providerMax, shrunk = maxOut, false
+  else
+    local granted = maxOut
+    if not fitsAll(maxOut) then
+      local blockers = failing(minOut)
+      if #blockers > 0 then return refusal(blockers) end
+      granted = largestFitting(minOut, maxOut, fitsAll)
+    end
+    held, providerMax, shrunk = granted, granted, granted < maxOut
+  end
+  local t = input + held
+  local u = nil
+  if priced then u = need('usd', held) end
+  local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = input, out = held, t = t, u = u, pi = pi, po = po, st = 'open' }
+  rsvs[rid] = x
+  saveRsv(x)
+  holdRsv(x)
+  redis.call('SADD', runKey(id) .. ':rsv', rid)
+  if not r.model then redis.call('HSET', runKey(id), 'model', model) end
+  return { 'ok', fmt(providerMax), fmt(held), shrunk and '1' or '0', fmt(t), fmt(u), table.concat(skipped, '; ') }, t, u
+end)
+touchChain(r, ttl)
+saveAll()
+return result
+`;
+
+/** admit: ARGV runId, rsvId, day, dayExpireAt, model, tokens, usd|'', pi|'', po|'', server lt|'', lu|'', runTtl. */
+const ADMIT = `
+local id, rid, day, dx, model = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local pi, po = num(ARGV[8]), num(ARGV[9])
+local ttl = tonumber(ARGV[12])
+local r, err = openRunOrFail(id)
+if not r then return redis.error_reply(err) end
+if r.adm then return redis.error_reply('budget: run ' .. id .. ' was already admitted') end
+local agentScope, serverScope = dayScopes(day, dx, r.agent, num(ARGV[10]), num(ARGV[11]))
+agentScope.label = 'agent ' .. r.agent .. ' daily'
+-- A run never spends more than its own caps allow: expecting more would refuse it for nothing.
+local tokens = tonumber(ARGV[6])
+if r.scope.lt ~= nil then tokens = math.min(tokens, r.scope.lt) end
+local usd = num(ARGV[7])
+if usd == nil and pi ~= nil then usd = tokens * po / 1e6 end
+if usd ~= nil and r.scope.lu ~= nil then usd = math.min(usd, r.scope.lu) end
+local checks = checksFor(r, agentScope, serverScope, pi ~= nil)
+local blockers = {}
+for _, c in ipairs(checks) do
+  local need = (c.dim == 'tokens') and tokens or (usd or 0)
+  if over(c, need) then blockers[#blockers + 1] = c end
+end
+if #blockers > 0 then
+  local out = refusal(blockers)
+  out[#out + 1] = { fmt(tokens), fmt(usd) }
+  return out
+end
+local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = 0, out = tokens, t = tokens, u = usd, pi = pi, po = po, st = 'open' }
+rsvs[rid] = x
+saveRsv(x)
+holdRsv(x)
+redis.call('SADD', runKey(id) .. ':rsv', rid)
+redis.call('HSET', runKey(id), 'adm', rid)
+touchChain(r, ttl)
+saveAll()
+return { 'ok' }
+`;
+
+/** extend: ARGV rsvId, want, server lt|'', lu|'', runTtl. */
+const EXTEND = `
+local rid, want, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
+local x = loadRsv(rid)
+if not x or x.st ~= 'open' then return redis.error_reply('budget: extend of unknown or settled reservation ' .. rid) end
+local r = loadRun(x.run)
+local agentScope, serverScope = dayScopes(x.day, x.dx, x.agent, num(ARGV[3]), num(ARGV[4]))
+agentScope.label = 'agent ' .. x.agent .. ' daily'
+local priced = x.pi ~= nil
+local function need(dim, out) if dim == 'tokens' then return out end return (out * x.po) / 1e6 end
+local result = drawingOnAdmission(r, function()
+  local checks = checksFor(r, agentScope, serverScope, priced)
+  local function fits(out)
+    for _, c in ipairs(checks) do if over(c, need(c.dim, out)) then return false end end
+    return true
+  end
+  if not fits(1) then
+    local blockers = {}
+    for _, c in ipairs(checks) do if over(c, need(c.dim, 1)) then blockers[#blockers + 1] = c end end
+    return refusal(blockers)
+  end
+  local lo = want
+  if not fits(want) then lo = largestFitting(1, want, fits) end
+  local u = nil
+  if priced then u = need('usd', lo) end
+  unholdRsv(x)
+  x.out = x.out + lo
+  x.t = x.t + lo
+  if x.u ~= nil and u ~= nil then x.u = x.u + u end
+  holdRsv(x)
+  saveRsv(x)
+  return { 'ok', fmt(lo), fmt(x.out) }, lo, u
+end)
+touchChain(r, ttl)
+saveAll()
+return result
+`;
+
+const ADD_MODEL = `
+local function addModel(key, model, t, u, parts)
+  local p = model .. '\\n'
+  redis.call('HINCRBY', key, p .. 'calls', 1)
+  local function add(f, v) local cur = num(redis.call('HGET', key, p .. f)) or 0; redis.call('HSET', key, p .. f, fmt(cur + v)) end
+  add('tokens', t)
+  if u ~= nil then add('usd', u) end
+  add('input', parts[1]); add('output', parts[2]); add('cache_read', parts[3]); add('cache_write', parts[4])
+end
+`;
+
+/** commit: ARGV rsvId, tokens, usd|'', input, output, cache_read, cache_write, runTtl. */
+const COMMIT = `${ADD_MODEL}
+local rid = ARGV[1]
+local t, u = tonumber(ARGV[2]), num(ARGV[3])
+local parts = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
+local ttl = tonumber(ARGV[8])
+local x = loadRsv(rid)
+if not x then return redis.error_reply('budget: commit of unknown or already settled reservation ' .. rid) end
+settle(x)
+-- A late commit (after closeRun, even after the run's records expired) still charges what was spent.
+local r = loadRun(x.run)
+if r then
+  for _, rs in ipairs(chainOf(r)) do
+    charge(rs.scope, t, u)
+    addModel(runKey(rs.id) .. ':models', x.model, t, u, parts)
+  end
+  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
+  local xt, xu, xut, xc = (num(own[1]) or 0) + t, num(own[2]) or 0, num(own[3]) or 0, (num(own[4]) or 0) + 1
+  if u == nil then xut = xut + t else xu = xu + u end
+  redis.call('HSET', runKey(r.id), 'xt', fmt(xt), 'xu', fmt(xu), 'xut', fmt(xut), 'xc', fmt(xc))
+  if r.open then touchChain(r, ttl) end
+end
+local a, sv = scope(dayKey(x.day, 'agent:' .. x.agent)), scope(dayKey(x.day, 'server'))
+charge(a, t, u)
+charge(sv, t, u)
+local mk = dayKey(x.day, 'models')
+addModel(mk, x.model, t, u, parts)
+expireAt(mk, x.dx); expireAt(a.key, x.dx); expireAt(sv.key, x.dx)
+saveAll()
+return 1
+`;
+
+/** release: ARGV rsvId. Idempotent. */
+const RELEASE = `
+local x = loadRsv(ARGV[1])
+if x then settle(x); saveAll() end
+return 1
+`;
+
+const TOTALS = `
+local function totals(r)
+  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
+  return { r.id, r.agent, fmt(r.scope.st), fmt(r.scope.su), fmt(r.scope.ut), fmt(r.scope.c), own[1] or '0', own[2] or '0', own[3] or '0', own[4] or '0',
+    redis.call('HGETALL', runKey(r.id) .. ':models') }
+end
+`;
+
+/** closeRun: ARGV runId, closedTtl. Returns totals and, per run closed now, its history entry. */
+const CLOSE_RUN = `${TOTALS}
+local id, closedTtl = ARGV[1], tonumber(ARGV[2])
+local run = loadRun(id)
+if not run then return redis.error_reply('budget: closeRun of unknown run ' .. id) end
+local closed = {}
+local function closeTree(r)
+  for _, child in ipairs(redis.call('LRANGE', runKey(r.id) .. ':children', 0, -1)) do closeTree(loadRun(child) or { id = child, open = false }) end
+  if not r.open then return end
+  -- What is left of the admission hold goes back at once: nothing will ever commit to it.
+  if r.adm then
+    local adm = loadRsv(r.adm)
+    if adm then settle(adm) end
+  end
+  for _, rid in ipairs(redis.call('SMEMBERS', runKey(r.id) .. ':rsv')) do
+    local x = loadRsv(rid)
+    if x and x.st == 'open' then
+      unholdRsv(x)
+      x.st = 'orphaned'
+      redis.call('HSET', rsvKey(rid), 'st', 'orphaned')
+      redis.call('EXPIRE', rsvKey(rid), closedTtl)
+    end
+    redis.call('SREM', runKey(r.id) .. ':rsv', rid)
+  end
+  redis.call('HSET', runKey(r.id), 'open', '0')
+  r.open = false
+  redis.call('DECR', B .. 'open-runs')
+  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc', 'model')
+  closed[#closed + 1] = { r.agent, own[5] or '', own[1] or '0', own[2] or '0', own[3] or '0', own[4] or '0' }
+  touchRun(r, closedTtl)
+end
+if run.open then closeTree(run) end
+saveAll()
+return { totals(run), closed }
+`;
+
+/** runTotals: ARGV runId. */
+const RUN_TOTALS = `${TOTALS}
+local run = loadRun(ARGV[1])
+if not run then return redis.error_reply('budget: unknown run ' .. ARGV[1]) end
+return totals(run)
+`;
+
+/** status: ARGV day, runId|'', server lt|'', lu|''. One consistent snapshot of a day's books (and a run's subtree). */
+const STATUS = `
+local day, id = ARGV[1], ARGV[2]
+local function fields(key) return redis.call('HMGET', key, 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut') end
+local server = fields(dayKey(day, 'server'))
+server[1], server[2] = ARGV[3], ARGV[4]
+local names = {}
+for _, a in ipairs(redis.call('SMEMBERS', dayKey(day, 'agents'))) do names[a] = true end
+local lim = redis.call('HGETALL', B .. 'limits:agent')
+for i = 1, #lim, 2 do if lim[i + 1] ~= '|' then names[lim[i]] = true end end
+local agents = {}
+for a, _ in pairs(names) do
+  local f = fields(dayKey(day, 'agent:' .. a))
+  local lt, lu = agentLimits(a)
+  f[1], f[2] = fmt(lt), fmt(lu)
+  agents[#agents + 1] = { a, f }
+end
+local runsOut = {}
+if id ~= '' then
+  if redis.call('EXISTS', runKey(id)) == 0 then return redis.error_reply('budget: unknown run ' .. id) end
+  local function walk(rid)
+    local key = runKey(rid)
+    if redis.call('EXISTS', key) == 0 then return end
+    local h = redis.call('HMGET', key, 'agent', 'parent', 'depth', 'open', 'lbt', 'lbu', 'xt', 'xu', 'xut', 'xc')
+    local rt, ru = 0, 0
+    for _, x in ipairs(redis.call('SMEMBERS', key .. ':rsv')) do
+      local v = redis.call('HMGET', rsvKey(x), 't', 'u')
+      rt = rt + (num(v[1]) or 0); ru = ru + (num(v[2]) or 0)
+    end
+    local children = redis.call('LRANGE', key .. ':children', 0, -1)
+    runsOut[#runsOut + 1] = { rid, h, fields(key), fmt(rt), fmt(ru), redis.call('HGETALL', key .. ':models'), children }
+    for _, c in ipairs(children) do walk(c) end
+  end
+  walk(id)
+end
+return { server, agents, redis.call('HGETALL', dayKey(day, 'models')), runsOut, redis.call('GET', B .. 'open-runs') or '0' }
+`;
+
+export const LEDGER_SCRIPTS = {
+  budgetOpenRun: OPEN_RUN,
+  budgetReserve: RESERVE,
+  budgetAdmit: ADMIT,
+  budgetExtend: EXTEND,
+  budgetCommit: COMMIT,
+  budgetRelease: RELEASE,
+  budgetCloseRun: CLOSE_RUN,
+  budgetRunTotals: RUN_TOTALS,
+  budgetStatus: STATUS,
+} as const;
+
+/** Each script with the shared helpers in front (one key: the base). */
+export function ledgerScript(name: keyof typeof LEDGER_SCRIPTS): string {
+  return PRELUDE + LEDGER_SCRIPTS[name];
+}

@@ -1,0 +1,331 @@
+// The Redis ledger (queue mode's one budget across nodes) on a real Redis (REDIS_URL, default
+// redis://127.0.0.1:6379): the same books as the in-process ledger step for step, two processes racing
+// one daily cap, release and closeRun giving holds back, day rollover, the status report. Each test
+// works under its own key prefix and deletes it. Without Redis the file is skipped with a notice,
+// except under CI=true, where that is a failure.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { BudgetLedger } from '../src/budget/ledger.js';
+import { openRedisLedger, type RedisLedger, type RedisLedgerOptions } from '../src/budget/redis-ledger.js';
+import type { LedgerStore } from '../src/budget/store.js';
+import type { ReserveResult } from '../src/budget/types.js';
+import { renderBudget } from '../src/server/meta-tools.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REDIS_LEDGER_TS = pathToFileURL(path.join(ROOT, 'src', 'budget', 'redis-ledger.ts')).href;
+const SONNET = 'anthropic/claude-sonnet-4-5';
+const usage = (input: number, output: number) => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
+
+let admin: Redis | undefined;
+let reachable = false;
+before(async () => {
+  admin = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  admin.on('error', () => {}); // the ping below reports it
+  try {
+    await admin.connect();
+    reachable = (await admin.ping()) === 'PONG';
+  } catch {
+    reachable = false;
+  }
+  if (!reachable) {
+    if (process.env.CI === 'true') throw new Error(`Redis is not reachable at ${REDIS_URL}, and CI=true: the Redis ledger tests must run (start redis-server or set REDIS_URL)`);
+    process.stderr.write(`SKIP tests/budget-redis.test.ts: Redis is not reachable at ${REDIS_URL} (start redis-server or set REDIS_URL)\n`);
+  }
+});
+const prefixes: string[] = [];
+const ledgers: RedisLedger[] = [];
+after(async () => {
+  for (const l of ledgers) await l.close();
+  if (admin && reachable) for (const p of prefixes) await dropPrefix(p);
+  admin?.disconnect();
+});
+
+async function dropPrefix(prefix: string): Promise<number> {
+  let n = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin!.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length) n += await admin!.del(...keys);
+  } while (cursor !== '0');
+  return n;
+}
+
+/** A fresh key prefix for one test (deleted after the file). */
+function freshPrefix(): string {
+  const p = `dmcp-test-${randomBytes(6).toString('hex')}`;
+  prefixes.push(p);
+  return p;
+}
+
+async function redisLedger(opts: RedisLedgerOptions): Promise<RedisLedger> {
+  const l = await openRedisLedger({ url: REDIS_URL, warn: () => {}, ...opts });
+  ledgers.push(l);
+  return l;
+}
+
+/** Skips (visibly) when Redis is absent outside CI; `before` already failed the file under CI. */
+function redisTest(name: string, fn: () => Promise<void>): void {
+  test(name, async (t) => {
+    if (!reachable) return t.skip(`Redis not reachable at ${REDIS_URL}`);
+    await fn();
+  });
+}
+
+/** Reservation ids differ between ledgers: everything else must match. */
+const withoutId = (r: ReserveResult | { ok: true; reservationId: string }) => {
+  const { reservationId: _id, ...rest } = r as { reservationId?: string };
+  return rest;
+};
+
+/**
+ * One script of ledger calls covering every scope: server and agent daily caps, run caps lowered by
+ * per-call caps, a child's slice of its parent, shrinking, a sliced call extended while it streams,
+ * admission, refusals, a release, closeRun with a hold outstanding, a late commit, and the report.
+ * Returns everything the ledger answered, for comparison between the two implementations.
+ */
+async function script(l: LedgerStore): Promise<unknown[]> {
+  const out: unknown[] = [];
+  const id = (r: ReserveResult) => (r.ok ? r.reservationId : assert.fail(`refused: ${r.message}`));
+  out.push(await l.openRun({ runId: 'p', agent: 'planner', run: { tokens: 50_000, usd: 1 }, call: { tokens: 20_000 }, agentDaily: { tokens: 40_000 } }));
+  out.push(await l.openRun({ runId: 'c1', agent: 'coder', parentRunId: 'p', run: { tokens: 8_000 } }));
+  out.push(await l.openRun({ runId: 'c2', agent: 'coder', parentRunId: 'p' }));
+  const a = await l.reserve({ runId: 'c1', model: SONNET, inputTokens: 1_000, maxOutputTokens: 4_000 });
+  out.push(withoutId(a));
+  // Shrunk: the child's cap leaves 3 000 of output after a's hold and 1 000 input.
+  const b = await l.reserve({ runId: 'c1', model: SONNET, inputTokens: 1_000, maxOutputTokens: 8_000, minOutputTokens: 500 });
+  out.push(withoutId(b));
+  // Refused: c1 has nothing left (named as the run's own cap), then c2 over the parent's call cap.
+  out.push(await l.reserve({ runId: 'c1', model: SONNET, inputTokens: 1_000, maxOutputTokens: 8_000, minOutputTokens: 500 }));
+  out.push(await l.reserve({ runId: 'c2', model: SONNET, inputTokens: 5_000, maxOutputTokens: 20_000, minOutputTokens: 20_000 }));
+  out.push(await l.commit(id(a), usage(900, 3_000)));
+  await l.release(id(b));
+  // A sliced call: holds 256 of its output, extends while it streams.
+  const s = await l.reserve({ runId: 'c2', model: SONNET, inputTokens: 2_000, maxOutputTokens: 16_000, outputSlice: 256 });
+  out.push(withoutId(s));
+  out.push(await l.extend(id(s), 256));
+  out.push(await l.extend(id(s), 100_000)); // grows by what fits under the parent's 20 000 call cap
+  out.push(await l.extend(id(s), 10)); // nothing fits any more
+  out.push(await l.commit(id(s), usage(2_100, 400), { streamedOutputTokens: 450, cut: true }));
+  // Admission: a new run holds its expected cost; its calls draw on that hold first.
+  out.push(await l.openRun({ runId: 'q', agent: 'coder', run: { tokens: 30_000 } }));
+  out.push(withoutId((await l.admit({ runId: 'q', model: SONNET, tokens: 12_000 })) as { ok: true; reservationId: string }));
+  const qa = await l.reserve({ runId: 'q', model: SONNET, inputTokens: 3_000, maxOutputTokens: 2_000 });
+  out.push(withoutId(qa));
+  out.push(await l.status({ runId: 'q' }));
+  out.push(await l.commit(id(qa), usage(3_000, 1_500)));
+  // An unpriced model: USD caps cannot apply (note), tokens still count.
+  const un = await l.reserve({ runId: 'p', model: 'local/llama-9', inputTokens: 100, maxOutputTokens: 300 });
+  out.push(withoutId(un));
+  out.push(await l.commit(id(un), usage(100, 250)));
+  // closeRun with a hold outstanding releases it; a late commit is still charged.
+  const late = await l.reserve({ runId: 'c2', model: SONNET, inputTokens: 500, maxOutputTokens: 500, minOutputTokens: 500 });
+  out.push(withoutId(late));
+  out.push(await l.status({ runId: 'p' }));
+  out.push(await l.closeRun('p'));
+  out.push(await l.status({ runId: 'p' }));
+  out.push(await l.commit(id(late), usage(500, 200)));
+  out.push(await l.runTotals('p'));
+  out.push(await l.closeRun('q'));
+  const st = await l.status({ runId: 'p' });
+  out.push(st, renderBudget(st));
+  // Errors name the same thing.
+  const attempts: (() => unknown)[] = [
+    () => l.openRun({ runId: 'p', agent: 'x' }),
+    () => l.openRun({ runId: 'z', agent: 'x', parentRunId: 'nope' }),
+    () => l.openRun({ runId: 'z2', agent: 'x', parentRunId: 'p' }),
+    () => l.reserve({ runId: 'p', model: SONNET, inputTokens: 1, maxOutputTokens: 1 }),
+    () => l.commit('rsv_nope', usage(1, 1)),
+    () => l.closeRun('nope'),
+  ];
+  for (const bad of attempts) out.push(await Promise.resolve().then(bad).then(() => 'no error', (e: Error) => e.message));
+  return out;
+}
+
+redisTest('the Redis ledger keeps the same books as the in-process ledger, answer for answer (and the same status text)', async () => {
+  const opts = { server: { daily_tokens: 100_000, daily_usd: 5 }, now: () => new Date('2026-05-04T10:00:00Z'), warn: () => {} };
+  const local = await script(new BudgetLedger(opts));
+  const redis = await script(await redisLedger({ ...opts, prefix: freshPrefix() }));
+  assert.equal(redis.length, local.length);
+  assert.equal(local.length, 35);
+  for (let i = 0; i < local.length; i++) assert.deepEqual(redis[i], local[i], `answer ${i} differs`);
+  // The script really exercised refusals, shrinking, extension and the late commit.
+  const txt = JSON.stringify(local);
+  for (const needle of ['"shrunk":true', 'budget refused: run c1 (coder) token limit', 'cannot extend', 'no price known for local/llama-9', '"basis":"streamed"']) {
+    assert.ok(txt.includes(needle), `the script covers ${needle}`);
+  }
+});
+
+/** A child process that opens its own Redis ledger and races `runs` reservations of 500 tokens, all at once. */
+function racer(prefix: string, tag: string, runs: number): Promise<{ granted: number; refused: number; messages: string[] }> {
+  const code = `
+    import { openRedisLedger } from ${JSON.stringify(REDIS_LEDGER_TS)};
+    const l = await openRedisLedger({ url: ${JSON.stringify(REDIS_URL)}, prefix: ${JSON.stringify(prefix)}, server: { daily_tokens: 10000 } });
+    const one = async (i) => {
+      const runId = ${JSON.stringify(tag)} + '-' + i;
+      await l.openRun({ runId, agent: 'racer' });
+      const r = await l.reserve({ runId, model: 'anthropic/claude-sonnet-4-5', inputTokens: 100, maxOutputTokens: 400, minOutputTokens: 400 });
+      if (r.ok) await l.commit(r.reservationId, { input_tokens: 100, output_tokens: 400, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
+      await l.closeRun(runId);
+      return r;
+    };
+    const results = await Promise.all(Array.from({ length: ${runs} }, (_, i) => one(i)));
+    const refused = results.filter((r) => !r.ok);
+    process.stdout.write(JSON.stringify({ granted: results.length - refused.length, refused: refused.length, messages: [...new Set(refused.map((r) => r.scope))] }) + '\\n');
+    await l.close();
+  `;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`racer ${tag} exited ${code}: ${err}`))));
+  });
+}
+
+redisTest('two processes racing 100 reservations against one daily cap never commit more than the cap', async () => {
+  const prefix = freshPrefix();
+  // 10 000 tokens a day, 500 a call: exactly 20 calls fit, whoever makes them.
+  const [a, b] = await Promise.all([racer(prefix, 'a', 50), racer(prefix, 'b', 50)]);
+  assert.equal(a.granted + a.refused, 50);
+  assert.equal(b.granted + b.refused, 50);
+  assert.equal(a.granted + b.granted, 20, `granted ${a.granted} + ${b.granted}`);
+  for (const r of [a, b]) if (r.refused) assert.deepEqual(r.messages, ['server daily']);
+  const l = await redisLedger({ prefix, server: { daily_tokens: 10_000 } });
+  const st = await l.status();
+  assert.equal(st.server.spent.tokens, 10_000);
+  assert.equal(st.server.reserved.tokens, 0, 'nothing stays reserved');
+  assert.equal(st.server.reservations, 0);
+  assert.equal(st.server.calls, 20);
+  assert.equal(st.openRuns, 0);
+  assert.deepEqual(st.notes, []);
+});
+
+redisTest('two ledgers in one process share holds: an in-flight reservation of one counts against the other', async () => {
+  const prefix = freshPrefix();
+  const one = await redisLedger({ prefix, server: { daily_tokens: 1_000 } });
+  const two = await redisLedger({ prefix, server: { daily_tokens: 1_000 } });
+  await one.openRun({ runId: 'r1', agent: 'a' });
+  await two.openRun({ runId: 'r2', agent: 'a' });
+  const held = await one.reserve({ runId: 'r1', model: SONNET, inputTokens: 200, maxOutputTokens: 600, minOutputTokens: 600 });
+  assert.equal(held.ok, true);
+  const other = await two.reserve({ runId: 'r2', model: SONNET, inputTokens: 200, maxOutputTokens: 600, minOutputTokens: 600 });
+  assert.equal(other.ok, false, 'the other ledger sees the hold (a shared state dir would not)');
+  assert.equal(!other.ok && other.scope, 'server daily');
+  assert.equal(!other.ok && other.reserved, '800');
+});
+
+redisTest('release on failure and closeRun give every hold back; a commit after closeRun still charges', async () => {
+  const prefix = freshPrefix();
+  const l = await redisLedger({ prefix, server: { daily_tokens: 5_000 } });
+  await l.openRun({ runId: 'r', agent: 'a', agentDaily: { tokens: 4_000 } });
+  const x = await l.reserve({ runId: 'r', model: SONNET, inputTokens: 1_000, maxOutputTokens: 1_000 });
+  assert.ok(x.ok);
+  let st = await l.status();
+  assert.equal(st.server.reserved.tokens, 2_000);
+  assert.equal(st.agents.a.reserved.tokens, 2_000);
+  await l.release(x.reservationId); // the call failed before reaching the provider
+  await l.release(x.reservationId); // idempotent
+  st = await l.status();
+  assert.equal(st.server.reserved.tokens, 0);
+  assert.equal(st.agents.a.reserved.tokens, 0);
+  assert.equal(st.server.spent.tokens, 0);
+  await assert.rejects(l.commit(x.reservationId, usage(1, 1)), /commit of unknown or already settled reservation/);
+
+  // A worker lost mid-run: the front closes the run, and its holds (admission and call) go back.
+  await l.openRun({ runId: 'lost', agent: 'a' });
+  await l.openRun({ runId: 'lost-child', agent: 'a', parentRunId: 'lost' });
+  assert.ok((await l.admit({ runId: 'lost', model: SONNET, tokens: 1_000 })).ok);
+  const y = await l.reserve({ runId: 'lost-child', model: SONNET, inputTokens: 500, maxOutputTokens: 500, minOutputTokens: 500 });
+  assert.ok(y.ok);
+  st = await l.status({ runId: 'lost' });
+  assert.equal(st.server.reserved.tokens, 2_000);
+  assert.equal(st.openRuns, 3);
+  await l.closeRun('lost');
+  st = await l.status({ runId: 'lost' });
+  assert.equal(st.server.reserved.tokens, 0);
+  assert.equal(st.server.reservations, 0);
+  assert.deepEqual(st.runs.map((r) => [r.runId, r.open, r.reserved.tokens]), [['lost', false, 0], ['lost-child', false, 0]]);
+  // The tokens were spent after all (the stream's usage arrived late): charged, not held.
+  await l.commit(y.reservationId, usage(500, 300));
+  st = await l.status();
+  assert.equal(st.server.spent.tokens, 800);
+  assert.equal(st.server.reserved.tokens, 0);
+});
+
+redisTest('day rollover: a new UTC day opens a new window; the old day stays readable and expires two days after it', async () => {
+  const prefix = freshPrefix();
+  let now = new Date('2026-03-01T23:59:00Z');
+  const l = await redisLedger({ prefix, server: { daily_tokens: 1_000 }, now: () => now });
+  await l.openRun({ runId: 'r', agent: 'a' });
+  const x = await l.reserve({ runId: 'r', model: SONNET, inputTokens: 400, maxOutputTokens: 600, minOutputTokens: 600 });
+  assert.ok(x.ok);
+  const refusedToday = await l.reserve({ runId: 'r', model: SONNET, inputTokens: 1, maxOutputTokens: 1, minOutputTokens: 1 });
+  assert.equal(refusedToday.ok, false);
+  now = new Date('2026-03-02T00:00:30Z');
+  // Charged to the day it was reserved on (that window approved it), after midnight.
+  await l.commit(x.reservationId, usage(400, 600));
+  const y = await l.reserve({ runId: 'r', model: SONNET, inputTokens: 400, maxOutputTokens: 600, minOutputTokens: 600 });
+  assert.equal(y.ok, true, 'the new day has its whole window');
+  const today = await l.status();
+  assert.equal(today.day, '2026-03-02');
+  assert.equal(today.server.spent.tokens, 0);
+  assert.equal(today.server.reserved.tokens, 1_000);
+  const yesterday = await l.status({ day: '2026-03-01' });
+  assert.equal(yesterday.server.spent.tokens, 1_000);
+  assert.equal(yesterday.server.reserved.tokens, 0);
+  // Two days after the day ends, counted on the ledger's clock (it is not Redis's here).
+  const ttl = await admin!.ttl(`${prefix}:{budget}:day:2026-03-01:server`);
+  const expected = (Date.parse('2026-03-04T00:00:00Z') - now.getTime()) / 1000;
+  assert.ok(ttl > expected - 60 && ttl <= expected, `ttl ${ttl} s, expected about ${expected} s`);
+  await assert.rejects(l.status({ day: '03/01/2026' }), /day must be YYYY-MM-DD/);
+});
+
+redisTest('status text: budget_status renders the Redis books like the in-process ones, per scope, agent, model and run', async () => {
+  const prefix = freshPrefix();
+  const l = await redisLedger({ prefix, server: { daily_tokens: 10_000, daily_usd: 1 } });
+  await l.openRun({ runId: 'b', agent: 'delegate_parallel', call: { tokens: 6_000 } });
+  await l.openRun({ runId: 't1', agent: 'coder', parentRunId: 'b', agentDaily: { usd: 0.5 } });
+  const r = await l.reserve({ runId: 't1', model: SONNET, inputTokens: 1_000, maxOutputTokens: 1_000 });
+  assert.ok(r.ok);
+  await l.commit(r.reservationId, usage(1_000, 800));
+  const st = await l.status({ runId: 'b' });
+  assert.equal(st.server.spent.tokens, 1_800);
+  assert.deepEqual(st.server.limits, { tokens: 10_000, usd: 1 });
+  assert.deepEqual(Object.keys(st.agents), ['coder', 'delegate_parallel']);
+  assert.deepEqual(st.agents.coder.limits, { usd: 0.5 });
+  assert.equal(st.agents.coder.spent.usd, 0.015);
+  assert.equal(st.models[SONNET].calls, 1);
+  assert.equal(st.models[SONNET].tokens, 1_800);
+  assert.deepEqual(st.runs.map((x) => [x.runId, x.depth, x.limits.tokens, x.remaining.tokens, x.children]), [
+    ['b', 0, 6_000, 4_200, ['t1']],
+    ['t1', 1, 6_000, 4_200, []],
+  ]);
+  assert.equal(st.runs[1].limitedByParent.tokens, true);
+  const text = renderBudget(st);
+  assert.match(text, /server daily/);
+  assert.match(text, /run b \(delegate_parallel\)/);
+  assert.match(text, /run t1 \(coder\)/);
+});
+
+redisTest('Redis down: opening fails at once with the URL named; a ledger whose Redis is gone fails calls fast', async () => {
+  await assert.rejects(openRedisLedger({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 2_000 }), /budget: cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+  const prefix = freshPrefix();
+  const conn = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+  conn.on('error', () => {});
+  await conn.connect();
+  const l = await openRedisLedger({ redis: conn, prefix });
+  await l.openRun({ runId: 'r', agent: 'a' });
+  conn.disconnect();
+  const started = Date.now();
+  await assert.rejects(l.reserve({ runId: 'r', model: SONNET, inputTokens: 1, maxOutputTokens: 1 }), /budget: Redis ledger unavailable/);
+  assert.ok(Date.now() - started < 1_000, 'failed fast');
+  await l.close();
+});

@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ChainFile, genesisHash, verifyChainDir, verifyChainFile } from '../src/storage/hash-chain.js';
+import { ChainFile } from '../src/storage/durable-append.js';
+import { genesisHash, verifyChainDir, verifyChainFile } from '../src/storage/hash-chain.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHAIN_MODULE = pathToFileURL(path.join(ROOT, 'src', 'storage', 'hash-chain.ts')).href;
+const CHAIN_MODULE = pathToFileURL(path.join(ROOT, 'src', 'storage', 'durable-append.ts')).href;
 const tempDir = () => fs.mkdtempSync(path.join(tmpdir(), 'dmcp-chain-'));
 
 function chained(n: number): { file: string; lines: () => string[]; write: (lines: string[]) => void } {

@@ -4,7 +4,7 @@
 // - RedisLedger (redis-ledger.ts): queue mode, one budget across all nodes. Every answer is a Promise.
 // Callers written against LedgerStore handle both with `after` (below), which stays synchronous when
 // the answer is.
-import type { Usage } from '../providers/types.js';
+import type { Usage } from '../contract/usage.js';
 import type { RunHistory } from './history.js';
 import type {
   AdmitRequest,

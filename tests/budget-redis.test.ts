@@ -13,7 +13,10 @@ import { Redis } from 'ioredis';
 import { BudgetLedger } from '../src/budget/ledger.js';
 import { openRedisLedger, type RedisLedger, type RedisLedgerOptions } from '../src/budget/redis-ledger.js';
 import type { LedgerStore } from '../src/budget/store.js';
-import type { ReserveResult } from '../src/budget/types.js';
+import type { BudgetStatus, ReserveResult } from '../src/budget/types.js';
+import type { AgentDefinition } from '../src/agents/definition.js';
+import type { ModelCallEnd } from '../src/contract/worker-protocol.js';
+import { BudgetGate } from '../src/orchestrator/budget-gate.js';
 import { renderBudget } from '../src/server/meta-tools.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -328,4 +331,39 @@ redisTest('Redis down: opening fails at once with the URL named; a ledger whose 
   await assert.rejects(l.reserve({ runId: 'r', model: SONNET, inputTokens: 1, maxOutputTokens: 1 }), /budget: Redis ledger unavailable/);
   assert.ok(Date.now() - started < 1_000, 'failed fast');
   await l.close();
+});
+
+redisTest('the budget gate over the Redis ledger answers with Promises and decides as over the in-process ledger', async () => {
+  const agent = { name: 'coder', budget: { runTokens: 3_000, dailyTokens: 50_000 }, policies: { context: {} } } as unknown as AgentDefinition;
+  const end = { turn: 1, usage: usage(1_000, 900), streamedOutputChars: 3_600, streamedOutputTokens: 900 } as unknown as ModelCallEnd;
+  const drive = async <L extends LedgerStore>(gate: BudgetGate<L>) => {
+    const out: unknown[] = [];
+    const rb = await gate.openRun({ runId: 'g1', agent, modelRef: SONNET });
+    out.push(await gate.admit(rb));
+    out.push(await gate.beforeCall(rb, 1_000, 1_500));
+    out.push(await gate.afterCall(rb, end));
+    out.push(await gate.beforeCall(rb, 1_000, 4_000)); // a second call holds a 256-token slice: over the 3 000 cap
+    const slice = await gate.reserveSlice(rb, SONNET, 10_000); // a child's slice: what is left of the cap
+    out.push(slice.ok ? { ...slice, reservationId: typeof slice.reservationId } : slice);
+    out.push(await gate.closeRun(rb)); // the slice is still held: closing the run gives it back
+    out.push(await gate.ledger.status());
+    return out;
+  };
+  const local = new BudgetGate(new BudgetLedger({ server: { daily_tokens: 100_000 } }), true);
+  const remote = new BudgetGate(await redisLedger({ prefix: freshPrefix(), server: { daily_tokens: 100_000 } }), true);
+  const first = remote.openRun({ runId: 'probe', agent, modelRef: SONNET });
+  assert.ok(first instanceof Promise, 'the Redis gate answers with a Promise');
+  await first;
+  const sync = local.openRun({ runId: 'probe', agent, modelRef: SONNET });
+  assert.ok(!(sync instanceof Promise), 'the in-process gate answers at once');
+  const a = await drive(local);
+  const b = await drive(remote);
+  assert.equal(a.length, 7);
+  assert.deepEqual(b, a);
+  assert.deepEqual(a[0], { ok: true });
+  assert.equal((a[1] as { ok: boolean }).ok, true);
+  assert.match((a[3] as { reason: string }).reason, /^budget refused: run g1 \(coder\) token limit 3000: spent 1900/);
+  assert.deepEqual(a[4], { ok: true, reservationId: 'string', tokens: 1_100 });
+  assert.equal((a[6] as BudgetStatus).server.spent.tokens, 1_900);
+  assert.equal((a[6] as BudgetStatus).server.reserved.tokens, 0, 'closeRun gave the slice back');
 });

@@ -17,6 +17,7 @@ import type { AgentDefinition } from './definition.js';
 import { parseAgentSource } from './loader.js';
 import { AGENT_NAME_RE, BUILTIN_TOOL_NAMES, FS_READ_TOOLS, FS_WRITE_TOOLS } from './schema.js';
 import type { AgentStore } from './store.js';
+import { MCP_TOOL_PREFIX } from '../contract/tool-names.js';
 
 export interface CreateAgentRequest {
   description: string;
@@ -333,7 +334,7 @@ export function clampToCeiling(draft: Record<string, unknown>, ceiling: CreateAg
       case 'Agent':
         return anyAgent || (spec !== undefined && ceiling.agents.includes(spec));
       case 'mcp': {
-        const rest = s.trim().slice('mcp__'.length);
+        const rest = s.trim().slice(MCP_TOOL_PREFIX.length);
         const server = rest.includes('__') ? rest.slice(0, rest.indexOf('__')) : rest;
         return ceiling.mcp.includes(server);
       }

@@ -24,6 +24,7 @@ import { addFirstByName, loadAgentFile, type AgentFileResult } from './loader.js
 import { AgentFileSchema, normalise, type AgentFile } from './schema.js';
 import { formatPath, suggest } from '../file-errors/positions.js';
 import { objectKeysAt } from '../file-errors/schema-introspection.js';
+import { isMcpToolName } from '../contract/tool-names.js';
 
 export type { AgentFileFormat } from '../config/agents-config.js';
 
@@ -368,7 +369,7 @@ export function parseClaudeAgent(text: string, file: string): Translated {
       kinds.add('WebFetch');
     } else if (CLAUDE_IGNORED_TOOLS.includes(t)) {
       // no counterpart here
-    } else if (t.startsWith('mcp__') || /^[A-Za-z]+\(/.test(t)) {
+    } else if (isMcpToolName(t) || /^[A-Za-z]+\(/.test(t)) {
       const p = parseRule(t);
       if (!p.ok) problem('tools', p.error);
       else {

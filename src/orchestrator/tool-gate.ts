@@ -42,6 +42,7 @@ import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
 import type { ToolSpanHandle } from '../telemetry/types.js';
+import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
 export type AskAnswer = 'once' | 'run' | 'deny';
@@ -139,7 +140,7 @@ export function mcpServersFor(agent: AgentDefinition, configured: readonly strin
   for (const s of [...agent.permissions.allow, ...agent.permissions.ask]) {
     const p = parseRule(s);
     if (!p.ok || p.rule.kind !== 'mcp') continue;
-    const rest = p.rule.source.slice('mcp__'.length);
+    const rest = p.rule.source.slice(MCP_TOOL_PREFIX.length);
     const sep = rest.indexOf('__');
     globs.push(compileNameGlob(sep < 0 ? rest : rest.slice(0, sep)));
   }
@@ -157,7 +158,7 @@ export function offeredTools(agent: AgentDefinition, rules: RuleSet, mcpTools: r
 
 /** Why a tool that exists is not offered, naming the rule when one rules it out. */
 function whyNotOffered(rules: RuleSet, tool: string): string {
-  if (tool.startsWith('mcp__')) return checkMcpTool(rules, tool).reason;
+  if (isMcpToolName(tool)) return checkMcpTool(rules, tool).reason;
   const kind = Object.keys(TOOLS_OF_KIND).find((k) => TOOLS_OF_KIND[k].includes(tool)) ?? tool;
   const label = (l: RuleSet['layers'][number]) => (l.label ? ` [${l.label}]` : '');
   for (const layer of rules.layers) {

@@ -46,6 +46,7 @@ import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';
 import { hostMatches, parseFetchUrl } from './url.js';
 import { isPrivateAddress } from './address.js';
+import { delegationTarget, isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
 
 export { parseRule, validateRules, type Rule, type PathKind } from './rules.js';
 export { translateSeedTools } from './seed.js';
@@ -383,8 +384,8 @@ export async function checkToolCall(
   }
   if (tool === 'run_command') return checkCommand(rs, a.argv);
   if (tool === 'fetch_url') return typeof a.url === 'string' ? checkUrl(rs, a.url) : deny(null, 'url must be a string');
-  if (tool.startsWith('mcp__')) return checkMcpTool(rs, tool);
-  if (tool.startsWith('agent__')) return checkAgent(rs, tool.slice('agent__'.length));
+  if (isMcpToolName(tool)) return checkMcpTool(rs, tool);
+  if (isDelegationToolName(tool)) return checkAgent(rs, delegationTarget(tool));
   return deny(null, `unknown tool "${tool}"`);
 }
 
@@ -405,8 +406,8 @@ const isBare = (r: Rule): boolean =>
  * agents are decided exactly by name. A true here does not mean any particular call will be allowed.
  */
 export function toolOffered(rs: RuleSet, tool: string): boolean {
-  if (tool.startsWith('mcp__')) return checkMcpTool(rs, tool).decision !== 'deny';
-  if (tool.startsWith('agent__')) return checkAgent(rs, tool.slice('agent__'.length)).decision !== 'deny';
+  if (isMcpToolName(tool)) return checkMcpTool(rs, tool).decision !== 'deny';
+  if (isDelegationToolName(tool)) return checkAgent(rs, delegationTarget(tool)).decision !== 'deny';
   const kind = READ_TOOLS.has(tool)
     ? 'Read'
     : WRITE_TOOLS.has(tool)

@@ -9,6 +9,7 @@
 import { compileNameGlob, compilePathGlob, type PathGlob } from './glob.js';
 import { parseCommandPattern, type CommandPattern } from './command.js';
 import { parseHostPattern, type HostPattern } from './url.js';
+import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
 
 export type PathKind = 'Read' | 'Edit';
 export type RuleKind = PathKind | 'Bash' | 'WebFetch' | 'Agent' | 'mcp';
@@ -40,9 +41,9 @@ function parseUncached(input: string): ParseResult {
   const s = input.trim();
   if (s === '') return fail('empty rule');
 
-  if (s.startsWith('mcp__')) {
-    const rest = s.slice('mcp__'.length);
-    if (rest === '' || rest.startsWith('_')) return fail('missing server name after "mcp__"');
+  if (isMcpToolName(s)) {
+    const rest = s.slice(MCP_TOOL_PREFIX.length);
+    if (rest === '' || rest.startsWith('_')) return fail(`missing server name after "${MCP_TOOL_PREFIX}"`);
     if (!MCP_RE.test(s)) return fail('MCP rules look like mcp__<server>__<tool>, using A-Z a-z 0-9 _ . - and * only');
     // `mcp__github` alone means every tool of that server (as in Claude Code).
     const full = rest.includes('__') ? s : `${s}__*`;

@@ -15,6 +15,7 @@
 //                                   net.allow is non-empty, so mapping them to bare Bash/WebFetch would
 //                                   turn "these commands/hosts" into "anything". Grants come from the lists
 //                                   (or from explicit Bash(...)/WebFetch(...) permissions rules).
+import { MCP_TOOL_PREFIX } from '../contract/tool-names.js';
 
 /** An agent's built-in tool grants and seed-format capabilities, normalised (AgentDefinition.tools). */
 export interface SeedTools {
@@ -43,6 +44,6 @@ export function translateSeedTools(tools: SeedTools): string[] {
   }
   for (const h of tools.net.allow) add(`WebFetch(domain:${h})`);
   for (const c of tools.shell.exec) add(`Bash(${c})`);
-  for (const server of tools.mcp) add(`mcp__${server}__*`);
+  for (const server of tools.mcp) add(`${MCP_TOOL_PREFIX}${server}__*`);
   return out;
 }

@@ -44,6 +44,7 @@ import type {
   TraceContext,
   TraceMeta,
 } from './types.js';
+import { isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
 
 export const SEMCONV_VERSION = '1.38.0';
 const SCHEMA_URL = `https://opentelemetry.io/schemas/${SEMCONV_VERSION}`;
@@ -284,7 +285,7 @@ export class OtelTelemetry implements Telemetry {
         attributes: {
           'gen_ai.operation.name': 'execute_tool',
           'gen_ai.tool.name': name,
-          'gen_ai.tool.type': name.startsWith('mcp__') || name.startsWith('agent__') ? 'extension' : 'function',
+          'gen_ai.tool.type': isMcpToolName(name) || isDelegationToolName(name) ? 'extension' : 'function',
           ...(callId && { 'gen_ai.tool.call.id': callId }),
         },
       },

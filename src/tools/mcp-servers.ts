@@ -21,6 +21,7 @@ import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './fs-tools.js';
 import { limitedFetch } from './mcp-http-limit.js';
 import type { ToolOutcome } from '../contract/tool.js';
+import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
 
 export type McpServerEntry = ResolvedConfig['mcpServers'][string];
 
@@ -43,7 +44,7 @@ const SERVER_NAME_RE = /^[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*$/;
 const STDERR_TAIL = 2000;
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-export const mcpToolName = (server: string, tool: string): string => `mcp__${server}__${tool}`;
+export const mcpToolName = (server: string, tool: string): string => `${MCP_TOOL_PREFIX}${server}__${tool}`;
 
 interface Connection {
   client: Client;
@@ -84,8 +85,8 @@ export class McpServers {
 
   /** Splits `mcp__<server>__<tool>` for a configured server; null when it names none. */
   parse(name: string): { server: string; tool: string } | null {
-    if (!name.startsWith('mcp__')) return null;
-    const rest = name.slice('mcp__'.length);
+    if (!isMcpToolName(name)) return null;
+    const rest = name.slice(MCP_TOOL_PREFIX.length);
     const sep = rest.indexOf('__');
     if (sep <= 0) return null;
     const server = rest.slice(0, sep);

@@ -1,0 +1,16 @@
+// Tool names that carry meaning in their prefix: downstream MCP tools (`mcp__<server>__<tool>`) and
+// delegations to other agents (`agent__<name>`). Declared once; everything that builds or reads such a
+// name uses these. A leaf: imports nothing of ours.
+
+/** Prefix of a downstream MCP server's tool: `mcp__<server>__<tool>`. */
+export const MCP_TOOL_PREFIX = 'mcp__';
+/** Prefix of a delegation to another agent: `agent__<name>`. */
+export const DELEGATION_TOOL_PREFIX = 'agent__';
+
+export const isMcpToolName = (name: string): boolean => name.startsWith(MCP_TOOL_PREFIX);
+export const isDelegationToolName = (name: string): boolean => name.startsWith(DELEGATION_TOOL_PREFIX);
+
+/** `agent__<name>` for the agent `name`. */
+export const delegationToolName = (agent: string): string => `${DELEGATION_TOOL_PREFIX}${agent}`;
+/** The agent an `agent__<name>` tool delegates to. */
+export const delegationTarget = (tool: string): string => tool.slice(DELEGATION_TOOL_PREFIX.length);

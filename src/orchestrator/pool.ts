@@ -9,24 +9,12 @@ import { WORKER_ENTRY } from '../paths.js';
 import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
 import type { WarmHint } from '../contract/worker-protocol.js';
-import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type MainMessage, type RunOutcome, type RunTask, type WarmCommand, type WorkerMessage } from '../contract/worker-protocol.js';
+import { ServerBusyError, type ReplyPort, type RunExecutor, type RunLine } from './run-executor.js';
+import { CONTROL_ANNOUNCE, WORKER_WARNING, type WorkerWarning, type ControlAnnounce, type ControlDown, type ControlUp, type RunOutcome, type RunTask, type WarmCommand, type WorkerMessage } from '../contract/worker-protocol.js';
 
-/** A run's end of the control channels: what its worker sends arrives at `onMessage` with the port to answer on. */
-export interface RunLine {
-  reply(port: MessagePort, msg: MainMessage): void;
-  /** Tells every worker (the run's own may not have said a word yet); only the one running it acts. */
-  cancel(reason: 'cancelled' | 'timeout'): void;
-  close(): void;
-}
+export { ServerBusyError, type RunLine } from './run-executor.js';
 
-export class ServerBusyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ServerBusyError';
-  }
-}
-
-export class RunPool {
+export class RunPool implements RunExecutor {
   private readonly pool: Piscina;
   private running = 0;
 
@@ -78,7 +66,7 @@ export class RunPool {
   }
 
   private readonly controls = new Set<MessagePort>();
-  private readonly lines = new Map<string, (msg: WorkerMessage, port: MessagePort) => void>();
+  private readonly lines = new Map<string, (msg: WorkerMessage, port: ReplyPort) => void>();
   /** Cancels of runs still running, re-sent to a worker that announces itself later. */
   private readonly cancels = new Map<string, 'cancelled' | 'timeout'>();
 
@@ -92,7 +80,7 @@ export class RunPool {
   }
 
   /** Opens a run's line before its task is dispatched (its first message may come at once). */
-  open(runId: string, onMessage: (msg: WorkerMessage, port: MessagePort) => void): RunLine {
+  open(runId: string, onMessage: (msg: WorkerMessage, port: ReplyPort) => void): RunLine {
     this.lines.set(runId, onMessage);
     return {
       reply: (port, msg) => port.postMessage({ ...msg, runId } as ControlDown),

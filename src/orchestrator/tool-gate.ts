@@ -2,13 +2,15 @@
 //
 //   offeredTools()  what the model is offered at all (built-ins the agent is granted + the downstream MCP
 //                   tools of the servers it may use), filtered by toolOffered();
-//   execute()       for each call the model makes: is it a tool this run was offered → is its path a
+//   execute()       for each call the model makes: is it a tool this run was offered (for a delegation
+//                   `agent__<name>`: does the agent exist, may this chain reach it) → is its path a
 //                   protected path (state dir, agent dirs, mcp.json, .git writes: refused whatever the
 //                   rules say; permissions/protected-paths.ts) → checkToolCall()
 //                   with the ACTUAL arguments → deny (a tool error naming the rule; the run goes on) /
 //                   ask (the run's `ask` callback: once, for the rest of the run, or no) / allow → run
 //                   the tool with a context that keeps enforcing the rules inside it (every redirect of
-//                   fetch_url, every entry list_dir/search_files show) → the outcome.
+//                   fetch_url, every entry list_dir/search_files show; a delegation runs its child
+//                   through the run's DelegationHandler) → the outcome.
 // Every decision is reported as a ToolDecisionRecord (for the audit log).
 // Nothing the model sends can widen what is allowed: the rules come from the agent file (intersected
 // with the caller's rules for delegated runs); the arguments only ever select among them.
@@ -42,7 +44,7 @@ import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
 import type { ToolSpanHandle } from '../telemetry/types.js';
-import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
+import { MCP_TOOL_PREFIX, isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
 export type AskAnswer = 'once' | 'run' | 'deny';
@@ -82,6 +84,14 @@ export interface ToolDecisionRecord {
   removedProtected?: string[];
 }
 
+/** What the gate needs from the orchestrator to run `agent__<name>` calls for one run (see delegation.ts). */
+export interface DelegationHandler {
+  /** Refusals before any rule: an unknown agent, a depth or cycle the chain may not reach. */
+  refuse(call: ToolCall): { reason: string; text: string } | undefined;
+  /** Runs the child; `refused` when the budget cannot give it a slice (audited as a refusal). */
+  run(call: ToolCall, signal: AbortSignal, span?: ToolSpanHandle): Promise<{ outcome: ToolOutcome; refused?: string }>;
+}
+
 export interface ToolRunOptions {
   runId: string;
   agent: AgentDefinition;
@@ -89,6 +99,8 @@ export interface ToolRunOptions {
   /** The delegating caller's rules: the run may only do what both allow. */
   callerRules?: RuleSet;
   onDecision?: (r: ToolDecisionRecord) => void;
+  /** Runs this run's `agent__<name>` calls; without it they are unknown tools. */
+  delegation?: DelegationHandler;
 }
 
 /** Per-run state: the effective rules, what was offered, and approvals given "for this run". */
@@ -98,6 +110,7 @@ export class ToolRun {
   readonly rules: RuleSet;
   readonly ask?: AskFn;
   readonly onDecision?: (r: ToolDecisionRecord) => void;
+  readonly delegation?: DelegationHandler;
   /** Downstream servers this run may use (configured ones only). */
   servers: string[] = [];
   /** What the model was offered, by name; set by ToolGate.prepare(). */
@@ -112,6 +125,7 @@ export class ToolRun {
     this.rules = o.callerRules ? intersect(own, o.callerRules) : own;
     this.ask = o.ask;
     this.onDecision = o.onDecision;
+    this.delegation = o.delegation;
   }
 }
 
@@ -324,9 +338,15 @@ export class ToolGate {
     }
     const args = call.arguments ?? {};
 
-    // 1. Is it a tool this run was offered?
-    const unknown = await this.notOffered(run, call.name, signal);
-    if (unknown) return record({ decision: 'deny', rule: null, reason: unknown.reason, outcome: unknown.denied ? 'denied' : 'unknown_tool' }, fail(unknown.text));
+    // 1. Is it a tool this run was offered? A delegation: may this run's chain reach that agent?
+    const delegation = isDelegationToolName(call.name) ? run.delegation : undefined;
+    if (delegation) {
+      const refused = delegation.refuse(call);
+      if (refused) return record({ decision: 'deny', rule: null, reason: refused.reason, outcome: 'error' }, fail(refused.text));
+    } else {
+      const unknown = await this.notOffered(run, call.name, signal);
+      if (unknown) return record({ decision: 'deny', rule: null, reason: unknown.reason, outcome: unknown.denied ? 'denied' : 'unknown_tool' }, fail(unknown.text));
+    }
 
     // 2. Protected paths, before any rule: no rule can grant them. Resolved per call (links and folders change).
     const guard = PATH_ACCESS[call.name] ? ProtectedGuard.resolve(this.opts.protectedPaths, this.opts.workspaceRoot) : undefined;
@@ -361,6 +381,16 @@ export class ToolGate {
     }
 
     // 4. Run it, with hooks that keep enforcing the rules (and the protected paths) inside the tool.
+    if (delegation) {
+      let r: { outcome: ToolOutcome; refused?: string };
+      try {
+        r = await delegation.run(call, signal, span);
+      } catch (err) {
+        r = { outcome: fail(`${call.name} failed: ${(err as Error).message}`) };
+      }
+      if (r.refused) return record({ decision: 'deny', rule: null, reason: r.refused, outcome: 'error' }, r.outcome);
+      return record({ decision: d.decision, ...(approval && { approval }), rule: d.rule, reason: d.reason, outcome: r.outcome.isError ? 'error' : 'ok' }, r.outcome);
+    }
     const ctx: ToolContext = { ...this.context(run, signal, approvedRules), ...(guard && { protect: guard }) };
     let outcome: ToolOutcome;
     const mcp = this.opts.mcp.parse(call.name);

@@ -149,7 +149,7 @@ describe('RunSession, driven in-process with a scripted model', { timeout: 30_00
     const r = await h.run('tiny', 'hi');
     assert.equal(h.models.tiny.requests.length, 0);
     assert.equal(r.status, 'error');
-    assert.match(r.error ?? '', /50/);
+    assert.match(r.error ?? '', /^budget refused: run \S+ \(tiny\) token limit 50: spent 0, reserved 0, this call needs \d+/);
     assert.equal(eventsOf(h.events(), r.run_id, 'budget_refused').length, 1);
     assert.equal(eventsOf(h.events(), r.run_id, 'model_call').length, 0);
   });

@@ -12,7 +12,7 @@ import { BudgetGate } from '../src/orchestrator/budget-gate.js';
 import { InProcessPool } from '../src/orchestrator/in-process-pool.js';
 import { HEARTBEAT_MS, Orchestrator, type RunRequest } from '../src/orchestrator/orchestrator.js';
 import type { AskQuestion } from '../src/orchestrator/tool-gate.js';
-import type { ToolResultMessage } from '../src/providers/types.js';
+import type { ToolResultMessage } from '../src/contract/message.js';
 import { ProviderError } from '../src/providers/types.js';
 import { readAuditEvents, tempDir, writeTree } from './helpers.js';
 import { ScriptedModel, type ScriptedTurn } from './scripted-model.js';

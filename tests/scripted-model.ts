@@ -2,7 +2,10 @@
 // back turns — text answers, tool calls, usage, provider errors, retries, or a request that hangs until
 // it is aborted — and records every request it was sent. Use it with InProcessPool to drive a whole
 // run (session, budget gate, tool gate, audit) in this thread, with no HTTP, no worker and no CLI.
-import { ProviderError, emptyUsage, type ModelEvent, type ModelRequest, type ProviderAdapter, type ToolCall, type Usage } from '../src/providers/types.js';
+import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from '../src/providers/types.js';
+import type { ToolCall } from '../src/contract/tool.js';
+import type { Usage } from '../src/contract/usage.js';
+import { emptyUsage } from '../src/contract/usage-sum.js';
 
 export type ScriptedTurn =
   /** An answer: text (streamed in `chunks` deltas), tool calls, and the usage reported at the end. */

@@ -5,8 +5,9 @@
 // The orchestrator starts sessions; whatever drives the loop (a local pool today, a queue worker next)
 // talks to the session only through RunExecutor.
 //
-// A little over 400 lines: the run's state machine is one piece; its parts that stand alone (result
-// building, audit mapping, delegation, model endpoints) live in their own modules.
+// Long because: the run's state machine (admission, dispatch, loop conversation, cancel/deadline/kill,
+// settling) is one piece that reads best whole; its parts that stand alone (result building, audit
+// mapping, delegation, model endpoints) live in their own modules.
 import type { AgentDefinition } from '../agents/definition.js';
 import type { AgentStore } from '../agents/store.js';
 import type { AuditLog } from '../audit/audit-log.js';

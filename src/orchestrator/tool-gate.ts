@@ -14,8 +14,8 @@
 // Every decision is reported as a ToolDecisionRecord (for the audit log).
 // Nothing the model sends can widen what is allowed: the rules come from the agent file (intersected
 // with the caller's rules for delegated runs); the arguments only ever select among them.
-// A little over 400 lines: execute()'s order of checks is the security boundary and reads best whole;
-// what needs no run state (what is offered, call summaries) is in tool-offer.ts.
+// Long because: execute()'s order of checks is the security boundary and reads best whole; what needs
+// no run state (what is offered, call summaries) is in tool-offer.ts.
 import path from 'node:path';
 import type { AgentDefinition } from '../agents/definition.js';
 import type { ResolvedConfig } from '../config/config.js';

@@ -2,8 +2,9 @@
 // to a RunExecutor (the piscina pool, or the calling thread), the conversation with its loop (model-call
 // gate, stream extensions, tool calls through the tool gate), progress and heartbeats, the deadline,
 // cancellation with its hard-kill fallback, and settling the books, the audit trail and the record.
-// The orchestrator starts sessions; whatever drives the loop (a local pool today, a queue worker next)
-// talks to the session only through RunExecutor.
+// The orchestrator starts sessions for whoever asks (an MCP call, the CLI, a queue worker's job); the
+// loop runs wherever the RunExecutor puts it (piscina threads, or the calling thread) and talks to the
+// session only through it.
 //
 // Long because: the run's state machine (admission, dispatch, loop conversation, cancel/deadline/kill,
 // settling) is one piece that reads best whole; its parts that stand alone (result building, audit

@@ -4,7 +4,7 @@ import type { AgentDefinition } from '../agents/definition.js';
 import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
 import { checkMcpTool, parseRule, toolOffered, type RuleSet } from '../permissions/index.js';
 import { describeArgv } from '../permissions/command.js';
-import { compileNameGlob } from '../permissions/glob.js';
+import { compileNameGlob } from '../glob.js';
 import type { ToolSpec } from '../contract/tool.js';
 import { builtinTools } from '../tools/registry.js';
 

@@ -41,7 +41,7 @@ import path from 'node:path';
 import type { SeedTools } from './seed.js';
 import { resolveInWorkspace } from '../workspace/workspace-path.js';
 import { argvProblem, coverage, dangerousForm, describeArgv, matchCommand } from './command.js';
-import { globCovers } from './glob.js';
+import { globCovers } from '../glob.js';
 import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';
 import { hostMatches, parseFetchUrl } from './url.js';

@@ -6,7 +6,7 @@
 //   Agent | Agent(<name glob>)      delegation to another agent (tool agent__<name>)
 //   mcp__<server>__<tool glob>      downstream MCP tools; `mcp__<server>` alone = every tool of it
 // The bare form (no parentheses) means "any". Kinds are case-sensitive, as in Claude Code.
-import { compileNameGlob, compilePathGlob, type PathGlob } from './glob.js';
+import { compileNameGlob, compilePathGlob, type PathGlob } from '../glob.js';
 import { parseCommandPattern, type CommandPattern } from './command.js';
 import { parseHostPattern, type HostPattern } from './url.js';
 import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';

@@ -18,7 +18,8 @@ import type { Usage } from '../contract/usage.js';
 export class OpenAIResponsesAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
-  // A client per call so its `fetch` can report that call's retries (see AnthropicAdapter).
+  // One client per adapter (adapters are cached per endpoint), reused by every call; routedFetch
+  // (shared.ts) still takes each call's retries to that call's driver.
   private cachedClient?: OpenAI;
 
   private client(): OpenAI {

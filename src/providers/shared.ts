@@ -22,10 +22,6 @@ import { describeCause } from '../describe-cause.js';
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */
 class StreamStopped extends Error {}
 
-/**
- * One per `stream()` call. Owns the AbortController handed to the SDK (linked to the caller's
- * signal), the stream-idle timer, and a queue of retry events reported by `fetch`.
- */
 /** Key under which a call's driver rides in the SDK request's fetchOptions (spread into fetch's init). */
 const DRIVER_KEY = Symbol('delegate-mcp stream driver');
 
@@ -47,6 +43,10 @@ function headerValue(headers: HeadersInit | undefined, name: string): string | n
   return new Headers(headers).get(name);
 }
 
+/**
+ * One per `stream()` call. Owns the AbortController handed to the SDK (linked to the caller's
+ * signal), the stream-idle timer, and a queue of retry events reported by `fetch`.
+ */
 export class StreamDriver {
   private readonly controller = new AbortController();
   private readonly stopped: Promise<never>;

@@ -15,7 +15,7 @@
 //                          those; README says so.
 //   network                only when every layer allows it (an agent's `sandbox: {network: true}`).
 import path from 'node:path';
-import { compilePathGlob } from '../permissions/glob.js';
+import { compilePathGlob } from '../glob.js';
 import type { RuleLayer, RuleSet } from '../permissions/index.js';
 import { parseRule } from '../permissions/rules.js';
 

@@ -1,6 +1,11 @@
-// Path globs for Read(...)/Edit(...) rules, and name globs for mcp__…/Agent(...) rules.
-// Written here rather than using Node's `path.matchesGlob` (experimental in Node 20, prints a warning,
-// and its dotfile handling is not what a permission system needs).
+// The one glob syntax of the server: path globs for Read(...)/Edit(...) rules, the sandbox's writable
+// directories and search_files' `glob` argument; name globs for mcp__…/Agent(...) rules. It imports
+// nothing of ours, so permissions, sandbox and tools may all use it.
+//
+// Why hand-written: Node's `path.matchesGlob` is experimental in Node 20 (prints a warning). picomatch 4
+// with {dot, noextglob, nonegate, strictBrackets} comes close but differs where a permission boundary
+// cares: `[/]` matches the separator, `{x}` is a literal instead of a refused typo, `..` and `~` pass
+// through, and POSIX classes (`[[:alpha:]]`) add syntax we don't document. Checked 2026-12-07.
 //
 // Path glob syntax (documented for agent authors):
 //   - Relative globs (`src/**`, `./src/**`) are anchored at the workspace root. There is no gitignore-style

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fsTools, globToRegExp, limits } from '../src/tools/fs-tools.js';
+import { createFsTools, FS_LIMITS, fsTools, type FsLimits } from '../src/tools/fs-tools.js';
+import { compilePathGlob } from '../src/glob.js';
 import { isWithin, resolveInWorkspace } from '../src/workspace/workspace-path.js';
 import type { ToolContext } from '../src/tools/types.js';
 import type { ToolOutcome } from '../src/contract/tool.js';
@@ -16,8 +17,18 @@ let base: string;
 let ws: string;
 let ctx: ToolContext;
 
+// Caps are given to the tools when they are made: tests that lower one change this copy, and every
+// call makes its tools from it.
+const limits: FsLimits = { ...FS_LIMITS };
 const call = (tool: string, args: unknown, c: ToolContext = ctx): Promise<ToolOutcome> =>
-  fsTools[tool].run(args as Record<string, unknown>, c);
+  createFsTools(limits)[tool].run(args as Record<string, unknown>, c);
+
+/** search_files' glob is the rules' glob (src/glob.ts). */
+const globToRegExp = (glob: string): RegExp => {
+  const g = compilePathGlob(glob);
+  if (!g.ok) throw new Error(g.error);
+  return g.glob.re;
+};
 
 function write(rel: string, content: string | Buffer): void {
   const abs = path.join(ws, rel);
@@ -398,6 +409,32 @@ describe('search_files', () => {
     assert.match(r.content, /\[skipped: .*4 symlinks leading outside the workspace/);
     assert.match(r.content, /1 symlinked directory \(not followed\)/);
     assert.match(r.content, /1 binary file/);
+  });
+
+  it('takes its glob in the permission rules\' syntax (src/glob.ts)', async () => {
+    write('globsyntax/a*.txt', 'needle star\n');
+    write('globsyntax/ab.txt', 'needle plain\n');
+    write('globsyntax/notes', 'needle in a file named notes\n');
+    write('globsyntax/a/b.txt', 'needle below a/\n');
+    try {
+      // `\*` is a literal star, not a wildcard (the old search_files glob dropped the backslash).
+      const star = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'a\\*.txt' });
+      assert.equal(star.isError, false, star.content);
+      assert.equal(star.content, 'globsyntax/a*.txt:1: needle star');
+      // `x/**` covers `x` itself, as `Read(x/**)` does.
+      const self = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'notes/**' });
+      assert.equal(self.isError, false, self.content);
+      assert.equal(self.content, 'globsyntax/notes:1: needle in a file named notes');
+      // A class never matches the separator: `[/]` is refused with the rules' message, and matches nothing.
+      const slash = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'a[/]b.txt' });
+      assert.equal(slash.isError, true);
+      assert.equal(slash.content, 'search_files: invalid glob "a[/]b.txt": unterminated "[" (escape it as \\[ for a literal bracket)');
+      const cls = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'a[!x]b.txt' });
+      assert.equal(cls.isError, false, cls.content);
+      assert.match(cls.content, /^No matches for \/needle\/ in "globsyntax"/);
+    } finally {
+      fs.rmSync(path.join(ws, 'globsyntax'), { recursive: true });
+    }
   });
 
   it('supports path, glob and (?i)', async () => {

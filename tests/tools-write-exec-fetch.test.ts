@@ -7,10 +7,11 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { writeLimits, writeTools } from '../src/tools/write-tools.js';
-import { buildChildEnv, commandLimits, commandTools } from '../src/tools/run-command.js';
+import { createWriteTools, WRITE_LIMITS, writeTools } from '../src/tools/write-tools.js';
+import { COMMAND_LIMITS, commandTools, createCommandTools } from '../src/tools/run-command.js';
+import { buildChildEnv } from '../src/tools/command-env.js';
 import type { CommandSandbox, SandboxMode } from '../src/sandbox/index.js';
-import { netLimits, netTools } from '../src/tools/fetch-url.js';
+import { createNetTools, NET_LIMITS, netTools } from '../src/tools/fetch-url.js';
 import { classifyAddress, isPrivateAddress } from '../src/permissions/address.js';
 import type { BuiltinTool, ToolContext } from '../src/tools/types.js';
 import type { ToolOutcome } from '../src/contract/tool.js';
@@ -23,9 +24,15 @@ let ws: string;
 let outside: string;
 let ctx: ToolContext;
 
-const allTools: Record<string, BuiltinTool> = { ...writeTools, ...commandTools, ...netTools };
-const call = (tool: string, args: unknown, c: ToolContext = ctx): Promise<ToolOutcome> =>
-  allTools[tool].run(args as Record<string, unknown>, c);
+// Limits are given to the tools when they are made: tests that lower one change these copies, and
+// every call makes its tools from them.
+const writeLimits = { ...WRITE_LIMITS };
+const commandLimits = { ...COMMAND_LIMITS };
+const netLimits = { ...NET_LIMITS };
+const call = (tool: string, args: unknown, c: ToolContext = ctx): Promise<ToolOutcome> => {
+  const tools: Record<string, BuiltinTool> = { ...createWriteTools(writeLimits), ...createCommandTools(commandLimits), ...createNetTools(netLimits) };
+  return tools[tool].run(args as Record<string, unknown>, c);
+};
 
 const wsPath = (rel: string): string => path.join(ws, rel);
 const readWs = (rel: string): string => fs.readFileSync(wsPath(rel), 'utf8');
@@ -815,6 +822,8 @@ describe('specs', () => {
     assert.deepEqual(Object.keys(writeTools).sort(), ['edit_file', 'write_file']);
     assert.deepEqual(Object.keys(commandTools), ['run_command']);
     assert.deepEqual(Object.keys(netTools), ['fetch_url']);
+    const allTools: Record<string, BuiltinTool> = { ...writeTools, ...commandTools, ...netTools };
+    assert.equal(Object.keys(allTools).length, 4);
     for (const [name, tool] of Object.entries(allTools)) {
       assert.equal(tool.spec.name, name);
       assert.ok(tool.spec.description.length > 80, name);

@@ -22,24 +22,35 @@ import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import { ArgError, abortedOutcome, checkArgs, fail, formatSize, neverThrows, ok, optString, reqString, utf8SafeEnd } from './fs-tools.js';
+import { z } from 'zod';
 import { classifyAddress } from '../permissions/address.js';
+import { defineTool } from './define-tool.js';
+import { formatSize, utf8SafeEnd } from './file-io.js';
+import { abortedOutcome, fail, ok } from './outcome.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
 
-/** Limits for fetch_url; the orchestrator may overwrite these at startup. */
-export const netLimits = {
+/** Limits of fetch_url, given to createNetTools (never a mutable global). */
+export interface NetLimits {
   /** Deadline for the whole call (all hops and the body), in milliseconds. */
-  timeoutMs: 30_000,
+  timeoutMs: number;
   /** Maximum response body bytes read (after decompression). */
-  maxResponseBytes: 512 * 1024,
+  maxResponseBytes: number;
   /** Maximum redirects followed. */
-  maxRedirects: 5,
+  maxRedirects: number;
   /** Maximum request body bytes (POST). */
-  maxRequestBodyBytes: 1024 * 1024,
+  maxRequestBodyBytes: number;
   /** Maximum URL length. */
+  maxUrlChars: number;
+}
+
+export const NET_LIMITS: Readonly<NetLimits> = Object.freeze({
+  timeoutMs: 30_000,
+  maxResponseBytes: 512 * 1024,
+  maxRedirects: 5,
+  maxRequestBodyBytes: 1024 * 1024,
   maxUrlChars: 8192,
-};
+});
 
 const USER_AGENT = 'delegate-mcp-fetch_url/1';
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -199,26 +210,26 @@ function decodeText(buf: Buffer, charset: string | undefined, truncated: boolean
 // ---------------------------------------------------------------------------------------------
 // fetch_url
 
-async function runFetchUrl(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+const FetchUrlInput = z
+  .strictObject({
+    url: z.string().describe('Absolute http:// or https:// URL.'),
+    // Any case is accepted ("get"); the schema offered to the model names the canonical spelling.
+    method: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.toUpperCase() : v),
+        z.enum(['GET', 'POST'], { error: (iss) => `"method" must be "GET" or "POST", got ${JSON.stringify(iss.input)}` }),
+      )
+      .optional()
+      .describe('HTTP method. Default "GET".'),
+    body: z.string().optional().describe('Request body (POST only).'),
+  })
+  .refine((a) => a.body === undefined || a.method === 'POST', { error: '"body" is only allowed with method "POST"' });
+
+async function runFetchUrl(args: z.output<typeof FetchUrlInput>, ctx: ToolContext, netLimits: NetLimits): Promise<ToolOutcome> {
   const T = 'fetch_url';
-  let urlText: string;
-  let method: 'GET' | 'POST';
-  let bodyText: string | undefined;
-  try {
-    const args = checkArgs(T, rawArgs, ['url', 'method', 'body']);
-    urlText = reqString(T, args, 'url').trim();
-    const m = optString(T, args, 'method');
-    const mu = (m ?? 'GET').toUpperCase();
-    if (mu !== 'GET' && mu !== 'POST') throw new ArgError(`${T}: "method" must be "GET" or "POST", got ${JSON.stringify(m)}`);
-    method = mu;
-    bodyText = optString(T, args, 'body');
-    if (bodyText !== undefined && method !== 'POST') {
-      throw new ArgError(`${T}: "body" is only allowed with method "POST"`);
-    }
-  } catch (e) {
-    if (e instanceof ArgError) return fail(e.message);
-    throw e;
-  }
+  const urlText = args.url.trim();
+  let method: 'GET' | 'POST' = args.method ?? 'GET';
+  const bodyText = args.body;
   if (urlText.length > netLimits.maxUrlChars) return fail(`${T}: URL is longer than ${netLimits.maxUrlChars} characters`);
   let body = bodyText === undefined ? (method === 'POST' ? Buffer.alloc(0) : undefined) : Buffer.from(bodyText, 'utf8');
   if (body && body.length > netLimits.maxRequestBodyBytes) {
@@ -350,33 +361,24 @@ async function runFetchUrl(rawArgs: Record<string, unknown>, ctx: ToolContext): 
 // ---------------------------------------------------------------------------------------------
 // Registry
 
-const fetchUrlTool: BuiltinTool = {
-  get spec() {
-    return {
+/** Network built-in tools keyed by tool name, with `limits` over the defaults. */
+export function createNetTools(limits: Partial<NetLimits> = {}): Record<string, BuiltinTool> {
+  const l: NetLimits = { ...NET_LIMITS, ...limits };
+  return {
+    fetch_url: defineTool({
       name: 'fetch_url',
       description:
         'Fetch an http:// or https:// URL and return the status, content type and body as text. GET by ' +
         'default; POST sends `body` (as application/json if it parses as JSON, else text/plain). Redirects are ' +
-        `followed (at most ${netLimits.maxRedirects}), each hop subject to the same permission checks. Private, ` +
+        `followed (at most ${l.maxRedirects}), each hop subject to the same permission checks. Private, ` +
         'loopback and link-local hosts are refused unless explicitly allowed. The body is cut at ' +
-        `${formatSize(netLimits.maxResponseBytes)}; binary bodies are reported by size only. Timeout ` +
-        `${netLimits.timeoutMs / 1000} s. HTTP error statuses (4xx/5xx) are returned as normal results.`,
-      inputSchema: {
-        type: 'object',
-        properties: {
-          url: { type: 'string', description: 'Absolute http:// or https:// URL.' },
-          method: { type: 'string', enum: ['GET', 'POST'], description: 'HTTP method. Default "GET".' },
-          body: { type: 'string', description: 'Request body (POST only).' },
-        },
-        required: ['url'],
-        additionalProperties: false,
-      },
-    };
-  },
-  run: neverThrows('fetch_url', runFetchUrl),
-};
+        `${formatSize(l.maxResponseBytes)}; binary bodies are reported by size only. Timeout ` +
+        `${l.timeoutMs / 1000} s. HTTP error statuses (4xx/5xx) are returned as normal results.`,
+      input: FetchUrlInput,
+      run: (args, ctx) => runFetchUrl(args, ctx, l),
+    }),
+  };
+}
 
-/** Network built-in tools keyed by tool name. */
-export const netTools: Record<string, BuiltinTool> = {
-  fetch_url: fetchUrlTool,
-};
+/** fetch_url with the default limits. */
+export const netTools: Record<string, BuiltinTool> = createNetTools();

@@ -18,7 +18,7 @@ import { log } from '../log.js';
 import { describeCause } from '../describe-cause.js';
 import type { ToolSpec } from '../contract/tool.js';
 import { VERSION } from '../version.js';
-import { formatSize, utf8SafeEnd } from './fs-tools.js';
+import { formatSize, utf8SafeEnd } from './file-io.js';
 import { limitedFetch } from './mcp-http-limit.js';
 import type { ToolOutcome } from '../contract/tool.js';
 import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';

@@ -18,125 +18,40 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import {
-  ArgError,
-  abortedOutcome,
-  checkArgs,
-  fail,
-  formatSize,
-  neverThrows,
-  ok,
-  typeName,
-  utf8SafeEnd,
-} from './fs-tools.js';
+import { z } from 'zod';
+import { buildChildEnv } from './command-env.js';
+import { HeadTail, shareBudget } from './command-output.js';
+import { defineTool, typeName } from './define-tool.js';
+import { formatSize } from './file-io.js';
+import { abortedOutcome, fail, ok } from './outcome.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
 import { gitHardeningEnv, prepareLaunch, type Launch } from '../sandbox/index.js';
 import { descendantPids } from '../sandbox/processes.js';
 
-/** Limits for run_command; the orchestrator may overwrite these at startup. */
-export const commandLimits = {
+/** Limits of run_command, given to createCommandTools (never a mutable global). */
+export interface CommandLimits {
   /** Timeout when the call gives none, in seconds. */
-  defaultTimeoutS: 60,
+  defaultTimeoutS: number;
   /** Largest timeout_s a call may ask for. */
-  maxTimeoutS: 600,
+  maxTimeoutS: number;
   /** Delay between SIGTERM and SIGKILL, in milliseconds. */
-  killGraceMs: 2000,
+  killGraceMs: number;
   /** Maximum bytes of stdout + stderr shown in the result (head and tail are kept). */
-  maxOutputBytes: 64 * 1024,
+  maxOutputBytes: number;
   /** Maximum number of argv elements and total argv bytes. */
+  maxArgs: number;
+  maxArgvBytes: number;
+}
+
+export const COMMAND_LIMITS: Readonly<CommandLimits> = Object.freeze({
+  defaultTimeoutS: 60,
+  maxTimeoutS: 600,
+  killGraceMs: 2000,
+  maxOutputBytes: 64 * 1024,
   maxArgs: 4096,
   maxArgvBytes: 256 * 1024,
-};
-
-/** Environment variables passed through to commands (exact names); `LC_*` is allowed as a prefix. */
-export const ENV_ALLOWLIST: readonly string[] = ['PATH', 'HOME', 'LANG', 'LANGUAGE', 'TERM', 'TMPDIR', 'TZ', 'USER', 'LOGNAME', 'NODE_ENV', 'CI'];
-
-/** Names that are never passed, even if allowlisted (defence in depth, e.g. for `LC_*`). */
-const ENV_DENY =
-  /KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|CERT|^ANTHROPIC_|^OPENAI_|^AWS_|^AZURE_|^GCP_|^GOOGLE_|^GH_|^GITHUB_|^NPM_|^DELEGATE_/i;
-
-/** The environment a command sees: only allowlisted variables from `parent`, minus credential-like names. */
-export function buildChildEnv(parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(parent)) {
-    if (value === undefined) continue;
-    if (!ENV_ALLOWLIST.includes(name) && !name.startsWith('LC_')) continue;
-    if (ENV_DENY.test(name)) continue;
-    env[name] = value;
-  }
-  return env;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output capture: the first and last `cap` bytes of a stream, plus its total size.
-
-class HeadTail {
-  private head: Buffer[] = [];
-  private headBytes = 0;
-  private tail: Buffer[] = [];
-  private tailBytes = 0;
-  total = 0;
-
-  constructor(private readonly cap: number) {}
-
-  push(chunk: Buffer): void {
-    this.total += chunk.length;
-    let rest = chunk;
-    if (this.headBytes < this.cap) {
-      const take = Math.min(this.cap - this.headBytes, chunk.length);
-      this.head.push(chunk.subarray(0, take));
-      this.headBytes += take;
-      if (take === chunk.length) return;
-      rest = chunk.subarray(take);
-    }
-    this.tail.push(rest);
-    this.tailBytes += rest.length;
-    while (this.tail.length > 1 && this.tailBytes - this.tail[0].length >= this.cap) {
-      this.tailBytes -= this.tail.shift()!.length;
-    }
-  }
-
-  /** Text of the stream within `budget` (<= cap) bytes: everything, or head + omission note + tail. */
-  render(budget: number): string {
-    const head = Buffer.concat(this.head);
-    if (this.total <= budget) return head.toString('utf8'); // total <= budget <= cap: all in the head
-    // A known suffix of the stream: the whole stream if the ring never dropped anything, else the ring
-    // (which then holds at least `cap` >= budget bytes).
-    const afterHead = this.total - head.length;
-    const known = this.tailBytes === afterHead ? Buffer.concat([head, ...this.tail]) : Buffer.concat(this.tail);
-    const headShown = head.subarray(0, utf8SafeEnd(head, Math.floor(budget / 2)));
-    let start = known.length - (budget - Math.floor(budget / 2));
-    // Don't start in the middle of a UTF-8 sequence.
-    while (start < known.length && (known[start] & 0xc0) === 0x80) start++;
-    const tailShown = known.subarray(start);
-    const omitted = this.total - headShown.length - tailShown.length;
-    let headText = headShown.toString('utf8');
-    if (headText.length > 0 && !headText.endsWith('\n')) headText += '\n';
-    return `${headText}[… ${omitted} bytes omitted …]\n${tailShown.toString('utf8')}`;
-  }
-}
-
-/** Split `cap` bytes between streams: small ones get all they need, the rest share what is left. */
-function shareBudget(sizes: number[], cap: number): number[] {
-  const out = sizes.map(() => 0);
-  let left = cap;
-  let pending = sizes.map((_, i) => i).filter((i) => sizes[i] > 0);
-  while (pending.length > 0) {
-    const share = Math.floor(left / pending.length);
-    const small = pending.filter((i) => sizes[i] <= share);
-    if (small.length === 0) {
-      for (const i of pending) out[i] = share;
-      break;
-    }
-    for (const i of small) {
-      out[i] = sizes[i];
-      left -= sizes[i];
-    }
-    pending = pending.filter((i) => sizes[i] > share);
-  }
-  return out;
-}
+});
 
 // ---------------------------------------------------------------------------------------------
 // Process-group handling
@@ -171,45 +86,45 @@ function signalAll(pids: number[], sig: NodeJS.Signals): void {
 // ---------------------------------------------------------------------------------------------
 // run_command
 
-interface ParsedArgs {
-  argv: string[];
-  timeoutS: number;
-}
-
-function parseArgs(T: string, rawArgs: Record<string, unknown>): ParsedArgs {
-  const args = checkArgs(T, rawArgs, ['argv', 'timeout_s']);
-  const argv = args.argv;
-  if (argv === undefined) throw new ArgError(`${T}: missing required argument "argv" (an array of strings)`);
-  if (!Array.isArray(argv)) {
-    throw new ArgError(`${T}: "argv" must be an array of strings (program first, then its arguments), got ${typeName(argv)}`);
-  }
-  if (argv.length === 0) throw new ArgError(`${T}: "argv" must not be empty (argv[0] is the program to run)`);
-  if (argv.length > commandLimits.maxArgs) {
-    throw new ArgError(`${T}: "argv" has ${argv.length} elements; the limit is ${commandLimits.maxArgs}`);
-  }
-  let bytes = 0;
-  argv.forEach((a, i) => {
-    if (typeof a !== 'string') throw new ArgError(`${T}: argv[${i}] must be a string, got ${typeName(a)}`);
-    if (a.includes('\0')) throw new ArgError(`${T}: argv[${i}] contains a NUL byte`);
-    bytes += Buffer.byteLength(a, 'utf8') + 1;
+function runCommandInput(limits: CommandLimits) {
+  const argvError = (iss: z.core.$ZodRawIssue): string | undefined =>
+    iss.code !== 'invalid_type'
+      ? undefined
+      : iss.input === undefined
+        ? 'missing required argument "argv" (an array of strings)'
+        : `"argv" must be an array of strings (program first, then its arguments), got ${typeName(iss.input)}`;
+  return z.strictObject({
+    argv: z
+      .array(
+        z.string().refine((a) => !a.includes('\0'), { error: (iss) => `argv[${String(iss.path?.[1])}] contains a NUL byte` }),
+        { error: argvError },
+      )
+      .min(1, { error: '"argv" must not be empty (argv[0] is the program to run)' })
+      .superRefine((argv, c) => {
+        // Here rather than .max(): the offered schema stays as it was (no maxItems).
+        if (argv.length > limits.maxArgs) {
+          c.addIssue({ code: 'custom', message: `"argv" has ${argv.length} elements; the limit is ${limits.maxArgs}` });
+          return;
+        }
+        if (argv[0] === '') c.addIssue({ code: 'custom', message: 'argv[0] (the program) must not be empty' });
+        const bytes = argv.reduce((n, a) => n + (typeof a === 'string' ? Buffer.byteLength(a, 'utf8') + 1 : 0), 0);
+        if (bytes > limits.maxArgvBytes) {
+          c.addIssue({ code: 'custom', message: `"argv" is ${bytes} bytes in total; the limit is ${formatSize(limits.maxArgvBytes)}` });
+        }
+      })
+      .describe('Program and arguments, e.g. ["ls", "-la", "src"]. argv[0] is looked up on PATH.'),
+    timeout_s: z
+      .number({
+        error: (iss) =>
+          iss.code === 'invalid_type' && iss.input !== undefined
+            ? `"timeout_s" must be a number of seconds, got ${typeof iss.input === 'number' ? String(iss.input) : typeName(iss.input)}`
+            : undefined,
+      })
+      .positive()
+      .max(limits.maxTimeoutS)
+      .optional()
+      .describe(`Seconds before the command is killed. Default ${limits.defaultTimeoutS}.`),
   });
-  if (argv[0] === '') throw new ArgError(`${T}: argv[0] (the program) must not be empty`);
-  if (bytes > commandLimits.maxArgvBytes) {
-    throw new ArgError(`${T}: "argv" is ${bytes} bytes in total; the limit is ${formatSize(commandLimits.maxArgvBytes)}`);
-  }
-  let timeoutS = commandLimits.defaultTimeoutS;
-  const t = args.timeout_s;
-  if (t !== undefined && t !== null) {
-    if (typeof t !== 'number' || !Number.isFinite(t)) {
-      throw new ArgError(`${T}: "timeout_s" must be a number of seconds, got ${typeof t === 'number' ? String(t) : typeName(t)}`);
-    }
-    if (t <= 0) throw new ArgError(`${T}: "timeout_s" must be > 0, got ${t}`);
-    if (t > commandLimits.maxTimeoutS) {
-      throw new ArgError(`${T}: "timeout_s" must be at most ${commandLimits.maxTimeoutS}, got ${t}`);
-    }
-    timeoutS = t;
-  }
-  return { argv: argv as string[], timeoutS };
 }
 
 const NOT_FOUND = 'program not found (argv[0] must be a program on PATH or a path to an executable; there is no shell)';
@@ -219,16 +134,13 @@ type Ending =
   | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
   | { kind: 'spawn_error'; error: NodeJS.ErrnoException };
 
-async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+async function runCommand(
+  { argv, timeout_s }: z.output<ReturnType<typeof runCommandInput>>,
+  ctx: ToolContext,
+  limits: CommandLimits,
+): Promise<ToolOutcome> {
   const T = 'run_command';
-  let parsed: ParsedArgs;
-  try {
-    parsed = parseArgs(T, rawArgs);
-  } catch (e) {
-    if (e instanceof ArgError) return fail(e.message);
-    throw e;
-  }
-  const { argv, timeoutS } = parsed;
+  const timeoutS = timeout_s ?? limits.defaultTimeoutS;
   if (ctx.signal?.aborted) return abortedOutcome(T);
 
   // A missing cwd would surface as a misleading spawn ENOENT ("program not found").
@@ -242,7 +154,7 @@ async function runCommand(rawArgs: Record<string, unknown>, ctx: ToolContext): P
   if (!launch.ok) return fail(`${T}: refused: ${launch.error}`);
   const info = { text: '' };
   try {
-    return await runLaunched(T, argv, timeoutS, ctx, launch, info);
+    return await runLaunched(T, argv, timeoutS, ctx, launch, info, limits);
   } finally {
     // Normally done already (the result reports what was removed; a second call is a no-op). This keeps a
     // thrown error from leaving the command counted as running, which would stop every later removal.
@@ -257,6 +169,7 @@ async function runLaunched(
   ctx: ToolContext,
   launch: Extract<Launch, { ok: true }>,
   info: { text: string },
+  limits: CommandLimits,
 ): Promise<ToolOutcome> {
   if (ctx.signal?.aborted) {
     launch.release();
@@ -264,7 +177,7 @@ async function runLaunched(
     return abortedOutcome(T);
   }
 
-  const cap = commandLimits.maxOutputBytes;
+  const cap = limits.maxOutputBytes;
   const stdout = new HeadTail(cap);
   const stderr = new HeadTail(cap);
   let stopReason: 'timeout' | 'aborted' | undefined;
@@ -323,7 +236,7 @@ async function runLaunched(
       killTimer = setTimeout(() => {
         lastSignalSent = 'SIGKILL';
         killGroup(child, 'SIGKILL');
-      }, commandLimits.killGraceMs);
+      }, limits.killGraceMs);
     };
     const onAbort = (): void => stop('aborted');
 
@@ -358,7 +271,7 @@ async function runLaunched(
   // Protected paths the command created where they were missing (mcp.json, .git, …) are removed once no
   // sandboxed command runs any more (sandbox/created.ts); the model is told, the audit records it.
   const removed = await launch.done(ending.kind === 'spawn_error' ? undefined : info.text);
-  const outcome = commandOutcome(T, argv, launch.sandboxed, ending, stopReason, lastSignalSent, timeoutS, elapsed, stdout, stderr);
+  const outcome = commandOutcome(T, argv, launch.sandboxed, ending, stopReason, lastSignalSent, timeoutS, elapsed, stdout, stderr, cap);
   if (removed.length === 0) return outcome;
   const rel = removed.map((p) => (p.startsWith(`${ctx.workspaceRoot}/`) ? p.slice(ctx.workspaceRoot.length + 1) : p));
   return {
@@ -381,8 +294,8 @@ function commandOutcome(
   elapsed: string,
   stdout: HeadTail,
   stderr: HeadTail,
+  cap: number,
 ): ToolOutcome {
-  const cap = commandLimits.maxOutputBytes;
   if (ending.kind === 'spawn_error') {
     const code = ending.error.code;
     const why = code === 'ENOENT' ? NOT_FOUND : code === 'EACCES' ? NO_PERMISSION : (code ?? ending.error.message);
@@ -430,9 +343,11 @@ function commandOutcome(
 // ---------------------------------------------------------------------------------------------
 // Registry
 
-const runCommandTool: BuiltinTool = {
-  get spec() {
-    return {
+/** Command-running built-in tools keyed by tool name, with `limits` over the defaults. */
+export function createCommandTools(limits: Partial<CommandLimits> = {}): Record<string, BuiltinTool> {
+  const l: CommandLimits = { ...COMMAND_LIMITS, ...limits };
+  return {
+    run_command: defineTool({
       name: 'run_command',
       description:
         'Run one program in the workspace root and return its exit code, stdout and stderr. `argv` is the ' +
@@ -442,35 +357,15 @@ const runCommandTool: BuiltinTool = {
         'writable only where your Edit permissions reach, nothing outside it is visible, and there is no ' +
         'network unless your configuration allows it. ' +
         'stdin is empty; the environment is minimal (no credentials). Timeout: ' +
-        `timeout_s (default ${commandLimits.defaultTimeoutS}, max ${commandLimits.maxTimeoutS} seconds); ` +
+        `timeout_s (default ${l.defaultTimeoutS}, max ${l.maxTimeoutS} seconds); ` +
         'the command and its child processes are killed when it expires, and background processes are ' +
-        `killed when the command exits. Output is capped at ${formatSize(commandLimits.maxOutputBytes)} ` +
+        `killed when the command exits. Output is capped at ${formatSize(l.maxOutputBytes)} ` +
         '(beginning and end kept). A non-zero exit code is reported as a normal result.',
-      inputSchema: {
-        type: 'object',
-        properties: {
-          argv: {
-            type: 'array',
-            items: { type: 'string' },
-            minItems: 1,
-            description: 'Program and arguments, e.g. ["ls", "-la", "src"]. argv[0] is looked up on PATH.',
-          },
-          timeout_s: {
-            type: 'number',
-            exclusiveMinimum: 0,
-            maximum: commandLimits.maxTimeoutS,
-            description: `Seconds before the command is killed. Default ${commandLimits.defaultTimeoutS}.`,
-          },
-        },
-        required: ['argv'],
-        additionalProperties: false,
-      },
-    };
-  },
-  run: neverThrows('run_command', runCommand),
-};
+      input: runCommandInput(l),
+      run: (args, ctx) => runCommand(args, ctx, l),
+    }),
+  };
+}
 
-/** Command-running built-in tools keyed by tool name. */
-export const commandTools: Record<string, BuiltinTool> = {
-  run_command: runCommandTool,
-};
+/** run_command with the default limits. */
+export const commandTools: Record<string, BuiltinTool> = createCommandTools();

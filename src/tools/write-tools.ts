@@ -15,29 +15,23 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
-import {
-  ArgError,
-  abortedOutcome,
-  checkArgs,
-  describeFsError,
-  errCode,
-  fail,
-  formatSize,
-  neverThrows,
-  ok,
-  reqString,
-} from './fs-tools.js';
+import { z } from 'zod';
+import { defineTool } from './define-tool.js';
+import { describeFsError, errCode, formatSize } from './file-io.js';
+import { abortedOutcome, fail, ok } from './outcome.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
 import { isWithin, resolveInWorkspace } from '../workspace/workspace-path.js';
 
-/** Caps for the write tools; the orchestrator may overwrite these at startup. */
-export const writeLimits = {
+/** Caps of the write tools, given to createWriteTools (never a mutable global). */
+export interface WriteLimits {
   /** write_file: maximum size of `content` (UTF-8 bytes). */
-  writeMaxBytes: 1024 * 1024,
+  writeMaxBytes: number;
   /** edit_file: maximum size of the file, before and after the edit. */
-  editMaxFileBytes: 1024 * 1024,
-};
+  editMaxFileBytes: number;
+}
+
+export const WRITE_LIMITS: Readonly<WriteLimits> = Object.freeze({ writeMaxBytes: 1024 * 1024, editMaxFileBytes: 1024 * 1024 });
 
 const TEMP_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | (fsc.O_NOFOLLOW ?? 0);
 const READ_FLAGS = fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0);
@@ -162,18 +156,17 @@ function refuseDirPath(tool: string, p: string): ToolOutcome | undefined {
 // ---------------------------------------------------------------------------------------------
 // write_file
 
-async function runWriteFile(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+const WriteFileInput = z.strictObject({
+  path: z.string().describe('File path, relative to the workspace root.'),
+  content: z.string().describe('The complete new content of the file.'),
+});
+
+async function runWriteFile(
+  { path: p, content }: z.output<typeof WriteFileInput>,
+  ctx: ToolContext,
+  writeLimits: WriteLimits,
+): Promise<ToolOutcome> {
   const T = 'write_file';
-  let p: string;
-  let content: string;
-  try {
-    const args = checkArgs(T, rawArgs, ['path', 'content']);
-    p = reqString(T, args, 'path');
-    content = reqString(T, args, 'content');
-  } catch (e) {
-    if (e instanceof ArgError) return fail(e.message);
-    throw e;
-  }
   const data = Buffer.from(content, 'utf8');
   if (data.length > writeLimits.writeMaxBytes) {
     return fail(`${T}: content is ${data.length} bytes; the limit is ${formatSize(writeLimits.writeMaxBytes)}`);
@@ -207,24 +200,23 @@ async function runWriteFile(rawArgs: Record<string, unknown>, ctx: ToolContext):
 // ---------------------------------------------------------------------------------------------
 // edit_file
 
-async function runEditFile(rawArgs: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome> {
+const EditFileInput = z
+  .strictObject({
+    path: z.string().describe('File path, relative to the workspace root.'),
+    old: z
+      .string()
+      .refine((v) => v !== '', { error: '"old" must not be empty (to create or overwrite a whole file use write_file)' })
+      .describe('Exact text to replace; must occur exactly once in the file.'),
+    new: z.string().describe('Replacement text (may be empty to delete `old`).'),
+  })
+  .refine((a) => a.old !== a.new, { error: '"old" and "new" are identical; nothing to change' });
+
+async function runEditFile(
+  { path: p, old: oldText, new: newText }: z.output<typeof EditFileInput>,
+  ctx: ToolContext,
+  writeLimits: WriteLimits,
+): Promise<ToolOutcome> {
   const T = 'edit_file';
-  let p: string;
-  let oldText: string;
-  let newText: string;
-  try {
-    const args = checkArgs(T, rawArgs, ['path', 'old', 'new']);
-    p = reqString(T, args, 'path');
-    oldText = reqString(T, args, 'old');
-    newText = reqString(T, args, 'new');
-  } catch (e) {
-    if (e instanceof ArgError) return fail(e.message);
-    throw e;
-  }
-  if (oldText === '') {
-    return fail(`${T}: "old" must not be empty (to create or overwrite a whole file use write_file)`);
-  }
-  if (oldText === newText) return fail(`${T}: "old" and "new" are identical; nothing to change`);
   const dirPath = refuseDirPath(T, p);
   if (dirPath) return dirPath;
   if (ctx.signal?.aborted) return abortedOutcome(T);
@@ -305,56 +297,33 @@ async function runEditFile(rawArgs: Record<string, unknown>, ctx: ToolContext): 
 // ---------------------------------------------------------------------------------------------
 // Registry
 
-const writeFileTool: BuiltinTool = {
-  get spec() {
-    return {
+/** File-writing built-in tools keyed by tool name, with `limits` over the defaults. */
+export function createWriteTools(limits: Partial<WriteLimits> = {}): Record<string, BuiltinTool> {
+  const l: WriteLimits = { ...WRITE_LIMITS, ...limits };
+  return {
+    write_file: defineTool({
       name: 'write_file',
       description:
         'Create or overwrite a text file in the workspace with `content` (UTF-8, at most ' +
-        `${formatSize(writeLimits.writeMaxBytes)}). \`path\` is relative to the workspace root; missing parent ` +
+        `${formatSize(l.writeMaxBytes)}). \`path\` is relative to the workspace root; missing parent ` +
         'directories are created. The write is atomic (the file is replaced as a whole). Paths outside the ' +
         'workspace and symlinks are refused. To change part of an existing file prefer edit_file.',
-      inputSchema: {
-        type: 'object',
-        properties: {
-          path: { type: 'string', description: 'File path, relative to the workspace root.' },
-          content: { type: 'string', description: 'The complete new content of the file.' },
-        },
-        required: ['path', 'content'],
-        additionalProperties: false,
-      },
-    };
-  },
-  run: neverThrows('write_file', runWriteFile),
-};
-
-const editFileTool: BuiltinTool = {
-  get spec() {
-    return {
+      input: WriteFileInput,
+      run: (args, ctx) => runWriteFile(args, ctx, l),
+    }),
+    edit_file: defineTool({
       name: 'edit_file',
       description:
         'Edit a text file in the workspace by exact string replacement: `old` must occur exactly once in ' +
         'the file (byte for byte, including whitespace, indentation and line endings) and is replaced by ' +
         '`new`. If `old` is not found or occurs more than once the file is left unchanged and an error ' +
         'says so; add surrounding lines to `old` to make it unique. Files up to ' +
-        `${formatSize(writeLimits.editMaxFileBytes)}; the write is atomic.`,
-      inputSchema: {
-        type: 'object',
-        properties: {
-          path: { type: 'string', description: 'File path, relative to the workspace root.' },
-          old: { type: 'string', description: 'Exact text to replace; must occur exactly once in the file.' },
-          new: { type: 'string', description: 'Replacement text (may be empty to delete `old`).' },
-        },
-        required: ['path', 'old', 'new'],
-        additionalProperties: false,
-      },
-    };
-  },
-  run: neverThrows('edit_file', runEditFile),
-};
+        `${formatSize(l.editMaxFileBytes)}; the write is atomic.`,
+      input: EditFileInput,
+      run: (args, ctx) => runEditFile(args, ctx, l),
+    }),
+  };
+}
 
-/** File-writing built-in tools keyed by tool name. */
-export const writeTools: Record<string, BuiltinTool> = {
-  write_file: writeFileTool,
-  edit_file: editFileTool,
-};
+/** The write tools with the default caps. */
+export const writeTools: Record<string, BuiltinTool> = createWriteTools();

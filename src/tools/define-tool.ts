@@ -16,7 +16,8 @@ export type ToolInput = z.ZodObject<z.ZodRawShape, z.core.$strict>;
 export interface ToolDefinition<I extends ToolInput> {
   name: string;
   description: string;
-  input: I;
+  /** Builds the input schema; called once, on the tool's first use (zod schemas cost to build at start-up). */
+  input: () => I;
   run(args: z.output<I>, ctx: ToolContext): Promise<ToolOutcome>;
 }
 
@@ -92,22 +93,28 @@ function offeredSchema(input: ToolInput): JsonSchema {
 }
 
 export function defineTool<I extends ToolInput>(def: ToolDefinition<I>): BuiltinTool {
-  const keys = Object.keys(def.input.shape);
-  // Some models send null for an unset optional argument: that counts as absent.
-  const optional = new Set(keys.filter((k) => z.safeParse(def.input.shape[k], undefined).success));
-  const error = (iss: z.core.$ZodRawIssue): string => genericMessage(iss, keys);
+  let built: { input: I; keys: string[]; optional: Set<string> } | undefined;
+  const schema = (): NonNullable<typeof built> => {
+    if (built) return built;
+    const input = def.input();
+    const keys = Object.keys(input.shape);
+    // Some models send null for an unset optional argument: that counts as absent.
+    const optional = new Set(keys.filter((k) => z.safeParse(input.shape[k], undefined).success));
+    return (built = { input, keys, optional });
+  };
   let spec: ToolSpec | undefined;
   return {
     // Derived on first use (when a run is offered the tool), not at start-up.
     get spec(): ToolSpec {
-      return (spec ??= { name: def.name, description: def.description, inputSchema: offeredSchema(def.input) });
+      return (spec ??= { name: def.name, description: def.description, inputSchema: offeredSchema(schema().input) });
     },
     async run(raw, ctx) {
+      const { input, keys, optional } = schema();
       let args: unknown = raw;
       if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && Object.values(raw).includes(null)) {
         args = Object.fromEntries(Object.entries(raw).filter(([k, v]) => !(v === null && optional.has(k))));
       }
-      const parsed = def.input.safeParse(args, { error, reportInput: true });
+      const parsed = input.safeParse(args, { error: (iss) => genericMessage(iss, keys), reportInput: true });
       if (!parsed.success) {
         const issues = parsed.error.issues;
         // Unknown arguments first: they usually explain the other complaints (a misspelt name).

@@ -210,22 +210,23 @@ function decodeText(buf: Buffer, charset: string | undefined, truncated: boolean
 // ---------------------------------------------------------------------------------------------
 // fetch_url
 
-const FetchUrlInput = z
-  .strictObject({
-    url: z.string().describe('Absolute http:// or https:// URL.'),
-    // Any case is accepted ("get"); the schema offered to the model names the canonical spelling.
-    method: z
-      .preprocess(
-        (v) => (typeof v === 'string' ? v.toUpperCase() : v),
-        z.enum(['GET', 'POST'], { error: (iss) => `"method" must be "GET" or "POST", got ${JSON.stringify(iss.input)}` }),
-      )
-      .optional()
-      .describe('HTTP method. Default "GET".'),
-    body: z.string().optional().describe('Request body (POST only).'),
-  })
-  .refine((a) => a.body === undefined || a.method === 'POST', { error: '"body" is only allowed with method "POST"' });
+const fetchUrlInput = () =>
+  z
+    .strictObject({
+      url: z.string().describe('Absolute http:// or https:// URL.'),
+      // Any case is accepted ("get"); the schema offered to the model names the canonical spelling.
+      method: z
+        .preprocess(
+          (v) => (typeof v === 'string' ? v.toUpperCase() : v),
+          z.enum(['GET', 'POST'], { error: (iss) => `"method" must be "GET" or "POST", got ${JSON.stringify(iss.input)}` }),
+        )
+        .optional()
+        .describe('HTTP method. Default "GET".'),
+      body: z.string().optional().describe('Request body (POST only).'),
+    })
+    .refine((a) => a.body === undefined || a.method === 'POST', { error: '"body" is only allowed with method "POST"' });
 
-async function runFetchUrl(args: z.output<typeof FetchUrlInput>, ctx: ToolContext, netLimits: NetLimits): Promise<ToolOutcome> {
+async function runFetchUrl(args: z.output<ReturnType<typeof fetchUrlInput>>, ctx: ToolContext, netLimits: NetLimits): Promise<ToolOutcome> {
   const T = 'fetch_url';
   const urlText = args.url.trim();
   let method: 'GET' | 'POST' = args.method ?? 'GET';
@@ -374,7 +375,7 @@ export function createNetTools(limits: Partial<NetLimits> = {}): Record<string, 
         'loopback and link-local hosts are refused unless explicitly allowed. The body is cut at ' +
         `${formatSize(l.maxResponseBytes)}; binary bodies are reported by size only. Timeout ` +
         `${l.timeoutMs / 1000} s. HTTP error statuses (4xx/5xx) are returned as normal results.`,
-      input: FetchUrlInput,
+      input: fetchUrlInput,
       run: (args, ctx) => runFetchUrl(args, ctx, l),
     }),
   };

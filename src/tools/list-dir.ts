@@ -13,9 +13,10 @@ import { resolveInWorkspace } from '../workspace/workspace-path.js';
 
 const T = 'list_dir';
 
-const ListDirInput = z.strictObject({
-  path: z.string().optional().describe('Directory path, relative to the workspace root. Default: "." (the root).'),
-});
+const listDirInput = () =>
+  z.strictObject({
+    path: z.string().optional().describe('Directory path, relative to the workspace root. Default: "." (the root).'),
+  });
 
 async function describeSymlink(root: string, rel: string, abs: string): Promise<{ key: string; line: string }> {
   const r = await resolveInWorkspace(root, rel);
@@ -50,7 +51,7 @@ export function listDirTool(limits: FsLimits): BuiltinTool {
       `${limits.listMaxEntries} entries; call it again on a subdirectory to go deeper). Paths are shown ` +
       'relative to the workspace root, sorted; directories end with "/", files show their size in bytes, ' +
       'symlinks are marked.',
-    input: ListDirInput,
+    input: listDirInput,
     async run(args, ctx) {
       const p = args.path ?? '.';
       if (ctx.signal?.aborted) return abortedOutcome(T);

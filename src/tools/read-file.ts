@@ -25,18 +25,19 @@ const lineNumber = (description: string) =>
     .optional()
     .describe(description);
 
-const ReadFileInput = z
-  .strictObject({
-    path: z.string().describe('File path, relative to the workspace root.'),
-    start_line: lineNumber('First line to return (1-based). Default: 1.'),
-    end_line: lineNumber('Last line to return (1-based, inclusive). Default: end of file.'),
-  })
-  .refine((a) => a.start_line === undefined || a.end_line === undefined || a.end_line >= a.start_line, {
-    error: (iss) => {
-      const a = iss.input as { start_line: number; end_line: number };
-      return `"end_line" (${a.end_line}) must be >= "start_line" (${a.start_line})`;
-    },
-  });
+const readFileInput = () =>
+  z
+    .strictObject({
+      path: z.string().describe('File path, relative to the workspace root.'),
+      start_line: lineNumber('First line to return (1-based). Default: 1.'),
+      end_line: lineNumber('Last line to return (1-based, inclusive). Default: end of file.'),
+    })
+    .refine((a) => a.start_line === undefined || a.end_line === undefined || a.end_line >= a.start_line, {
+      error: (iss) => {
+        const a = iss.input as { start_line: number; end_line: number };
+        return `"end_line" (${a.end_line}) must be >= "start_line" (${a.start_line})`;
+      },
+    });
 
 interface ScanResult {
   /** Bytes of the requested lines (up to the cap). */
@@ -117,7 +118,7 @@ export function readFileTool(limits: FsLimits): BuiltinTool {
       `are accepted only if they are inside the workspace). Returns at most ${formatSize(limits.readMaxBytes)} ` +
       'of text; longer files are truncated with a note, so use start_line/end_line (1-based, inclusive) ' +
       'to read a specific range. Binary files cannot be read; for directories use list_dir.',
-    input: ReadFileInput,
+    input: readFileInput,
     async run({ path: p, start_line: startLine, end_line: endLine }, ctx) {
       if (ctx.signal?.aborted) return abortedOutcome(T);
 

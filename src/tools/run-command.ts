@@ -361,7 +361,7 @@ export function createCommandTools(limits: Partial<CommandLimits> = {}): Record<
         'the command and its child processes are killed when it expires, and background processes are ' +
         `killed when the command exits. Output is capped at ${formatSize(l.maxOutputBytes)} ` +
         '(beginning and end kept). A non-zero exit code is reported as a normal result.',
-      input: runCommandInput(l),
+      input: () => runCommandInput(l),
       run: (args, ctx) => runCommand(args, ctx, l),
     }),
   };

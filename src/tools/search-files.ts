@@ -20,15 +20,16 @@ const T = 'search_files';
 /** Directories search_files never descends into. */
 const NOT_EXPANDED = new Set(['.git', 'node_modules']);
 
-const SearchFilesInput = z.strictObject({
-  // refine, not .min(1): the offered schema stays as it was (no minLength).
-  pattern: z.string().refine((v) => v !== '', { error: '"pattern" must not be empty' }).describe('JavaScript regular expression, matched against each line.'),
-  path: z.string().optional().describe('File or directory to search, relative to the workspace root. Default: "." (everything).'),
-  glob: z
-    .string()
-    .optional()
-    .describe('Only search files matching this glob, e.g. "*.ts", "src/**/*.{js,ts}". Without a "/" it matches file names.'),
-});
+const searchFilesInput = () =>
+  z.strictObject({
+    // refine, not .min(1): the offered schema stays as it was (no minLength).
+    pattern: z.string().refine((v) => v !== '', { error: '"pattern" must not be empty' }).describe('JavaScript regular expression, matched against each line.'),
+    path: z.string().optional().describe('File or directory to search, relative to the workspace root. Default: "." (everything).'),
+    glob: z
+      .string()
+      .optional()
+      .describe('Only search files matching this glob, e.g. "*.ts", "src/**/*.{js,ts}". Without a "/" it matches file names.'),
+  });
 
 export function searchFilesTool(limits: FsLimits): BuiltinTool {
   return defineTool({
@@ -38,7 +39,7 @@ export function searchFilesTool(limits: FsLimits): BuiltinTool {
       '(prefix the pattern with (?i) for case-insensitive). Output lines look like "path:line: text" ' +
       `with paths relative to the workspace root; at most ${limits.searchMaxMatches} matches. ` +
       `Skips .git, node_modules, binary files and files over ${formatSize(limits.searchMaxFileBytes)}.`,
-    input: SearchFilesInput,
+    input: searchFilesInput,
     async run(args, ctx) {
       const { pattern } = args;
       const p = args.path ?? '.';

@@ -156,13 +156,14 @@ function refuseDirPath(tool: string, p: string): ToolOutcome | undefined {
 // ---------------------------------------------------------------------------------------------
 // write_file
 
-const WriteFileInput = z.strictObject({
-  path: z.string().describe('File path, relative to the workspace root.'),
-  content: z.string().describe('The complete new content of the file.'),
-});
+const writeFileInput = () =>
+  z.strictObject({
+    path: z.string().describe('File path, relative to the workspace root.'),
+    content: z.string().describe('The complete new content of the file.'),
+  });
 
 async function runWriteFile(
-  { path: p, content }: z.output<typeof WriteFileInput>,
+  { path: p, content }: z.output<ReturnType<typeof writeFileInput>>,
   ctx: ToolContext,
   writeLimits: WriteLimits,
 ): Promise<ToolOutcome> {
@@ -200,19 +201,20 @@ async function runWriteFile(
 // ---------------------------------------------------------------------------------------------
 // edit_file
 
-const EditFileInput = z
-  .strictObject({
-    path: z.string().describe('File path, relative to the workspace root.'),
-    old: z
-      .string()
-      .refine((v) => v !== '', { error: '"old" must not be empty (to create or overwrite a whole file use write_file)' })
-      .describe('Exact text to replace; must occur exactly once in the file.'),
-    new: z.string().describe('Replacement text (may be empty to delete `old`).'),
-  })
-  .refine((a) => a.old !== a.new, { error: '"old" and "new" are identical; nothing to change' });
+const editFileInput = () =>
+  z
+    .strictObject({
+      path: z.string().describe('File path, relative to the workspace root.'),
+      old: z
+        .string()
+        .refine((v) => v !== '', { error: '"old" must not be empty (to create or overwrite a whole file use write_file)' })
+        .describe('Exact text to replace; must occur exactly once in the file.'),
+      new: z.string().describe('Replacement text (may be empty to delete `old`).'),
+    })
+    .refine((a) => a.old !== a.new, { error: '"old" and "new" are identical; nothing to change' });
 
 async function runEditFile(
-  { path: p, old: oldText, new: newText }: z.output<typeof EditFileInput>,
+  { path: p, old: oldText, new: newText }: z.output<ReturnType<typeof editFileInput>>,
   ctx: ToolContext,
   writeLimits: WriteLimits,
 ): Promise<ToolOutcome> {
@@ -308,7 +310,7 @@ export function createWriteTools(limits: Partial<WriteLimits> = {}): Record<stri
         `${formatSize(l.writeMaxBytes)}). \`path\` is relative to the workspace root; missing parent ` +
         'directories are created. The write is atomic (the file is replaced as a whole). Paths outside the ' +
         'workspace and symlinks are refused. To change part of an existing file prefer edit_file.',
-      input: WriteFileInput,
+      input: writeFileInput,
       run: (args, ctx) => runWriteFile(args, ctx, l),
     }),
     edit_file: defineTool({
@@ -319,7 +321,7 @@ export function createWriteTools(limits: Partial<WriteLimits> = {}): Record<stri
         '`new`. If `old` is not found or occurs more than once the file is left unchanged and an error ' +
         'says so; add surrounding lines to `old` to make it unique. Files up to ' +
         `${formatSize(l.editMaxFileBytes)}; the write is atomic.`,
-      input: EditFileInput,
+      input: editFileInput,
       run: (args, ctx) => runEditFile(args, ctx, l),
     }),
   };

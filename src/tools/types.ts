@@ -39,7 +39,9 @@ export interface ToolContext {
   protect?: ProtectedGuard;
 }
 
+/** A built-in tool, made by defineTool (define-tool.ts). */
 export interface BuiltinTool {
   spec: ToolSpec;
+  /** Never rejects: invalid arguments, refusals and failures are all error outcomes. */
   run(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolOutcome>;
 }

@@ -1,3 +1,7 @@
+// Long because: it is the one place a rule set and a call become a decision; every kind of check (paths,
+// commands, URLs, addresses, MCP tools, agents) goes through the same layer evaluation here, and scattering
+// them would hide the one deny → ask → allow order. The pieces it evaluates live beside it (rules.ts,
+// command.ts, dangerous-forms.ts, url.ts, address.ts).
 // The permission checkpoint: every tool call an agent makes is decided here, with the real arguments,
 // on the main thread, before the tool runs. Nothing the model says can widen it: rules come only from
 // agent files (and the caller's rules, for delegated runs).
@@ -40,7 +44,8 @@ import net from 'node:net';
 import path from 'node:path';
 import type { SeedTools } from './seed.js';
 import { resolveInWorkspace } from '../workspace/workspace-path.js';
-import { argvProblem, coverage, dangerousForm, describeArgv, matchCommand } from './command.js';
+import { argvProblem, coverage, describeArgv, matchCommand } from './command.js';
+import { dangerousForm } from './dangerous-forms.js';
 import { globCovers } from '../glob.js';
 import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';

@@ -429,6 +429,10 @@ describe('search_files', () => {
       const slash = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'a[/]b.txt' });
       assert.equal(slash.isError, true);
       assert.equal(slash.content, 'search_files: invalid glob "a[/]b.txt": unterminated "[" (escape it as \\[ for a literal bracket)');
+      // An absolute glob is matched against the real absolute path, as in a rule.
+      const abs = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: `${ws}/globsyntax/a/*.txt` });
+      assert.equal(abs.isError, false, abs.content);
+      assert.equal(abs.content, 'globsyntax/a/b.txt:1: needle below a/');
       const cls = await call('search_files', { pattern: 'needle', path: 'globsyntax', glob: 'a[!x]b.txt' });
       assert.equal(cls.isError, false, cls.content);
       assert.match(cls.content, /^No matches for \/needle\/ in "globsyntax"/);

@@ -83,6 +83,19 @@ describe('defineTool', () => {
     assert.deepEqual(seen, [{ a: 'x' }]);
   });
 
+  it('fetch_url takes its method in any case and quotes a wrong one as written', async () => {
+    const run = (args: Record<string, unknown>) => builtinTools.fetch_url.run(args, ctx);
+    assert.deepEqual(await run({ url: 'http://example.test/', method: 'put' }), {
+      content: 'fetch_url: "method" must be "GET" or "POST", got "put"',
+      isError: true,
+    });
+    // "get" is accepted (the body rule sees it as GET): only the refusal of a body proves it parsed.
+    assert.deepEqual(await run({ url: 'http://example.test/', method: 'get', body: 'x' }), {
+      content: 'fetch_url: "body" is only allowed with method "POST"',
+      isError: true,
+    });
+  });
+
   it('turns an unexpected exception into an internal-error outcome', async () => {
     const tool = defineTool({
       name: 'probe',

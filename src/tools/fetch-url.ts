@@ -217,7 +217,8 @@ const fetchUrlInput = () =>
       // Any case is accepted ("get"); the schema offered to the model names the canonical spelling.
       method: z
         .preprocess(
-          (v) => (typeof v === 'string' ? v.toUpperCase() : v),
+          // Only a valid method is upper-cased, so an invalid one is quoted back as the model wrote it.
+          (v) => (typeof v === 'string' && /^(?:get|post)$/i.test(v) ? v.toUpperCase() : v),
           z.enum(['GET', 'POST'], { error: (iss) => `"method" must be "GET" or "POST", got ${JSON.stringify(iss.input)}` }),
         )
         .optional()

@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 execFileSync(process.execPath, [path.join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--noEmit'], { stdio: 'inherit' });
 rmSync('dist', { recursive: true, force: true });
 await build({
-  entryPoints: { cli: 'src/cli.ts', 'worker/agent-loop': 'src/worker/agent-loop.ts', 'tools/search-worker': 'src/tools/search-worker.ts' },
+  entryPoints: { cli: 'src/main.ts', 'worker/agent-loop': 'src/worker/agent-loop.ts', 'tools/search-worker': 'src/tools/search-worker.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true, // lazily imported parts (HTTP, client SDK, tokenizer) stay in chunks of their own

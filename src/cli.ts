@@ -118,10 +118,11 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     // Hot reload: file changes reach every session as tools/list_changed (delegate.watch, default on).
     if (cfg.delegate.watch) watchAgents(agents);
     log.info(`serving ${agents.exposed().length} agents from ${agents.sources.filter((s) => dirExists(s.dir)).map((s) => s.dir).join(', ') || '(no agent directory)'} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);
+    // The workers warm up now, on their own threads (they loaded while this thread did, see main.ts),
+    // so that they are done before a client's first call rather than running beside it.
+    orchestrator.warm();
     if (http && httpOpts) await http.serveHttp(orchestrator, { ...httpOpts, stdio: opts.stdio });
     else await serveStdioServer(orchestrator);
-    // 2026-07-28 clients send no initialize (whose answer starts the warm-up, see server.ts).
-    setTimeout(() => orchestrator.warm(), 1000).unref();
   });
 
 addCommon(program.command('run').description('run one agent from the terminal and print its answer'))

@@ -4,8 +4,8 @@
 // ControlAnnounce); cancellation is cooperative over it, and `killThread` is the hard fallback after
 // the grace period.
 import type { MessagePort } from 'node:worker_threads';
-import { Piscina } from 'piscina';
-import { WORKER_ENTRY } from '../paths.js';
+import type { Piscina } from 'piscina';
+import { startPool, takeEarlyPool } from './pool-start.js';
 import { warnOnce } from '../log.js';
 import type { DelegateConfig } from '../config/config.js';
 import type { WarmHint } from '../contract/worker-protocol.js';
@@ -22,13 +22,19 @@ export class RunPool implements RunExecutor {
   private warmHint?: WarmHint;
 
   /**
-   * The threads start now, while the server is still starting: on their own threads they load the
-   * worker bundle (the provider SDKs). Starting them only after `initialize` was measured slower for
-   * the first call: a client sends it a few ms later, and a worker needs ~100 ms of its own to load.
-   * The warm-up proper (warm()) waits until `initialize` is answered.
+   * The threads start now, while the server is still starting (for `serve`, earlier still: src/main.ts
+   * starts them before the CLI loads, and they are taken over here): on their own threads they load
+   * the worker bundle (the provider SDKs). Starting them only after `initialize` was measured slower
+   * for the first call: a client sends it a few ms later, and a worker needs ~100 ms of its own to load.
    */
   constructor(private opts: DelegateConfig['pool']) {
-    this.pool = this.createPool();
+    const started = takeEarlyPool(opts) ?? startPool(opts);
+    this.pool = started.pool;
+    started.onMessage((msg) => {
+      const m = msg as ControlAnnounce | WorkerWarning;
+      if (m?.kind === CONTROL_ANNOUNCE) this.addControl(m.port);
+      else if (m?.kind === WORKER_WARNING) warnOnce(m.message);
+    });
   }
 
   /** Tells every worker (and every later one) to warm up in the background: see worker/warm.ts. */
@@ -36,33 +42,6 @@ export class RunPool implements RunExecutor {
     if (this.warmHint) return;
     this.warmHint = hint;
     for (const port of this.controls) port.postMessage({ kind: 'warm', hint } satisfies WarmCommand);
-  }
-
-  private createPool(): Piscina {
-    const pool = new Piscina({
-      filename: WORKER_ENTRY,
-      minThreads: Math.min(this.opts.minThreads, this.opts.maxThreads),
-      maxThreads: this.opts.maxThreads,
-      concurrentTasksPerWorker: this.opts.concurrentTasksPerWorker,
-      maxQueue: this.opts.maxQueue,
-      idleTimeout: 60_000,
-      // piscina's default ('sync') parks an idle worker in Atomics.wait: its event loop stops, so it
-      // never sees the model server close idle keep-alive sockets, and the next fan-out reuses dead
-      // ones and waits out the SDK's retry backoff (measured: 32 calls after 6.5 s idle took 1.46 s
-      // instead of 1.07 s). With 'disabled' the loop keeps turning; per call it measured no slower.
-      atomics: 'disabled',
-      // Nothing reads piscina's run/wait-time histograms; recording costs every task a few samples.
-      recordTiming: false,
-      resourceLimits: { maxOldGenerationSizeMb: this.opts.maxOldGenerationSizeMb },
-    });
-    // A worker that dies is replaced by piscina; its tasks reject individually. Nothing to do here but
-    // keep the event from becoming an unhandled 'error'.
-    pool.on('error', () => {});
-    pool.on('message', (m: ControlAnnounce | WorkerWarning) => {
-      if (m?.kind === CONTROL_ANNOUNCE) this.addControl(m.port);
-      else if (m?.kind === WORKER_WARNING) warnOnce(m.message);
-    });
-    return pool;
   }
 
   private readonly controls = new Set<MessagePort>();

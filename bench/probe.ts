@@ -105,12 +105,12 @@ for (const [cli, r] of Object.entries(out)) {
   const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join('/');
   const name = cli === BARE_SERVER ? 'bare' : path.relative(process.cwd(), cli);
   console.log(
-    `${name}: first call median ${median(r.first).toFixed(1)} ms (${f(r.first)})` +
+    `${name}: first call median ${median(r.first).toFixed(1)} ms (${f(r.first)}) · spawn → tools/list median ${median(r.list).toFixed(0)} ms` +
       (NO_RSS ? '' : ` · RSS idle median ${median(r.rss).toFixed(1)} MB (${f(r.rss)})`) +
       (CALLS ? ` · after ${CALLS} calls ${f(r.rssCalls)} MB` : '') +
       (FANOUT ? ` · first fan-out median ${median(r.fan1).toFixed(0)} ms (${f(r.fan1)}), warm median ${median(r.fanWarm).toFixed(0)} ms → ${(median(r.fan1) / median(r.fanWarm)).toFixed(3)}×` : ''),
   );
   // Paired with the bare server's start of the same sample: the machine's noise of the moment cancels.
-  if (BARE && cli !== BARE_SERVER) console.log(`  − bare, paired per sample: first call median +${median(r.first.map((x, i) => x - out[BARE_SERVER].first[i])).toFixed(1)} ms · spawn → tools/list median ${median(r.list).toFixed(0)} ms, ${median(r.list.map((x, i) => x / out[BARE_SERVER].list[i])).toFixed(2)}× bare's`);
+  if (BARE && cli !== BARE_SERVER) console.log(`  − bare, paired per sample: first call median +${median(r.first.map((x, i) => x - out[BARE_SERVER].first[i])).toFixed(1)} ms · tools/list ${median(r.list.map((x, i) => x / out[BARE_SERVER].list[i])).toFixed(2)}× bare's`);
 }
 await mock.close();

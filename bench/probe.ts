@@ -30,6 +30,8 @@ const di = argv.indexOf('--delegate');
 const DELEGATE = di >= 0 ? argv.splice(di, 2)[1] : undefined;
 const BARE_SERVER = path.join(ROOT, 'bench', 'bare-server.mjs');
 const clis = [...argv.map((p) => path.resolve(p)), ...(BARE ? [BARE_SERVER] : [])];
+/** utime + stime of the whole process (all threads), ms (CLK_TCK 100). */
+const cpuMs = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8'); const x = f.slice(f.lastIndexOf(')') + 2).split(' '); return (Number(x[11]) + Number(x[12])) * 10; };
 const rssMb = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -68,8 +70,8 @@ async function fanOut(client: Client, bare: boolean): Promise<number> {
   return wall;
 }
 
-const out: Record<string, { first: number[]; list: number[]; rss: number[]; rssCalls: number[]; fan1: number[]; fanWarm: number[] }> = {};
-for (const c of clis) out[c] = { first: [], list: [], rss: [], rssCalls: [], fan1: [], fanWarm: [] };
+const out: Record<string, { first: number[]; cpu: number[]; list: number[]; rss: number[]; rssCalls: number[]; fan1: number[]; fanWarm: number[] }> = {};
+for (const c of clis) out[c] = { first: [], cpu: [], list: [], rss: [], rssCalls: [], fan1: [], fanWarm: [] };
 mock.setHandler(() => ({ text: 'ok' }));
 for (let s = 0; s < SAMPLES; s++) {
   for (const cli of s % 2 ? [...clis].reverse() : clis) {
@@ -87,11 +89,12 @@ for (let s = 0; s < SAMPLES; s++) {
     }
     // A second start: the first tools/call right after tools/list.
     const tl = performance.now();
-    const { client: c2 } = await start(cli);
+    const { client: c2, pid: pid2 } = await start(cli);
     const t0 = performance.now();
     out[cli].list.push(t0 - tl);
     await c2.callTool({ name: 'bench-agent', arguments: { task: 'first' } });
     out[cli].first.push(performance.now() - t0);
+    out[cli].cpu.push(cpuMs(pid2));
     await c2.close();
     if (FANOUT) {
       const { client: c3 } = await start(cli);
@@ -105,12 +108,12 @@ for (const [cli, r] of Object.entries(out)) {
   const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join('/');
   const name = cli === BARE_SERVER ? 'bare' : path.relative(process.cwd(), cli);
   console.log(
-    `${name}: first call median ${median(r.first).toFixed(1)} ms (${f(r.first)}) · spawn → tools/list median ${median(r.list).toFixed(0)} ms` +
+    `${name}: first call median ${median(r.first).toFixed(1)} ms (${f(r.first)}) · server CPU spawn → first result median ${median(r.cpu).toFixed(0)} ms · spawn → tools/list median ${median(r.list).toFixed(0)} ms (${f(r.list)})` +
       (NO_RSS ? '' : ` · RSS idle median ${median(r.rss).toFixed(1)} MB (${f(r.rss)})`) +
       (CALLS ? ` · after ${CALLS} calls ${f(r.rssCalls)} MB` : '') +
       (FANOUT ? ` · first fan-out median ${median(r.fan1).toFixed(0)} ms (${f(r.fan1)}), warm median ${median(r.fanWarm).toFixed(0)} ms → ${(median(r.fan1) / median(r.fanWarm)).toFixed(3)}×` : ''),
   );
   // Paired with the bare server's start of the same sample: the machine's noise of the moment cancels.
-  if (BARE && cli !== BARE_SERVER) console.log(`  − bare, paired per sample: first call median +${median(r.first.map((x, i) => x - out[BARE_SERVER].first[i])).toFixed(1)} ms · tools/list ${median(r.list.map((x, i) => x / out[BARE_SERVER].list[i])).toFixed(2)}× bare's`);
+  if (BARE && cli !== BARE_SERVER) console.log(`  − bare, paired per sample: first call median +${median(r.first.map((x, i) => x - out[BARE_SERVER].first[i])).toFixed(1)} ms · tools/list ${median(r.list.map((x, i) => x / out[BARE_SERVER].list[i])).toFixed(2)}× bare's · spawn → first result +${median(r.list.map((x, i) => x + r.first[i] - out[BARE_SERVER].list[i] - out[BARE_SERVER].first[i])).toFixed(0)} ms`);
 }
 await mock.close();

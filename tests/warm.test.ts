@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { warmUp } from '../src/worker/warm.js';
 import { DEFAULT_POOL_OPTIONS, startPoolEarly, takeEarlyPool } from '../src/orchestrator/pool-start.js';
-import { CONTROL_ANNOUNCE } from '../src/worker/protocol.js';
+import { CONTROL_ANNOUNCE } from '../src/contract/worker-protocol.js';
 import { loadConfig } from '../src/config/config.js';
 import { tempDir } from './helpers.js';
 

@@ -93,7 +93,7 @@ export class Orchestrator implements RunHost {
     return orchestrator;
   }
 
-  /** Warms the pool's workers in the background (call once `initialize` is answered; idempotent). */
+  /** Warms the pool's workers in the background (`serve` calls it as soon as it has started; idempotent). */
   warm(): void {
     this.pool.warm(this.warmHint());
   }

@@ -12,7 +12,7 @@ import { COMMAND_LIMITS, commandTools, createCommandTools } from '../src/tools/r
 import { buildChildEnv } from '../src/tools/command-env.js';
 import type { CommandSandbox, SandboxMode } from '../src/sandbox/index.js';
 import { createNetTools, NET_LIMITS, netTools } from '../src/tools/fetch-url.js';
-import { classifyAddress, isPrivateAddress } from '../src/permissions/address.js';
+import { classifyAddress, isPrivateAddress } from '../src/net/address.js';
 import type { BuiltinTool, ToolContext } from '../src/tools/types.js';
 import type { ToolOutcome } from '../src/contract/tool.js';
 

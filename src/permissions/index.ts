@@ -50,12 +50,12 @@ import { globCovers } from '../glob.js';
 import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';
 import { hostMatches, parseFetchUrl } from './url.js';
-import { isPrivateAddress } from './address.js';
+import { isPrivateAddress } from '../net/address.js';
 import { delegationTarget, isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
 
 export { parseRule, validateRules, type Rule, type PathKind } from './rules.js';
 export { translateSeedTools } from './seed.js';
-export { classifyAddress, isPrivateAddress } from './address.js';
+export { classifyAddress, isPrivateAddress } from '../net/address.js';
 
 export type Decision = { decision: 'allow' | 'ask' | 'deny'; rule: string | null; reason: string };
 

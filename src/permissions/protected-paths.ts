@@ -19,6 +19,7 @@ import path from 'node:path';
 import { agentSources } from '../config/agent-sources.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { LEGACY_STATE_DIRNAME } from '../config/state-dir.js';
+import type { ProtectedAccess, ProtectedPathCheck } from '../contract/protected-path.js';
 
 export type ProtectedKind = 'state' | 'agents' | 'config' | 'git' | 'server';
 
@@ -102,8 +103,7 @@ export function serverCodePaths(cfg: ResolvedConfig): string[] {
   return out;
 }
 
-/** What a tool is about to do with a path. `list` = show its name (list_dir, search_files walking). */
-export type ProtectedAccess = 'read' | 'list' | 'write';
+export type { ProtectedAccess } from '../contract/protected-path.js';
 
 export interface ProtectedHit {
   kind: ProtectedKind;
@@ -169,7 +169,7 @@ interface ResolvedEntry extends ProtectedPath {
  * exist yet) for checking the real paths the file tools resolve. Resolve it again for each tool call:
  * directories appear and links change while the server runs.
  */
-export class ProtectedGuard {
+export class ProtectedGuard implements ProtectedPathCheck {
   private constructor(
     private readonly entries: ResolvedEntry[],
     private readonly workspaceReal: string,

@@ -14,7 +14,7 @@
 // redirect.
 import net from 'node:net';
 import { domainToASCII } from 'node:url';
-import { classifyAddress } from './address.js';
+import { classifyAddress } from '../net/address.js';
 
 export type HostPattern = { type: 'any' } | { type: 'exact'; host: string } | { type: 'suffix'; base: string };
 

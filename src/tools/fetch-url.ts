@@ -23,7 +23,7 @@ import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { z } from 'zod';
-import { classifyAddress } from '../permissions/address.js';
+import { classifyAddress } from '../net/address.js';
 import { defineTool } from './define-tool.js';
 import { formatSize, utf8SafeEnd } from './file-io.js';
 import { abortedOutcome, fail, ok } from './outcome.js';

@@ -2,7 +2,7 @@
 // never in a worker: workers ask, the main thread checks and executes.
 import type { ToolOutcome, ToolSpec } from '../contract/tool.js';
 import type { CommandSandbox } from '../sandbox/index.js';
-import type { ProtectedGuard } from '../permissions/protected-paths.js';
+import type { ProtectedPathCheck } from '../contract/protected-path.js';
 
 export interface ToolContext {
   /** Realpath of the workspace root every file tool is confined to. */
@@ -36,7 +36,7 @@ export interface ToolContext {
    * this call. The file tools refuse them and leave them out of listings whatever the rules say; the tool
    * gate always sets it.
    */
-  protect?: ProtectedGuard;
+  protect?: ProtectedPathCheck;
 }
 
 /** A built-in tool, made by defineTool (define-tool.ts). */

@@ -20,6 +20,7 @@ import { agentSources } from '../config/agent-sources.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { LEGACY_STATE_DIRNAME } from '../config/state-dir.js';
 import type { ProtectedAccess, ProtectedPathCheck } from '../contract/protected-path.js';
+import { isWithin } from '../workspace/workspace-path.js';
 
 export type ProtectedKind = 'state' | 'agents' | 'config' | 'git' | 'server';
 
@@ -60,7 +61,7 @@ export function protectedPaths(cfg: ResolvedConfig): ProtectedPath[] {
     if (!out.some((o) => o.path === abs)) out.push({ path: abs, kind, read: READ_OF[kind] });
   };
   add(cfg.stateDir, 'state');
-  if (cfg.auditDir && !within(path.resolve(cfg.stateDir), path.resolve(cfg.auditDir))) add(cfg.auditDir, 'state');
+  if (cfg.auditDir && !isWithin(path.resolve(cfg.stateDir), path.resolve(cfg.auditDir))) add(cfg.auditDir, 'state');
   add(path.join(cfg.workspace, LEGACY_STATE_DIRNAME), 'state');
   for (const s of agentSources(cfg)) add(s.dir, 'agents');
   if (cfg.configFile) add(cfg.configFile, 'config');
@@ -96,7 +97,7 @@ export function serverCodePaths(cfg: ResolvedConfig): string[] {
       } catch {
         continue; // not an existing path: an option, a program on PATH, a URL, …
       }
-      if (real === ws || !within(ws, real)) continue;
+      if (real === ws || !isWithin(ws, real)) continue;
       out.push(real);
     }
   }
@@ -117,11 +118,6 @@ const GIT_SEGMENT = /(^|[\\/])\.git([\\/]|$)/;
 /** macOS and Windows file systems are case-insensitive by default: `.Claude/Agents` is `.claude/agents`. */
 const FOLD_CASE = process.platform === 'darwin' || process.platform === 'win32';
 const norm = (p: string): string => (FOLD_CASE ? p.toLowerCase() : p);
-
-function within(root: string, p: string): boolean {
-  if (p === root) return true;
-  return p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
-}
 
 /**
  * realpath() for paths that may not exist yet: the nearest existing ancestor's realpath plus the rest. A
@@ -193,16 +189,16 @@ export class ProtectedGuard implements ProtectedPathCheck {
       if (!write && (e.read === 'readable' || (access === 'list' && e.read === 'name-only'))) continue;
       for (const f of e.forms) {
         const hit =
-          within(f, a) ||
-          (l !== undefined && within(f, l)) ||
-          (write && ((within(a, f) && a !== this.workspaceReal) || (l !== undefined && within(l, f) && l !== this.workspaceReal)));
+          isWithin(f, a) ||
+          (l !== undefined && isWithin(f, l)) ||
+          (write && ((isWithin(a, f) && a !== this.workspaceReal) || (l !== undefined && isWithin(l, f) && l !== this.workspaceReal)));
         if (hit) return { kind: e.kind, path: e.path, message: describe(e, access) };
       }
     }
     if (write) {
       // Any .git inside the workspace (nested repositories and submodules too), as file or directory.
       for (const c of l === undefined ? [a] : [a, l]) {
-        if (c !== this.workspaceReal && within(this.workspaceReal, c) && GIT_SEGMENT.test(c.slice(this.workspaceReal.length))) {
+        if (c !== this.workspaceReal && isWithin(this.workspaceReal, c) && GIT_SEGMENT.test(c.slice(this.workspaceReal.length))) {
           const e = { path: path.join(this.workspaceReal, '.git'), kind: 'git' as const, read: 'readable' as const };
           return { kind: 'git', path: e.path, message: describe(e, access) };
         }

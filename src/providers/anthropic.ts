@@ -11,7 +11,7 @@ import type {
   Tool,
   Usage as AnthropicUsage,
 } from '@anthropic-ai/sdk/resources/messages';
-import { StreamDriver, routedFetch, missingKey, parseToolArguments } from './shared.js';
+import { StreamDriver, sdkClientOptions, missingKey, parseToolArguments } from './shared.js';
 import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from './types.js';
 import type { ProviderEndpoint } from '../contract/endpoint.js';
 import type { Message, StopReason } from '../contract/message.js';
@@ -22,21 +22,11 @@ import { emptyUsage } from '../contract/usage-sum.js';
 export class AnthropicAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
-  // One client per adapter (adapters are cached per endpoint); each call's retries still reach its
-  // own driver through routedFetch.
+  // One client per adapter (adapters are cached per endpoint), reused by every call (see sdkClientOptions).
   private cachedClient?: Anthropic;
 
   private client(): Anthropic {
-    if (this.cachedClient) return this.cachedClient;
-    const { apiKey, baseURL, headers, maxRetries, requestTimeoutMs } = this.endpoint;
-    return (this.cachedClient = new Anthropic({
-      apiKey,
-      baseURL, // undefined → the SDK reads ANTHROPIC_BASE_URL itself
-      defaultHeaders: headers,
-      maxRetries,
-      timeout: requestTimeoutMs,
-      fetch: routedFetch,
-    }));
+    return (this.cachedClient ??= new Anthropic(sdkClientOptions(this.endpoint)));
   }
 
   async *stream(request: ModelRequest): AsyncGenerator<ModelEvent, void, undefined> {

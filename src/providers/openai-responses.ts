@@ -8,7 +8,7 @@ import type {
   ResponseStreamEvent,
   ResponseUsage,
 } from 'openai/resources/responses/responses';
-import { StreamDriver, routedFetch, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
+import { StreamDriver, sdkClientOptions, kindForErrorType, missingKey, openAIUsage, parseToolArguments } from './shared.js';
 import { ProviderError, type ModelEvent, type ModelRequest, type ProviderAdapter } from './types.js';
 import type { ProviderEndpoint } from '../contract/endpoint.js';
 import type { Message, StopReason } from '../contract/message.js';
@@ -18,21 +18,11 @@ import type { Usage } from '../contract/usage.js';
 export class OpenAIResponsesAdapter implements ProviderAdapter {
   constructor(private readonly endpoint: ProviderEndpoint) {}
 
-  // One client per adapter (adapters are cached per endpoint), reused by every call; routedFetch
-  // (shared.ts) still takes each call's retries to that call's driver.
+  // One client per adapter (adapters are cached per endpoint), reused by every call (see sdkClientOptions).
   private cachedClient?: OpenAI;
 
   private client(): OpenAI {
-    if (this.cachedClient) return this.cachedClient;
-    const { apiKey, baseURL, headers, maxRetries, requestTimeoutMs } = this.endpoint;
-    return (this.cachedClient = new OpenAI({
-      apiKey,
-      baseURL, // undefined → the SDK reads OPENAI_BASE_URL itself
-      defaultHeaders: headers,
-      maxRetries,
-      timeout: requestTimeoutMs,
-      fetch: routedFetch,
-    }));
+    return (this.cachedClient ??= new OpenAI(sdkClientOptions(this.endpoint)));
   }
 
   async *stream(request: ModelRequest): AsyncGenerator<ModelEvent, void, undefined> {

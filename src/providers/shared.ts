@@ -36,6 +36,14 @@ export const routedFetch = (input: string | URL | Request, init?: RequestInit): 
   return driver ? driver.fetch(input, init) : globalThis.fetch(input, init);
 };
 
+/**
+ * Options for an endpoint's SDK client: Anthropic's and OpenAI's clients take the same names. An undefined
+ * baseURL lets the SDK read ANTHROPIC_BASE_URL / OPENAI_BASE_URL itself.
+ */
+export function sdkClientOptions(e: ProviderEndpoint) {
+  return { apiKey: e.apiKey, baseURL: e.baseURL, defaultHeaders: e.headers, maxRetries: e.maxRetries, timeout: e.requestTimeoutMs, fetch: routedFetch };
+}
+
 /** One request header, without copying them all into a new Headers (the SDKs pass a Headers). */
 function headerValue(headers: HeadersInit | undefined, name: string): string | null {
   if (!headers) return null;

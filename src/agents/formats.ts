@@ -12,12 +12,11 @@
 //
 // Also here: loading every directory agents come from (config/agent-sources.ts) into one catalog
 // (`loadAgentSources`), which the store uses for start-up and hot reload.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AgentFileFormat } from '../config/agents-config.js';
 import type { AgentOrigin, AgentSource } from '../config/agent-sources.js';
 import type { AgentDefinition, AgentLoadError } from './definition.js';
-import { addFirstByName, loadAgentFile, type AgentFileResult } from './loader.js';
+import { addFirstByName, listAgentFiles, loadAgentFile, type AgentFileResult } from './loader.js';
 import { suggest } from '../file-errors/positions.js';
 import { parseClaudeAgent } from './format-claude.js';
 import { parseCodexAgent } from './format-codex.js';
@@ -25,12 +24,6 @@ import { parseCodexAgent } from './format-codex.js';
 export type { AgentFileFormat } from '../config/agents-config.js';
 export { CLAUDE_MODEL_ALIASES, mapClaudeModel, parseClaudeAgent } from './format-claude.js';
 export { mapCodexModel, parseCodexAgent } from './format-codex.js';
-
-const EXTENSIONS: Record<AgentFileFormat, RegExp> = {
-  yaml: /\.ya?ml$/i,
-  'claude-md': /\.md$/i,
-  'codex-toml': /\.toml$/i,
-};
 
 /** A loaded catalog, plus what each file yielded (the store keeps a broken file's last good agent). */
 export interface SourcesCatalog {
@@ -112,31 +105,6 @@ function checkProvider(agent: AgentDefinition, providers: readonly string[]): Ag
     field: 'model',
     message: `unknown provider "${provider}" in "${agent.model}"${hint ? ` (did you mean "${hint}"?)` : ''}; known: ${providers.join(', ')} (add others under delegate.providers in mcp.json)`,
   };
-}
-
-function listAgentFiles(src: AgentSource): { files: string[] } | { error?: AgentLoadError } {
-  let entries: string[];
-  try {
-    if (!statSync(src.dir).isDirectory()) return { error: { file: src.dir, field: '', message: 'agents path is not a directory' } };
-    entries = readdirSync(src.dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && src.optional) return {};
-    const message = code === 'ENOENT' ? 'agents directory not found' : `cannot read agents directory: ${(err as Error).message}`;
-    return { error: { file: src.dir, field: '', message } };
-  }
-  const files = entries
-    .filter((n) => EXTENSIONS[src.format].test(n) && !n.startsWith('.') && !(src.format === 'claude-md' && /^readme\.md$/i.test(n)))
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((n) => path.join(src.dir, n))
-    .filter((f) => {
-      try {
-        return statSync(f).isFile();
-      } catch {
-        return false; // a dangling symlink, or removed meanwhile
-      }
-    });
-  return { files };
 }
 
 /** Loads one agent file in the given format. `nameLine` is where its name is written, when known. */

@@ -1,11 +1,13 @@
 // Loads agent YAML files into `AgentDefinition`s, with a file:line:column for every problem.
 //
 // Synchronous by design: agent files are small and few, the server loads them once at start-up before it
-// answers anything, and a hot reload re-runs `loadAgentsDir` and swaps the catalog in one step, so there
+// answers anything, and a hot reload re-runs `loadAgentSources` (formats.ts) and swaps the catalog in one step, so there
 // is no interleaving to get wrong. Nothing here throws for a bad file: problems come back as
 // `AgentLoadError`s and a broken file never prevents the others from loading.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AgentFileFormat } from '../config/agents-config.js';
+import type { AgentSource } from '../config/agent-sources.js';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import type { AgentCatalog, AgentDefinition, AgentLoadError } from './definition.js';
@@ -111,36 +113,51 @@ export function loadAgentsDir(dir: string): AgentCatalog {
   const agents = new Map<string, AgentDefinition>();
   const errors: AgentLoadError[] = [];
 
-  let entries: string[];
-  try {
-    if (!statSync(dir).isDirectory()) {
-      return { agents, errors: [{ file: dir, field: '', message: 'agents path is not a directory' }] };
-    }
-    entries = readdirSync(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const message = code === 'ENOENT' ? 'agents directory not found' : `cannot read agents directory: ${(err as Error).message}`;
-    return { agents, errors: [{ file: dir, field: '', message }] };
-  }
+  const listed = listAgentFiles({ dir, format: 'yaml' });
+  if (!('files' in listed)) return { agents, errors: listed.error ? [listed.error] : [] };
 
-  const files = entries
-    .filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith('.'))
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((n) => join(dir, n))
-    .filter((f) => {
-      try {
-        return statSync(f).isFile();
-      } catch {
-        return false; // a dangling symlink: not an agent file
-      }
-    });
-
-  for (const file of files) {
+  for (const file of listed.files) {
     const { result, positionOf } = loadDetailed(file);
     errors.push(...result.errors);
     if (result.agent) addFirstByName(agents, errors, result.agent, positionOf(['name']));
   }
   return { agents, errors };
+}
+
+/** Agent files by extension, per format. */
+const EXTENSIONS: Record<AgentFileFormat, RegExp> = {
+  yaml: /\.ya?ml$/i,
+  'claude-md': /\.md$/i,
+  'codex-toml': /\.toml$/i,
+};
+
+/**
+ * The agent files directly in `src.dir` (not recursive; dot-files, and a claude-md README, are skipped), in
+ * sorted file-name order; or the directory's one error (none for a missing optional directory).
+ */
+export function listAgentFiles(src: AgentSource): { files: string[] } | { error?: AgentLoadError } {
+  let entries: string[];
+  try {
+    if (!statSync(src.dir).isDirectory()) return { error: { file: src.dir, field: '', message: 'agents path is not a directory' } };
+    entries = readdirSync(src.dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && src.optional) return {};
+    const message = code === 'ENOENT' ? 'agents directory not found' : `cannot read agents directory: ${(err as Error).message}`;
+    return { error: { file: src.dir, field: '', message } };
+  }
+  const files = entries
+    .filter((n) => EXTENSIONS[src.format].test(n) && !n.startsWith('.') && !(src.format === 'claude-md' && /^readme\.md$/i.test(n)))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((n) => join(src.dir, n))
+    .filter((f) => {
+      try {
+        return statSync(f).isFile();
+      } catch {
+        return false; // a dangling symlink, or removed meanwhile
+      }
+    });
+  return { files };
 }
 
 /**

@@ -30,7 +30,7 @@ import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
 import type { HttpCliOptions } from './server/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
-import { InitError, renderInit, runInit, type InitReport } from './cli/init.js';
+import { renderInit, runInit } from './cli/init.js';
 import { registerRunsCommand } from './cli/runs.js';
 import { registerUiCommand } from './cli/ui.js';
 import { renderTimeline, runTimeline } from './audit/runs-view.js';
@@ -234,13 +234,7 @@ program
   .option('--force', 'overwrite existing starter files, and replace an existing "delegate" server entry')
   .option('--json', 'print the report as JSON')
   .action((dir: string | undefined, opts: { write?: boolean; force?: boolean; json?: boolean }) => {
-    let report: InitReport;
-    try {
-      report = runInit({ dir: dir ?? process.cwd(), write: opts.write, force: opts.force });
-    } catch (err) {
-      if (err instanceof InitError) throw new ConfigError(err.message);
-      throw err;
-    }
+    const report = runInit({ dir: dir ?? process.cwd(), write: opts.write, force: opts.force });
     process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderInit(report));
     if (report.merged.some((m) => m.action === 'refused')) process.exitCode = 1;
   });

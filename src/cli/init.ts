@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { ConfigError } from '../config/config-error.js';
 import { DEFAULT_MODEL } from '../config/defaults.js';
 import { homeDir } from '../config/locations.js';
 import { CLI_ENTRY } from '../paths.js';
@@ -44,8 +45,6 @@ export interface InitReport {
   /** With --write: what happened to each detected client's config. */
   merged: { client: ClientId; target: string; action: 'merged' | 'unchanged' | 'refused'; reason?: string }[];
 }
-
-export class InitError extends Error {}
 
 const EXAMPLE_AGENT = `# A starter agent: edit it, copy it, or delete it. Every key is described in delegate-mcp's README.
 name: explainer
@@ -222,7 +221,7 @@ export function mergeClientConfig(s: ClientSnippet, force: boolean | undefined):
 export function runInit(opts: InitOptions): InitReport {
   const env = opts.env ?? process.env;
   const dir = path.resolve(opts.dir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InitError(`not a directory: ${dir}`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`not a directory: ${dir}`);
   const files: InitReport['files'] = [];
   writeProjectFile(path.join(dir, 'agents', 'explainer.yaml'), EXAMPLE_AGENT, opts.force, files);
   writeProjectFile(path.join(dir, 'mcp.json'), starterConfig(), opts.force, files);

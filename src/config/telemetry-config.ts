@@ -3,6 +3,7 @@
 // `delegate.telemetry.endpoint` in mcp.json. Nothing here imports OpenTelemetry: when telemetry is off,
 // the SDK is never loaded (src/telemetry/index.ts imports it lazily).
 import { z } from 'zod';
+import { ConfigError } from './config-error.js';
 
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
@@ -54,7 +55,7 @@ export function telemetrySettings(cfg: TelemetryConfig, env: NodeJS.ProcessEnv =
   if (!traces && !metrics) return undefined;
   const rawProtocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || cfg.protocol || 'http/protobuf').trim();
   if (!(OTLP_PROTOCOLS as readonly string[]).includes(rawProtocol)) {
-    throw new TelemetryConfigError(`OTEL_EXPORTER_OTLP_PROTOCOL: "${rawProtocol}" is not supported (use ${OTLP_PROTOCOLS.join(' or ')}; grpc is not built in)`);
+    throw new ConfigError(`OTEL_EXPORTER_OTLP_PROTOCOL: "${rawProtocol}" is not supported (use ${OTLP_PROTOCOLS.join(' or ')}; grpc is not built in)`);
   }
   const optIn = (env.OTEL_SEMCONV_STABILITY_OPT_IN ?? '').split(',').map((s) => s.trim());
   return {
@@ -69,5 +70,3 @@ export function telemetrySettings(cfg: TelemetryConfig, env: NodeJS.ProcessEnv =
     latestGenAi: optIn.includes('gen_ai_latest_experimental'),
   };
 }
-
-export class TelemetryConfigError extends Error {}

@@ -1,21 +1,15 @@
 // Telemetry entry point. Loads the OpenTelemetry SDK (its own bundle chunk) only when telemetry is on:
 // with it off, start-up imports nothing and every hook is an `undefined?.` check.
 import type { ResolvedConfig } from '../config/config.js';
-import { ConfigError } from '../config/config-error.js';
 import { VERSION } from '../version.js';
-import { TelemetryConfigError, telemetrySettings } from '../config/telemetry-config.js';
+import { telemetrySettings } from '../config/telemetry-config.js';
 import type { Telemetry } from './types.js';
 
 export type { Telemetry } from './types.js';
 
 export async function loadTelemetry(cfg: ResolvedConfig, env: NodeJS.ProcessEnv = process.env): Promise<Telemetry | undefined> {
-  let settings;
-  try {
-    settings = telemetrySettings(cfg.delegate.telemetry, env);
-  } catch (err) {
-    if (err instanceof TelemetryConfigError) throw new ConfigError(err.message);
-    throw err;
-  }
+  // Throws ConfigError for a setting it cannot honour (the CLI reports it as one line).
+  const settings = telemetrySettings(cfg.delegate.telemetry, env);
   if (!settings) return undefined;
   const { OtelTelemetry } = await import('./otel.js');
   return new OtelTelemetry(settings, VERSION);

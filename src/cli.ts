@@ -35,6 +35,7 @@ import { registerRunsCommand } from './cli/runs.js';
 import { registerUiCommand } from './cli/ui.js';
 import { renderTimeline, runTimeline } from './audit/runs-view.js';
 import { VERSION } from './version.js';
+import { errorMessage } from './describe-cause.js';
 
 interface CommonOpts extends ConfigOverrides {}
 
@@ -334,7 +335,7 @@ addCommon(agentsCmd.command('create').description('draft a new agent from a desc
 
 // Every failure reaches the user as one message, never a stack trace (DELEGATE_MCP_DEBUG=1 shows it).
 program.parseAsync().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   process.stderr.write(`delegate-mcp: ${message}\n`);
   if (process.env.DELEGATE_MCP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exit(2);

@@ -1,5 +1,11 @@
-// Error text for network failures, shared by the provider adapters and the downstream MCP client. A module
-// of its own: the main thread needs it too, and must not load the provider SDKs (shared.ts) to get it.
+// The text of a caught error, for a one-line message: `errorMessage` for anything thrown, `describeCause`
+// for network failures (provider adapters, the downstream MCP client). A module of its own with no imports:
+// the main thread, workers and the CLI all need it, and must not load the provider SDKs to get it.
+
+/** The message of whatever was thrown (an Error's message, anything else as a string). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 /** "fetch failed" alone is useless; walk the cause chain for e.g. "connect ECONNREFUSED 127.0.0.1:9". */
 export function describeCause(err: unknown): string {

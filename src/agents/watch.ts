@@ -11,6 +11,7 @@ import { log } from '../log.js';
 import { formatLoadError, type AgentCatalog, type AgentDefinition } from './definition.js';
 import { dirExists } from './formats.js';
 import type { AgentStore } from './store.js';
+import { errorMessage } from '../describe-cause.js';
 
 export interface AgentWatcher {
   /** Reload now (also what file events trigger, after the debounce). */
@@ -42,7 +43,9 @@ export function watchAgents(store: AgentStore, opts: WatchOptions = {}): AgentWa
     try {
       catalog = store.reload();
     } catch (err) {
-      log.error(`agent reload failed: ${(err as Error).stack ?? String(err)}`);
+      // One line like every other server error; the stack only at debug level (DELEGATE_MCP_LOG_LEVEL=debug).
+      log.error(`agent reload failed: ${errorMessage(err)}`);
+      if (err instanceof Error && err.stack) log.debug(err.stack);
       return;
     }
     logChanges(previous, catalog.agents);

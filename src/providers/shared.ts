@@ -17,7 +17,7 @@ import { ProviderError, type ModelEvent, type ProviderErrorKind } from './types.
 import type { ProviderEndpoint } from '../contract/endpoint.js';
 import type { ToolCall } from '../contract/tool.js';
 import type { Usage } from '../contract/usage.js';
-import { describeCause } from '../describe-cause.js';
+import { errorMessage, describeCause } from '../describe-cause.js';
 
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */
 class StreamStopped extends Error {}
@@ -249,7 +249,7 @@ export class StreamDriver {
     }
     if (err instanceof SyntaxError) return make('protocol', `${p}: malformed data in stream: ${err.message}`);
     if (isNetworkError(err)) return make('network', `${p}: connection lost mid-stream: ${describeCause(err)}`);
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = errorMessage(err);
     return make('protocol', `${p}: unexpected error while streaming: ${msg}`);
   }
 

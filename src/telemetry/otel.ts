@@ -45,6 +45,7 @@ import type {
   TraceMeta,
 } from './types.js';
 import { isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
+import { errorMessage } from '../describe-cause.js';
 
 export const SEMCONV_VERSION = '1.38.0';
 const SCHEMA_URL = `https://opentelemetry.io/schemas/${SEMCONV_VERSION}`;
@@ -100,7 +101,7 @@ export class OtelTelemetry implements Telemetry {
     setGlobalErrorHandler((err) => {
       if (Date.now() - lastWarned < 60_000) return;
       lastWarned = Date.now();
-      log.warn(`telemetry: ${err instanceof Error ? err.message : String(err)} (further errors within a minute are not shown)`);
+      log.warn(`telemetry: ${errorMessage(err)} (further errors within a minute are not shown)`);
     });
     // Defaults < mcp.json < OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
     const resource = resourceFromAttributes({ 'service.name': s.serviceName ?? 'delegate-mcp', 'service.version': version, ...s.resourceAttributes }).merge(

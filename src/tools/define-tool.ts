@@ -9,6 +9,7 @@ import type { ToolSpec } from '../contract/tool.js';
 import { fail } from './outcome.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** A tool's input: a strict object (unknown arguments are an error), possibly with cross-field refinements. */
 export type ToolInput = z.ZodObject<z.ZodRawShape, z.core.$strict>;
@@ -124,7 +125,7 @@ export function defineTool<I extends ToolInput>(def: ToolDefinition<I>): Builtin
       try {
         return await def.run(parsed.data, ctx);
       } catch (e) {
-        return fail(`${def.name}: internal error: ${e instanceof Error ? e.message : String(e)}`);
+        return fail(`${def.name}: internal error: ${errorMessage(e)}`);
       }
     },
   };

@@ -29,6 +29,7 @@ import { formatSize, utf8SafeEnd } from './file-io.js';
 import { abortedOutcome, fail, ok } from './outcome.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** Limits of fetch_url, given to createNetTools (never a mutable global). */
 export interface NetLimits {
@@ -350,7 +351,7 @@ async function runFetchUrl(args: z.output<ReturnType<typeof fetchUrlInput>>, ctx
       return fail(`${T}: refused ${url.href}: ${e.message} (not allowed for this agent)`);
     }
     const code = typeof e === 'object' && e !== null ? (e as NodeJS.ErrnoException).code : undefined;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return fail(`${T}: could not resolve host ${url.hostname} (${code})`);
     return fail(`${T}: request to ${url.href} failed: ${msg}`);
   } finally {

@@ -2,6 +2,7 @@
 // reads that never follow a final symlink.
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Dirent } from 'node:fs';
+import { errorMessage } from '../describe-cause.js';
 
 /** O_NOFOLLOW where the platform has it: the final component of a resolved path must not be a symlink. */
 export const OPEN_READ_FLAGS = fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0);
@@ -14,7 +15,7 @@ export function describeFsError(e: unknown): string {
   const code = errCode(e);
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'ELOOP') return 'is a symlink or has too many levels of symbolic links';
-  return code ?? (e instanceof Error ? e.message : String(e));
+  return code ?? errorMessage(e);
 }
 
 export function formatSize(n: number): string {

@@ -28,6 +28,7 @@ import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
 import { gitHardeningEnv, prepareLaunch, type Launch } from '../sandbox/index.js';
 import { descendantPids } from '../sandbox/processes.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** Limits of run_command, given to createCommandTools (never a mutable global). */
 export interface CommandLimits {
@@ -199,7 +200,7 @@ async function runLaunched(
   } catch (e) {
     // Synchronous spawn failures (e.g. invalid arguments).
     await launch.done(undefined);
-    return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${e instanceof Error ? e.message : String(e)}`);
+    return fail(`${T}: could not start ${JSON.stringify(argv[0])}: ${errorMessage(e)}`);
   } finally {
     launch.release(); // the child has its copies
   }

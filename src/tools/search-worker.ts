@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import type { SearchReply, SearchRequest } from './line-search.js';
+import { errorMessage } from '../describe-cause.js';
 
 // re2-wasm is CommonJS and loads its .wasm next to itself.
 const { RE2 } = createRequire(import.meta.url)('re2-wasm') as typeof import('re2-wasm');
@@ -16,7 +17,7 @@ function handle(msg: SearchRequest): SearchReply {
     try {
       compiled = { source: msg.source, re: new RE2(msg.source, 'u') };
     } catch (err) {
-      return { id: msg.id, kind: 'invalid', message: err instanceof Error ? err.message : String(err) };
+      return { id: msg.id, kind: 'invalid', message: errorMessage(err) };
     }
   }
   if (msg.text === undefined) return { id: msg.id, kind: 'matches', lines: [] };

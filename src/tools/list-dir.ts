@@ -8,6 +8,7 @@ import { defineTool } from './define-tool.js';
 import { byName, describeFsError, errCode, joinRel, plural } from './file-io.js';
 import type { FsLimits } from './fs-limits.js';
 import { abortedOutcome, fail, ok } from './outcome.js';
+import { resolveToolPath } from './tool-path.js';
 import type { BuiltinTool } from './types.js';
 import { resolveInWorkspace } from '../workspace/workspace-path.js';
 
@@ -56,10 +57,8 @@ export function listDirTool(limits: FsLimits): BuiltinTool {
       const p = args.path ?? '.';
       if (ctx.signal?.aborted) return abortedOutcome(T);
 
-      const r = await resolveInWorkspace(ctx.workspaceRoot, p);
-      if (!r.ok) return fail(`${T}: ${r.reason}`);
-      const hit = ctx.protect?.check('list', r.abs, path.resolve(ctx.workspaceRoot, p));
-      if (hit) return fail(`${T}: ${hit.message}`);
+      const r = await resolveToolPath(T, ctx, p, 'list');
+      if (!r.ok) return r.outcome;
       const root = await fsp.realpath(ctx.workspaceRoot).catch(() => ctx.workspaceRoot);
 
       try {

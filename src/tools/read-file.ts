@@ -1,14 +1,13 @@
 // Built-in tool read_file: a text file of the workspace, whole or a line range, size-capped. Tool and
 // argument names are part of the public contract (agent authors grant and prompt for them).
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import { z } from 'zod';
 import { defineTool, typeName } from './define-tool.js';
 import { describeFsError, errCode, formatSize, isBinary, OPEN_READ_FLAGS, plural, utf8SafeEnd } from './file-io.js';
 import type { FsLimits } from './fs-limits.js';
 import { abortedOutcome, fail, ok } from './outcome.js';
+import { resolveToolPath } from './tool-path.js';
 import type { BuiltinTool } from './types.js';
-import { resolveInWorkspace } from '../workspace/workspace-path.js';
 
 const T = 'read_file';
 
@@ -122,10 +121,8 @@ export function readFileTool(limits: FsLimits): BuiltinTool {
     async run({ path: p, start_line: startLine, end_line: endLine }, ctx) {
       if (ctx.signal?.aborted) return abortedOutcome(T);
 
-      const r = await resolveInWorkspace(ctx.workspaceRoot, p);
-      if (!r.ok) return fail(`${T}: ${r.reason}`);
-      const hit = ctx.protect?.check('read', r.abs, path.resolve(ctx.workspaceRoot, p));
-      if (hit) return fail(`${T}: ${hit.message}`);
+      const r = await resolveToolPath(T, ctx, p, 'read');
+      if (!r.ok) return r.outcome;
 
       let fh: fsp.FileHandle;
       try {

@@ -11,6 +11,7 @@ import { byName, describeFsError, errCode, formatSize, joinRel, plural, readSmal
 import type { FsLimits } from './fs-limits.js';
 import { LineSearch } from './line-search.js';
 import { abortedOutcome, fail, ok } from './outcome.js';
+import { resolveToolPath } from './tool-path.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
 import { resolveInWorkspace, type ResolveResult } from '../workspace/workspace-path.js';
@@ -52,10 +53,8 @@ export function searchFilesTool(limits: FsLimits): BuiltinTool {
       }
       if (ctx.signal?.aborted) return abortedOutcome(T);
 
-      const r = await resolveInWorkspace(ctx.workspaceRoot, p);
-      if (!r.ok) return fail(`${T}: ${r.reason}`);
-      const hit = ctx.protect?.check('read', r.abs, path.resolve(ctx.workspaceRoot, p));
-      if (hit) return fail(`${T}: ${hit.message}`);
+      const r = await resolveToolPath(T, ctx, p, 'read');
+      if (!r.ok) return r.outcome;
       // The pattern is compiled and matched in a worker thread (RE2, under a deadline): see line-search.ts.
       const search = await LineSearch.open(pattern, { deadlineMs: limits.searchDeadlineMs, signal: ctx.signal });
       if (!(search instanceof LineSearch)) {

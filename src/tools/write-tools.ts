@@ -1,8 +1,9 @@
 // Built-in file-writing tools: write_file, edit_file. Tool and argument names are part of the public
 // contract. WHETHER a call is allowed is decided by the permission engine before the tool runs; these
 // tools do the work safely and enforce the mechanical limits:
-//   - every path goes through resolveInWorkspace(…, {forWrite: true}): `..`/absolute escapes, symlinks
-//     anywhere on the way that lead outside, and a final-component symlink are all refused;
+//   - every path goes through resolveToolPath (tool-path.ts: resolveInWorkspace with forWrite, then the
+//     protected paths): `..`/absolute escapes, symlinks anywhere on the way that lead outside, and a
+//     final-component symlink are all refused;
 //   - missing parent directories are created one component at a time, each checked to be a real
 //     directory (not a symlink) inside the workspace;
 //   - writes are atomic: a temp file in the same directory, opened O_CREAT|O_EXCL|O_NOFOLLOW, then
@@ -19,9 +20,10 @@ import { z } from 'zod';
 import { defineTool } from './define-tool.js';
 import { describeFsError, errCode, formatSize } from './file-io.js';
 import { abortedOutcome, fail, ok } from './outcome.js';
+import { resolveToolPath } from './tool-path.js';
 import type { BuiltinTool, ToolContext } from './types.js';
 import type { ToolOutcome } from '../contract/tool.js';
-import { isWithin, resolveInWorkspace } from '../workspace/workspace-path.js';
+import { isWithin } from '../workspace/workspace-path.js';
 
 /** Caps of the write tools, given to createWriteTools (never a mutable global). */
 export interface WriteLimits {
@@ -176,10 +178,8 @@ async function runWriteFile(
   if (dirPath) return dirPath;
   if (ctx.signal?.aborted) return abortedOutcome(T);
 
-  const r = await resolveInWorkspace(ctx.workspaceRoot, p, { forWrite: true });
-  if (!r.ok) return fail(`${T}: ${r.reason}`);
-  const hit = ctx.protect?.check('write', r.abs, path.resolve(ctx.workspaceRoot, p));
-  if (hit) return fail(`${T}: ${hit.message}`);
+  const r = await resolveToolPath(T, ctx, p, 'write');
+  if (!r.ok) return r.outcome;
   if (r.rel === '.') return fail(`${T}: "." is the workspace root directory; give a file path`);
   const rootReal = await rootRealpath(ctx.workspaceRoot);
   const shownRel = (abs: string): string => path.relative(rootReal, abs).split(path.sep).join('/') || '.';
@@ -223,10 +223,8 @@ async function runEditFile(
   if (dirPath) return dirPath;
   if (ctx.signal?.aborted) return abortedOutcome(T);
 
-  const r = await resolveInWorkspace(ctx.workspaceRoot, p, { forWrite: true });
-  if (!r.ok) return fail(`${T}: ${r.reason}`);
-  const hit = ctx.protect?.check('write', r.abs, path.resolve(ctx.workspaceRoot, p));
-  if (hit) return fail(`${T}: ${hit.message}`);
+  const r = await resolveToolPath(T, ctx, p, 'write');
+  if (!r.ok) return r.outcome;
   const max = writeLimits.editMaxFileBytes;
 
   let buf: Buffer;

@@ -51,7 +51,7 @@ import { parseRule, type PathKind, type Rule } from './rules.js';
 import { translateSeedTools } from './seed.js';
 import { hostMatches, parseFetchUrl } from './url.js';
 import { isPrivateAddress } from '../net/address.js';
-import { delegationTarget, isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
+import { delegationTarget, isDelegationToolName, isMcpToolName, isReadFileTool, isWriteFileTool } from '../contract/tool-names.js';
 
 export { parseRule, validateRules, type Rule, type PathKind } from './rules.js';
 export { translateSeedTools } from './seed.js';
@@ -205,8 +205,6 @@ export interface PathTarget {
   workspaceRoot?: string;
 }
 
-const READ_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
-const WRITE_TOOLS = new Set(['write_file', 'edit_file']);
 const GIT_SEGMENT = /(^|\/)\.git(\/|$)/;
 
 /**
@@ -379,11 +377,11 @@ export async function checkToolCall(
   ctx: { workspaceRoot: string },
 ): Promise<Decision> {
   const a = args ?? {};
-  if (READ_TOOLS.has(tool)) {
+  if (isReadFileTool(tool)) {
     if (tool === 'read_file' && a.path === undefined) return deny(null, 'read_file needs a "path" argument');
     return checkPathCall(rs, 'Read', a.path ?? '.', ctx.workspaceRoot, false);
   }
-  if (WRITE_TOOLS.has(tool)) {
+  if (isWriteFileTool(tool)) {
     if (a.path === undefined) return deny(null, `${tool} needs a "path" argument`);
     return checkPathCall(rs, 'Edit', a.path, ctx.workspaceRoot, true);
   }
@@ -413,9 +411,9 @@ const isBare = (r: Rule): boolean =>
 export function toolOffered(rs: RuleSet, tool: string): boolean {
   if (isMcpToolName(tool)) return checkMcpTool(rs, tool).decision !== 'deny';
   if (isDelegationToolName(tool)) return checkAgent(rs, delegationTarget(tool)).decision !== 'deny';
-  const kind = READ_TOOLS.has(tool)
+  const kind = isReadFileTool(tool)
     ? 'Read'
-    : WRITE_TOOLS.has(tool)
+    : isWriteFileTool(tool)
       ? 'Edit'
       : tool === 'run_command'
         ? 'Bash'

@@ -15,7 +15,7 @@
 //                                   net.allow is non-empty, so mapping them to bare Bash/WebFetch would
 //                                   turn "these commands/hosts" into "anything". Grants come from the lists
 //                                   (or from explicit Bash(...)/WebFetch(...) permissions rules).
-import { MCP_TOOL_PREFIX } from '../contract/tool-names.js';
+import { isReadFileTool, isWriteFileTool, MCP_TOOL_PREFIX } from '../contract/tool-names.js';
 
 /** An agent's built-in tool grants and seed-format capabilities, normalised (AgentDefinition.tools). */
 export interface SeedTools {
@@ -28,18 +28,16 @@ export interface SeedTools {
   shell: { exec: string[] };
 }
 
-const READ_TOOLS = new Set(['read_file', 'list_dir', 'search_files']);
-const WRITE_TOOLS = new Set(['write_file', 'edit_file']);
 
 export function translateSeedTools(tools: SeedTools): string[] {
   const out: string[] = [];
   const add = (r: string): void => {
     if (!out.includes(r)) out.push(r);
   };
-  if (tools.fs.read || tools.builtin.some((t) => READ_TOOLS.has(t))) add('Read(**)');
+  if (tools.fs.read || tools.builtin.some(isReadFileTool)) add('Read(**)');
   if (Array.isArray(tools.fs.write)) {
     for (const g of tools.fs.write) add(`Edit(${g})`);
-  } else if (tools.fs.write || tools.builtin.some((t) => WRITE_TOOLS.has(t))) {
+  } else if (tools.fs.write || tools.builtin.some(isWriteFileTool)) {
     add('Edit(**)');
   }
   for (const h of tools.net.allow) add(`WebFetch(domain:${h})`);

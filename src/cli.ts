@@ -36,6 +36,7 @@ import { registerUiCommand } from './cli/ui.js';
 import { renderTimeline, runTimeline } from './audit/runs-view.js';
 import { VERSION } from './version.js';
 import { errorMessage } from './describe-cause.js';
+import { inputTokens } from './contract/usage-sum.js';
 
 interface CommonOpts extends ConfigOverrides {}
 
@@ -76,7 +77,7 @@ function boot(opts: CommonOpts) {
 
 /** The one-line end of a run on the terminal: status, turns, tokens, cost, duration, run id. */
 export function runSummary(r: RunResult, paint: (colour: Colour, text: string) => string): string {
-  const tokensIn = r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens;
+  const tokensIn = inputTokens(r.usage);
   const status = paint(r.status === 'ok' ? 'green' : r.status === 'cancelled' ? 'yellow' : 'red', r.status);
   const cost = r.cost_usd !== null ? `$${r.cost_usd.toFixed(4)}` : tokensIn + r.usage.output_tokens === 0 ? '$0' : 'cost n/a (no price for this model)';
   const parts = [status, `${r.turns} turn${r.turns === 1 ? '' : 's'}`, `${tokensIn} in / ${r.usage.output_tokens} out tokens`, cost, `${(r.duration_ms / 1000).toFixed(1)}s`, paint('dim', r.run_id)];

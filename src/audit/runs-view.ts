@@ -3,7 +3,7 @@
 // delegations and refusals (`audit --run`, the /ui page). Built on reader.ts; everything here is data
 // from the log, which includes model-chosen strings: renderers must treat it as text.
 import type { AuditEvent } from './events.js';
-import { totalTokens } from '../contract/usage-sum.js';
+import { inputTokens, totalTokens } from '../contract/usage-sum.js';
 import { collectRuns, type RunInfo, type RunNodeStatus, type RunTreeNode } from './reader.js';
 
 export interface RunListItem {
@@ -138,7 +138,7 @@ export function runTimeline(events: readonly AuditEvent[], tree: RunTreeNode): T
           kind: 'model_call',
           turn: e.turn,
           model: e.model,
-          input_tokens: e.usage ? e.usage.input_tokens + e.usage.cache_read_input_tokens + e.usage.cache_creation_input_tokens : null,
+          input_tokens: e.usage ? inputTokens(e.usage) : null,
           output_tokens: e.usage?.output_tokens ?? null,
           cache_read_tokens: e.usage?.cache_read_input_tokens ?? null,
           latency_ms: e.latency_ms,

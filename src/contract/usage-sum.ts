@@ -16,6 +16,9 @@ export function addUsage(total: Usage, u: Usage): void {
   total.cache_creation_input_tokens += u.cache_creation_input_tokens;
 }
 
+/** Input tokens, cached or not: what the model actually read (`input_tokens` counts only the uncached). */
+export const inputTokens = (u: Usage): number => u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+
 /** All tokens of a usage, input (cached or not) and output. */
 export const totalTokens = (u: Usage): number =>
   u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;

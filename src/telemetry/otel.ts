@@ -30,7 +30,6 @@ import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-
 import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { log } from '../log.js';
-import type { Usage } from '../contract/usage.js';
 import type { TelemetrySettings } from '../config/telemetry-config.js';
 import type {
   McpRequestInfo,
@@ -46,6 +45,7 @@ import type {
 } from './types.js';
 import { isDelegationToolName, isMcpToolName } from '../contract/tool-names.js';
 import { errorMessage } from '../describe-cause.js';
+import { inputTokens } from '../contract/usage-sum.js';
 
 export const SEMCONV_VERSION = '1.38.0';
 const SCHEMA_URL = `https://opentelemetry.io/schemas/${SEMCONV_VERSION}`;
@@ -67,8 +67,7 @@ function providerName(provider: string): string {
   return provider;
 }
 
-/** Semconv input tokens include cached ones; ours do not (contract/usage.ts). */
-const inputTokens = (u: Usage) => u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+// Semconv input tokens include cached ones; our `input_tokens` does not (contract/usage.ts): inputTokens().
 
 const intEnv = (name: string): number | undefined => {
   const v = Number(process.env[name]);

@@ -18,6 +18,7 @@ import { parseAgentSource } from './loader.js';
 import { AGENT_NAME_RE, BUILTIN_TOOL_NAMES, FS_READ_TOOLS, FS_WRITE_TOOLS } from './schema.js';
 import type { AgentStore } from './store.js';
 import { MCP_TOOL_PREFIX } from '../contract/tool-names.js';
+import { errorMessage } from '../describe-cause.js';
 
 export interface CreateAgentRequest {
   description: string;
@@ -197,7 +198,12 @@ export async function createAgent(
   const parsed = parseAgentSource(yamlText, file);
   if (!parsed.agent) throw new CreateAgentError(`internal: the clamped definition does not validate: ${parsed.errors.map((e) => e.message).join('; ')}`);
   const definition: AgentDefinition = { ...parsed.agent, source: { file, format: 'dynamic' } };
-  store.addDynamic(definition);
+  try {
+    store.addDynamic(definition);
+  } catch (err) {
+    // The name was free when checked above; a reload during the model call may have taken it since.
+    throw new CreateAgentError(errorMessage(err));
+  }
   return { name, toolName: name, yaml: yamlText, definition, ...(saveRefused && { saveRefused }), clamped: removed, attempts, model: modelRef };
 }
 

@@ -1,5 +1,6 @@
 // Model references in agent YAML look like "<provider>/<model id>". Only the FIRST slash separates:
 // model ids may contain slashes themselves (e.g. "openrouter/meta-llama/llama-3-70b").
+import { ConfigError } from './config-error.js';
 
 export interface ModelRef {
   provider: string;
@@ -11,11 +12,11 @@ export function parseModelRef(ref: string): ModelRef {
   const slash = trimmed.indexOf('/');
   const example = 'e.g. "anthropic/claude-sonnet-5-5" or "openai/gpt-5"';
   if (slash < 0) {
-    throw new Error(`invalid model "${ref}": expected "<provider>/<model>", ${example}`);
+    throw new ConfigError(`invalid model "${ref}": expected "<provider>/<model>", ${example}`);
   }
   const provider = trimmed.slice(0, slash).trim();
   const model = trimmed.slice(slash + 1).trim();
-  if (!provider) throw new Error(`invalid model "${ref}": provider before "/" is empty, ${example}`);
-  if (!model) throw new Error(`invalid model "${ref}": model id after "${provider}/" is empty, ${example}`);
+  if (!provider) throw new ConfigError(`invalid model "${ref}": provider before "/" is empty, ${example}`);
+  if (!model) throw new ConfigError(`invalid model "${ref}": model id after "${provider}/" is empty, ${example}`);
   return { provider, model };
 }

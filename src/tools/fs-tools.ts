@@ -1,5 +1,5 @@
 // The read-only built-in file tools (read_file, list_dir, search_files), made with the caps they
-// enforce. Every path goes through resolveInWorkspace; every failure is an error outcome.
+// enforce. Every path goes through resolveToolPath (tool-path.ts); every failure is an error outcome.
 import { FS_LIMITS, type FsLimits } from './fs-limits.js';
 import { listDirTool } from './list-dir.js';
 import { readFileTool } from './read-file.js';

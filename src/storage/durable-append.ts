@@ -110,6 +110,7 @@ export class DurableAppendFile {
         } else resolve(); // closed meanwhile (rotation, shutdown): close() made its own lines durable
       });
     });
+    // Only a marker for followers to wait on: the failure reaches this flush's caller through `done`.
     this.inflight = done.catch(() => {});
     return done;
   }

@@ -164,7 +164,7 @@ export class McpServers {
     this.conns.clear();
     await Promise.all(
       all.map(async (p) => {
-        const c = await p.catch(() => undefined);
+        const c = await p.catch(() => undefined); // a connection that failed has nothing to close
         await c?.client.close().catch(() => {}); // closing every server: one that fails to close is gone anyway
       }),
     );
@@ -195,7 +195,7 @@ export class McpServers {
     if (!this.has(server)) throw new Error(`no MCP server "${server}" in mcp.json (configured: ${this.names().join(', ') || 'none'})`);
     let p = this.conns.get(server);
     if (p) {
-      const c = await p.catch(() => undefined);
+      const c = await p.catch(() => undefined); // a failed connection is replaced below, like a closed one
       if (c && !c.closed) return c;
       if (this.conns.get(server) === p) this.conns.delete(server);
     }

@@ -131,6 +131,7 @@ async function atomicWrite(
     await fsp.rename(tmp, abs);
     renamed = true;
   } finally {
+    // A temp file left behind is only litter (its random name is never read); the write's own error wins.
     if (!renamed) await fsp.unlink(tmp).catch(() => undefined);
   }
 }
@@ -242,6 +243,7 @@ async function runEditFile(
       before = { mode: fst.mode & 0o777, size: fst.size, mtimeMs: fst.mtimeMs };
       buf = await fh.readFile();
     } finally {
+      // Closing a handle that was only read cannot lose data; a failure here must not hide the read's result.
       await fh.close().catch(() => undefined);
     }
   } catch (e) {

@@ -126,7 +126,7 @@ export async function createAgent(
   try {
     parseModelRef(modelRef);
   } catch (err) {
-    throw new CreateAgentError(`cannot draft with model "${modelRef}": ${(err as Error).message}`);
+    throw new CreateAgentError(`cannot draft with model "${modelRef}": ${errorMessage(err)}`);
   }
   const draftOnce = drafter(modelRef);
 
@@ -221,7 +221,7 @@ export function extractJson(text: string): { value: Record<string, unknown> } | 
   try {
     value = JSON.parse(body);
   } catch (err) {
-    return { error: `the reply is not valid JSON: ${(err as Error).message}` };
+    return { error: `the reply is not valid JSON: ${errorMessage(err)}` };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { error: 'the reply must be one JSON object (a mapping of fields)' };
   return { value: value as Record<string, unknown> };

@@ -6,6 +6,7 @@ import { parseRule } from '../permissions/rules.js';
 import { isMcpToolName } from '../contract/tool-names.js';
 import { formatPath, suggest } from '../file-errors/positions.js';
 import { finish, passThroughKeys, stringList, unknownKeys, type Pos, type Translated } from './format-translate.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** Claude model aliases → our model refs. `inherit` (or none) = the server's default model. */
 export const CLAUDE_MODEL_ALIASES: Record<string, string> = {
@@ -69,7 +70,7 @@ export function parseClaudeAgent(text: string, file: string): Translated {
   try {
     fm = (doc.toJS() ?? {}) as Record<string, unknown>;
   } catch (err) {
-    return fail(`cannot read front matter: ${(err as Error).message}`, 2);
+    return fail(`cannot read front matter: ${errorMessage(err)}`, 2);
   }
   positions.instructions = { line: close + 2, column: 1 };
 

@@ -4,6 +4,7 @@
 // output_schema, and start-up stays fast.
 import { createRequire } from 'node:module';
 import type { Ajv2020 as Ajv2020Type, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import { errorMessage } from '../describe-cause.js';
 
 const require = createRequire(import.meta.url);
 let ajv: Ajv2020Type | undefined;
@@ -35,7 +36,7 @@ export function schemaProblem(schema: Record<string, unknown>): { path: string[]
   try {
     validatorFor(s);
   } catch (err) {
-    return { path: [], message: `not a usable JSON Schema: ${(err as Error).message}` };
+    return { path: [], message: `not a usable JSON Schema: ${errorMessage(err)}` };
   }
   return undefined;
 }
@@ -86,7 +87,7 @@ export function answerProblem(schema: Record<string, unknown>, text: string): st
   try {
     value = parseAnswer(text);
   } catch (err) {
-    return `it is not valid JSON (${(err as Error).message})`;
+    return `it is not valid JSON (${errorMessage(err)})`;
   }
   return firstViolation(schema, value);
 }

@@ -14,6 +14,7 @@ import type { AgentCatalog, AgentDefinition, AgentLoadError } from './definition
 import { AgentFileSchema, normalise } from './schema.js';
 import { describeSchema, objectKeysAt, schemaAt } from '../file-errors/schema-introspection.js';
 import { formatPath, locate, suggest, type Path } from '../file-errors/positions.js';
+import { errorMessage } from '../describe-cause.js';
 
 export interface AgentFileResult {
   /** Present only when the file had no errors. */
@@ -44,7 +45,7 @@ function loadDetailed(file: string): Detailed {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    return { result: { errors: [{ file, field: '', message: `cannot read file: ${(err as Error).message}` }] }, positionOf: () => ({}) };
+    return { result: { errors: [{ file, field: '', message: `cannot read file: ${errorMessage(err)}` }] }, positionOf: () => ({}) };
   }
   return parseDetailed(text, file);
 }
@@ -75,7 +76,7 @@ function parseDetailed(text: string, file: string): Detailed {
     data = doc.toJS();
   } catch (err) {
     // e.g. an alias bomb exceeding maxAliasCount
-    return { result: { errors: [{ file, line: 1, column: 1, field: '', message: `cannot read YAML: ${(err as Error).message}` }] }, positionOf };
+    return { result: { errors: [{ file, line: 1, column: 1, field: '', message: `cannot read YAML: ${errorMessage(err)}` }] }, positionOf };
   }
 
   const parsed = AgentFileSchema.safeParse(data);
@@ -143,7 +144,7 @@ export function listAgentFiles(src: AgentSource): { files: string[] } | { error?
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && src.optional) return {};
-    const message = code === 'ENOENT' ? 'agents directory not found' : `cannot read agents directory: ${(err as Error).message}`;
+    const message = code === 'ENOENT' ? 'agents directory not found' : `cannot read agents directory: ${errorMessage(err)}`;
     return { error: { file: src.dir, field: '', message } };
   }
   const files = entries

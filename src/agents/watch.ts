@@ -76,7 +76,7 @@ export function watchAgents(store: AgentStore, opts: WatchOptions = {}): AgentWa
       watchers.set(dir, w);
       return true;
     } catch (err) {
-      log.warn(`cannot watch ${dir}: ${(err as Error).message}`);
+      log.warn(`cannot watch ${dir}: ${errorMessage(err)}`);
       return false;
     }
   };

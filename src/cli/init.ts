@@ -8,6 +8,7 @@ import { ConfigError } from '../config/config-error.js';
 import { DEFAULT_MODEL } from '../config/defaults.js';
 import { homeDir } from '../config/locations.js';
 import { CLI_ENTRY } from '../paths.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** The server's entry in each client's config. */
 export const SERVER_NAME = 'delegate';
@@ -196,7 +197,7 @@ export function mergeClientConfig(s: ClientSnippet, force: boolean | undefined):
     try {
       current = text.trim() ? parse(text) : {};
     } catch (err) {
-      return { client: s.client, target: s.target, action: 'refused', reason: `cannot parse it (${(err as Error).message.split('\n')[0]}); add the snippet by hand` };
+      return { client: s.client, target: s.target, action: 'refused', reason: `cannot parse it (${errorMessage(err).split('\n')[0]}); add the snippet by hand` };
     }
   }
   const servers = (current[section] ?? {}) as Record<string, unknown>;

@@ -16,6 +16,7 @@ import { formatPath, suggest, textPositions } from '../file-errors/positions.js'
 import { objectKeysAt } from '../file-errors/schema-introspection.js';
 import { TelemetryConfigSchema } from './telemetry-config.js';
 import { StdioConfigSchema } from './stdio-config.js';
+import { errorMessage } from '../describe-cause.js';
 
 const WireApiSchema = z.enum(['anthropic', 'openai-responses', 'openai-chat']);
 
@@ -234,13 +235,13 @@ export function parseConfigFile(file: string): ConfigFile {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
+    throw new ConfigError(`${file}: cannot read: ${errorMessage(err)}`);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${file}${jsonErrorPosition(text, (err as Error).message)}: invalid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '')}`);
+    throw new ConfigError(`${file}${jsonErrorPosition(text, errorMessage(err))}: invalid JSON: ${errorMessage(err).replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '')}`);
   }
   const result = ConfigFileSchema.safeParse(raw);
   if (result.success) return result.data;

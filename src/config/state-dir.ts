@@ -7,6 +7,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSy
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './config-error.js';
+import { errorMessage } from '../describe-cause.js';
 
 /** The state folder of older versions, inside the workspace. Still a protected path (see permissions/protected-paths.ts). */
 export const LEGACY_STATE_DIRNAME = '.delegate-mcp';
@@ -92,7 +93,7 @@ export function openStateDir(cfg: { workspace: string; stateDir: string }, say: 
     if (line?.includes(' moved ')) chmodSync(cfg.stateDir, 0o700);
   } catch (e) {
     throw new ConfigError(
-      `cannot set up the state directory ${cfg.stateDir}: ${(e as Error).message} ` +
+      `cannot set up the state directory ${cfg.stateDir}: ${errorMessage(e)} ` +
         '(set delegate.stateDir in mcp.json, or XDG_STATE_HOME, to a writable directory)',
     );
   }

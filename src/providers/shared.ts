@@ -365,7 +365,7 @@ export function parseToolArguments(json: string): Pick<ToolCall, 'arguments' | '
     if (value && typeof value === 'object' && !Array.isArray(value)) return { arguments: value as Record<string, unknown> };
     return { arguments: {}, parseError: `tool arguments must be a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}` };
   } catch (err) {
-    return { arguments: {}, parseError: `invalid JSON in tool arguments: ${(err as Error).message}` };
+    return { arguments: {}, parseError: `invalid JSON in tool arguments: ${errorMessage(err)}` };
   }
 }
 

@@ -15,7 +15,7 @@ import type { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { isSdkError, loadClientSdk } from './mcp-client-sdk.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
-import { describeCause } from '../describe-cause.js';
+import { errorMessage, describeCause } from '../describe-cause.js';
 import type { ToolSpec } from '../contract/tool.js';
 import { VERSION } from '../version.js';
 import { formatSize, utf8SafeEnd } from './file-io.js';
@@ -108,7 +108,7 @@ export class McpServers {
       conn = await this.connection(server, signal);
     } catch (err) {
       if (signal?.aborted) return { isError: true, content: `${full}: aborted` };
-      return { isError: true, content: `${full}: ${(err as Error).message}` };
+      return { isError: true, content: `${full}: ${errorMessage(err)}` };
     }
     if (!conn.tools.has(tool)) {
       return { isError: true, content: `${full}: MCP server "${server}" has no tool "${tool}" (it has: ${[...conn.tools.keys()].join(', ') || 'none'})` };
@@ -154,7 +154,7 @@ export class McpServers {
         return { isError: true, content: `${full}: cannot reach MCP server "${server}"${url}: ${describeCause(err)}; it will be reconnected on the next call` };
       }
       // A protocol-level error answer (invalid params, unknown tool, …): the server is fine.
-      return { isError: true, content: `${full}: MCP server "${server}" returned an error: ${(err as Error).message}` };
+      return { isError: true, content: `${full}: MCP server "${server}" returned an error: ${errorMessage(err)}` };
     }
   }
 

@@ -110,8 +110,7 @@ export class DurableAppendFile {
         } else resolve(); // closed meanwhile (rotation, shutdown): close() made its own lines durable
       });
     });
-    // Only a marker for followers to wait on: the failure reaches this flush's caller through `done`.
-    this.inflight = done.catch(() => {});
+    this.inflight = done.catch(() => {}); // a marker for followers only: the failure reaches the caller via `done`
     return done;
   }
 

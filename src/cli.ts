@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // delegate-mcp command line (loaded by src/main.ts, the entry): serve (MCP over stdio and/or HTTP), run,
-// budget, audit (and audit verify), init, agents list/validate/create here; fanout, runs and ui in cli/. Only the CLI (this file and cli/)
-// writes to stdout, and never while serving stdio: stdout then belongs to the MCP protocol. Every failure
-// reaches the user as one "delegate-mcp: …" line on stderr (the handler at the end of this file).
+// budget, audit (and audit verify), init, agents list/validate/create here; fanout, runs and ui in cli/.
+// Only the CLI (this file and cli/) writes to stdout, and never while serving stdio: stdout then belongs to
+// the MCP protocol. Every failure reaches the user as one "delegate-mcp: …" line on stderr (the handler at
+// the end of this file).
 import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';

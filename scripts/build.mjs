@@ -21,9 +21,9 @@ await build({
   // piscina finds its own worker script next to itself; the tokenizer tables load lazily in workers.
   // re2-wasm loads its .wasm from next to its own file.
   // ajv (output_schema checks) loads on first use through createRequire, from node_modules.
-  // ioredis is queue mode's connection (the Redis budget ledger), imported lazily: the embedded default
-  // never loads it.
-  external: ['piscina', 'gpt-tokenizer', 're2-wasm', 'ajv', 'ioredis'],
+  // ioredis is queue mode's connection (the Redis budget ledger, BullMQ); BullMQ loads its Lua scripts
+  // from its own package folder. Both are imported lazily: the embedded default never loads them.
+  external: ['piscina', 'gpt-tokenizer', 're2-wasm', 'ajv', 'ioredis', 'bullmq'],
   // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
   banner: { js: "import { createRequire as __dmcpCreateRequire } from 'node:module'; const require = __dmcpCreateRequire(import.meta.url);" },
   sourcemap: true,

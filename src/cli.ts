@@ -25,7 +25,7 @@ import type { RunResult } from './contract/run.js';
 import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
-import { readAuditDir, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
+import { readAuditDirs, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderChainReports, verifyStateChains } from './audit/verify.js';
 import { renderBudget } from './server/meta-tools.js';
 import { serveStdioServer } from './server/stdio.js';
@@ -38,6 +38,8 @@ import { renderTimeline, runTimeline } from './audit/runs-view.js';
 import { VERSION } from './version.js';
 import { errorMessage } from './describe-cause.js';
 import { inputTokens } from './contract/usage-sum.js';
+import { intOption, registerQueueCommands } from './queue/commands.js';
+import { queueUrl } from './queue/connection.js';
 
 interface CommonOpts extends ConfigOverrides {}
 
@@ -106,13 +108,21 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
   .option('--host <host>', 'HTTP bind address (default: delegate.http.host or 127.0.0.1; beyond loopback a token is required)')
   .option('--port <port>', 'HTTP port, 0 for a free one (default: delegate.http.port or 8808)')
   .option('--token <token>', 'bearer token HTTP clients must send (prefer env DELEGATE_MCP_TOKEN: flags show in ps)')
-  .action(async (opts: CommonOpts & HttpCliOptions & { http?: boolean; stdio?: boolean }) => {
+  .option('--queue <url>', 'queue mode: enqueue runs on Redis (redis://HOST:PORT/DB) for `delegate-mcp worker`s (default: DELEGATE_MCP_QUEUE_URL, else delegate.queue.url)')
+  .option('--work', 'queue mode: also run a worker in this process')
+  .option('--concurrency <n>', 'with --work: runs at once on the local worker', intOption('--concurrency', 1, 1024))
+  .action(async (opts: CommonOpts & HttpCliOptions & { http?: boolean; stdio?: boolean; queue?: string; work?: boolean; concurrency?: number }) => {
     const { cfg, agents } = boot(opts);
     // Refuse an unsafe HTTP setup before anything starts.
     // The HTTP stack (Node adapter, legacy SSE) loads only when asked for: stdio start-up stays fast.
     const http = opts.http ? await import('./server/http-serve.js') : undefined;
     const httpOpts = http?.resolveHttpOptions(cfg, opts);
-    const orchestrator = await Orchestrator.create(cfg, agents);
+    // Queue mode (a front): BullMQ loads only then, and Redis must answer before anything starts.
+    const queueAt = queueUrl(cfg, opts.queue);
+    if (!queueAt && (opts.work || opts.concurrency !== undefined)) throw new ConfigError('--work and --concurrency need a queue (--queue redis://HOST:PORT/DB)');
+    const front = queueAt ? await (await import('./queue/runtime.js')).prepareFront(cfg, queueAt) : undefined;
+    const orchestrator = await Orchestrator.create(cfg, agents, front ? { node: front.settings.nodeId } : {});
+    if (front) await front.attach(orchestrator, agents, opts.work ? { concurrency: opts.concurrency } : undefined);
     orchestrator.audit?.emit({
       event: 'server_start',
       version: VERSION,
@@ -194,30 +204,34 @@ addCommon(program.command('budget').description("show today's budget books from 
 registerFanoutCommand(program, { addCommon, boot });
 registerRunsCommand(program, { addCommon });
 registerUiCommand(program, { addCommon });
+registerQueueCommands(program, { addCommon, boot });
 
 const auditCmd = addCommon(program.command('audit').description('summarise the audit log per agent and model, or show the run tree of one run'))
   .option('--run <id>', 'print the run tree of this root run (children across re-entry hops included) and its timeline of model and tool calls')
+  .option('--from <dir...>', 'read these audit directories instead, merged into one log (queue mode: each node writes its own)')
   .option('--since <date>', 'start of the period (ISO date or time; default: 7 days ago)')
   .option('--until <date>', 'end of the period (ISO date or time)')
   .option('--json', 'print as JSON')
-  .action((opts: CommonOpts & { run?: string; since?: string; until?: string; json?: boolean }) => {
+  .action((opts: CommonOpts & { run?: string; since?: string; until?: string; json?: boolean; from?: string[] }) => {
     const cfg = loadConfig(opts);
-    openStateDir(cfg);
-    if (!cfg.auditDir) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false)');
+    if (!opts.from) openStateDir(cfg);
+    if (!cfg.auditDir && !opts.from) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false)');
     const since = opts.since ? new Date(opts.since) : opts.run ? undefined : new Date(Date.now() - 7 * 86_400_000);
     const until = opts.until ? new Date(opts.until) : undefined;
     for (const [flag, d] of [['--since', since], ['--until', until]] as const) {
       if (d && Number.isNaN(d.getTime())) throw new ConfigError(`${flag}: not a date: ${flag === '--since' ? opts.since : opts.until}`);
     }
-    const { events, torn, invalid } = readAuditDir(cfg.auditDir, { since, until });
-    if (torn || invalid) process.stderr.write(`note: skipped ${torn} torn and ${invalid} invalid line(s) in ${cfg.auditDir}\n`);
-    for (const r of verifyStateChains({ auditDir: cfg.auditDir }).filter((r) => r.broken)) {
+    const dirs = opts.from ? opts.from.map((d) => path.resolve(d)) : [cfg.auditDir!];
+    for (const d of dirs) if (!dirExists(d)) throw new ConfigError(`--from: no such directory: ${d}`);
+    const { events, torn, invalid } = readAuditDirs(dirs, { since, until });
+    if (torn || invalid) process.stderr.write(`note: skipped ${torn} torn and ${invalid} invalid line(s) in ${dirs.join(', ')}\n`);
+    for (const r of dirs.flatMap((auditDir) => verifyStateChains({ auditDir })).filter((r) => r.broken)) {
       process.stderr.write(`warning: the audit log was tampered with: ${r.broken!.file}:${r.broken!.line}: ${r.broken!.reason} (see delegate-mcp audit verify)\n`);
     }
     if (opts.run) {
       const tree = runTree(events, opts.run);
       if (!tree) {
-        process.stderr.write(`no run ${opts.run} in ${cfg.auditDir}\n`);
+        process.stderr.write(`no run ${opts.run} in ${dirs.join(', ')}\n`);
         process.exitCode = 1;
         return;
       }

@@ -36,6 +36,8 @@ export interface AgentDefinition {
   agents: AgentGrants['agents'];
   /** Whether a delegation chain that already contains this agent may call it again (never with the same task). */
   allowReentry: boolean;
+  /** Queue mode: tries in all when a worker is lost (the agent opted in as idempotent); absent: never retried. */
+  retry?: { attempts: number };
   outputSchema?: JsonSchema;
   /** Where it came from, for error messages and hot reload. */
   source: { file: string; format: 'yaml' | 'claude-md' | 'codex-toml' | 'dynamic' };

@@ -175,6 +175,11 @@ export const AgentFileSchema = z
     agents: z.array(agentName).optional(),
     /** May this agent be re-entered by a delegation chain it is already part of (never with the same task). */
     allow_reentry: z.boolean().default(false),
+    /**
+     * Queue mode: a run whose worker was lost is tried again, up to `attempts` tries in all. Opt-in only,
+     * and only for an agent its author declares idempotent (runs have side effects; none is retried blindly).
+     */
+    retry: z.strictObject({ attempts: z.number().int().min(1).max(5), only: z.literal('idempotent') }).optional(),
     output_schema: outputJsonSchema.optional(),
   })
   .superRefine(
@@ -266,6 +271,7 @@ export function normalise(raw: AgentFile, file: string): AgentDefinition {
     sandbox: { network: raw.sandbox?.network ?? false },
     agents: [...new Set(raw.agents ?? [])],
     allowReentry: raw.allow_reentry,
+    ...(raw.retry && { retry: { attempts: raw.retry.attempts } }),
     ...(raw.output_schema !== undefined && { outputSchema: raw.output_schema as JsonSchema }),
     source: { file, format: 'yaml' },
   };

@@ -25,6 +25,8 @@ export interface AuditLogOptions {
   maxBytes?: number;
   commitEvery?: number;
   commitIntervalMs?: number;
+  /** The node that writes (queue mode): stamped on every event, so logs of many machines merge. */
+  node?: string;
   /** Write failures, reported once per episode. Default: a warning on the diagnostics log. */
   onError?: (err: Error) => void;
 }
@@ -62,6 +64,7 @@ export class AuditLog {
   private readonly transport: DurableFileTransport;
   private readonly logger: winston.Logger;
   private readonly onError: (err: Error) => void;
+  private readonly node?: string;
   private closed = false;
   /** Serialised events waiting to be written (see WRITE_NOW). */
   private pending: string[] = [];
@@ -70,6 +73,7 @@ export class AuditLog {
   private constructor(opts: AuditLogOptions) {
     this.redactor = opts.redactor ?? new Redactor();
     this.previews = opts.previews ?? false;
+    this.node = opts.node;
     this.onError =
       opts.onError ??
       ((err) => log.warn(`audit log: cannot write to ${opts.dir}: ${err.message}; retrying, events are kept in memory`));
@@ -121,6 +125,7 @@ export class AuditLog {
         ts: new Date(at ?? Date.now()).toISOString(),
         seq: ++processSeq,
         pid: process.pid,
+        ...(this.node !== undefined && { node: this.node }),
         event: input.event,
         run_id: c.run_id ?? null,
         parent_run_id: c.parent_run_id ?? null,

@@ -30,6 +30,8 @@ const envelope = {
   ts: z.string(),
   seq: z.number().int(),
   pid: z.number().int(),
+  /** The node that wrote it (queue mode: a front or a worker), so logs of many machines merge. */
+  node: z.string().optional(),
   run_id: nullableString,
   parent_run_id: nullableString,
   root_run_id: nullableString,
@@ -133,7 +135,7 @@ export type AuditEventKind = AuditEvent['event'];
 export type AuditEventOf<K extends AuditEventKind> = Extract<AuditEvent, { event: K }>;
 export const AUDIT_EVENT_KINDS: readonly AuditEventKind[] = AuditEventSchema.options.map((o) => o.shape.event.value);
 
-type FilledByWriter = 'v' | 'ts' | 'seq' | 'pid';
+type FilledByWriter = 'v' | 'ts' | 'seq' | 'pid' | 'node';
 type ContextKey = 'run_id' | 'parent_run_id' | 'root_run_id' | 'depth' | 'agent';
 
 /** The run context every run-level event carries. */

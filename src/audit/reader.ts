@@ -56,6 +56,20 @@ export function readAuditDir(dir: string, opts: ReadOptions = {}): ReadResult {
   return result;
 }
 
+/** Several audit directories as one log (queue mode: each node writes its own; `audit --run … --from DIR…`). */
+export function readAuditDirs(dirs: readonly string[], opts: ReadOptions = {}): ReadResult {
+  const result: ReadResult = { events: [], files: [], torn: 0, invalid: 0 };
+  for (const dir of dirs) {
+    const r = readAuditDir(dir, opts);
+    for (const e of r.events) result.events.push(e);
+    result.files.push(...r.files);
+    result.torn += r.torn;
+    result.invalid += r.invalid;
+  }
+  result.events.sort(byTime);
+  return result;
+}
+
 /** Parses JSONL text. A bad final line without a trailing newline counts as torn, anything else as invalid. */
 export function parseAuditText(text: string): { events: AuditEvent[]; torn: number; invalid: number } {
   const events: AuditEvent[] = [];
@@ -109,6 +123,8 @@ export interface RunInfo {
   denials: number;
   error?: string;
   pids: number[];
+  /** Nodes that wrote its events (queue mode); empty for a single machine. */
+  nodes: string[];
 }
 
 /** Groups events into runs by run_id. */
@@ -135,6 +151,7 @@ export function collectRuns(events: Iterable<AuditEvent>): Map<string, RunInfo> 
         tool_calls: 0,
         denials: 0,
         pids: [],
+        nodes: [],
       };
       runs.set(id, r);
     }
@@ -149,6 +166,7 @@ export function collectRuns(events: Iterable<AuditEvent>): Map<string, RunInfo> 
     r.depth ??= e.depth;
     r.agent ??= e.agent;
     if (!r.pids.includes(e.pid)) r.pids.push(e.pid);
+    if (e.node !== undefined && !r.nodes.includes(e.node)) r.nodes.push(e.node);
     switch (e.event) {
       case 'run_start':
         r.model = e.model;
@@ -423,6 +441,7 @@ export function renderTree(root: RunTreeNode): string {
       `model×${n.model_calls}`,
       `tools×${n.tool_calls}`,
       n.denials ? `denied×${n.denials}` : '',
+      n.nodes.length ? `on ${n.nodes.join(', ')}` : '',
       n.orphan ? '(parent missing)' : '',
     ]
       .filter(Boolean)

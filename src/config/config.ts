@@ -44,6 +44,22 @@ const McpServerSchema = z.union([
   }),
 ]);
 
+const QueueConfigSchema = z
+  .strictObject({
+    /** redis://[user:pass@]HOST:PORT/DB (or rediss://). */
+    url: z
+      .string()
+      .refine((u) => /^rediss?:\/\/[^\s/]+(\/\d{1,2})?$/.test(u), { error: (iss) => `expected redis://HOST:PORT/DB, got ${JSON.stringify(iss.input)}` })
+      .optional(),
+    /** Key prefix of every queue key in Redis: several deployments can share one Redis. */
+    prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits, _ . : - (1-64)').default('dmcp'),
+    /** Jobs waiting for a worker before new runs are refused with "server busy". */
+    maxWaiting: z.number().int().min(1).default(1024),
+    /** A worker that stopped renewing its jobs' locks this long is lost: its runs fail ("worker lost"). */
+    lostAfterS: z.number().min(2).max(300).default(10),
+  })
+  .default({ prefix: 'dmcp', maxWaiting: 1024, lostAfterS: 10 });
+
 export const DelegateConfigSchema = z.strictObject({
   /** The workspace's YAML agents directory (relative to mcp.json); default `<workspace>/agents`. */
   agentsDir: z.string().optional(),
@@ -145,6 +161,8 @@ export const DelegateConfigSchema = z.strictObject({
   telemetry: TelemetryConfigSchema,
   /** `serve` over stdio: the largest message read, and the shutdown grace (src/server/stdio-config.ts). */
   stdio: StdioConfigSchema,
+  /** Queue mode (src/queue/): runs go to BullMQ jobs on Redis; off unless a URL is given (here, --queue or DELEGATE_MCP_QUEUE_URL). */
+  queue: QueueConfigSchema,
 });
 
 export const ConfigFileSchema = z.strictObject({

@@ -12,13 +12,20 @@ import type { ToolSpanHandle } from '../telemetry/types.js';
 import type { BudgetGate, RunBudget } from './budget-gate.js';
 import { RESULT_META_KEY, refuseHop, type CallChain } from './chain.js';
 import { ChildHub } from './reentry.js';
+
+/** What a process-hop delegation is sent through (ChildHub, or a queue's hub): one MCP-shaped call. */
+export type ReentryHub = Pick<ChildHub, 'call' | 'close'>;
 import { unknownAgentMessage, type RunRequest } from './run-request.js';
 import type { RunRecord } from './runs.js';
 import type { DelegationHandler, ToolRun } from './tool-gate.js';
 
 export class Delegations {
   /** The warm child delegate-mcp that delegations run in (process re-entry). */
-  private hub?: ChildHub;
+  /**
+   * Where process-hop delegations go: the warm child delegate-mcp (made on first use), or whatever was
+   * set here first (a queue worker sets a hub that enqueues each delegation as a job: src/queue/).
+   */
+  hub?: ReentryHub;
 
   constructor(
     private readonly cfg: ResolvedConfig,

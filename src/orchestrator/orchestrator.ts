@@ -23,6 +23,7 @@ import { auditToolDecision } from './run-audit.js';
 import type { RunRequest } from './run-request.js';
 import { RunSession, type RunHost } from './run-session.js';
 import { RunRegistry, type RunRecord } from './runs.js';
+import type { BudgetStatus } from '../budget/types.js';
 import type { RunResult } from '../contract/run.js';
 import { ToolGate } from './tool-gate.js';
 import { loadTelemetry, type Telemetry } from '../telemetry/index.js';
@@ -30,7 +31,24 @@ import { loadTelemetry, type Telemetry } from '../telemetry/index.js';
 export { unknownAgentMessage, type RunRequest } from './run-request.js';
 export { HEARTBEAT_MS } from './run-session.js';
 
+/** A queue front's side of the orchestrator (see `remote`). */
+export interface RemoteRuns {
+  /** The run's record when it goes to the queue; undefined when it runs here (unknown agent, built-in drafter). */
+  start(req: RunRequest): RunRecord | undefined;
+  /** A run this process does not hold (started by another front), if `owner` may see it. */
+  find(runId: string, owner: string): Promise<RunRecord | undefined>;
+  /** The day's books every front shares (server and agent daily scopes), when there are any. */
+  sharedBudget?(day?: string): Promise<BudgetStatus | undefined>;
+  /** Closed when the orchestrator closes, after its runs' cancels went out. */
+  close(): Promise<void>;
+}
+
 export class Orchestrator implements RunHost {
+  /**
+   * Set on a queue front (src/queue/front.ts): runs are enqueued for workers instead of run here, and
+   * runs this process does not hold are looked up there. Unset (embedded, the default): nothing changes.
+   */
+  remote?: RemoteRuns;
   readonly runs: RunRegistry;
   readonly artifacts: ArtifactStore;
   /** `agent__<name>` calls: offered tools and the child runs (in-process or over the re-entry hop). */
@@ -68,18 +86,26 @@ export class Orchestrator implements RunHost {
   }
 
   /** The server's orchestrator: the budget ledger persists under the state dir and replays today. */
-  static async create(cfg: ResolvedConfig, agents: AgentStore): Promise<Orchestrator> {
+  static async create(
+    cfg: ResolvedConfig,
+    agents: AgentStore,
+    /**
+     * Queue mode: `node` names this process in every audit event; `booksElsewhere` keeps the books in
+     * memory, as a re-entry child does, because a queue front holds the run's budget (src/queue/).
+     */
+    opts: { node?: string; booksElsewhere?: boolean } = {},
+  ): Promise<Orchestrator> {
     // Threads first: they load on their own while the books and the audit log open.
     const pool = new RunPool(cfg.delegate.pool);
     const audit = cfg.auditDir
-      ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }) })
+      ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }), node: opts.node })
       : undefined;
     // A re-entry child keeps its books in memory: its parent commits the usage it reports.
     let budget: BudgetGate;
     let telemetry: Telemetry | undefined;
     try {
       telemetry = await loadTelemetry(cfg);
-      budget = process.env[CHILD_ENV] ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
+      budget = process.env[CHILD_ENV] || opts.booksElsewhere ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
     } catch (err) {
       // An unusable state dir stops the start: the threads must not keep the process alive.
       audit?.close();
@@ -122,7 +148,9 @@ export class Orchestrator implements RunHost {
 
   /** Starts a run and returns its record at once; `record.done` settles with the result (never rejects). */
   start(req: RunRequest): RunRecord {
-    return new RunSession(this, req, `run_${randomUUID()}`).start();
+    const remote = this.remote?.start(req);
+    if (remote) return remote;
+    return new RunSession(this, req, req.runId ?? `run_${randomUUID()}`).start();
   }
 
   /** Runs to completion (the synchronous tool-call path). */
@@ -149,6 +177,8 @@ export class Orchestrator implements RunHost {
     for (const r of running) r.cancel('cancelled');
     const grace = new Promise((res) => setTimeout(res, this.cfg.delegate.runs.cancelGraceMs).unref());
     await Promise.race([Promise.all(running.map((r) => r.done)), grace]);
+    // After the cancels above went out (a queue front sends them through Redis).
+    await this.remote?.close();
     this.runs.close();
     await this.pool.close();
     await this.delegations.close();

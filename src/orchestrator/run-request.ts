@@ -10,6 +10,8 @@ import type { AskFn } from './tool-gate.js';
 
 export interface RunRequest {
   agent: string;
+  /** The run's id when someone else minted it (a queue front: job id = run id); otherwise made at start. */
+  runId?: string;
   input: Record<string, unknown>;
   /** The client session that owns the run (background runs are visible only to it). */
   owner?: string;

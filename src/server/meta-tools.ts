@@ -277,7 +277,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     'run_status',
     { description: 'Status of a run started by this client: running or its final status, current turn, last progress, usage.', inputSchema: z.object({ run_id: z.string() }), outputSchema: StatusSchema, annotations: { readOnlyHint: true } },
     async ({ run_id }) => {
-      const r = orchestrator.runs.get(run_id, owner);
+      // A queue front also finds runs another front started (same visibility rule): src/queue/front.ts.
+      const r = orchestrator.runs.get(run_id, owner) ?? (await orchestrator.remote?.find(run_id, owner));
       if (!r) return unknownRun(run_id);
       const s = statusOf(r);
       return { content: [{ type: 'text', text: `${s.run_id} ${s.agent} ${s.status} · turn ${s.turn} · ${s.last_progress}` }], structuredContent: s };
@@ -292,7 +293,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       annotations: { readOnlyHint: true },
     },
     async ({ run_id, wait_s }, ctx) => {
-      const r = orchestrator.runs.get(run_id, owner);
+      // A queue front also finds runs another front started (same visibility rule): src/queue/front.ts.
+      const r = orchestrator.runs.get(run_id, owner) ?? (await orchestrator.remote?.find(run_id, owner));
       if (!r) return unknownRun(run_id);
       if (!r.result && wait_s) {
         const report = progressReporter(ctx);
@@ -323,7 +325,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     'run_cancel',
     { description: 'Cancel a running run started by this client. Its model request is aborted and nothing it reserved stays reserved.', inputSchema: z.object({ run_id: z.string() }) },
     async ({ run_id }) => {
-      const r = orchestrator.runs.get(run_id, owner);
+      // A queue front also finds runs another front started (same visibility rule): src/queue/front.ts.
+      const r = orchestrator.runs.get(run_id, owner) ?? (await orchestrator.remote?.find(run_id, owner));
       if (!r) return unknownRun(run_id);
       if (r.status !== 'running') return text(`run ${run_id} already ended: ${r.status}`);
       r.cancel('cancelled');

@@ -1,0 +1,78 @@
+// Queue mode's link to Redis: where it is (flag, env, mcp.json), the key prefix, this node's id, and a
+// connection that fails at start with a message naming the URL. Loaded only in queue mode: BullMQ and
+// ioredis never load in the embedded default (its cold start does not change).
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ConfigError, type ResolvedConfig } from '../config/config.js';
+
+export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
+export const QUEUE_PREFIX_ENV = 'DELEGATE_MCP_QUEUE_PREFIX';
+
+/** The one BullMQ queue every run goes through. */
+export const RUN_QUEUE = 'runs';
+
+export interface QueueSettings {
+  url: string;
+  prefix: string;
+  maxWaiting: number;
+  /** BullMQ lock duration: a worker that stops renewing is found stalled after about this long. */
+  lockMs: number;
+  /** This process's name in audit events, job records and `queue status`. */
+  nodeId: string;
+}
+
+/** The queue URL from --queue, else DELEGATE_MCP_QUEUE_URL, else delegate.queue.url; undefined: embedded mode. */
+export function queueUrl(cfg: ResolvedConfig, flag?: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = flag ?? env[QUEUE_URL_ENV] ?? cfg.delegate.queue.url;
+  if (url === undefined || url === '') return undefined;
+  if (!/^rediss?:\/\/[^\s/]+(\/\d{1,2})?$/.test(url)) {
+    const from = flag !== undefined ? '--queue' : env[QUEUE_URL_ENV] !== undefined ? QUEUE_URL_ENV : 'delegate.queue.url in mcp.json';
+    throw new ConfigError(`${from}: expected redis://HOST:PORT/DB (or rediss://), got ${JSON.stringify(url)}`);
+  }
+  return url;
+}
+
+export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 'worker', env: NodeJS.ProcessEnv = process.env): QueueSettings {
+  const prefix = env[QUEUE_PREFIX_ENV] ?? cfg.delegate.queue.prefix;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new ConfigError(`${QUEUE_PREFIX_ENV}: letters, digits, _ . : - (1-64), got ${JSON.stringify(prefix)}`);
+  return {
+    url,
+    prefix,
+    maxWaiting: cfg.delegate.queue.maxWaiting,
+    lockMs: cfg.delegate.queue.lostAfterS * 1000,
+    nodeId: `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+  };
+}
+
+/** The URL without a password, for messages. */
+export function safeUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => `//${auth.includes(':') ? auth.split(':')[0] + ':***' : '***'}@`);
+}
+
+type Redis = import('ioredis').Redis;
+
+/**
+ * A connection for BullMQ (maxRetriesPerRequest null, as BullMQ requires for blocking commands) that is
+ * known to answer: a Redis that is down or refuses us stops the start with one line naming the URL.
+ */
+export async function connectRedis(url: string, purpose: string): Promise<Redis> {
+  const { Redis } = await import('ioredis');
+  const conn = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: true, connectionName: `delegate-mcp ${purpose}` });
+  // ioredis reports connection errors as events; the start-up check below reports the first one.
+  let lastError: Error | undefined;
+  conn.on('error', (err: Error) => (lastError = err));
+  try {
+    await withTimeout(conn.connect(), 5000, 'no answer within 5 s');
+    await withTimeout(conn.ping(), 5000, 'no answer to PING within 5 s');
+  } catch (err) {
+    conn.disconnect();
+    const why = (lastError ?? (err as Error)).message;
+    throw new ConfigError(`queue: cannot reach Redis at ${safeUrl(url)}: ${why} (is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url)`);
+  }
+  return conn;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)))]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,282 @@
+// A queue front: the MCP server's orchestrator hands each run to the queue instead of its own pool.
+// It checks what it can up front (the agent, the queue's capacity, Redis being there) and holds the run's
+// budget: a slice reserved in its books (server daily, agent daily, batch, the caller's caps) travels with
+// the job as the run's caps, and what the worker reports for the run's whole tree is committed to it, as a
+// re-entry parent does for its child. Workers keep their books in memory, so nothing is counted twice.
+import { randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Orchestrator, RemoteRuns, RunRequest } from '../orchestrator/orchestrator.js';
+import { mayAccess, type RunRecord, type RunResult } from '../orchestrator/runs.js';
+import type { RunBudget } from '../orchestrator/budget-gate.js';
+import { emptyUsage, type Usage } from '../providers/types.js';
+import { log } from '../log.js';
+import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
+import { JobWatch, type JobOutcome } from './job-watch.js';
+import { safeUrl, type QueueSettings } from './connection.js';
+
+/** How long a front waits for Redis to take a job before the call fails with the reason. */
+const ENQUEUE_TIMEOUT_MS = 5_000;
+
+export class QueueFront implements RemoteRuns {
+  /** Why Redis cannot be used right now (new calls fail fast with it); undefined when connected. */
+  private down?: string;
+  private waitingCache = { count: 0, at: 0 };
+
+  constructor(
+    private readonly orchestrator: Orchestrator,
+    private readonly queue: Queue,
+    private readonly watch: JobWatch,
+    private readonly conn: Redis,
+    private readonly settings: QueueSettings,
+  ) {
+    conn.on('close', () => (this.down ??= 'connection closed'));
+    conn.on('error', (err: Error) => (this.down = err.message));
+    conn.on('ready', () => (this.down = undefined));
+  }
+
+  start(req: RunRequest): RunRecord | undefined {
+    const o = this.orchestrator;
+    const agent = req.definition ? undefined : o.agents.get(req.agent);
+    // Runs here: an unknown name (refused as ever), the built-in drafter, and an agent made with
+    // create_agent and not saved (it exists only in this process).
+    if (!agent || agent.source.format === 'dynamic') return undefined;
+    const runId = req.runId ?? `run_${randomUUID()}`;
+    const modelRef = agent.model ?? o.cfg.defaultModel ?? '';
+    const usage = emptyUsage();
+    let settle!: (r: RunResult) => void;
+    const done = new Promise<RunResult>((resolve) => (settle = resolve));
+    let cancelImpl: (reason: 'cancelled' | 'timeout') => void = () => {};
+    const record: RunRecord = {
+      runId,
+      agent: req.agent,
+      model: modelRef,
+      owner: req.owner ?? 'local',
+      status: 'running',
+      startedAt: Date.now(),
+      lastProgress: 'queued',
+      turn: 0,
+      usage,
+      done,
+      cancel: (reason = 'cancelled') => cancelImpl(reason),
+      ...(req.background ? { keep: true } : {}),
+    };
+    let rb: RunBudget | undefined;
+    let sliceId: string | undefined;
+    const finish = (result: RunResult, treeUsage?: Usage) => {
+      if (record.status !== 'running') return;
+      if (rb) {
+        // The books: commit what the run's tree spent to its slice (or release it), then close its scope.
+        if (sliceId) {
+          if (treeUsage) o.budget.commitSlice(sliceId, treeUsage, result.cost_usd);
+          else o.budget.ledger.release(sliceId);
+        }
+        o.budget.closeRun(rb);
+      }
+      Object.assign(usage, result.usage);
+      record.status = result.status;
+      record.endedAt = Date.now();
+      record.result = result;
+      record.costUsd = result.cost_usd;
+      record.treeUsage = treeUsage ?? result.usage;
+      cancelImpl = () => {};
+      settle(result);
+      o.runs.ended(record);
+    };
+    const fail = (error: string) => finish(errorResult(runId, req.agent, modelRef, record.startedAt, error));
+    o.runs.add(record);
+
+    if (this.down) {
+      fail(`queue unavailable: Redis at ${safeUrl(this.settings.url)}: ${this.down}; retry when it is back`);
+      return record;
+    }
+    const busy = this.busy();
+    if (busy) {
+      fail(busy);
+      return record;
+    }
+    // The run's slice of every scope that covers it, reserved here, before the job exists.
+    const chain = req.chain;
+    try {
+      rb = o.budget.openRun({ runId, agent, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
+    } catch (err) {
+      fail(`budget: ${(err as Error).message}`);
+      return record;
+    }
+    const slice = o.budget.reserveSlice(rb, modelRef, agent.budget.runTokens);
+    if (!slice.ok) {
+      fail(`budget refused: ${slice.reason}`);
+      return record;
+    }
+    sliceId = slice.reservationId;
+    const caps = lowerCaps(lowerCaps(req.budget, chain?.budget), slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
+    const job: RunJob = {
+      v: 1,
+      runId,
+      agent: req.agent,
+      input: req.input,
+      owner: record.owner,
+      ...(req.timeoutS !== undefined && { timeoutS: req.timeoutS }),
+      ...(caps && { budget: caps }),
+      ...(req.background && { background: true }),
+      ...(req.parentRunId && { parentRunId: req.parentRunId, rootRunId: req.rootRunId ?? req.parentRunId, depth: req.depth ?? 1 }),
+      ...(req.caller && { caller: req.caller }),
+      ...(chain && { chain }),
+      progress: Boolean(req.onProgress),
+      from: this.settings.nodeId,
+    };
+    const waiting = this.watch.wait(runId, (p) => {
+      record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');
+      record.turn = p.turn;
+      Object.assign(usage, p.usage);
+      req.onProgress?.(p.line);
+    });
+    void waiting.done.then((out) => this.ended(out, record, req, finish));
+    cancelImpl = (reason) => void this.cancel(runId, reason, () => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason }));
+    const onAbort = () => record.cancel('cancelled');
+    if (req.signal?.aborted) onAbort();
+    else req.signal?.addEventListener('abort', onAbort, { once: true });
+    void done.then(() => req.signal?.removeEventListener('abort', onAbort));
+
+    const attempts = agent.retry?.attempts ?? 1;
+    const keepS = o.cfg.delegate.runs.keepS;
+    void withTimeout(
+      this.queue.add(req.agent, job, { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } }),
+      ENQUEUE_TIMEOUT_MS,
+    ).then(
+      () => this.waitingCache.count++,
+      (err: Error) => {
+        waiting.stop();
+        fail(`queue unavailable: could not enqueue the run on Redis at ${safeUrl(this.settings.url)}: ${err.message}`);
+      },
+    );
+    return record;
+  }
+
+  /** A job ended (or its worker was lost): the run's result, and the audit line a lost run needs. */
+  private ended(out: JobOutcome, record: RunRecord, req: RunRequest, finish: (r: RunResult, tree?: Usage) => void): void {
+    if (out.kind === 'completed') {
+      finish(out.value.result, out.value.treeUsage);
+      return;
+    }
+    const lost = isWorkerLost(out.reason);
+    const error = lost ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`;
+    // The worker's own log has the run's start; its end is written here, so the merged tree shows it.
+    const audit = this.orchestrator.audit?.forRun({
+      run_id: record.runId,
+      parent_run_id: req.chain?.parent_run_id ?? req.parentRunId ?? null,
+      root_run_id: req.chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? record.runId,
+      depth: req.chain?.depth ?? (req.parentRunId ? (req.depth ?? 1) : 0),
+      agent: record.agent,
+    });
+    audit?.emit({ event: 'error', message: `${error}; its budget reservation was released` });
+    const result = errorResult(record.runId, record.agent, record.model, record.startedAt, error);
+    audit?.emit({ event: 'run_end', status: 'error', turns: record.turn, usage: { ...record.usage }, cost_usd: null, duration_ms: result.duration_ms, error });
+    finish(result);
+  }
+
+  private async cancel(runId: string, reason: 'cancelled' | 'timeout', notStarted: () => void): Promise<void> {
+    try {
+      // Marked first: a worker that takes the job from now on does not start it.
+      await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.orchestrator.cfg.delegate.runs.keepS);
+      // Still waiting: take it off the queue and end it here. Taken by a worker: tell every worker.
+      if ((await this.queue.remove(runId)) === 1) notStarted();
+      else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
+    } catch (err) {
+      log.warn(`queue: could not cancel run ${runId}: ${(err as Error).message}`);
+    }
+  }
+
+  /** "server busy" when more runs wait for a worker than delegate.queue.maxWaiting allows. */
+  private busy(): string | undefined {
+    const now = Date.now();
+    if (now - this.waitingCache.at > 250) {
+      this.waitingCache.at = now;
+      void this.queue.getWaitingCount().then((n) => (this.waitingCache.count = n), () => {});
+    }
+    const n = this.waitingCache.count;
+    if (n < this.settings.maxWaiting) return undefined;
+    return `server busy: ${n} runs waiting for a worker (limit ${this.settings.maxWaiting}, delegate.queue.maxWaiting), retry later`;
+  }
+
+  /** A run another front started: a snapshot from its job, with a live `done` and a cancel that reaches its worker. */
+  async find(runId: string, owner: string): Promise<RunRecord | undefined> {
+    if (!/^run_[0-9a-f-]{36}$/.test(runId) || this.down) return undefined;
+    const job = await this.queue.getJob(runId).catch(() => undefined);
+    if (!job) return undefined;
+    const data = job.data as RunJob;
+    if (!mayAccess(data.owner, owner)) return undefined;
+    const state = await job.getState();
+    const progress = (typeof job.progress === 'object' && job.progress ? job.progress : undefined) as RunJobProgress | undefined;
+    const usage = progress?.usage ?? emptyUsage();
+    const record: RunRecord = {
+      runId,
+      agent: data.agent,
+      model: '',
+      owner: data.owner,
+      status: 'running',
+      startedAt: job.processedOn ?? job.timestamp,
+      lastProgress: progress?.line.replace(/^\S+ · turn \d+\/\d+ · /, '') ?? (state === 'active' ? 'running' : 'queued'),
+      turn: progress?.turn ?? 0,
+      usage,
+      done: Promise.resolve(undefined as unknown as RunResult),
+      cancel: (reason = 'cancelled') => void this.cancel(runId, reason, () => {}),
+    };
+    const apply = (out: JobOutcome): RunResult => {
+      const result =
+        out.kind === 'completed'
+          ? out.value.result
+          : errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`);
+      record.status = result.status;
+      record.result = result;
+      record.model = result.model;
+      record.endedAt = job.finishedOn ?? Date.now();
+      Object.assign(usage, result.usage);
+      return result;
+    };
+    if (state === 'completed') {
+      record.done = Promise.resolve(apply({ kind: 'completed', value: job.returnvalue as RunJobReturn }));
+      return record;
+    }
+    if (state === 'failed') {
+      record.done = Promise.resolve(apply({ kind: 'failed', reason: job.failedReason ?? 'failed' }));
+      return record;
+    }
+    // Still running somewhere: `done` follows the job (a run_result wait or a run_cancel awaits it).
+    let watching: ReturnType<JobWatch['wait']> | undefined;
+    record.done = new Promise<RunResult>((resolve) => {
+      watching = this.watch.wait(runId, (p) => {
+        record.lastProgress = p.line;
+        record.turn = p.turn;
+      }, true);
+      void watching.done.then((out) => resolve(apply(out)));
+    });
+    // Nobody may wait: the watcher is dropped once the job ends or after the longest run_result wait.
+    setTimeout(() => watching?.stop(), 3_600_000).unref();
+    return record;
+  }
+
+  async close(): Promise<void> {
+    await this.watch.events.close().catch(() => {});
+    await this.queue.close().catch(() => {});
+    this.conn.disconnect();
+  }
+}
+
+function errorResult(runId: string, agent: string, model: string, startedAt: number, error: string): RunResult {
+  return { run_id: runId, agent, status: 'error', output: '', turns: 0, usage: emptyUsage(), model, duration_ms: Date.now() - startedAt, cost_usd: null, error };
+}
+
+type Caps = { run_tokens?: number; run_usd?: number };
+
+/** The smaller of two sets of caps (a slice or a chain's budget only ever lowers a cap). */
+function lowerCaps(call: Caps | undefined, slice: { tokens?: number; usd?: number } | undefined): Caps | undefined {
+  if (!slice || (slice.tokens === undefined && slice.usd === undefined)) return call;
+  const min = (a?: number, b?: number) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
+  return { run_tokens: min(call?.run_tokens, slice.tokens), run_usd: min(call?.run_usd, slice.usd) };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
+}

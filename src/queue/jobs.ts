@@ -1,0 +1,86 @@
+// What a run looks like on the queue: the job's data (a RunRequest without its callbacks), what a worker
+// returns, the progress it reports, and the Redis names fronts and workers share. Job id = run id.
+import { z } from 'zod';
+import { CallChainSchema } from '../orchestrator/chain.js';
+import type { RunResult } from '../orchestrator/runs.js';
+import type { Usage } from '../providers/types.js';
+
+export const RunJobSchema = z.object({
+  v: z.literal(1),
+  runId: z.string().regex(/^run_[0-9a-f-]{36}$/),
+  agent: z.string(),
+  input: z.record(z.string(), z.unknown()),
+  owner: z.string(),
+  timeoutS: z.number().positive().optional(),
+  /** Caps for the run: the caller's, lowered to the slice the front reserved for it in its books. */
+  budget: z.object({ run_tokens: z.number().nonnegative().optional(), run_usd: z.number().nonnegative().optional() }).optional(),
+  background: z.boolean().optional(),
+  /** A delegate_parallel batch (audit lineage; the batch's books are the front's). */
+  parentRunId: z.string().optional(),
+  rootRunId: z.string().optional(),
+  depth: z.number().int().min(0).optional(),
+  caller: z.string().optional(),
+  /** A delegation from a running agent: depth, cycle guard, budget slice and rules, enforced on arrival. */
+  chain: CallChainSchema.optional(),
+  /** Whether someone follows the run's progress (the worker then sends it, heartbeats included). */
+  progress: z.boolean(),
+  /** The node that enqueued it. */
+  from: z.string(),
+});
+export type RunJob = z.infer<typeof RunJobSchema>;
+
+/** A worker's answer: the run's result, what its whole tree spent (for the books that hold its slice), and where it ran. */
+export interface RunJobReturn {
+  result: RunResult;
+  treeUsage: Usage;
+  node: string;
+}
+
+/** job.updateProgress payload. */
+export interface RunJobProgress {
+  line: string;
+  turn: number;
+  usage: Usage;
+  node: string;
+}
+
+/** The reason a front reads as "the worker holding the run is gone" (BullMQ's stalled-job failure). */
+export function isWorkerLost(failedReason: string): boolean {
+  return /stalled/i.test(failedReason);
+}
+
+export const WORKER_LOST = 'worker lost';
+
+export function workerLostMessage(failedReason: string, retried: boolean): string {
+  return `${WORKER_LOST}: the worker running it stopped renewing its lock (${failedReason})${retried ? '' : '; not retried (runs have side effects: an agent opts in with retry: {attempts, only: idempotent})'}`;
+}
+
+/** Redis names besides BullMQ's own keys, under the same prefix. */
+export const keys = {
+  /** Pub/sub channel: a cancel for a run, to whichever worker holds it. */
+  cancelChannel: (prefix: string) => `${prefix}:dmcp:cancel`,
+  /** Marks a cancelled run, so a worker that picks it up later does not start it. */
+  cancelled: (prefix: string, runId: string) => `${prefix}:dmcp:cancelled:${runId}`,
+  /** Hash of live workers (node id → JSON), refreshed every few seconds; `queue status` reads it. */
+  workers: (prefix: string) => `${prefix}:dmcp:workers`,
+};
+
+export interface CancelMessage {
+  runId: string;
+  reason: 'cancelled' | 'timeout';
+}
+
+export interface WorkerBeat {
+  node: string;
+  concurrency: number;
+  active: number;
+  done: number;
+  failed: number;
+  startedAt: string;
+  beatAt: string;
+  health?: string;
+  closing?: boolean;
+}
+
+/** Workers beat this often; `queue status` calls one silent for 3 beats gone. */
+export const WORKER_BEAT_MS = 5_000;

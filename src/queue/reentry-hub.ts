@@ -1,0 +1,77 @@
+// Delegation in queue mode: an `agent__<name>` call of a running agent becomes a job, carrying the call
+// chain (depth, ancestry for the cycle guard, budget slice, narrowed rules) that the worker taking it
+// enforces on arrival, exactly as a re-entry child enforces `_meta`. The answer has the shape the
+// orchestrator expects from its re-entry hub: an MCP tool result with the child's run id, usage and cost
+// in `_meta`, which the parent commits to the slice it reserved. No child process is needed.
+import { randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { CallToolResult } from '@modelcontextprotocol/client';
+import { RESULT_META_KEY, type CallChain } from '../orchestrator/chain.js';
+import type { ReentryHub } from '../orchestrator/delegation.js';
+import type { JobWatch } from './job-watch.js';
+import { isWorkerLost, keys, workerLostMessage, type CancelMessage, type RunJob } from './jobs.js';
+import type { QueueSettings } from './connection.js';
+
+export class QueueReentryHub implements ReentryHub {
+  constructor(
+    private readonly queue: Queue,
+    private readonly watch: JobWatch,
+    private readonly conn: Redis,
+    private readonly settings: QueueSettings,
+    private readonly keepS: number,
+  ) {}
+
+  async call(
+    agent: string,
+    args: Record<string, unknown>,
+    chain: CallChain,
+    opts: { signal: AbortSignal; onProgress?: (message: string) => void; timeoutMs: number },
+  ): Promise<CallToolResult> {
+    const runId = `run_${randomUUID()}`;
+    const { budget, ...input } = args;
+    const caps = budget && typeof budget === 'object' ? (budget as RunJob['budget']) : undefined;
+    const job: RunJob = {
+      v: 1,
+      runId,
+      agent,
+      input,
+      owner: `agent:${chain.parent_run_id}`,
+      ...(caps && { budget: caps }),
+      caller: `agent:${chain.ancestry[chain.ancestry.length - 1].agent}`,
+      chain,
+      progress: Boolean(opts.onProgress),
+      from: this.settings.nodeId,
+    };
+    const waiting = this.watch.wait(runId, (p) => opts.onProgress?.(p.line));
+    const cancel = (reason: 'cancelled' | 'timeout') =>
+      void this.conn
+        .set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.keepS)
+        .then(() => this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage)))
+        .catch(() => {}); // Redis away: the child's own deadline ends it
+    const onAbort = () => cancel('cancelled');
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+    const deadline = setTimeout(() => cancel('timeout'), opts.timeoutMs);
+    try {
+      await this.queue.add(agent, job, { jobId: runId, removeOnComplete: { age: this.keepS }, removeOnFail: { age: this.keepS } });
+      const out = await waiting.done;
+      // Thrown: the parent then releases the slice it reserved (nothing is known to be spent).
+      if (out.kind === 'failed') throw new Error(isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : out.reason);
+      const r = out.value.result;
+      const text = r.status === 'ok' ? r.output : `run ${r.run_id} (${r.agent}) ${r.status}: ${r.error ?? 'no answer'}${r.output ? `\n\nLast partial answer:\n${r.output}` : ''}`;
+      return {
+        content: [{ type: 'text', text }],
+        ...(r.status !== 'ok' && { isError: true }),
+        _meta: { [RESULT_META_KEY]: { run_id: r.run_id, status: r.status, usage: r.usage, tree_usage: out.value.treeUsage, cost_usd: r.cost_usd } },
+      };
+    } finally {
+      waiting.stop();
+      clearTimeout(deadline);
+      opts.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async close(): Promise<void> {
+    // The queue and its events belong to the worker node, which closes them.
+  }
+}

@@ -1,0 +1,117 @@
+// What the queue mode's commands do (`serve --queue [--work]`, `worker`, `queue status`); commands.ts
+// declares them and imports this only when one runs, so the embedded default never loads BullMQ.
+import { Queue, QueueEvents } from 'bullmq';
+import type { AgentStore } from '../agents/store.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { log } from '../log.js';
+import type { Orchestrator } from '../orchestrator/orchestrator.js';
+import { connectRedis, queueSettings, RUN_QUEUE, safeUrl, type QueueSettings } from './connection.js';
+import { QueueFront } from './front.js';
+import { JobWatch } from './job-watch.js';
+import { keys, WORKER_BEAT_MS, type RunJob, type WorkerBeat } from './jobs.js';
+import { QueueWorkerNode } from './worker-node.js';
+
+/** Default jobs at once per worker: what its pool runs at once. */
+function defaultConcurrency(cfg: ResolvedConfig): number {
+  return Math.min(256, cfg.delegate.pool.maxThreads * cfg.delegate.pool.concurrentTasksPerWorker);
+}
+
+/** Step one of `serve --queue`: Redis must answer before anything else starts. */
+export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ settings: QueueSettings; attach: (o: Orchestrator, agents: AgentStore, work?: { concurrency?: number }) => Promise<void> }> {
+  const settings = queueSettings(cfg, url, 'front');
+  const conn = await connectRedis(url, `front ${settings.nodeId}`);
+  return {
+    settings,
+    attach: async (orchestrator, agents, work) => {
+      const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
+      const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix: settings.prefix });
+      await events.waitUntilReady();
+      // An agent that opted in (retry: {attempts, only: idempotent}) goes back to the queue when its worker is lost.
+      const retry = async (jobId: string, reason: string): Promise<boolean> => {
+        const job = await queue.getJob(jobId);
+        if (!job || !/stalled/i.test(reason) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return false;
+        await job.retry('failed');
+        log.warn(`queue: run ${jobId} (${(job.data as RunJob).agent}) lost its worker; retrying (the agent opted in)`);
+        return true;
+      };
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry), conn, settings);
+      let local: QueueWorkerNode | undefined;
+      if (work) {
+        local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {
+          concurrency: work.concurrency ?? defaultConcurrency(orchestrator.cfg),
+          graceS: orchestrator.cfg.delegate.stdio.shutdownGraceS,
+        });
+      }
+      orchestrator.remote = {
+        start: (req) => front.start(req),
+        find: (id, owner) => front.find(id, owner),
+        close: async () => {
+          await local?.close();
+          await front.close();
+        },
+      };
+      log.info(`queue front ${settings.nodeId}: runs go to ${safeUrl(url)} (${settings.prefix}:${RUN_QUEUE})${local ? ', with a local worker' : ''}`);
+    },
+  };
+}
+
+export interface WorkerCliOpts {
+  queue?: string;
+  concurrency?: number;
+  healthPort?: number;
+  healthHost?: string;
+  grace?: number;
+}
+
+/** `delegate-mcp worker`: runs jobs until SIGTERM/SIGINT, then stops gracefully. */
+export async function runWorker(cfg: ResolvedConfig, agents: AgentStore, url: string, opts: WorkerCliOpts): Promise<void> {
+  const graceS = opts.grace ?? cfg.delegate.stdio.shutdownGraceS;
+  const node = await QueueWorkerNode.start(cfg, agents, queueSettings(cfg, url, 'worker'), {
+    concurrency: opts.concurrency ?? defaultConcurrency(cfg),
+    healthPort: opts.healthPort,
+    healthHost: opts.healthHost,
+    graceS,
+  });
+  let stopping = false;
+  const stop = (why: string) => {
+    if (stopping) process.exit(1); // a second signal: leave now
+    stopping = true;
+    log.info(`queue worker: ${why}: taking no new runs; running runs get ${graceS} s`);
+    void node.close(why).then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error(`queue worker: closing: ${err.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** `delegate-mcp queue status`. */
+export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolean): Promise<string> {
+  const settings = queueSettings(cfg, url, 'front');
+  const conn = await connectRedis(url, 'queue status');
+  const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
+  try {
+    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
+    const now = Date.now();
+    const beats = Object.values(await conn.hgetall(keys.workers(settings.prefix))).map((raw) => JSON.parse(raw) as WorkerBeat);
+    const workers = beats.map((w) => ({ ...w, alive: now - Date.parse(w.beatAt) < 3 * WORKER_BEAT_MS }));
+    const out = { queue: `${safeUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers };
+    if (json) return JSON.stringify(out, null, 2);
+    return [
+      `queue ${out.queue}`,
+      `waiting ${counts.waiting ?? 0} · active ${counts.active ?? 0} · delayed ${counts.delayed ?? 0} · failed ${counts.failed ?? 0} · done ${counts.completed ?? 0} (kept ${cfg.delegate.runs.keepS} s)`,
+      workers.length ? 'workers:' : 'workers: none',
+      ...workers.map(
+        (w) =>
+          `  ${w.node}  ${w.alive ? (w.closing ? 'closing' : 'alive') : `silent since ${w.beatAt}`}  active ${w.active}/${w.concurrency}  ok ${w.done}  failed ${w.failed}${w.health ? `  ${w.health}` : ''}`,
+      ),
+    ].join('\n');
+  } finally {
+    await queue.close();
+    conn.disconnect();
+  }
+}

@@ -1,0 +1,221 @@
+// A queue worker: takes run jobs and runs them with its own orchestrator (piscina pool, permissions,
+// sandbox, tool execution, audit log) — the authority for the runs it executes. Its books are in memory:
+// the front that enqueued a run holds its budget and sent its slice as the run's caps. Cancels arrive
+// over Redis pub/sub (BullMQ's own cancel reaches only the worker holding a job); delegations of its
+// runs become jobs too (reentry-hub.ts). A worker that dies stops renewing its jobs' locks: another
+// worker's stalled-job check fails them (maxStalledCount 0: never handed to a second worker unasked).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AgentStore } from '../agents/store.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { digest } from '../audit/events.js';
+import { log } from '../log.js';
+import { Orchestrator } from '../orchestrator/orchestrator.js';
+import type { RunRecord } from '../orchestrator/runs.js';
+import { emptyUsage } from '../providers/types.js';
+import { VERSION } from '../version.js';
+import { connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { JobWatch } from './job-watch.js';
+import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { QueueReentryHub } from './reentry-hub.js';
+
+export interface WorkerNodeOptions {
+  concurrency: number;
+  /** Serve GET /healthz on this port (0: any free one); undefined: no HTTP listener. */
+  healthPort?: number;
+  healthHost?: string;
+  /** Seconds a SIGTERM waits for running runs before cancelling them. */
+  graceS: number;
+}
+
+export class QueueWorkerNode {
+  private readonly controllers = new Map<string, AbortController>();
+  /** Placeholder books for batches whose runs this worker executes (the batch's real books are the front's). */
+  private readonly batchScopes = new Map<string, number>();
+  private counts = { done: 0, failed: 0 };
+  private readonly startedAt = new Date().toISOString();
+  private beat?: NodeJS.Timeout;
+  private health?: http.Server;
+  private closing = false;
+  healthUrl?: string;
+
+  private constructor(
+    readonly orchestrator: Orchestrator,
+    private readonly settings: QueueSettings,
+    private readonly conn: Redis,
+    private readonly sub: Redis,
+    private readonly worker: Worker,
+    private readonly hubQueue: Queue,
+    private readonly hubEvents: QueueEvents,
+    private readonly opts: WorkerNodeOptions,
+  ) {}
+
+  static async start(cfg: ResolvedConfig, agents: AgentStore, settings: QueueSettings, opts: WorkerNodeOptions): Promise<QueueWorkerNode> {
+    const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
+    const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
+    orchestrator.audit?.emit({
+      event: 'server_start',
+      version: VERSION,
+      config_digest: digest({ delegate: cfg.delegate, mcpServers: Object.keys(cfg.mcpServers) }),
+      agents_loaded: agents.exposed().length,
+      agents: agents.list().map((a) => a.name),
+    });
+    const prefix = settings.prefix;
+    const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
+    const hubEvents = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
+    await hubEvents.waitUntilReady();
+    const sub = conn.duplicate();
+    let node!: QueueWorkerNode;
+    const worker = new Worker(RUN_QUEUE, (job, _token, signal) => node.process(job, signal), {
+      connection: conn.duplicate(),
+      prefix,
+      concurrency: opts.concurrency,
+      name: settings.nodeId,
+      autorun: false,
+      // A lost worker is found within lockDuration + 2 × stalledInterval (its lock lapses, then two checks).
+      lockDuration: settings.lockMs,
+      stalledInterval: Math.max(1000, Math.floor(settings.lockMs / 2)),
+      maxStalledCount: 0,
+    });
+    node = new QueueWorkerNode(orchestrator, settings, conn, sub, worker, hubQueue, hubEvents, opts);
+    orchestrator.delegations.hub = new QueueReentryHub(hubQueue, new JobWatch(hubEvents, hubQueue), conn, settings, cfg.delegate.runs.keepS);
+    worker.on('error', (err) => log.warn(`queue worker: ${err.message}`));
+    await sub.subscribe(keys.cancelChannel(prefix));
+    sub.on('message', (_channel: string, raw: string) => {
+      try {
+        const m = JSON.parse(raw) as CancelMessage;
+        if (typeof m?.runId === 'string' && (m.reason === 'cancelled' || m.reason === 'timeout')) node.abortRun(m);
+      } catch {
+        // Not a message of ours: the channel is ours, but a stray publish must not stop the worker.
+      }
+    });
+    void worker.run();
+    await worker.waitUntilReady();
+    await node.sendBeat();
+    node.beat = setInterval(() => void node.sendBeat(), WORKER_BEAT_MS);
+    node.beat.unref();
+    if (opts.healthPort !== undefined) await node.serveHealth(opts.healthPort, opts.healthHost ?? '127.0.0.1');
+    orchestrator.warm();
+    log.info(`queue worker ${settings.nodeId}: taking runs from ${settings.prefix}:${RUN_QUEUE} (concurrency ${opts.concurrency})`);
+    return node;
+  }
+
+  /** One job: the run on this node's orchestrator, progress out, cancel in, the result back. */
+  private async process(job: Job, bullSignal?: AbortSignal): Promise<RunJobReturn> {
+    const data = RunJobSchema.parse(job.data);
+    const node = this.settings.nodeId;
+    const abort = new AbortController();
+    this.controllers.set(data.runId, abort);
+    const onBullAbort = () => abort.abort();
+    bullSignal?.addEventListener('abort', onBullAbort, { once: true });
+    // A batch task's parent scope exists in the front's books; here an unlimited stand-in keeps the books consistent.
+    const batch = !data.chain && data.parentRunId ? data.parentRunId : undefined;
+    if (batch) {
+      const n = this.batchScopes.get(batch) ?? 0;
+      if (n === 0) this.orchestrator.budget.openBatch(batch, 'remote batch');
+      this.batchScopes.set(batch, n + 1);
+    }
+    try {
+      if (await this.conn.exists(keys.cancelled(this.settings.prefix, data.runId))) abort.abort();
+      const follow = data.progress || data.background === true;
+      // Progress can come while start() is still on the stack: read the record through this.
+      let rec: RunRecord | undefined;
+      rec = this.orchestrator.start({
+        runId: data.runId,
+        agent: data.agent,
+        input: data.input,
+        owner: data.owner,
+        timeoutS: data.timeoutS,
+        budget: data.budget,
+        ...(batch && { parentRunId: batch, rootRunId: data.rootRunId, depth: data.depth }),
+        caller: data.caller ?? data.owner,
+        ...(data.chain && { chain: data.chain }),
+        signal: abort.signal,
+        onProgress: follow
+          ? (line) => void job.updateProgress({ line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress).catch(() => {}) // progress is best effort
+          : undefined,
+      });
+      const result = await rec.done;
+      if (result.status === 'ok') this.counts.done++;
+      else this.counts.failed++;
+      return { result, treeUsage: rec.treeUsage ?? result.usage ?? emptyUsage(), node };
+    } finally {
+      bullSignal?.removeEventListener('abort', onBullAbort);
+      this.controllers.delete(data.runId);
+      if (batch) {
+        const n = (this.batchScopes.get(batch) ?? 1) - 1;
+        if (n <= 0) {
+          this.batchScopes.delete(batch);
+          this.orchestrator.budget.closeBatch(batch);
+        } else this.batchScopes.set(batch, n);
+      }
+    }
+  }
+
+  abortRun(m: CancelMessage): void {
+    this.controllers.get(m.runId)?.abort(m.reason);
+  }
+
+  private beatRecord(): WorkerBeat {
+    return {
+      node: this.settings.nodeId,
+      concurrency: this.opts.concurrency,
+      active: this.controllers.size,
+      done: this.counts.done,
+      failed: this.counts.failed,
+      startedAt: this.startedAt,
+      beatAt: new Date().toISOString(),
+      ...(this.healthUrl && { health: this.healthUrl }),
+      ...(this.closing && { closing: true }),
+    };
+  }
+
+  private async sendBeat(): Promise<void> {
+    await this.conn.hset(keys.workers(this.settings.prefix), this.settings.nodeId, JSON.stringify(this.beatRecord())).catch(() => {}); // Redis away: the next beat says it again
+  }
+
+  private async serveHealth(port: number, host: string): Promise<void> {
+    this.health = http.createServer((req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/healthz') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /healthz\n');
+        return;
+      }
+      const redis = this.conn.status;
+      const ok = redis === 'ready' && !this.closing;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, redis, ...this.beatRecord() }) + '\n');
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.health!.once('error', reject);
+      this.health!.listen(port, host, () => resolve());
+    });
+    const a = this.health.address() as AddressInfo;
+    this.healthUrl = `http://${host}:${a.port}/healthz`;
+    log.info(`queue worker ${this.settings.nodeId}: health on ${this.healthUrl}`);
+  }
+
+  /**
+   * Graceful stop (SIGTERM): take no new jobs, give running runs `graceS` to finish, cancel the rest
+   * (each still ends with a result and a run_end), then leave the worker list.
+   */
+  async close(reason = 'shutdown'): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.sendBeat();
+    const closing = this.worker.close();
+    const grace = setTimeout(() => {
+      for (const c of this.controllers.values()) c.abort('cancelled');
+    }, this.opts.graceS * 1000);
+    await closing;
+    clearTimeout(grace);
+    if (this.beat) clearInterval(this.beat);
+    await this.conn.hdel(keys.workers(this.settings.prefix), this.settings.nodeId).catch(() => {}); // gone anyway: queue status ages out silent workers
+    this.health?.close();
+    await this.orchestrator.close(reason);
+    await this.hubEvents.close().catch(() => {});
+    await this.hubQueue.close().catch(() => {});
+    this.sub.disconnect();
+    this.conn.disconnect();
+  }
+}

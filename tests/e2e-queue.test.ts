@@ -1,0 +1,340 @@
+// Queue mode end to end, on a real Redis (REDIS_URL, default redis://127.0.0.1:6379): fronts and workers
+// are separate processes of the built CLI, driven by the real MCP client, against the mock model server.
+// Each test uses its own key prefix and deletes its keys afterwards. Without Redis the tests print a skip,
+// and fail under CI=true.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { CLI, agentYaml, mockEnv, runCli, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
+import { connectClient, startHttpServer, type HttpServer } from './http-helpers.js';
+import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const MODEL = 'anthropic/claude-sonnet-5-5';
+
+async function redisUp(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+  r.on('error', () => {}); // answered by the ping below
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+const available = await redisUp();
+if (!available) {
+  const msg = `Redis not reachable at ${REDIS_URL}: queue-mode e2e tests skipped (set REDIS_URL)`;
+  if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires them`);
+  console.log(`# SKIP ${msg}`);
+}
+
+/** One test's world: a prefix in Redis, a workspace, and the processes it started. */
+class World {
+  readonly prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
+  readonly ws = tempDir('dmcp-queue-ws-');
+  private readonly procs: ChildProcess[] = [];
+  private readonly closers: (() => Promise<void>)[] = [];
+  constructor(readonly mock: MockModel, agents: Record<string, string>, mcp: Record<string, unknown> = {}) {
+    writeTree(this.ws, { ...Object.fromEntries(Object.entries(agents).map(([n, y]) => [`agents/${n}.yaml`, y])), 'mcp.json': JSON.stringify({ delegate: { watch: false, ...mcp } }) });
+  }
+
+  /** Each node its own state dir (its own audit log), as on separate machines. */
+  env(node: string, extra: Record<string, string> = {}): Record<string, string> {
+    return mockEnv(this.mock.url, { XDG_STATE_HOME: path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`), DELEGATE_MCP_QUEUE_PREFIX: this.prefix, DELEGATE_MCP_LOG_LEVEL: 'info', ...extra });
+  }
+
+  auditDir(node: string): string {
+    const base = path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`, 'delegate-mcp');
+    const [id] = readdirSync(base);
+    return path.join(base, id, 'audit');
+  }
+
+  auditEvents(node: string): any[] {
+    const dir = this.auditDir(node);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.jsonl'))
+      .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+  }
+
+  async worker(node: string, args: string[] = []): Promise<{ child: ChildProcess; stderr: () => string; health?: string; exited: Promise<number | string> }> {
+    const child = spawn(process.execPath, [CLI, 'worker', '--queue', REDIS_URL, '--workspace', this.ws, ...args], { env: this.env(node), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.procs.push(child);
+    let stderr = '';
+    const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker ${node} did not start:\n${stderr}`)), 15_000);
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/taking runs from/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void exited.then((code) => reject(new Error(`worker ${node} exited (${code}):\n${stderr}`)));
+    });
+    return { child, stderr: () => stderr, health: /health on (http:\S+)/.exec(stderr)?.[1], exited };
+  }
+
+  async stdioFront(node: string, args: string[] = []): Promise<ServerHandle> {
+    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node) });
+    this.closers.push(h.close);
+    return h;
+  }
+
+  async httpFront(node: string): Promise<HttpServer> {
+    const h = await startHttpServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws], env: this.env(node) });
+    this.closers.push(h.stop);
+    return h;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.closers) await c().catch(() => {});
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, found] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (found.length) await r.del(...found);
+    } while (cursor !== '0');
+    r.disconnect();
+  }
+}
+
+const structured = (res: any) => res.structuredContent as any;
+
+describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
+  let mock: MockModel;
+  before(async () => {
+    mock = await startMockModel();
+  });
+  after(async () => {
+    await mock?.close();
+  });
+
+  test('64 delegate_parallel tasks at 1 s model latency finish in ≤ 1.3 s, on both workers', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) });
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: 1000 }));
+      await Promise.all([w.worker('a', ['--concurrency', '32']), w.worker('b', ['--concurrency', '32'])]);
+      const front = await w.stdioFront('front');
+      // Warm both workers' pools (first-run costs are not the queue's).
+      await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 8 }, (_, i) => ({ agent: 'fast', task: `warm ${i}` })) } });
+      const t0 = Date.now();
+      const res = await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 64 }, (_, i) => ({ agent: 'fast', task: `task ${i}` })) } }, undefined, { timeout: 30_000 });
+      const elapsed = Date.now() - t0;
+      const s = structured(res);
+      assert.equal(s.ok, 64, JSON.stringify(s.results.find((r: any) => r.status !== 'ok')));
+      assert.equal(s.results[17].output, 'answer: task 17');
+      assert.ok(elapsed <= 1300, `64 tasks took ${elapsed} ms (target ≤ 1300)`);
+      // Where they ran: each worker's own audit log, every event stamped with its node and run id.
+      const ends = (node: string) => w.auditEvents(node).filter((e) => e.event === 'run_end' && e.agent === 'fast');
+      const a = ends('a').length;
+      const b = ends('b').length;
+      assert.equal(a + b, 72, `runs ended on a: ${a}, b: ${b}`);
+      assert.ok(a > 0 && b > 0, `work on both workers (a: ${a}, b: ${b})`);
+      const nodes = new Set(w.auditEvents('a').map((e) => e.node));
+      assert.equal(nodes.size, 1);
+      assert.match([...nodes][0], /^worker-/);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('run_status / run_result / run_cancel from a second front; the cancel aborts the model request in ≤ 1 s', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    try {
+      mock.setHandler((req) => (req.lastUserText.includes('hang') ? { text: 'late', delayMs: 30_000 } : { text: `answer: ${req.lastUserText}`, delayMs: 200 }));
+      await w.worker('a');
+      const [fa, fb] = await Promise.all([w.httpFront('fa'), w.httpFront('fb')]);
+      const ca = await connectClient(fa.url, 'modern');
+      const cb = await connectClient(fb.url, 'modern');
+      // A finished run, fetched from the other front.
+      const quick = structured(await ca.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'quick one', background: true } }));
+      const got = await cb.callTool({ name: 'run_result', arguments: { run_id: quick.run_id, wait_s: 10 } });
+      assert.equal(structured(got).status, 'ok');
+      assert.equal(structured(got).output, 'answer: quick one');
+      // A running one: status from B, cancel from B.
+      const closed = new Promise<number>((resolve) => mock.onClosedEarly(() => resolve(Date.now())));
+      const bg = structured(await ca.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'hang please', background: true } }));
+      for (let i = 0; i < 100 && mock.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(mock.inFlight, 1, 'the model request is in flight');
+      const st = structured(await cb.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } }));
+      assert.equal(st.status, 'running');
+      assert.equal(st.agent, 'slow');
+      const t0 = Date.now();
+      const cancelled = await cb.callTool({ name: 'run_cancel', arguments: { run_id: bg.run_id } });
+      const abortedAt = await closed;
+      assert.ok(abortedAt - t0 <= 1000, `model request aborted ${abortedAt - t0} ms after run_cancel`);
+      assert.equal(structured(cancelled).status, 'cancelled');
+      const fromA = structured(await ca.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 5 } }));
+      assert.equal(fromA.status, 'cancelled');
+      await ca.close();
+      await cb.close();
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('kill -9 of a worker fails only its runs ("worker lost") within 30 s; nothing stays reserved; the audit says so', async () => {
+    mock.reset();
+    const w = new World(mock, { held: agentYaml('held', MODEL) }, { queue: { lostAfterS: 4 } });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      const a = await w.worker('a', ['--concurrency', '3']);
+      await w.worker('b', ['--concurrency', '3']);
+      const front = await w.stdioFront('front');
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push(structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'held', task: `job ${i}`, background: true } })).run_id);
+      for (let i = 0; i < 200 && mock.inFlight < 6; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(mock.inFlight, 6, 'all six runs are at the model');
+      const onA = new Set(w.auditEvents('a').filter((e) => e.event === 'run_start').map((e) => e.run_id));
+      assert.equal(onA.size, 3, 'worker a holds three runs');
+      const killedAt = Date.now();
+      a.child.kill('SIGKILL');
+      await a.exited;
+      // Its runs end "worker lost"; the others keep running.
+      for (const id of onA) {
+        const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 30 } }, undefined, { timeout: 40_000 });
+        assert.equal(r.isError, true, `run ${id}`);
+        assert.match((r.content as any)[0].text, /worker lost/);
+      }
+      const lostAfter = Date.now() - killedAt;
+      assert.ok(lostAfter <= 30_000, `lost runs failed after ${lostAfter} ms`);
+      const others = ids.filter((id) => !onA.has(id));
+      assert.equal(others.length, 3);
+      for (const id of others) assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: id } })).status, 'running');
+      release();
+      for (const id of others) assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 10 } })).status, 'ok');
+      // Nothing stays reserved in the front's books.
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0);
+      const lost = w.auditEvents('front').filter((e) => e.event === 'run_end' && onA.has(e.run_id));
+      assert.equal(lost.length, 3);
+      for (const e of lost) {
+        assert.equal(e.status, 'error');
+        assert.match(e.error, /worker lost/);
+        assert.match(e.node, /^front-/);
+      }
+    } finally {
+      release();
+      await w.close();
+    }
+  });
+
+  test('delegation across workers keeps depth, cycle and budget rules; audit --run --from merges the nodes into one tree', async () => {
+    mock.reset();
+    const role = (name: string, agents: string[]) => agentYaml(name, MODEL, `agents: [${agents.join(', ')}]\n`).replace('Answer the task. Use read_file when asked.', `ROLE=${name}`);
+    const w = new World(mock, { lead: role('lead', ['helper']), helper: role('helper', ['third', 'lead']), third: role('third', ['fourth']), fourth: role('fourth', []) }, { reentry: { maxDepth: 2 } });
+    try {
+      mock.setHandler((req) => {
+        if (req.toolResults.length) return { text: 'done: ' + req.toolResults.map((r) => r.content).join(' | ') };
+        const me = /ROLE=(\w+)/.exec(req.system)![1];
+        if (me === 'lead') return { toolCalls: [{ name: 'agent__helper', arguments: { task: 'help the lead' } }] };
+        if (me === 'helper') return { toolCalls: [{ name: 'agent__third', arguments: { task: 'go deeper' } }, { name: 'agent__lead', arguments: { task: 'back to the lead' } }] };
+        if (me === 'third') return { toolCalls: [{ name: 'agent__fourth', arguments: { task: 'deeper still' } }] };
+        return { text: `${me} answers` };
+      });
+      // The lead takes worker a's only slot; its delegations can only run on b.
+      await w.worker('a', ['--concurrency', '1']);
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'lead', task: 'lead the work', background: true } }));
+      for (let i = 0; i < 100 && w.auditEvents('a').filter((e) => e.event === 'run_start').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await w.worker('b', ['--concurrency', '3']);
+      const res = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } }, undefined, { timeout: 40_000 });
+      const out = structured(res);
+      assert.equal(out.status, 'ok', JSON.stringify(res));
+      assert.match(out.output, /would be depth 3, over max_depth 2/);
+      assert.match(out.output, /cycle lead → helper → lead/);
+      // Ran across workers: the lead on a, its delegations on b.
+      assert.deepEqual(w.auditEvents('a').filter((e) => e.event === 'run_start').map((e) => e.agent), ['lead']);
+      assert.deepEqual(w.auditEvents('b').filter((e) => e.event === 'run_start').map((e) => e.agent).sort(), ['helper', 'third']);
+      // Budget: the lead committed what the helper's tree reported to the slice it reserved.
+      const commits = w.auditEvents('a').filter((e) => e.event === 'budget_commit' && /re-entry child/.test(e.message ?? ''));
+      assert.equal(commits.length, 1);
+      assert.ok(commits[0].tokens > 0);
+      // One tree from three nodes' logs.
+      const merged = await runCli(['audit', '--run', bg.run_id, '--json', '--from', w.auditDir('a'), w.auditDir('b'), w.auditDir('front')], w.env('front'), w.ws);
+      assert.equal(merged.code, 0, merged.stderr);
+      const tree = JSON.parse(merged.stdout);
+      assert.equal(tree.agent, 'lead');
+      assert.equal(tree.children.length, 1);
+      assert.equal(tree.children[0].agent, 'helper');
+      assert.equal(tree.children[0].children[0].agent, 'third');
+      assert.match(tree.nodes[0], /^worker-/);
+      assert.notEqual(tree.nodes[0], tree.children[0].nodes[0]);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('operations: /healthz, queue status per worker, graceful SIGTERM finishes the running run', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) });
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: 1500 }));
+      const a = await w.worker('a', ['--health-port', '0', '--concurrency', '4']);
+      assert.ok(a.health, a.stderr());
+      const h = await fetch(a.health!);
+      assert.equal(h.status, 200);
+      const hb = (await h.json()) as any;
+      assert.equal(hb.ok, true);
+      assert.equal(hb.concurrency, 4);
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'finish me', background: true } }));
+      for (let i = 0; i < 100 && mock.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const st = await runCli(['queue', 'status', '--queue', REDIS_URL, '--json'], w.env('cli'), w.ws);
+      assert.equal(st.code, 0, st.stderr);
+      const status = JSON.parse(st.stdout);
+      assert.equal(status.counts.active, 1);
+      assert.equal(status.workers.length, 1);
+      assert.equal(status.workers[0].alive, true);
+      a.child.kill('SIGTERM');
+      const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 10 } }));
+      assert.equal(r.status, 'ok');
+      assert.equal(await a.exited, 0);
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+test('queue mode: Redis unavailable at start is one clear line naming the URL', async () => {
+  const ws = tempDir('dmcp-queue-down-');
+  writeTree(ws, { 'agents/a.yaml': agentYaml('a', MODEL) });
+  const r = await runCli(['worker', '--queue', 'redis://127.0.0.1:1/0', '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/0/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  const bad = await runCli(['serve', '--queue', 'http://x', '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--queue: expected redis:\/\/HOST:PORT\/DB/);
+});
+
+test('agent retry opt-in is validated: retry: {attempts, only: idempotent}', async () => {
+  const ws = tempDir('dmcp-queue-retry-');
+  writeTree(ws, {
+    'agents/good.yaml': agentYaml('good', MODEL, 'retry: {attempts: 2, only: idempotent}\n'),
+    'agents/bad.yaml': agentYaml('bad', MODEL, 'retry: {attempts: 2, only: always}\n'),
+  });
+  const r = await runCli(['agents', 'validate', path.join(ws, 'agents')], mockEnv('http://127.0.0.1:9'), ws);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.yaml:\d+:\d+: retry\.only/);
+  assert.doesNotMatch(r.stderr, /good\.yaml/);
+});

@@ -131,11 +131,14 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       // Warm both workers' pools (first-run costs are not the queue's).
       await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 8 }, (_, i) => ({ agent: 'fast', task: `warm ${i}` })) } });
       const t0 = Date.now();
-      const res = await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 64 }, (_, i) => ({ agent: 'fast', task: `task ${i}` })) } }, undefined, { timeout: 30_000 });
+      const res = await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 64 }, (_, i) => ({ agent: 'fast', task: `task ${i}` })) } }, { timeout: 30_000 });
       const elapsed = Date.now() - t0;
       const s = structured(res);
       assert.equal(s.ok, 64, JSON.stringify(s.results.find((r: any) => r.status !== 'ok')));
       assert.equal(s.results[17].output, 'answer: task 17');
+      if (process.env.QUEUE_DEBUG) {
+        for (const n of ['a', 'b']) console.log(n, w.auditEvents(n).filter((e) => e.event === 'run_start' || e.event === 'run_end').map((e) => `${e.event[4]}${Date.parse(e.ts) - t0}`).join(' '));
+      }
       assert.ok(elapsed <= 1300, `64 tasks took ${elapsed} ms (target ≤ 1300)`);
       // Where they ran: each worker's own audit log, every event stamped with its node and run id.
       const ends = (node: string) => w.auditEvents(node).filter((e) => e.event === 'run_end' && e.agent === 'fast');
@@ -211,7 +214,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       await a.exited;
       // Its runs end "worker lost"; the others keep running.
       for (const id of onA) {
-        const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 30 } }, undefined, { timeout: 40_000 });
+        const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 30 } }, { timeout: 40_000 });
         assert.equal(r.isError, true, `run ${id}`);
         assert.match((r.content as any)[0].text, /worker lost/);
       }
@@ -241,7 +244,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
   test('delegation across workers keeps depth, cycle and budget rules; audit --run --from merges the nodes into one tree', async () => {
     mock.reset();
     const role = (name: string, agents: string[]) => agentYaml(name, MODEL, `agents: [${agents.join(', ')}]\n`).replace('Answer the task. Use read_file when asked.', `ROLE=${name}`);
-    const w = new World(mock, { lead: role('lead', ['helper']), helper: role('helper', ['third', 'lead']), third: role('third', ['fourth']), fourth: role('fourth', []) }, { reentry: { maxDepth: 2 } });
+    const w = new World(mock, { lead: role('lead', ['helper', 'third', 'fourth']), helper: role('helper', ['third', 'lead']), third: role('third', ['fourth']), fourth: role('fourth', []) }, { reentry: { maxDepth: 2 } });
     try {
       mock.setHandler((req) => {
         if (req.toolResults.length) return { text: 'done: ' + req.toolResults.map((r) => r.content).join(' | ') };
@@ -257,7 +260,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'lead', task: 'lead the work', background: true } }));
       for (let i = 0; i < 100 && w.auditEvents('a').filter((e) => e.event === 'run_start').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
       await w.worker('b', ['--concurrency', '3']);
-      const res = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } }, undefined, { timeout: 40_000 });
+      const res = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } }, { timeout: 40_000 });
       const out = structured(res);
       assert.equal(out.status, 'ok', JSON.stringify(res));
       assert.match(out.output, /would be depth 3, over max_depth 2/);

@@ -238,8 +238,8 @@ export class QueueFront implements RemoteRuns {
       record.done = Promise.resolve(apply({ kind: 'completed', value: job.returnvalue as RunJobReturn }));
       return record;
     }
-    if (state === 'failed') {
-      record.done = Promise.resolve(apply({ kind: 'failed', reason: job.failedReason ?? 'failed' }));
+    if (state === 'failed' || job.deferredFailure) {
+      record.done = Promise.resolve(apply({ kind: 'failed', reason: job.failedReason || job.deferredFailure || 'failed' }));
       return record;
     }
     // Still running somewhere: `done` follows the job (a run_result wait or a run_cancel awaits it).

@@ -4,6 +4,9 @@
 import type { Queue, QueueEvents } from 'bullmq';
 import type { RunJobProgress, RunJobReturn } from './jobs.js';
 
+/** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
+export const STALLED_REASON = 'job stalled more than allowable limit';
+
 export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string };
 
 interface Waiter {
@@ -19,6 +22,8 @@ export class JobWatch {
     private readonly queue: Queue,
     /** A failed job the watcher may send back to the queue (opt-in retry); true when it did. */
     private readonly retry?: (jobId: string, reason: string) => Promise<boolean>,
+    /** Whether a stalled job will be tried again (its agent opted in and has tries left). */
+    private readonly willRetry?: (jobId: string) => Promise<boolean>,
   ) {
     events.on('progress', ({ jobId, data }) => {
       const set = this.waiters.get(jobId);
@@ -28,6 +33,15 @@ export class JobWatch {
     events.on('completed', ({ jobId, returnvalue }) => {
       const value = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RunJobReturn;
       this.settle(jobId, { kind: 'completed', value });
+    });
+    // A lost worker's job is put back with a deferred failure: the next worker that takes it fails it
+    // without running it. That may be long (every worker busy): the run ends now, unless it will be retried.
+    events.on('stalled', ({ jobId }) => {
+      if (!this.waiters.has(jobId)) return;
+      void (async () => {
+        if (this.willRetry && (await this.willRetry(jobId).catch(() => false))) return;
+        this.settle(jobId, { kind: 'failed', reason: STALLED_REASON });
+      })();
     });
     events.on('failed', ({ jobId, failedReason }) => {
       void (async () => {
@@ -55,6 +69,7 @@ export class JobWatch {
     const job = await this.queue.getJob(jobId).catch(() => undefined);
     if (!job) return;
     const state = await job.getState().catch(() => 'unknown');
+    if (job.deferredFailure && state !== 'completed') this.settle(jobId, { kind: 'failed', reason: job.deferredFailure });
     if (state === 'completed') this.settle(jobId, { kind: 'completed', value: job.returnvalue as RunJobReturn });
     else if (state === 'failed') this.settle(jobId, { kind: 'failed', reason: job.failedReason ?? 'failed' });
   }

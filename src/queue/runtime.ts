@@ -29,12 +29,18 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       // An agent that opted in (retry: {attempts, only: idempotent}) goes back to the queue when its worker is lost.
       const retry = async (jobId: string, reason: string): Promise<boolean> => {
         const job = await queue.getJob(jobId);
-        if (!job || !/stalled/i.test(reason) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return false;
+        if (!job || !/stalled/i.test(reason) || job.attemptsMade >= (job.opts.attempts ?? 1)) return false;
+        // BullMQ keeps the stall's deferred failure on the job; a retried job must not carry it (pinned 6.7 layout).
+        await conn.hdel(`${settings.prefix}:${RUN_QUEUE}:${jobId}`, 'defa');
         await job.retry('failed');
         log.warn(`queue: run ${jobId} (${(job.data as RunJob).agent}) lost its worker; retrying (the agent opted in)`);
         return true;
       };
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry), conn, settings);
+      const willRetry = async (jobId: string): Promise<boolean> => {
+        const job = await queue.getJob(jobId);
+        return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
+      };
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry, willRetry), conn, settings);
       let local: QueueWorkerNode | undefined;
       if (work) {
         local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {

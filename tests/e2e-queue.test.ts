@@ -126,7 +126,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     const w = new World(mock, { fast: agentYaml('fast', MODEL) });
     try {
       mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: 1000 }));
-      await Promise.all([w.worker('a', ['--concurrency', '32']), w.worker('b', ['--concurrency', '32'])]);
+      const [wa] = await Promise.all([w.worker('a', ['--concurrency', '32']), w.worker('b', ['--concurrency', '32'])]);
       const front = await w.stdioFront('front');
       // Warm both workers' pools (first-run costs are not the queue's).
       await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 8 }, (_, i) => ({ agent: 'fast', task: `warm ${i}` })) } });
@@ -137,7 +137,12 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.equal(s.ok, 64, JSON.stringify(s.results.find((r: any) => r.status !== 'ok')));
       assert.equal(s.results[17].output, 'answer: task 17');
       if (process.env.QUEUE_DEBUG) {
-        for (const n of ['a', 'b']) console.log(n, w.auditEvents(n).filter((e) => e.event === 'run_start' || e.event === 'run_end').map((e) => `${e.event[4]}${Date.parse(e.ts) - t0}`).join(' '));
+        for (const n of ['a', 'b']) {
+          const ev = w.auditEvents(n).filter((e) => Date.parse(e.ts) >= t0);
+          const span = (k: string) => ev.filter((e) => e.event === k).map((e) => Date.parse(e.ts) - t0).sort((x, y) => x - y);
+          const st = span('run_start'), en = span('run_end'), mc = span('model_call');
+          console.log(n, 'start', st[0], st.at(-1), 'model_call', mc[0], mc.at(-1), 'end', en[0], en.at(-1), 'lat', ev.filter((e) => e.event === 'model_call').map((e) => e.latency_ms).sort((x, y) => x - y).at(-1));
+        }
       }
       assert.ok(elapsed <= 1300, `64 tasks took ${elapsed} ms (target ≤ 1300)`);
       // Where they ran: each worker's own audit log, every event stamped with its node and run id.

@@ -118,7 +118,6 @@ export class QueueWorkerNode {
       this.batchScopes.set(batch, n + 1);
     }
     try {
-      if (await this.conn.exists(keys.cancelled(this.settings.prefix, data.runId))) abort.abort();
       const follow = data.progress || data.background === true;
       // Progress can come while start() is still on the stack: read the record through this.
       let rec: RunRecord | undefined;
@@ -137,6 +136,9 @@ export class QueueWorkerNode {
           ? (line) => void job.updateProgress({ line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress).catch(() => {}) // progress is best effort
           : undefined,
       });
+      // A cancel that came before this worker took the job (its publish went unheard): checked while the
+      // run starts, not before, so the check costs the run no round trip.
+      void this.conn.exists(keys.cancelled(this.settings.prefix, data.runId)).then((n) => n && abort.abort('cancelled'), () => {}); // Redis away: pub/sub cancels still reach the run
       const result = await rec.done;
       if (result.status === 'ok') this.counts.done++;
       else this.counts.failed++;

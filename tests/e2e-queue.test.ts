@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { Redis } from 'ioredis';
 import { CLI, agentYaml, mockEnv, runCli, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
 import { connectClient, startHttpServer, type HttpServer } from './http-helpers.js';
@@ -163,11 +164,22 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) });
     try {
-      mock.setHandler((req) => (req.lastUserText.includes('hang') ? { text: 'late', delayMs: 30_000 } : { text: `answer: ${req.lastUserText}`, delayMs: 200 }));
+      mock.setHandler((req) =>
+        req.lastUserText.includes('hang') ? { text: 'late', delayMs: 30_000 } : req.lastUserText.includes('6 s') ? { text: 'slow answer', delayMs: 6000 } : { text: `answer: ${req.lastUserText}`, delayMs: 200 },
+      );
       await w.worker('a');
       const [fa, fb] = await Promise.all([w.httpFront('fa'), w.httpFront('fb')]);
       const ca = await connectClient(fa.url, 'modern');
       const cb = await connectClient(fb.url, 'modern');
+      // Progress from the worker reaches the client, with a heartbeat at least every 5 s.
+      const beats: number[] = [];
+      const asked = Date.now();
+      const slowRes = await ca.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'take 6 s' } }, { onprogress: () => beats.push(Date.now()), resetTimeoutOnProgress: true, timeout: 20_000 });
+      assert.equal(structured(slowRes).status, 'ok', JSON.stringify(slowRes));
+      assert.ok(beats.length >= 2, `${beats.length} progress notifications`);
+      const stamps = [asked, ...beats, Date.now()];
+      const gaps = stamps.slice(1).map((t, i) => t - stamps[i]);
+      assert.ok(Math.max(...gaps) <= 5000, `progress gaps ${gaps.join(', ')} ms`);
       // A finished run, fetched from the other front.
       const quick = structured(await ca.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'quick one', background: true } }));
       const got = await cb.callTool({ name: 'run_result', arguments: { run_id: quick.run_id, wait_s: 10 } });
@@ -288,6 +300,75 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.match(tree.nodes[0], /^worker-/);
       assert.notEqual(tree.nodes[0], tree.children[0].nodes[0]);
     } finally {
+      await w.close();
+    }
+  });
+
+  test('a full queue answers "server busy"; serve --queue --work runs the queue on its own', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { queue: { maxWaiting: 1 } });
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}` }));
+      // No worker yet: the first run waits, the second finds the queue full.
+      const front = await w.stdioFront('front');
+      const first = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'one', background: true } }));
+      assert.equal(first.status, 'running');
+      const second = await front.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'two' } });
+      assert.equal(second.isError, true);
+      assert.match((second.content as any)[0].text, /server busy: 1 runs waiting for a worker \(limit 1, delegate\.queue\.maxWaiting\)/);
+      // A front with a local worker takes the waiting run and new ones.
+      const both = await w.stdioFront('both', ['--work']);
+      assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: first.run_id, wait_s: 10 } })).output, 'answer: one');
+      assert.equal(structured(await both.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'three' } })).output, 'answer: three');
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('Redis lost mid-way: new calls fail fast with the reason; a running run finishes and reports when Redis is back', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) });
+    // The front reaches Redis through a proxy the test can cut.
+    const target = new URL(REDIS_URL);
+    const sockets = new Set<net.Socket>();
+    let open = true;
+    const proxy = net.createServer((client) => {
+      if (!open) return client.destroy();
+      const upstream = net.connect(Number(target.port || 6379), target.hostname);
+      client.pipe(upstream).pipe(client);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => s.destroy());
+        s.on('close', () => sockets.delete(s));
+      }
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    const proxyUrl = `redis://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: req.lastUserText.includes('long') ? 3000 : 0 }));
+      await w.worker('a');
+      const h = await startServer({ args: ['--queue', proxyUrl, '--workspace', w.ws], env: w.env('front') });
+      try {
+        const bg = structured(await h.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'a long one', background: true } }));
+        for (let i = 0; i < 100 && mock.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 20));
+        open = false;
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => setTimeout(r, 300));
+        const t0 = Date.now();
+        const refused = await h.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'during the outage' } });
+        assert.ok(Date.now() - t0 < 1000, `answered in ${Date.now() - t0} ms`);
+        assert.equal(refused.isError, true);
+        assert.match((refused.content as any)[0].text, /queue unavailable: Redis at redis:\/\/127\.0\.0\.1:\d+: /);
+        open = true;
+        const r = structured(await h.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 }));
+        assert.equal(r.status, 'ok');
+        assert.equal(r.output, 'answer: a long one');
+      } finally {
+        await h.close();
+      }
+    } finally {
+      proxy.close();
+      for (const s of sockets) s.destroy();
       await w.close();
     }
   });

@@ -21,7 +21,8 @@ const ENQUEUE_TIMEOUT_MS = 5_000;
 export class QueueFront implements RemoteRuns {
   /** Why Redis cannot be used right now (new calls fail fast with it); undefined when connected. */
   private down?: string;
-  private waitingCache = { count: 0, at: 0 };
+  /** Jobs waiting for a worker: Redis's count, refreshed at most every 250 ms, plus what was added since. */
+  private waiting = { count: 0, at: 0, addedSince: 0 };
 
   constructor(
     private readonly orchestrator: Orchestrator,
@@ -125,28 +126,31 @@ export class QueueFront implements RemoteRuns {
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
     };
-    const waiting = this.watch.wait(runId, (p) => {
+    const watching = this.watch.wait(runId, (p) => {
       record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');
       record.turn = p.turn;
       Object.assign(usage, p.usage);
       req.onProgress?.(p.line);
     });
-    void waiting.done.then((out) => this.ended(out, record, req, finish));
+    void watching.done.then((out) => this.ended(out, record, req, finish));
     cancelImpl = (reason) => void this.cancel(runId, reason, () => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason }));
     const onAbort = () => record.cancel('cancelled');
     if (req.signal?.aborted) onAbort();
     else req.signal?.addEventListener('abort', onAbort, { once: true });
     void done.then(() => req.signal?.removeEventListener('abort', onAbort));
 
+    this.waiting.count++;
+    this.waiting.addedSince++;
     const attempts = agent.retry?.attempts ?? 1;
     const keepS = o.cfg.delegate.runs.keepS;
     void withTimeout(
       this.enqueue({ name: req.agent, data: job, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } }),
       ENQUEUE_TIMEOUT_MS,
     ).then(
-      () => this.waitingCache.count++,
+      () => {},
       (err: Error) => {
-        waiting.stop();
+        this.waiting.count--;
+        watching.stop();
         fail(`queue unavailable: could not enqueue the run on Redis at ${safeUrl(this.settings.url)}: ${err.message}`);
       },
     );
@@ -210,11 +214,13 @@ export class QueueFront implements RemoteRuns {
   /** "server busy" when more runs wait for a worker than delegate.queue.maxWaiting allows. */
   private busy(): string | undefined {
     const now = Date.now();
-    if (now - this.waitingCache.at > 250) {
-      this.waitingCache.at = now;
-      void this.queue.getWaitingCount().then((n) => (this.waitingCache.count = n), () => {});
+    if (now - this.waiting.at > 250) {
+      this.waiting.at = now;
+      this.waiting.addedSince = 0;
+      // Runs added while the count is on its way are added to it (at worst one is counted twice: busy a little early).
+      void this.queue.getWaitingCount().then((n) => (this.waiting.count = n + this.waiting.addedSince), () => {}); // Redis away: `down` answers calls
     }
-    const n = this.waitingCache.count;
+    const n = this.waiting.count;
     if (n < this.settings.maxWaiting) return undefined;
     return `server busy: ${n} runs waiting for a worker (limit ${this.settings.maxWaiting}, delegate.queue.maxWaiting), retry later`;
   }

@@ -9,7 +9,8 @@
 // At the edges: the first tools/call after start (spawn → initialize → tools/list → the call), the
 // first N=32 fan-out right after start (ours: one delegate_parallel, against our warm ones), RSS after
 // 10,000 calls, and (ours only) the budget-burst admission figure: after a few runs of history, 100
-// concurrent runs against a daily cap that fits 10.
+// concurrent runs against a daily cap that fits 10. Then the sandbox's and the queue mode's rows
+// (bench/sandbox.ts, bench/queue.ts; the queue rows need Redis).
 //
 // Options (after `npm run bench --`):
 //   --quick                 fewer samples (a smoke run, not for the README); also BENCH_QUICK=1
@@ -28,6 +29,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, ROOT, tempDir, writeTree, mockEnv } from '../tests/helpers.js';
 import { benchSandbox } from './sandbox.js';
+import { queueSection } from './queue.js';
 
 // ---------------------------------------------------------------------------------------------- args
 const argv = process.argv.slice(2);
@@ -384,6 +386,8 @@ max_turns: 2
   report(results, (performance.now() - benchStart) / 1000);
   // run_command's sandbox overhead (bench/sandbox.ts, also runnable on its own).
   process.stdout.write('\n' + (await benchSandbox({ quick: QUICK })));
+  // Queue mode (bench/queue.ts, also runnable on its own): the queue hop and 128 tasks on 2 workers.
+  process.stdout.write('\n' + (await queueSection(QUICK)));
 }
 
 /**

@@ -1,0 +1,159 @@
+// Queue mode rows of `npm run bench` (also alone: `node --import tsx bench/queue.ts [--quick]`):
+// - per-call overhead of the queue hop: sequential agent calls (mock model 0 ms) through an embedded
+//   server vs a queue front with one worker process, p50 of each and the difference (target ≤ +5 ms);
+// - 128 delegate_parallel tasks with a 1 s model across 2 worker processes: wall time and efficiency =
+//   model latency / wall (target ≥ 0.85).
+// Needs Redis (REDIS_URL, default redis://127.0.0.1:6379); uses its own key prefix and deletes it after.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { Redis } from 'ioredis';
+import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
+import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const AGENT = 'bench-agent';
+const MODEL_LATENCY_MS = 1000;
+
+export interface QueueBench {
+  seqEmbeddedP50: number;
+  seqQueueP50: number;
+  fanWorkers: number;
+  fanTasks: number;
+  fanWall: number;
+  efficiency: number;
+}
+
+function p50(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+}
+
+async function redisUp(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+  r.on('error', () => {}); // answered by the ping
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function connect(args: string[], env: Record<string, string>, cwd: string): Promise<Client> {
+  const client = new Client({ name: 'delegate-mcp-bench-queue', version: '1.0.0' });
+  await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', ...args], env, cwd, stderr: 'pipe' }));
+  return client;
+}
+
+async function startWorker(ws: string, env: Record<string, string>, concurrency: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [CLI, 'worker', '--queue', REDIS_URL, '--workspace', ws, '--concurrency', String(concurrency)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start:\n${err}`)), 15_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/taking runs from/.test(err)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return child;
+}
+
+async function sequential(client: Client, n: number, warm: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < warm + n; i++) {
+    const t0 = performance.now();
+    const res = await client.callTool({ name: AGENT, arguments: { task: `seq ${i}` } });
+    if (res.isError) throw new Error(JSON.stringify(res.content).slice(0, 300));
+    if (i >= warm) out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/** Runs the queue rows; undefined (with the reason on stderr) when Redis is not there. */
+export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Promise<QueueBench | undefined> {
+  if (!(await redisUp())) {
+    process.stderr.write(`queue mode: skipped (no Redis at ${REDIS_URL}; set REDIS_URL)\n`);
+    return undefined;
+  }
+  const mock = opts.mock ?? (await startMockModel());
+  const prefix = `dmcp-bench-${randomBytes(4).toString('hex')}`;
+  const ws = tempDir('dmcp-bench-queue-');
+  writeTree(ws, {
+    [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: Bench agent.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
+    'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
+  });
+  const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: path.join(ws, '..', `${path.basename(ws)}-${node}`), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_LOG_LEVEL: 'info' });
+  const procs: ChildProcess[] = [];
+  const clients: Client[] = [];
+  const n = opts.quick ? 60 : 300;
+  const warm = opts.quick ? 20 : 50;
+  try {
+    mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
+    const embedded = await connect(['--workspace', ws], env('embedded'), ws);
+    clients.push(embedded);
+    const seqEmbedded = await sequential(embedded, n, warm);
+    await embedded.close();
+    procs.push(await startWorker(ws, env('w1'), 64));
+    const front = await connect(['--queue', REDIS_URL, '--workspace', ws], env('front'), ws);
+    clients.push(front);
+    const seqQueue = await sequential(front, n, warm);
+    procs.push(await startWorker(ws, env('w2'), 64));
+    mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: MODEL_LATENCY_MS }));
+    const tasks = (k: number) => Array.from({ length: k }, (_, i) => ({ agent: AGENT, task: `fan ${i}` }));
+    await front.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(16) } }); // both workers' pools warm
+    const fanTasks = 128;
+    const walls: number[] = [];
+    for (let rep = 0; rep < (opts.quick ? 1 : 3); rep++) {
+      const t0 = performance.now();
+      const res = await front.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(fanTasks) } }, { timeout: 60_000 });
+      const sc = res.structuredContent as { ok: number } | undefined;
+      if (sc?.ok !== fanTasks) throw new Error(`delegate_parallel: ${sc?.ok}/${fanTasks} ok`);
+      walls.push(performance.now() - t0);
+    }
+    const fanWall = p50(walls);
+    return { seqEmbeddedP50: p50(seqEmbedded), seqQueueP50: p50(seqQueue), fanWorkers: 2, fanTasks, fanWall, efficiency: MODEL_LATENCY_MS / fanWall };
+  } finally {
+    for (const c of clients) await c.close().catch(() => {});
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.on('exit', r)))));
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, found] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (found.length) await r.del(...found);
+    } while (cursor !== '0');
+    r.disconnect();
+    if (!opts.mock) await mock.close();
+  }
+}
+
+/** The queue rows of the report table: [metric, value, target with PASS/FAIL]. */
+export function queueRows(q: QueueBench): [string, string, string][] {
+  const delta = q.seqQueueP50 - q.seqEmbeddedP50;
+  const pf = (pass: boolean) => (pass ? 'PASS' : 'FAIL');
+  return [
+    ['queue hop: per-call p50, embedded → front + 1 worker (model 0 ms)', `${q.seqEmbeddedP50.toFixed(1)} → ${q.seqQueueP50.toFixed(1)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} ms)`, `≤ +5 ms ${pf(delta <= 5)}`],
+    [`queue: delegate_parallel ×${q.fanTasks}, 1 s model, ${q.fanWorkers} workers: wall (eff.)`, `${q.fanWall.toFixed(0)} ms (${q.efficiency.toFixed(3)})`, `≥ 0.85 ${pf(q.efficiency >= 0.85)}`],
+  ];
+}
+
+/** The queue section of the report (a markdown table), or the reason it is missing. */
+export async function queueSection(quick: boolean): Promise<string> {
+  const q = await benchQueue({ quick });
+  if (!q) return `queue mode: skipped (no Redis at ${REDIS_URL})\n`;
+  return ['| queue mode | value | target |', '| --- | --- | --- |', ...queueRows(q).map((r) => `| ${r.join(' | ')} |`), ''].join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.stdout.write(await queueSection(process.argv.includes('--quick') || process.env.BENCH_QUICK === '1'));
+}

@@ -207,9 +207,9 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
-  test('kill -9 of a worker fails only its runs ("worker lost") within 30 s; nothing stays reserved; the audit says so', async () => {
+  test('kill -9 of a worker fails only its runs ("worker lost") within 30 s; nothing stays reserved; the audit says so; an opted-in agent is retried', async () => {
     mock.reset();
-    const w = new World(mock, { held: agentYaml('held', MODEL) }, { queue: { lostAfterS: 4 } });
+    const w = new World(mock, { held: agentYaml('held', MODEL), again: agentYaml('again', MODEL, 'retry: {attempts: 2, only: idempotent}\n') }, { queue: { lostAfterS: 4 } });
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
     try {
@@ -217,36 +217,45 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
         await released;
         return { text: `answer: ${req.lastUserText}` };
       });
+      const start = async (agent: string, task: string) => structured(await front.client.callTool({ name: 'delegate', arguments: { agent, task, background: true } })).run_id as string;
+      const atModel = async (n: number) => {
+        for (let i = 0; i < 200 && mock.inFlight < n; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(mock.inFlight, n, `${n} runs at the model`);
+      };
+      // Worker a alone takes the first three runs; b, started next, the other three.
       const a = await w.worker('a', ['--concurrency', '3']);
-      await w.worker('b', ['--concurrency', '3']);
       const front = await w.stdioFront('front');
-      const ids: string[] = [];
-      for (let i = 0; i < 6; i++) ids.push(structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'held', task: `job ${i}`, background: true } })).run_id);
-      for (let i = 0; i < 200 && mock.inFlight < 6; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(mock.inFlight, 6, 'all six runs are at the model');
-      const onA = new Set(w.auditEvents('a').filter((e) => e.event === 'run_start').map((e) => e.run_id));
-      assert.equal(onA.size, 3, 'worker a holds three runs');
+      const onA = [await start('again', 'retry me'), await start('held', 'job 0'), await start('held', 'job 1')];
+      await atModel(3);
+      await w.worker('b', ['--concurrency', '3']);
+      const onB = [await start('held', 'job 2'), await start('held', 'job 3'), await start('held', 'job 4')];
+      await atModel(6);
+      assert.deepEqual(new Set(w.auditEvents('a').filter((e) => e.event === 'run_start').map((e) => e.run_id)), new Set(onA));
       const killedAt = Date.now();
       a.child.kill('SIGKILL');
       await a.exited;
-      // Its runs end "worker lost"; the others keep running.
-      for (const id of onA) {
+      // Its runs end "worker lost" (the opted-in one excepted); the others keep running.
+      const lostIds = onA.slice(1);
+      for (const id of lostIds) {
         const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 30 } }, { timeout: 40_000 });
         assert.equal(r.isError, true, `run ${id}`);
         assert.match((r.content as any)[0].text, /worker lost/);
       }
       const lostAfter = Date.now() - killedAt;
       assert.ok(lostAfter <= 30_000, `lost runs failed after ${lostAfter} ms`);
-      const others = ids.filter((id) => !onA.has(id));
-      assert.equal(others.length, 3);
-      for (const id of others) assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: id } })).status, 'running');
+      for (const id of [onA[0], ...onB]) assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: id } })).status, 'running', id);
       release();
-      for (const id of others) assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 10 } })).status, 'ok');
+      for (const id of onB) assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 10 } })).status, 'ok');
+      // The opted-in run went back to the queue and ran again, on b.
+      const retried = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: onA[0], wait_s: 20 } }, { timeout: 30_000 }));
+      assert.equal(retried.status, 'ok');
+      assert.equal(retried.output, 'answer: retry me');
+      assert.equal(mock.requests.filter((r) => r.lastUserText === 'retry me').length, 2);
       // Nothing stays reserved in the front's books.
       const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
       assert.equal(books.server.reserved.tokens, 0);
-      const lost = w.auditEvents('front').filter((e) => e.event === 'run_end' && onA.has(e.run_id));
-      assert.equal(lost.length, 3);
+      const lost = w.auditEvents('front').filter((e) => e.event === 'run_end' && lostIds.includes(e.run_id));
+      assert.equal(lost.length, 2);
       for (const e of lost) {
         assert.equal(e.status, 'error');
         assert.match(e.error, /worker lost/);

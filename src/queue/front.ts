@@ -134,10 +134,22 @@ export class QueueFront implements RemoteRuns {
     });
     void watching.done.then((out) => this.ended(out, record, req, finish));
     cancelImpl = (reason) => void this.cancel(runId, reason, () => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason }));
+    // The worker enforces the run's deadline; this one ends it here if no worker did (none took the job,
+    // or the one that did went silent), a grace period later.
+    const timeoutS = Math.min(o.cfg.delegate.runs.timeoutS, agent.timeoutS ?? Infinity, req.timeoutS && req.timeoutS > 0 ? req.timeoutS : Infinity);
+    const deadline = setTimeout(() => {
+      void this.cancel(runId, 'timeout', () => {});
+      finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, `run deadline reached (${timeoutS} s) before a worker finished it`), status: 'timeout' });
+    }, timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
+    deadline.unref();
     const onAbort = () => record.cancel('cancelled');
     if (req.signal?.aborted) onAbort();
     else req.signal?.addEventListener('abort', onAbort, { once: true });
-    void done.then(() => req.signal?.removeEventListener('abort', onAbort));
+    void done.then(() => {
+      clearTimeout(deadline);
+      watching.stop();
+      req.signal?.removeEventListener('abort', onAbort);
+    });
 
     this.waiting.count++;
     this.waiting.addedSince++;

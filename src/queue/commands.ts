@@ -2,7 +2,8 @@
 // declared here; what they do (runtime.ts, BullMQ, ioredis) loads when one of them runs.
 import type { Command } from 'commander';
 import type { AgentStore } from '../agents/store.js';
-import { ConfigError, loadConfig, type ConfigOverrides, type ResolvedConfig } from '../config/config.js';
+import { loadConfig, type ConfigOverrides, type ResolvedConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { queueUrl } from './connection.js';
 
 /** `--concurrency N` / `--health-port P` / `--grace S`: whole numbers, said plainly when not. */

@@ -3,7 +3,8 @@
 // ioredis never load in the embedded default (its cold start does not change).
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, type ResolvedConfig } from '../config/config.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 
 export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
 export const QUEUE_PREFIX_ENV = 'DELEGATE_MCP_QUEUE_PREFIX';

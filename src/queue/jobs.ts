@@ -2,8 +2,8 @@
 // returns, the progress it reports, and the Redis names fronts and workers share. Job id = run id.
 import { z } from 'zod';
 import { CallChainSchema } from '../orchestrator/chain.js';
-import type { RunResult } from '../orchestrator/runs.js';
-import type { Usage } from '../providers/types.js';
+import type { RunResult } from '../contract/run.js';
+import type { Usage } from '../contract/usage.js';
 
 export const RunJobSchema = z.object({
   v: z.literal(1),

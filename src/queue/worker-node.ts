@@ -14,7 +14,7 @@ import { digest } from '../audit/events.js';
 import { log } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
-import { emptyUsage } from '../providers/types.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import { VERSION } from '../version.js';
 import { connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { JobWatch } from './job-watch.js';

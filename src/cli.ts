@@ -189,8 +189,15 @@ addCommon(program.command('run').description('run one agent from the terminal an
 addCommon(program.command('budget').description("show today's budget books from the state directory (per scope, agent and model)"))
   .option('--day <day>', 'UTC day: today (default), yesterday or YYYY-MM-DD', (v: string) => parseDay(v))
   .option('--json', 'print as JSON')
-  .action(async (opts: CommonOpts & { day?: string; json?: boolean }) => {
+  .option('--queue <url>', 'queue mode: the books every front shares, in Redis (default: DELEGATE_MCP_QUEUE_URL, else delegate.queue.url)')
+  .action(async (opts: CommonOpts & { day?: string; json?: boolean; queue?: string }) => {
     const cfg = loadConfig(opts);
+    const queueAt = queueUrl(cfg, opts.queue);
+    if (queueAt) {
+      const status = await (await import('./queue/runtime.js')).sharedBudgetStatus(cfg, queueAt, opts.day);
+      process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : renderBudget(status) + '\n');
+      return;
+    }
     openStateDir(cfg);
     const gate = await BudgetGate.open(cfg);
     try {

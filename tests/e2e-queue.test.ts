@@ -313,6 +313,33 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
+  test('100 concurrent runs from two fronts against one daily cap never commit more than the cap (shared books in Redis)', async () => {
+    mock.reset();
+    const cap = 3000;
+    const w = new World(mock, { cheap: agentYaml('cheap', MODEL) }, { budget: { daily_tokens: cap } });
+    try {
+      mock.setHandler(() => ({ text: 'ok', usage: { input_tokens: 300, output_tokens: 100 }, delayMs: 100 }));
+      await w.worker('a', ['--concurrency', '64']);
+      const [f1, f2] = await Promise.all([w.stdioFront('f1'), w.stdioFront('f2')]);
+      const batch = (c: ServerHandle, tag: string) =>
+        c.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 50 }, (_, i) => ({ agent: 'cheap', task: `${tag} ${i}` })) } }, { timeout: 60_000 });
+      const [r1, r2] = await Promise.all([batch(f1, 'one'), batch(f2, 'two')]);
+      const results = [...structured(r1).results, ...structured(r2).results];
+      assert.equal(results.length, 100);
+      const ok = results.filter((r: any) => r.status === 'ok');
+      assert.ok(ok.length >= 1, 'some runs fit the cap');
+      for (const r of results.filter((r: any) => r.status !== 'ok')) assert.match(r.error, /budget refused|budget/);
+      const st = await runCli(['budget', '--queue', REDIS_URL, '--json'], w.env('cli'), w.ws);
+      assert.equal(st.code, 0, st.stderr);
+      const books = JSON.parse(st.stdout);
+      assert.ok(books.server.spent.tokens <= cap, `committed ${books.server.spent.tokens} of a ${cap} cap`);
+      assert.equal(books.server.spent.tokens, ok.reduce((n: number, r: any) => n + r.usage.input_tokens + r.usage.output_tokens, 0));
+      assert.equal(books.server.reserved.tokens, 0);
+    } finally {
+      await w.close();
+    }
+  });
+
   test('a full queue answers "server busy"; serve --queue --work runs the queue on its own', async () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { queue: { maxWaiting: 1 } });

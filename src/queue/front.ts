@@ -10,12 +10,14 @@ import type { Orchestrator, RemoteRuns, RunRequest } from '../orchestrator/orche
 import { mayAccess, type RunRecord } from '../orchestrator/runs.js';
 import type { RunResult } from '../contract/run.js';
 import type { RunBudget } from '../orchestrator/budget-gate.js';
+import type { AgentDefinition } from '../agents/definition.js';
 import { emptyUsage } from '../contract/usage-sum.js';
 import type { Usage } from '../contract/usage.js';
 import { log } from '../log.js';
 import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
 import { JobWatch, type JobOutcome } from './job-watch.js';
 import { safeUrl, type QueueSettings } from './connection.js';
+import type { RedisLedger } from '../budget/redis-ledger.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
@@ -32,6 +34,8 @@ export class QueueFront implements RemoteRuns {
     private readonly watch: JobWatch,
     private readonly conn: Redis,
     private readonly settings: QueueSettings,
+    /** The books every front shares (server daily, agent daily, in Redis): a run's slice is reserved there too. */
+    private readonly shared?: RedisLedger,
   ) {
     conn.on('close', () => (this.down ??= 'connection closed'));
     conn.on('error', (err: Error) => (this.down = err.message));
@@ -66,6 +70,8 @@ export class QueueFront implements RemoteRuns {
     };
     let rb: RunBudget | undefined;
     let sliceId: string | undefined;
+    let sharedId: string | undefined;
+    let sharedOpen = false;
     const finish = (result: RunResult, treeUsage?: Usage) => {
       if (record.status !== 'running') return;
       if (rb) {
@@ -76,6 +82,7 @@ export class QueueFront implements RemoteRuns {
         }
         o.budget.closeRun(rb);
       }
+      if (sharedOpen) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
       Object.assign(usage, result.usage);
       record.status = result.status;
       record.endedAt = Date.now();
@@ -112,8 +119,8 @@ export class QueueFront implements RemoteRuns {
       return record;
     }
     sliceId = slice.reservationId;
-    const caps = lowerCaps(lowerCaps(req.budget, chain?.budget), slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
-    const job: RunJob = {
+    let caps = lowerCaps(lowerCaps(req.budget, chain?.budget), slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
+    const makeJob = (): RunJob => ({
       v: 1,
       runId,
       agent: req.agent,
@@ -127,7 +134,7 @@ export class QueueFront implements RemoteRuns {
       ...(chain && { chain }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
-    };
+    });
     const watching = this.watch.wait(runId, (p) => {
       record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');
       record.turn = p.turn;
@@ -135,7 +142,9 @@ export class QueueFront implements RemoteRuns {
       req.onProgress?.(p.line);
     });
     void watching.done.then((out) => this.ended(out, record, req, finish));
-    cancelImpl = (reason) => void this.cancel(runId, reason, () => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason }));
+    let enqueued = false;
+    const cancelledHere = (reason: 'cancelled' | 'timeout') => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason });
+    cancelImpl = (reason) => (enqueued ? void this.cancel(runId, reason, () => cancelledHere(reason)) : cancelledHere(reason));
     // The worker enforces the run's deadline; this one ends it here if no worker did (none took the job,
     // or the one that did went silent), a grace period later.
     const timeoutS = Math.min(o.cfg.delegate.runs.timeoutS, agent.timeoutS ?? Infinity, req.timeoutS && req.timeoutS > 0 ? req.timeoutS : Infinity);
@@ -157,18 +166,62 @@ export class QueueFront implements RemoteRuns {
     this.waiting.addedSince++;
     const attempts = agent.retry?.attempts ?? 1;
     const keepS = o.cfg.delegate.runs.keepS;
-    void withTimeout(
-      this.enqueue({ name: req.agent, data: job, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } }),
-      ENQUEUE_TIMEOUT_MS,
-    ).then(
-      () => {},
-      (err: Error) => {
-        this.waiting.count--;
-        watching.stop();
-        fail(`queue unavailable: could not enqueue the run on Redis at ${safeUrl(this.settings.url)}: ${err.message}`);
-      },
-    );
+    void (async () => {
+      // The shared books: the same slice, reserved where every front sees it.
+      if (this.shared) {
+        const got = await this.reserveShared(runId, agent, modelRef, caps);
+        sharedOpen = got.opened;
+        if (!got.ok) throw new BudgetRefusal(got.reason);
+        sharedId = got.reservationId;
+        caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
+      }
+      if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
+      enqueued = true;
+      await withTimeout(
+        this.enqueue({ name: req.agent, data: makeJob(), opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } }),
+        ENQUEUE_TIMEOUT_MS,
+      );
+    })().catch((err: Error) => {
+      this.waiting.count--;
+      watching.stop();
+      fail(err instanceof BudgetRefusal ? `budget refused: ${err.message}` : `queue unavailable: could not enqueue the run on Redis at ${safeUrl(this.settings.url)}: ${err.message}`);
+    });
     return record;
+  }
+
+  /** Opens the run in the shared books and reserves its slice there: min(its caps, what every shared scope has left). */
+  private async reserveShared(
+    runId: string,
+    agent: AgentDefinition,
+    modelRef: string,
+    caps: { run_tokens?: number; run_usd?: number } | undefined,
+  ): Promise<{ ok: true; opened: true; reservationId: string; tokens?: number } | { ok: false; opened: boolean; reason: string }> {
+    const b = agent.budget;
+    await this.shared!.openRun({
+      runId,
+      agent: agent.name,
+      run: { tokens: b.runTokens, usd: b.runUsd },
+      call: { tokens: caps?.run_tokens, usd: caps?.run_usd },
+      agentDaily: { tokens: b.dailyTokens, usd: b.dailyUsd },
+    });
+    const UNLIMITED = 1e12;
+    const r = await this.shared!.reserve({ runId, model: modelRef, inputTokens: 0, maxOutputTokens: caps?.run_tokens ?? UNLIMITED, minOutputTokens: 1 });
+    if (!r.ok) return { ok: false, opened: true, reason: r.message };
+    return { ok: true, opened: true, reservationId: r.reservationId, ...(r.maxOutputTokens < UNLIMITED ? { tokens: r.maxOutputTokens } : {}) };
+  }
+
+  /** The shared books after the run: what its tree spent is committed (or the slice released), then its scope closes. */
+  private async settleShared(runId: string, reservationId: string | undefined, treeUsage: Usage | undefined, usd: number | null): Promise<void> {
+    try {
+      if (reservationId) {
+        if (treeUsage) await this.shared!.commit(reservationId, treeUsage, undefined, usd);
+        else await this.shared!.release(reservationId);
+      }
+      await this.shared!.closeRun(runId);
+    } catch (err) {
+      // The shared books expire an open run's records (runTtlS); until then its slice stays held there.
+      log.warn(`queue: could not settle run ${runId} in the shared budget books: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -180,7 +233,7 @@ export class QueueFront implements RemoteRuns {
   private enqueue(job: BulkJob): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (this.pendingAdds.push({ job, resolve, reject }) > 1) return;
-      queueMicrotask(() => {
+      setImmediate(() => {
         const batch = this.pendingAdds;
         this.pendingAdds = [];
         this.queue.addBulk(batch.map((b) => b.job)).then(
@@ -297,11 +350,15 @@ export class QueueFront implements RemoteRuns {
   }
 
   async close(): Promise<void> {
+    await this.shared?.close().catch(() => {}); // closing: its runs were settled or expire
     await this.watch.events.close().catch(() => {});
     await this.queue.close().catch(() => {});
     this.conn.disconnect();
   }
 }
+
+/** A refusal by the shared books (as opposed to Redis being unreachable). */
+class BudgetRefusal extends Error {}
 
 type BulkJob = Parameters<Queue['addBulk']>[0][number];
 

@@ -40,7 +40,10 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         const job = await queue.getJob(jobId);
         return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       };
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry, willRetry), conn, settings);
+      // One budget across fronts: the shared books in Redis (src/budget/redis-ledger.ts), same prefix.
+      const { openRedisLedger } = await import('../budget/redis-ledger.js');
+      const shared = await openRedisLedger({ url, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry, willRetry), conn, settings, shared);
       let local: QueueWorkerNode | undefined;
       if (work) {
         local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {
@@ -119,5 +122,17 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
   } finally {
     await queue.close();
     conn.disconnect();
+  }
+}
+
+/** `delegate-mcp budget --queue URL`: the shared books (every front's runs) for a UTC day. */
+export async function sharedBudgetStatus(cfg: ResolvedConfig, url: string, day: string | undefined): Promise<Awaited<ReturnType<import('../budget/redis-ledger.js').RedisLedger['status']>>> {
+  const settings = queueSettings(cfg, url, 'front');
+  const { openRedisLedger } = await import('../budget/redis-ledger.js');
+  const shared = await openRedisLedger({ url, prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices });
+  try {
+    return await shared.status({ day });
+  } finally {
+    await shared.close();
   }
 }

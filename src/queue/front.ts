@@ -18,6 +18,7 @@ import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob,
 import { JobWatch, type JobOutcome } from './job-watch.js';
 import { safeUrl, type QueueSettings } from './connection.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
+import type { BudgetStatus } from '../budget/types.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
@@ -347,6 +348,12 @@ export class QueueFront implements RemoteRuns {
     // Nobody may wait: the watcher is dropped once the job ends or after the longest run_result wait.
     setTimeout(() => watching?.stop(), 3_600_000).unref();
     return record;
+  }
+
+  /** The day's shared books (budget_status on a front): undefined when Redis cannot answer (the local books do). */
+  async sharedBudget(day?: string): Promise<BudgetStatus | undefined> {
+    if (!this.shared || this.down) return undefined;
+    return this.shared.status({ day }).catch(() => undefined); // the front's own books answer instead
   }
 
   async close(): Promise<void> {

@@ -54,6 +54,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       orchestrator.remote = {
         start: (req) => front.start(req),
         find: (id, owner) => front.find(id, owner),
+        sharedBudget: (day) => front.sharedBudget(day),
         close: async () => {
           await local?.close();
           await front.close();

@@ -463,3 +463,24 @@ test('agent retry opt-in is validated: retry: {attempts, only: idempotent}', asy
   assert.match(r.stderr, /bad\.yaml:\d+:\d+: retry\.only/);
   assert.doesNotMatch(r.stderr, /good\.yaml/);
 });
+
+test('the embedded default never loads BullMQ or ioredis: nothing the CLI imports at start (statically) names them', () => {
+  const dist = path.join(path.dirname(CLI));
+  const seen = new Set<string>();
+  const names: string[] = [];
+  const walk = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    // Static imports only (`import … from "x"`, `import "x"`); `import("x")` loads on demand.
+    for (const m of text.matchAll(/(?:^|[;\n}])\s*(?:import|export)\s*(?:[^'"()]*?\sfrom\s*)?["']([^"']+)["']/g)) {
+      const spec = m[1];
+      if (spec.startsWith('.')) walk(path.resolve(path.dirname(file), spec));
+      else names.push(spec);
+    }
+  };
+  walk(path.join(dist, 'cli.js'));
+  assert.ok(seen.size >= 2, `followed ${seen.size} files`);
+  assert.ok(names.includes('node:path'), 'the scan sees bare imports');
+  assert.deepEqual(names.filter((n) => /^(bullmq|ioredis)(\/|$)/.test(n)), []);
+});

@@ -1,3 +1,4 @@
+// Long because: one world (Redis prefix, fronts, workers, mock model) serves every queue-mode scenario the issue lists; split, each file would repeat it.
 // Queue mode end to end, on a real Redis (REDIS_URL, default redis://127.0.0.1:6379): fronts and workers
 // are separate processes of the built CLI, driven by the real MCP client, against the mock model server.
 // Each test uses its own key prefix and deletes its keys afterwards. Without Redis the tests print a skip,

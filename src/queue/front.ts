@@ -171,6 +171,11 @@ export class QueueFront implements RemoteRuns {
       // The shared books: the same slice, reserved where every front sees it.
       if (this.shared) {
         const got = await this.reserveShared(runId, agent, modelRef, caps);
+        if (record.status !== 'running') {
+          // Ended while the shared books answered (cancelled, past its deadline): let go of what they hold.
+          if (got.opened) void this.settleShared(runId, got.ok ? got.reservationId : undefined, undefined, null);
+          return;
+        }
         sharedOpen = got.opened;
         if (!got.ok) throw new BudgetRefusal(got.reason);
         sharedId = got.reservationId;

@@ -14,9 +14,10 @@ import { isWorkerLost, keys, workerLostMessage, type CancelMessage, type RunJob 
 import type { QueueSettings } from './connection.js';
 
 export class QueueReentryHub implements ReentryHub {
+  private watch?: Promise<JobWatch>;
   constructor(
     private readonly queue: Queue,
-    private readonly watch: JobWatch,
+    private readonly openWatch: () => Promise<JobWatch>,
     private readonly conn: Redis,
     private readonly settings: QueueSettings,
     private readonly keepS: number,
@@ -43,7 +44,12 @@ export class QueueReentryHub implements ReentryHub {
       progress: Boolean(opts.onProgress),
       from: this.settings.nodeId,
     };
-    const waiting = this.watch.wait(runId, (p) => opts.onProgress?.(p.line));
+    // A failed open is tried again by the next delegation.
+    this.watch ??= this.openWatch().catch((err: Error) => {
+      this.watch = undefined;
+      throw err;
+    });
+    const waiting = (await this.watch).wait(runId, (p) => opts.onProgress?.(p.line));
     const cancel = (reason: 'cancelled' | 'timeout') =>
       void this.conn
         .set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.keepS)
@@ -72,6 +78,12 @@ export class QueueReentryHub implements ReentryHub {
   }
 
   async close(): Promise<void> {
-    // The queue and its events belong to the worker node, which closes them.
+    // The queue belongs to the worker node, which closes it and (closeEvents) the event stream.
+  }
+
+  /** Closes the event stream, if a delegation opened it. */
+  async closeEvents(): Promise<void> {
+    const watch = await this.watch?.catch(() => undefined);
+    await watch?.events.close().catch(() => {}); // closing anyway
   }
 }

@@ -48,7 +48,7 @@ export class QueueWorkerNode {
     private readonly sub: Redis,
     private readonly worker: Worker,
     private readonly hubQueue: Queue,
-    private readonly hubEvents: QueueEvents,
+    private readonly hub: QueueReentryHub,
     private readonly opts: WorkerNodeOptions,
   ) {}
 
@@ -64,8 +64,6 @@ export class QueueWorkerNode {
     });
     const prefix = settings.prefix;
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
-    const hubEvents = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
-    await hubEvents.waitUntilReady();
     const sub = conn.duplicate();
     let node!: QueueWorkerNode;
     const worker = new Worker(RUN_QUEUE, (job, _token, signal) => node.process(job, signal), {
@@ -79,8 +77,21 @@ export class QueueWorkerNode {
       stalledInterval: Math.max(1000, Math.floor(settings.lockMs / 2)),
       maxStalledCount: 0,
     });
-    node = new QueueWorkerNode(orchestrator, settings, conn, sub, worker, hubQueue, hubEvents, opts);
-    orchestrator.delegations.hub = new QueueReentryHub(hubQueue, new JobWatch(hubEvents, hubQueue), conn, settings, cfg.delegate.runs.keepS);
+    // The hub's event stream opens on the first delegation: a worker whose runs never delegate does not
+    // read every job's events (measured: a socket write and a wake-up per job on a loaded 2-core VM).
+    const hub = new QueueReentryHub(
+      hubQueue,
+      async () => {
+        const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
+        await events.waitUntilReady();
+        return new JobWatch(events, hubQueue);
+      },
+      conn,
+      settings,
+      cfg.delegate.runs.keepS,
+    );
+    node = new QueueWorkerNode(orchestrator, settings, conn, sub, worker, hubQueue, hub, opts);
+    orchestrator.delegations.hub = hub;
     worker.on('error', (err) => log.warn(`queue worker: ${err.message}`));
     await sub.subscribe(keys.cancelChannel(prefix));
     sub.on('message', (_channel: string, raw: string) => {
@@ -215,7 +226,7 @@ export class QueueWorkerNode {
     await this.conn.hdel(keys.workers(this.settings.prefix), this.settings.nodeId).catch(() => {}); // gone anyway: queue status ages out silent workers
     this.health?.close();
     await this.orchestrator.close(reason);
-    await this.hubEvents.close().catch(() => {});
+    await this.hub.closeEvents();
     await this.hubQueue.close().catch(() => {});
     this.sub.disconnect();
     this.conn.disconnect();

@@ -469,18 +469,21 @@ test('the embedded default never loads BullMQ or ioredis: nothing the CLI import
   const dist = path.join(path.dirname(CLI));
   const seen = new Set<string>();
   const names: string[] = [];
-  const walk = (file: string) => {
+  const walk = (file: string, entry = false) => {
     if (seen.has(file)) return;
     seen.add(file);
     const text = readFileSync(file, 'utf8');
-    // Static imports only (`import … from "x"`, `import "x"`); `import("x")` loads on demand.
+    // Static imports (`import … from "x"`, `import "x"`); `import("x")` loads on demand, except the
+    // entry's top-level `await import(…)` of the CLI itself, which every command loads.
     for (const m of text.matchAll(/(?:^|[;\n}])\s*(?:import|export)\s*(?:[^'"()]*?\sfrom\s*)?["']([^"']+)["']/g)) {
       const spec = m[1];
       if (spec.startsWith('.')) walk(path.resolve(path.dirname(file), spec));
       else names.push(spec);
     }
+    if (entry) for (const m of text.matchAll(/^await import\(["'](\.[^"']+)["']\)/gm)) walk(path.resolve(path.dirname(file), m[1]));
   };
-  walk(path.join(dist, 'cli.js'));
+  walk(path.join(dist, 'cli.js'), true);
+  assert.ok([...seen].some((f) => /\/cli-[^/]*\.js$/.test(f)), `the CLI chunk is followed (${[...seen].map((f) => path.basename(f)).join(', ')})`);
   assert.ok(seen.size >= 2, `followed ${seen.size} files`);
   assert.ok(names.includes('node:path'), 'the scan sees bare imports');
   assert.deepEqual(names.filter((n) => /^(bullmq|ioredis)(\/|$)/.test(n)), []);

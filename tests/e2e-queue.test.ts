@@ -431,6 +431,8 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.equal(status.counts.active, 1);
       assert.equal(status.workers.length, 1);
       assert.equal(status.workers[0].alive, true);
+      assert.equal(status.workers[0].health, a.health);
+      assert.equal(status.workers[0].concurrency, 4);
       a.child.kill('SIGTERM');
       const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 10 } }));
       assert.equal(r.status, 'ok');

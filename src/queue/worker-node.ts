@@ -104,10 +104,10 @@ export class QueueWorkerNode {
     });
     void worker.run();
     await worker.waitUntilReady();
+    if (opts.healthPort !== undefined) await node.serveHealth(opts.healthPort, opts.healthHost ?? '127.0.0.1');
     await node.sendBeat();
     node.beat = setInterval(() => void node.sendBeat(), WORKER_BEAT_MS);
     node.beat.unref();
-    if (opts.healthPort !== undefined) await node.serveHealth(opts.healthPort, opts.healthHost ?? '127.0.0.1');
     orchestrator.warm();
     log.info(`queue worker ${settings.nodeId}: taking runs from ${settings.prefix}:${RUN_QUEUE} (concurrency ${opts.concurrency})`);
     return node;

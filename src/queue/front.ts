@@ -14,6 +14,7 @@ import type { AgentDefinition } from '../agents/definition.js';
 import { emptyUsage } from '../contract/usage-sum.js';
 import type { Usage } from '../contract/usage.js';
 import { log } from '../log.js';
+import { errorMessage } from '../describe-cause.js';
 import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
 import { JobWatch, type JobOutcome } from './job-watch.js';
 import { safeUrl, type QueueSettings } from './connection.js';
@@ -111,7 +112,7 @@ export class QueueFront implements RemoteRuns {
     try {
       rb = o.budget.openRun({ runId, agent, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
     } catch (err) {
-      fail(`budget: ${(err as Error).message}`);
+      fail(`budget: ${errorMessage(err)}`);
       return record;
     }
     const slice = o.budget.reserveSlice(rb, modelRef, agent.budget.runTokens);
@@ -226,7 +227,7 @@ export class QueueFront implements RemoteRuns {
       await this.shared!.closeRun(runId);
     } catch (err) {
       // The shared books expire an open run's records (runTtlS); until then its slice stays held there.
-      log.warn(`queue: could not settle run ${runId} in the shared budget books: ${(err as Error).message}`);
+      log.warn(`queue: could not settle run ${runId} in the shared budget books: ${errorMessage(err)}`);
     }
   }
 
@@ -280,7 +281,7 @@ export class QueueFront implements RemoteRuns {
       if ((await this.queue.remove(runId)) === 1) notStarted();
       else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
     } catch (err) {
-      log.warn(`queue: could not cancel run ${runId}: ${(err as Error).message}`);
+      log.warn(`queue: could not cancel run ${runId}: ${errorMessage(err)}`);
     }
   }
 

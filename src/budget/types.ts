@@ -42,6 +42,7 @@
 //     overshot by at most the other processes' in-flight reservations.
 //  4. A call is charged to the UTC day its reservation was made on: it was checked against that
 //     day's window, and charging it to the next day would overdraw a window that never approved it.
+import type { Usage } from '../contract/usage.js';
 import type { ChargeBasis } from './ledger-file.js';
 import type { PriceTable } from './prices.js';
 
@@ -155,7 +156,7 @@ export interface Charge {
   tokens: number;
   usd: number | null;
   /** What was charged, part by part (reported usage, or the estimate plus streamed output). */
-  parts: { input: number; output: number; cache_read: number; cache_write: number };
+  usage: Usage;
   basis: ChargeBasis;
 }
 
@@ -164,10 +165,8 @@ export interface ModelTotals {
   tokens: number;
   /** null when the model has no known price. */
   usd: number | null;
-  input: number;
-  output: number;
-  cache_read: number;
-  cache_write: number;
+  /** The calls' tokens part by part (the sum of what each was charged). */
+  usage: Usage;
 }
 
 export interface RunTotals {

@@ -392,10 +392,7 @@ export class RunSession {
     record.trace?.modelCall({ startedAt: this.callStartedAt, provider, model: this.prepared.modelId, responseModel: end.responseModel, turn: end.turn, usage: end.usage, stopReason: end.stopReason, retries: this.retries, costUsd: charge?.usd ?? null, error: end.error });
     // The run's usage is what it was charged: for a stream cut short that includes what it streamed.
     if (charge) {
-      usage.input_tokens += charge.parts.input;
-      usage.output_tokens += charge.parts.output;
-      usage.cache_read_input_tokens += charge.parts.cache_read;
-      usage.cache_creation_input_tokens += charge.parts.cache_write;
+      addUsage(usage, charge.usage);
       this.tokensSoFar += charge.tokens;
       if (charge.usd !== null) this.costSoFar += charge.usd;
     } else if (end.usage) {

@@ -147,6 +147,20 @@ describe('RunSession over the Redis ledger', { timeout: 60_000 }, () => {
     assert.ok(st.server.spent.tokens > 0);
   });
 
+  redisIt('a cancel that comes while the ledger is still opening the run: no model request, nothing held', async () => {
+    const n = await node(freshPrefix(), { solo: agent('solo') }, { solo: [{ text: 'never' }] }, { budget: { daily_tokens: 100_000 } });
+    const rec = n.orch.start({ agent: 'solo', input: { task: 'x' } });
+    // The Redis ledger answers openRun later: the run is not dispatched yet when the cancel comes.
+    rec.cancel('cancelled');
+    const r = await rec.done;
+    assert.equal(r.status, 'cancelled');
+    assert.equal(n.models.solo.requests.length, 0);
+    const st = await n.ledger.status({ runId: r.run_id });
+    assert.equal(st.server.reserved.tokens, 0);
+    assert.equal(st.server.spent.tokens, 0);
+    assert.equal(st.runs[0].open, false);
+  });
+
   redisIt("a delegation's spend is charged to the parent's scopes, within the slice the parent has left", async () => {
     const n = await node(
       freshPrefix(),

@@ -101,7 +101,7 @@ export class Orchestrator implements RunHost {
     } catch (err) {
       // An unusable state dir stops the start: the threads must not keep the process alive.
       audit?.close();
-      await pool.close();
+      if (!opts.pool) await pool.close();
       throw err;
     }
     const orchestrator = new Orchestrator(cfg, agents, budget, audit, pool, !opts.ledger);

@@ -161,6 +161,26 @@ describe('RunSession over the Redis ledger', { timeout: 60_000 }, () => {
     assert.equal(st.runs[0].open, false);
   });
 
+  redisIt('a refused stream extension cuts the stream; the run is charged what streamed, within one step of its cap', async () => {
+    const long = Array.from({ length: 4000 }, (_, i) => `word${i % 97} `).join('');
+    const n = await node(
+      freshPrefix(),
+      { capped: agent('capped', 'max_output_tokens: 8000\nbudget: {run_tokens: 1500}\npermissions:\n  allow: [Read(**)]\n') },
+      // The second call holds a slice of output and asks for more as it streams (see budget-gate.ts).
+      { capped: [{ toolCalls: [{ name: 'read_file', arguments: { path: 'mcp.json' } }], usage: { input_tokens: 300, output_tokens: 20 } }, { text: long, chunks: 1000, usage: { input_tokens: 400, output_tokens: 9000 } }] },
+    );
+    const r = await n.run('capped', 'write a lot');
+    assert.equal(n.models.capped.requests.length, 2);
+    assert.equal(r.status, 'budget_exhausted', r.error);
+    assert.ok(r.output.length > 0 && r.output.length < long.length / 2, `cut after ${r.output.length} of ${long.length} characters`);
+    const st = await n.ledger.status({ runId: r.run_id });
+    const run = st.runs[0];
+    assert.equal(run.reservations, 0);
+    assert.equal(st.server.reserved.tokens, 0);
+    // Charged what streamed (not the 9,000 the script would have reported), never more than one step over.
+    assert.ok(run.spent.tokens > 1500 - 256 && run.spent.tokens <= 1500 + 256, `spent ${run.spent.tokens} of a 1500 cap`);
+  });
+
   redisIt("a delegation's spend is charged to the parent's scopes, within the slice the parent has left", async () => {
     const n = await node(
       freshPrefix(),

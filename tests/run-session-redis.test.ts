@@ -209,6 +209,24 @@ describe('RunSession over the Redis ledger', { timeout: 60_000 }, () => {
     assert.equal(st.server.reserved.tokens, 0);
   });
 
+  redisIt("a batch's tasks draw on the batch's cap (as delegate_parallel opens it), and closeBatch totals them", async () => {
+    const n = await node(freshPrefix(), { solo: agent('solo', 'max_output_tokens: 256\n') }, { solo: () => ({ text: 'ok', usage: { input_tokens: 40, output_tokens: 200 } }) });
+    const batchId = `batch_${randomBytes(4).toString('hex')}`;
+    await n.orch.budget.openBatch(batchId, 'delegate_parallel', { run_tokens: 1_000 });
+    const task = (i: number) => n.orch.run({ agent: 'solo', input: { task: `t${i}` }, parentRunId: batchId, rootRunId: batchId, depth: 1 });
+    const results = await Promise.all([0, 1, 2, 3, 4, 5].map(task));
+    const ok = results.filter((r) => r.status === 'ok').length;
+    assert.ok(ok >= 1 && ok < 6, `${ok} of 6 tasks fit a 1,000-token batch`);
+    assert.equal(n.models.solo.requests.length, ok);
+    const totals = await n.orch.budget.closeBatch(batchId);
+    assert.equal(totals.tokens, ok * 240);
+    assert.ok(totals.tokens <= 1_000);
+    const st = await n.ledger.status({ runId: batchId });
+    assert.equal(st.runs[0].open, false);
+    assert.equal(st.runs[0].children.length, 6);
+    assert.equal(st.server.reserved.tokens, 0);
+  });
+
   redisIt('two orchestrators racing runs on one prefix never commit more than the daily cap', async () => {
     const prefix = freshPrefix();
     const cap = 3_000;

@@ -17,7 +17,7 @@
 //    extend draw on this hold first; what is left of it is released by closeRun.
 //  extend(reservationId, wantOutputTokens) → {ok, grantedOutputTokens, reservedOutputTokens} | refused
 //    Grows a call's output hold by the largest amount ≤ want that fits everywhere (≥ 1 token).
-//  commit(reservationId, usage | null, fallback?) → {tokens, usd, parts, basis}
+//  commit(reservationId, usage | null, fallback?) → {tokens, usd, usage, basis}   (usage: what was charged)
 //    Charges input + cache_read + cache_creation + output. A stream cut short (fallback.cut, or no
 //    usage): part by part the larger of the reported usage and the input estimate (the reservation's,
 //    or fallback.inputEstimate when none was made) + fallback.streamedOutputTokens; with neither

@@ -5,6 +5,10 @@
 // The orchestrator starts sessions for whoever asks (an MCP call, the CLI, a queue worker's job); the
 // loop runs wherever the RunExecutor puts it (piscina threads, or the calling thread) and talks to the
 // session only through it.
+// The books are the file ledger (every budget answer synchronous: a run is admitted, gated and
+// dispatched in the caller's stack, as the embedded hot path needs) or the Redis ledger of queue mode
+// (answers are Promises): each budget step takes either, with the same rules, and stays synchronous
+// when the answer is.
 //
 // Long because: the run's state machine (admission, dispatch, loop conversation, cancel/deadline/kill,
 // settling) is one piece that reads best whole; its parts that stand alone (result building, audit

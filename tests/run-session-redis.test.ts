@@ -2,7 +2,8 @@
 // orchestrator made by Orchestrator.create(cfg, agents, { ledger, pool }), the real agent loop in this
 // thread (InProcessPool) against a scripted model, and the books in a real Redis (REDIS_URL, default
 // redis://127.0.0.1:6379). Each test works under its own key prefix, deleted after the file. Without
-// Redis the file is skipped with a notice, except under CI=true, where that is a failure.
+// Redis the file is skipped with a notice, except under CI=true, where that is a failure. The process-hop
+// test starts a child delegate-mcp from dist/ (build first) answering from the mock model.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { loadConfig } from '../src/config/config.js';
 import { InProcessPool } from '../src/orchestrator/in-process-pool.js';
 import { Orchestrator, type RunRequest } from '../src/orchestrator/orchestrator.js';
 import { tempDir, writeTree } from './helpers.js';
+import { startMockModel } from './mock-model/server.js';
 import { ScriptedModel, type ScriptedTurn } from './scripted-model.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -66,6 +68,12 @@ instructions: Answer the task.
 model: scripted/model-1
 max_turns: 4
 ${extra}`;
+
+/** The content of the tool result the model was sent in its second request. */
+function toolResultOf(m: ScriptedModel): string {
+  const last = m.requests[1].request.messages.at(-1)!;
+  return last.role === 'tool' ? last.results[0].content : assert.fail(`expected tool results, got a ${last.role} message`);
+}
 
 interface Node {
   orch: Orchestrator;
@@ -207,6 +215,33 @@ describe('RunSession over the Redis ledger', { timeout: 60_000 }, () => {
     assert.ok(helper.limits.tokens! <= 20_000 - 110, `child's cap ${helper.limits.tokens}`);
     assert.equal(st.server.spent.tokens, 670);
     assert.equal(st.server.reserved.tokens, 0);
+  });
+
+  redisIt("over the process hop, the child's slice is reserved in the parent's scopes and what it reports is committed there", async () => {
+    // The child delegate-mcp (dist/cli.js, books in memory) answers from the mock model over HTTP.
+    const mock = await startMockModel({ handler: () => ({ text: 'checked by the child', usage: { input_tokens: 300, output_tokens: 40 } }) });
+    try {
+      const n = await node(
+        freshPrefix(),
+        { lead: agent('lead', 'agents: [helper]\npermissions:\n  allow: [Agent(helper)]\nbudget:\n  run_tokens: 20000\n'), helper: agent('helper', 'budget:\n  run_tokens: 5000\n') },
+        { lead: [{ toolCalls: [{ name: 'agent__helper', arguments: { task: 'check it' } }], usage: { input_tokens: 100, output_tokens: 10 } }, { text: 'done', usage: { input_tokens: 200, output_tokens: 20 } }] },
+        { providers: { scripted: { wireApi: 'anthropic', apiKey: 'test-key', baseURL: mock.url } }, budget: { daily_tokens: 100_000 } },
+      );
+      const r = await n.run('lead', 'delegate');
+      assert.equal(r.status, 'ok', r.error);
+      assert.equal(mock.requests.length, 1, 'the child made one model request');
+      assert.equal(toolResultOf(n.models.lead), 'checked by the child');
+      const st = await n.ledger.status({ runId: r.run_id });
+      assert.equal(st.runs.length, 1, 'the child keeps its own books in memory; the parent holds its slice');
+      const lead = st.runs[0];
+      assert.equal(lead.self.calls, 3, "two model calls and the child's slice");
+      assert.equal(lead.spent.tokens, 330 + 340);
+      assert.equal(lead.reservations, 0);
+      assert.equal(st.server.spent.tokens, 670);
+      assert.equal(st.server.reserved.tokens, 0);
+    } finally {
+      await mock.close();
+    }
   });
 
   redisIt("a batch's tasks draw on the batch's cap (as delegate_parallel opens it), and closeBatch totals them", async () => {

@@ -201,7 +201,7 @@ addCommon(program.command('budget').description("show today's budget books from 
     openStateDir(cfg);
     const gate = await BudgetGate.open(cfg);
     try {
-      const status = gate.ledger.status({ day: opts.day });
+      const status = await gate.ledger.status({ day: opts.day });
       process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : renderBudget(status) + '\n');
     } finally {
       await gate.close();

@@ -130,15 +130,15 @@ describe('admission and extensions', () => {
     // Anthropic message_start: the real input, one output token.
     const a = granted(l.reserve({ runId: 'r', model: M, inputTokens: 0, maxOutputTokens: 100 }));
     const ca = l.commit(a.reservationId, usage(500, 1), { streamedOutputTokens: 120, inputEstimate: 450, cut: true });
-    assert.deepEqual(ca.parts, { input: 500, output: 120, cache_read: 0, cache_write: 0 });
+    assert.deepEqual(ca.usage, { input_tokens: 500, output_tokens: 120, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
     // No usage at all (OpenAI killed mid-stream), no budget: the estimate made for the books.
     const b = granted(l.reserve({ runId: 'r', model: M, inputTokens: 0, maxOutputTokens: 100 }));
     const cb = l.commit(b.reservationId, null, { streamedOutputTokens: 40, inputEstimate: 450, cut: true });
-    assert.deepEqual(cb.parts, { input: 450, output: 40, cache_read: 0, cache_write: 0 });
+    assert.deepEqual(cb.usage, { input_tokens: 450, output_tokens: 40, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
     // Normal end: the provider's final report, whatever was counted.
     const c = granted(l.reserve({ runId: 'r', model: M, inputTokens: 0, maxOutputTokens: 100 }));
     const cc = l.commit(c.reservationId, usage(300, 30), { streamedOutputTokens: 40, inputEstimate: 450 });
-    assert.deepEqual(cc.parts, { input: 300, output: 30, cache_read: 0, cache_write: 0 });
+    assert.deepEqual(cc.usage, { input_tokens: 300, output_tokens: 30, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
     assert.equal(cc.basis, 'usage');
   });
 

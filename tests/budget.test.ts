@@ -237,7 +237,7 @@ describe('reservations and settlement', () => {
     assert.equal(c.tokens, 5500);
     assert.ok(Math.abs(c.usd! - (100 * 3 + 500 * 15 + 4000 * 0.3 + 900 * 3.75) / 1e6) < 1e-12);
     const m = l.status().models[SONNET];
-    assert.deepEqual([m.calls, m.input, m.output, m.cache_read, m.cache_write], [1, 100, 500, 4000, 900]);
+    assert.deepEqual([m.calls, m.usage.input_tokens, m.usage.output_tokens, m.usage.cache_read_input_tokens, m.usage.cache_creation_input_tokens], [1, 100, 500, 4000, 900]);
   });
 
   test('null usage: charge the reserved input + streamed output (or the whole reservation without fallback)', () => {

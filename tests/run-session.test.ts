@@ -154,6 +154,21 @@ describe('RunSession, driven in-process with a scripted model', { timeout: 30_00
     assert.equal(eventsOf(h.events(), r.run_id, 'model_call').length, 0);
   });
 
+  it('over the in-process ledger a run is admitted, gated and dispatched before start() returns (no tick added)', async () => {
+    const h = harness({ solo: agent('solo'), capped: agent('capped', 'budget: {run_tokens: 100000}\n') }, { solo: [{ text: 'a' }], capped: [{ text: 'b' }] });
+    let dispatched = 0;
+    const run = h.pool.run.bind(h.pool);
+    h.pool.run = (task) => (dispatched++, run(task));
+    // No estimate needed: openRun, admission and the first call's gate all answer in this call stack.
+    const solo = h.orch.start({ agent: 'solo', input: { task: 'x' } });
+    assert.equal(dispatched, 1);
+    // Budgeted (estimates first): openRun and admission answer in this call stack too.
+    const capped = h.orch.start({ agent: 'capped', input: { task: 'y' } });
+    assert.equal(dispatched, 2);
+    assert.equal((await solo.done).status, 'ok');
+    assert.equal((await capped.done).status, 'ok');
+  });
+
   it('a cancel mid-stream aborts the model request and ends the run as cancelled', async () => {
     const h = harness({ slow: agent('slow') }, { slow: [{ hang: true, partialText: 'thinking about it' }] });
     const ac = new AbortController();

@@ -2,9 +2,9 @@
 // and plain-text output that cannot carry terminal control sequences from model-chosen strings.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AuditEventSchema, type AuditEvent, type AuditEventInput } from '../src/audit/events.js';
+import { AuditEventSchema, AuditRunStatus, type AuditEvent, type AuditEventInput } from '../src/audit/events.js';
 import { runTree } from '../src/audit/reader.js';
-import { listRuns, parseSince, renderRunList, renderTimeline, runTimeline } from '../src/audit/runs-view.js';
+import { listRuns, parseSince, renderRunList, renderTimeline, runTimeline, RUN_STATUSES } from '../src/audit/runs-view.js';
 
 const BASE = Date.parse('2026-03-01T10:00:00Z');
 let clock = 0;
@@ -70,4 +70,9 @@ test('parseSince: spans back from now and ISO dates; anything else is undefined'
   assert.equal(parseSince('30m', now)!.toISOString(), '2026-03-09T23:30:00.000Z');
   assert.equal(parseSince('2026-03-01', now)!.toISOString(), '2026-03-01T00:00:00.000Z');
   assert.equal(parseSince('yesterday', now), undefined);
+});
+
+test('the status filter accepts every status the audit log records (budget_exhausted included) and running', () => {
+  assert.deepEqual([...RUN_STATUSES].sort(), ['running', ...AuditRunStatus.options].sort());
+  assert.ok(RUN_STATUSES.includes('budget_exhausted'));
 });

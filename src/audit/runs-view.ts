@@ -2,7 +2,7 @@
 // run tree's timeline of model calls, tool calls (with the permission decision and its reason),
 // delegations and refusals (`audit --run`, the /ui page). Built on reader.ts; everything here is data
 // from the log, which includes model-chosen strings: renderers must treat it as text.
-import type { AuditEvent } from './events.js';
+import { AuditRunStatus, type AuditEvent } from './events.js';
 import { inputTokens, totalTokens } from '../contract/usage-sum.js';
 import { collectRuns, type RunInfo, type RunNodeStatus, type RunTreeNode } from './reader.js';
 
@@ -78,7 +78,8 @@ function listItem(r: RunInfo, caller: string | null): RunListItem {
   };
 }
 
-export const RUN_STATUSES = ['running', 'ok', 'error', 'cancelled', 'timeout', 'max_turns', 'denied'] as const;
+/** Every status a run can show: still running, or how the audit log says it ended (one list, from events.ts). */
+export const RUN_STATUSES: readonly RunNodeStatus[] = ['running', ...AuditRunStatus.options];
 
 // ---------------------------------------------------------------------------------------------------
 // Timeline

@@ -2,6 +2,7 @@
 // usage) the larger of the report and the input estimate plus the output streamed, or with neither the
 // whole reservation (the safe upper bound). Pure: the ledgers apply the result to their scopes.
 import type { Usage } from '../contract/usage.js';
+import { emptyUsage, totalTokens } from '../contract/usage-sum.js';
 import type { ChargeBasis } from './ledger-file.js';
 import { usageCost, type ResolvedPrice } from './prices.js';
 import type { Charge, CommitFallback } from './types.js';
@@ -21,44 +22,34 @@ export interface ChargedReservation {
 export function chargeFor(res: ChargedReservation, usage: Usage | null, fallback?: CommitFallback, usdOverride?: number | null): Charge {
   const u = usage;
   let basis: ChargeBasis;
-  let parts: { input: number; output: number; cache_read: number; cache_write: number };
+  let charged: Usage;
   const streamed = fallback && Number.isFinite(fallback.streamedOutputTokens) ? Math.max(0, Math.ceil(fallback.streamedOutputTokens)) : undefined;
   const estimate = Math.max(res.inputTokens, fallback?.inputEstimate !== undefined && Number.isFinite(fallback.inputEstimate) ? Math.ceil(fallback.inputEstimate) : 0);
   if (u) {
     basis = 'usage';
-    parts = { input: u.input_tokens, output: u.output_tokens, cache_read: u.cache_read_input_tokens, cache_write: u.cache_creation_input_tokens };
+    charged = { ...u };
     // A stream cut short reported only part of its usage (e.g. Anthropic's message_start, 1 output token):
     // charge the larger of the report and what is known to have been sent and received.
     if (fallback?.cut && streamed !== undefined) {
-      const reportedInput = parts.input + parts.cache_read + parts.cache_write;
+      const reportedInput = charged.input_tokens + charged.cache_read_input_tokens + charged.cache_creation_input_tokens;
       if (estimate > reportedInput) {
-        parts.input += estimate - reportedInput;
+        charged.input_tokens += estimate - reportedInput;
         basis = 'streamed';
       }
-      if (streamed > parts.output) {
-        parts.output = streamed;
+      if (streamed > charged.output_tokens) {
+        charged.output_tokens = streamed;
         basis = 'streamed';
       }
     }
   } else if (streamed !== undefined) {
     basis = 'streamed';
-    parts = { input: estimate, output: streamed, cache_read: 0, cache_write: 0 };
+    charged = { ...emptyUsage(), input_tokens: estimate, output_tokens: streamed };
   } else {
     basis = 'reserved';
-    parts = { input: res.inputTokens, output: res.maxOutputTokens, cache_read: 0, cache_write: 0 };
+    charged = { ...emptyUsage(), input_tokens: res.inputTokens, output_tokens: res.maxOutputTokens };
   }
-  const tokens = parts.input + parts.output + parts.cache_read + parts.cache_write;
-  const usd = usdOverride !== undefined
-    ? usdOverride
-    : res.price
-    ? usageCost(res.price, {
-        input_tokens: parts.input,
-        output_tokens: parts.output,
-        cache_read_input_tokens: parts.cache_read,
-        cache_creation_input_tokens: parts.cache_write,
-      })
-    : null;
-  return { tokens, usd, parts, basis };
+  const usd = usdOverride !== undefined ? usdOverride : res.price ? usageCost(res.price, charged) : null;
+  return { tokens: totalTokens(charged), usd, usage: charged, basis };
 }
 
 export function validUsage(u: Usage): boolean {

@@ -8,7 +8,7 @@
 // need no replay (runs do not survive a restart). Corrupt lines are skipped with a warning naming
 // file:line. If an append fails the spend is kept in memory (so this process still enforces it) and a
 // warning is emitted.
-import { DayFile, type DayFileSync, type LedgerRecord } from './ledger-file.js';
+import { DayFile, usageOfRecord, type DayFileSync, type LedgerRecord } from './ledger-file.js';
 import { addModel, Scope, utcDay, type DayState } from './scope.js';
 import type { BudgetLimits } from './types.js';
 
@@ -106,7 +106,7 @@ export class DayBooks {
       }
       d.server.charge(rec.tokens, rec.usd);
       this.agentScope(d, rec.agent).charge(rec.tokens, rec.usd);
-      addModel(d.models, rec.model, rec.tokens, rec.usd, rec);
+      addModel(d.models, rec.model, rec.tokens, rec.usd, usageOfRecord(rec));
     }
   }
 

@@ -21,11 +21,18 @@
 // ledger refuses to start on it: spend must never be forgotten silently.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Usage } from '../contract/usage.js';
 import { DurableAppendFile } from '../storage/durable-append.js';
 import { ChainVerifier, type ChainBreak } from '../storage/hash-chain.js';
 
 export type ChargeBasis = 'usage' | 'streamed' | 'reserved';
 
+/**
+ * One charge as a line of a day file. Its token parts keep the file's own names (input, output,
+ * cache_read, cache_write) so every day file written so far still loads, and processes of other versions
+ * sharing the state dir read each other's lines; in memory the budget speaks the contract's Usage, and
+ * recordParts / usageOfRecord are the only conversions.
+ */
 export interface LedgerRecord {
   ts: string;
   day: string;
@@ -222,6 +229,16 @@ export class DayFile {
     if (this.fd === null) return;
     this.chain.close();
   }
+}
+
+/** A charge's usage in the day file's field names. */
+export function recordParts(u: Usage): Pick<LedgerRecord, 'input' | 'output' | 'cache_read' | 'cache_write'> {
+  return { input: u.input_tokens, output: u.output_tokens, cache_read: u.cache_read_input_tokens, cache_write: u.cache_creation_input_tokens };
+}
+
+/** A day-file line's token parts as the contract's Usage. */
+export function usageOfRecord(r: Pick<LedgerRecord, 'input' | 'output' | 'cache_read' | 'cache_write'>): Usage {
+  return { input_tokens: r.input, output_tokens: r.output, cache_read_input_tokens: r.cache_read, cache_creation_input_tokens: r.cache_write };
 }
 
 function recordKey(rec: LedgerRecord): string | null {

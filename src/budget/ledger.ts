@@ -24,7 +24,7 @@ import type { Usage } from '../contract/usage.js';
 import { chargeFor, validUsage } from './charge.js';
 import { DayBooks } from './day-books.js';
 import { RunHistory } from './history.js';
-import { LedgerChainError, type LedgerRecord } from './ledger-file.js';
+import { LedgerChainError, recordParts, type LedgerRecord } from './ledger-file.js';
 import { Prices, plannedCost, type ResolvedPrice } from './prices.js';
 import {
   addModel,
@@ -319,12 +319,13 @@ export class BudgetLedger implements LedgerStore {
       this.warn(`reservation ${reservationId} (${res.model}): ignoring malformed usage ${JSON.stringify(u)}`);
       u = null;
     }
-    const { tokens, usd, parts, basis } = chargeFor(res, u, fallback, usdOverride);
+    const charge = chargeFor(res, u, fallback, usdOverride);
+    const { tokens, usd, usage: charged, basis } = charge;
     this.settle(res);
     const { run, day } = res;
     for (const rs of chain(run)) {
       rs.scope.charge(tokens, usd);
-      addModel(rs.byModel, res.model, tokens, usd, parts);
+      addModel(rs.byModel, res.model, tokens, usd, charged);
     }
     run.self.calls++;
     run.self.tokens += tokens;
@@ -332,7 +333,7 @@ export class BudgetLedger implements LedgerStore {
     else run.self.usd += usd;
     res.agentScope.charge(tokens, usd);
     day.server.charge(tokens, usd);
-    addModel(day.models, res.model, tokens, usd, parts);
+    addModel(day.models, res.model, tokens, usd, charged);
 
     if (this.dir !== undefined) {
       const rec: LedgerRecord = {
@@ -344,7 +345,7 @@ export class BudgetLedger implements LedgerStore {
         model: res.model,
         tokens,
         usd,
-        ...parts,
+        ...recordParts(charged),
         basis,
         pid: process.pid,
         writer: this.writer,
@@ -352,7 +353,7 @@ export class BudgetLedger implements LedgerStore {
       };
       this.books.append(day, rec);
     }
-    return { tokens, usd, parts, basis };
+    return charge;
   }
 
   /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */

@@ -227,8 +227,9 @@ export class RedisLedger implements LedgerStore {
       u = null;
     }
     const charge = chargeFor(res, u, fallback, usdOverride);
-    const p = charge.parts;
-    await this.run('budgetCommit', reservationId, charge.tokens, n(charge.usd ?? undefined), p.input, p.output, p.cache_read, p.cache_write, this.runTtlS);
+    // The run's model hash keeps the day file's part names (input, output, cache_read, cache_write): see modelsOf.
+    const c = charge.usage;
+    await this.run('budgetCommit', reservationId, charge.tokens, n(charge.usd ?? undefined), c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.cache_creation_input_tokens, this.runTtlS);
     this.held.delete(reservationId);
     return charge;
   }

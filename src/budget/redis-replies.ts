@@ -2,6 +2,8 @@
 // refusal messages read (status.ts): scopes, per-model totals, blocking checks, run trees.
 import { roundUsd, Scope, type Check, type Dim } from './scope.js';
 import type { RunView } from './status.js';
+import type { Usage } from '../contract/usage.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import type { BudgetLimits, ModelTotals } from './types.js';
 
 /** A script's reply: strings (numbers as '%.17g' text), nulls for missing fields, nested arrays. */
@@ -28,16 +30,26 @@ export function scopeOf(label: string, f: (string | null)[]): Scope {
   return s;
 }
 
+/** The hash fields of a model's token parts (the day file's names), as the contract's Usage fields. */
+const USAGE_FIELD: Record<string, keyof Usage> = {
+  input: 'input_tokens',
+  output: 'output_tokens',
+  cache_read: 'cache_read_input_tokens',
+  cache_write: 'cache_creation_input_tokens',
+};
+
 /** Per-model totals from a flat HGETALL of "<model>\n<field>" → value. */
 export function modelsOf(flat: string[]): Map<string, ModelTotals> {
   const m = new Map<string, ModelTotals>();
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const cut = flat[i].lastIndexOf('\n');
     const model = flat[i].slice(0, cut);
-    const field = flat[i].slice(cut + 1) as keyof ModelTotals;
+    const field = flat[i].slice(cut + 1);
+    const v = Number(flat[i + 1]);
     let t = m.get(model);
-    if (!t) m.set(model, (t = { calls: 0, tokens: 0, usd: null, input: 0, output: 0, cache_read: 0, cache_write: 0 }));
-    (t as unknown as Record<string, number>)[field] = Number(flat[i + 1]);
+    if (!t) m.set(model, (t = { calls: 0, tokens: 0, usd: null, usage: emptyUsage() }));
+    if (field in USAGE_FIELD) t.usage[USAGE_FIELD[field]] = v;
+    else if (field === 'calls' || field === 'tokens' || field === 'usd') t[field] = v;
   }
   return m;
 }

@@ -1,6 +1,8 @@
 // Scope arithmetic of the budget ledger: a scope's spend, holds and limits; the run tree whose every
 // reservation also counts in every ancestor run; the limited scopes a call must fit in; checks and
 // sums over limits and per-model totals.
+import type { Usage } from '../contract/usage.js';
+import { addUsage, emptyUsage } from '../contract/usage-sum.js';
 import type { DayFile } from './ledger-file.js';
 import type { ResolvedPrice } from './prices.js';
 import type { BudgetLimits, ModelTotals, ScopeStatus } from './types.js';
@@ -146,7 +148,7 @@ export function remainingOverChain(run: RunState, dim: 'tokens' | 'usd'): number
 
 export function modelsRecord(m: Map<string, ModelTotals>): Record<string, ModelTotals> {
   const out: Record<string, ModelTotals> = {};
-  for (const [k, v] of m) out[k] = { ...v, usd: v.usd === null ? null : roundUsd(v.usd) };
+  for (const [k, v] of m) out[k] = { ...v, usd: v.usd === null ? null : roundUsd(v.usd), usage: { ...v.usage } };
   return out;
 }
 
@@ -155,11 +157,11 @@ export function addModel(
   model: string,
   tokens: number,
   usd: number | null,
-  p: { input: number; output: number; cache_read: number; cache_write: number },
+  usage: Usage,
 ): void {
   let t = m.get(model);
   if (!t) {
-    t = { calls: 0, tokens: 0, usd: usd === null ? null : 0, input: 0, output: 0, cache_read: 0, cache_write: 0 };
+    t = { calls: 0, tokens: 0, usd: usd === null ? null : 0, usage: emptyUsage() };
     m.set(model, t);
   }
   t.calls++;
@@ -167,10 +169,7 @@ export function addModel(
   // A model is priced or not for the whole table; records from another process with other prices
   // may disagree, in which case the priced part is kept.
   if (usd !== null) t.usd = (t.usd ?? 0) + usd;
-  t.input += p.input;
-  t.output += p.output;
-  t.cache_read += p.cache_read;
-  t.cache_write += p.cache_write;
+  addUsage(t.usage, usage);
 }
 
 export function minLimits(a: BudgetLimits, b: BudgetLimits): BudgetLimits {

@@ -93,7 +93,7 @@ export function budgetStatus(day: DayView, agentScopes: [string, Scope][], run: 
   const notes: string[] = [];
   const models: Record<string, ModelTotals> = {};
   for (const [m, t] of [...day.models].sort(([a], [b]) => a.localeCompare(b))) {
-    models[m] = { ...t };
+    models[m] = { ...t, usage: { ...t.usage } }; // a snapshot: the books go on adding to t.usage
     if (t.usd === null) notes.push(`no price known for ${m}: tokens only`);
   }
   const overrun = (s: Scope) => {

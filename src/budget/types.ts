@@ -17,7 +17,7 @@
 //    extend draw on this hold first; what is left of it is released by closeRun.
 //  extend(reservationId, wantOutputTokens) → {ok, grantedOutputTokens, reservedOutputTokens} | refused
 //    Grows a call's output hold by the largest amount ≤ want that fits everywhere (≥ 1 token).
-//  commit(reservationId, usage | null, fallback?) → {tokens, usd, parts, basis}
+//  commit(reservationId, usage | null, fallback?) → {tokens, usd, usage, basis}   (usage: what was charged)
 //    Charges input + cache_read + cache_creation + output. A stream cut short (fallback.cut, or no
 //    usage): part by part the larger of the reported usage and the input estimate (the reservation's,
 //    or fallback.inputEstimate when none was made) + fallback.streamedOutputTokens; with neither
@@ -42,6 +42,7 @@
 //     overshot by at most the other processes' in-flight reservations.
 //  4. A call is charged to the UTC day its reservation was made on: it was checked against that
 //     day's window, and charging it to the next day would overdraw a window that never approved it.
+import type { Usage } from '../contract/usage.js';
 import type { ChargeBasis } from './ledger-file.js';
 import type { PriceTable } from './prices.js';
 
@@ -155,7 +156,7 @@ export interface Charge {
   tokens: number;
   usd: number | null;
   /** What was charged, part by part (reported usage, or the estimate plus streamed output). */
-  parts: { input: number; output: number; cache_read: number; cache_write: number };
+  usage: Usage;
   basis: ChargeBasis;
 }
 
@@ -164,10 +165,8 @@ export interface ModelTotals {
   tokens: number;
   /** null when the model has no known price. */
   usd: number | null;
-  input: number;
-  output: number;
-  cache_read: number;
-  cache_write: number;
+  /** The calls' tokens part by part (the sum of what each was charged). */
+  usage: Usage;
 }
 
 export interface RunTotals {

@@ -10,6 +10,7 @@ import { after, BudgetLedger, TokenScaler, type Answer, type BudgetLimits, type 
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Usage } from '../contract/usage.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import type { ModelCallEnd } from '../contract/worker-protocol.js';
 
 /**
@@ -203,7 +204,7 @@ export class BudgetGate<L extends LedgerStore = BudgetLedger> {
 
   /** Commits what a re-entry child reported for its whole tree (its USD, not re-priced here). */
   commitSlice(reservationId: string, usage: Usage | null, usd: number | null): Answer<L, { tokens: number; usd: number | null }> {
-    const charged = this.ledger.commit(reservationId, usage ?? { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, undefined, usd);
+    const charged = this.ledger.commit(reservationId, usage ?? emptyUsage(), undefined, usd);
     return this.onAnswer(charged, (c): { tokens: number; usd: number | null } => c);
   }
 

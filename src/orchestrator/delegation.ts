@@ -9,6 +9,7 @@ import { delegationTarget, delegationToolName } from '../contract/tool-names.js'
 import type { ToolCall, ToolOutcome, ToolSpec } from '../contract/tool.js';
 import type { Usage } from '../contract/usage.js';
 import type { ToolSpanHandle } from '../telemetry/types.js';
+import type { LedgerStore } from '../budget/index.js';
 import type { BudgetGate, RunBudget } from './budget-gate.js';
 import { RESULT_META_KEY, refuseHop, type CallChain } from './chain.js';
 import { ChildHub } from './reentry.js';
@@ -30,7 +31,7 @@ export class Delegations {
   constructor(
     private readonly cfg: ResolvedConfig,
     private readonly agents: AgentStore,
-    private readonly budget: BudgetGate,
+    private readonly budget: BudgetGate<LedgerStore>,
     /** Starts an in-process child run (Orchestrator.start). */
     private readonly startChild: (req: RunRequest) => RunRecord,
   ) {}
@@ -112,7 +113,12 @@ export class Delegations {
 
     // Process hop: reserve the child's slice here; commit what it reports for its whole tree.
     const childModel = target.model ?? this.cfg.defaultModel ?? 'unknown/unknown';
-    const slice = this.budget.reserveSlice(rb, childModel, target.budget.runTokens);
+    let slice: Awaited<ReturnType<BudgetGate<LedgerStore>['reserveSlice']>>;
+    try {
+      slice = await this.budget.reserveSlice(rb, childModel, target.budget.runTokens);
+    } catch (err) {
+      slice = { ok: false, reason: `budget: the ledger did not answer: ${(err as Error).message}` };
+    }
     if (!slice.ok) {
       parent.audit?.emit({ event: 'budget_refused', scope: 'run', tokens: 0, usd: null, message: slice.reason });
       return { outcome: { isError: true, content: `delegation to ${name} refused: ${slice.reason}` }, refused: slice.reason };
@@ -127,23 +133,29 @@ export class Delegations {
       rules: toolRun.rules,
     };
     this.hub ??= new ChildHub(this.cfg);
-    let childRunId = '';
+    let res: Awaited<ReturnType<ChildHub['call']>>;
     try {
-      const res = await this.hub.call(name, input, chain, { signal, onProgress, timeoutMs: this.cfg.delegate.runs.timeoutS * 1000, meta: span?.meta() });
-      const meta = (res._meta?.[RESULT_META_KEY] ?? {}) as { run_id?: string; usage?: Usage; tree_usage?: Usage; cost_usd?: number | null; status?: string };
-      childRunId = meta.run_id ?? '';
-      const charge = this.budget.commitSlice(slice.reservationId, meta.tree_usage ?? meta.usage ?? null, meta.cost_usd ?? null);
-      parent.childCostUsd = (parent.childCostUsd ?? 0) + (charge.usd ?? 0);
-      parent.audit?.emit({ event: 'delegation', child_run_id: childRunId, child_agent: name, hop: 'process' });
-      parent.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd, message: `re-entry child ${childRunId} (${name})` });
-      const text = res.content.map((c) => (c.type === 'text' ? c.text : `[${c.type}]`)).join('\n');
-      return { outcome: { isError: Boolean(res.isError), content: text } };
+      res = await this.hub.call(name, input, chain, { signal, onProgress, timeoutMs: this.cfg.delegate.runs.timeoutS * 1000, meta: span?.meta() });
     } catch (err) {
       // The child never reported: nothing is known to be spent beyond what it streamed; release the slice.
-      this.budget.ledger.release(slice.reservationId);
+      // (Should the ledger not answer, the parent's closeRun frees it.)
+      await Promise.resolve(this.budget.ledger.release(slice.reservationId)).catch(() => undefined);
       const why = signal.aborted ? 'cancelled' : (err as Error).message;
       return { outcome: { isError: true, content: `delegation to ${name} failed: ${why}` } };
     }
+    const meta = (res._meta?.[RESULT_META_KEY] ?? {}) as { run_id?: string; usage?: Usage; tree_usage?: Usage; cost_usd?: number | null; status?: string };
+    const childRunId = meta.run_id ?? '';
+    parent.audit?.emit({ event: 'delegation', child_run_id: childRunId, child_agent: name, hop: 'process' });
+    try {
+      const charge = await this.budget.commitSlice(slice.reservationId, meta.tree_usage ?? meta.usage ?? null, meta.cost_usd ?? null);
+      parent.childCostUsd = (parent.childCostUsd ?? 0) + (charge.usd ?? 0);
+      parent.audit?.emit({ event: 'budget_commit', scope: 'run', tokens: charge.tokens, usd: charge.usd, message: `re-entry child ${childRunId} (${name})` });
+    } catch (err) {
+      // The child's answer still reaches the model; only its charge is missing (and said so).
+      parent.audit?.emit({ event: 'error', message: `budget: the ledger did not record re-entry child ${childRunId} (${name}): ${(err as Error).message}` });
+    }
+    const text = res.content.map((c) => (c.type === 'text' ? c.text : `[${c.type}]`)).join('\n');
+    return { outcome: { isError: Boolean(res.isError), content: text } };
   }
 
   async close(): Promise<void> {

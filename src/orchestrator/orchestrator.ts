@@ -13,6 +13,7 @@ import { AuditLog, installShutdownFlush } from '../audit/audit-log.js';
 import { Redactor } from '../audit/redact.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore } from './artifacts.js';
+import type { LedgerStore } from '../budget/index.js';
 import { BudgetGate } from './budget-gate.js';
 import { CHILD_ENV } from './reentry.js';
 import { RunPool } from './pool.js';
@@ -43,6 +44,22 @@ export interface RemoteRuns {
   close(): Promise<void>;
 }
 
+/** What Orchestrator.create may be given instead of its defaults. */
+export interface OrchestratorOptions {
+  /**
+   * The budget books. Default: the file ledger under the state dir (synchronous, the embedded hot path
+   * never waits). A queue worker passes `await openRedisLedger({ url, prefix, server, prices })`: one
+   * budget across all nodes. The caller opened it, the caller closes it (Orchestrator.close does not).
+   */
+  ledger?: LedgerStore;
+  /** Where runs' loops execute. Default: the piscina pool (delegate.pool). */
+  pool?: RunExecutor;
+  /** Queue mode: names this process in every audit event. */
+  node?: string;
+  /** Queue mode: a queue front holds the run's budget (src/queue/), so these books stay in memory, as a re-entry child's do. */
+  booksElsewhere?: boolean;
+}
+
 export class Orchestrator implements RunHost {
   /**
    * Set on a queue front (src/queue/front.ts): runs are enqueued for workers instead of run here, and
@@ -69,10 +86,12 @@ export class Orchestrator implements RunHost {
     readonly cfg: ResolvedConfig,
     readonly agents: AgentStore,
     /** Without one, budgets are enforced in memory only (nothing persisted across restarts). */
-    readonly budget: BudgetGate = BudgetGate.inMemory(cfg),
+    readonly budget: BudgetGate<LedgerStore> = BudgetGate.inMemory(cfg),
     /** Without one, nothing is audited (embedding, one-off CLI use). */
     readonly audit?: AuditLog,
     pool?: RunExecutor,
+    /** Whether close() closes the budget's ledger (false for a ledger the caller opened and passed in). */
+    private readonly ownsLedger = true,
   ) {
     this.tools = ToolGate.fromConfig(cfg);
     this.pool = pool ?? new RunPool(cfg.delegate.pool);
@@ -85,34 +104,29 @@ export class Orchestrator implements RunHost {
     if (audit) this.tools.onDecision = (d) => auditToolDecision(this.runs, d);
   }
 
-  /** The server's orchestrator: the budget ledger persists under the state dir and replays today. */
-  static async create(
-    cfg: ResolvedConfig,
-    agents: AgentStore,
-    /**
-     * Queue mode: `node` names this process in every audit event; `booksElsewhere` keeps the books in
-     * memory, as a re-entry child does, because a queue front holds the run's budget (src/queue/).
-     */
-    opts: { node?: string; booksElsewhere?: boolean } = {},
-  ): Promise<Orchestrator> {
+  /**
+   * The server's orchestrator: the budget ledger persists under the state dir and replays today, unless
+   * `opts.ledger` gives another (the Redis ledger of queue mode).
+   */
+  static async create(cfg: ResolvedConfig, agents: AgentStore, opts: OrchestratorOptions = {}): Promise<Orchestrator> {
     // Threads first: they load on their own while the books and the audit log open.
-    const pool = new RunPool(cfg.delegate.pool);
+    const pool = opts.pool ?? new RunPool(cfg.delegate.pool);
     const audit = cfg.auditDir
       ? AuditLog.open({ dir: cfg.auditDir, previews: cfg.delegate.audit.previews, redactor: new Redactor({ secrets: configSecrets(cfg) }), node: opts.node })
       : undefined;
     // A re-entry child keeps its books in memory: its parent commits the usage it reports.
-    let budget: BudgetGate;
+    let budget: BudgetGate<LedgerStore>;
     let telemetry: Telemetry | undefined;
     try {
       telemetry = await loadTelemetry(cfg);
-      budget = process.env[CHILD_ENV] || opts.booksElsewhere ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
+      budget = opts.ledger ? BudgetGate.over(opts.ledger, cfg) : process.env[CHILD_ENV] || opts.booksElsewhere ? BudgetGate.inMemory(cfg) : await BudgetGate.open(cfg);
     } catch (err) {
       // An unusable state dir stops the start: the threads must not keep the process alive.
       audit?.close();
-      await pool.close();
+      if (!opts.pool) await pool.close();
       throw err;
     }
-    const orchestrator = new Orchestrator(cfg, agents, budget, audit, pool);
+    const orchestrator = new Orchestrator(cfg, agents, budget, audit, pool, !opts.ledger);
     orchestrator.telemetry = telemetry;
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
@@ -182,7 +196,8 @@ export class Orchestrator implements RunHost {
     this.runs.close();
     await this.pool.close();
     await this.delegations.close();
-    await this.budget.close();
+    if (this.ownsLedger) await this.budget.close();
+    else await this.budget.ledger.flush();
     if (reason) this.audit?.emit({ event: 'server_stop', reason });
     this.audit?.close();
     this.uninstallShutdownFlush?.();

@@ -6,7 +6,7 @@ import type { Redactor } from '../audit/redact.js';
 import type { RunTotals } from '../budget/ledger.js';
 import { log } from '../log.js';
 import type { Usage } from '../contract/usage.js';
-import { emptyUsage } from '../contract/usage-sum.js';
+import { addUsage, emptyUsage } from '../contract/usage-sum.js';
 import { extractArtifacts, type ArtifactStore } from './artifacts.js';
 import type { RunRecord } from './runs.js';
 import type { RunResult } from '../contract/run.js';
@@ -56,12 +56,7 @@ export function buildResult(
 /** What a run and everything it delegated spent, by the books. */
 export function treeUsageOf(totals: RunTotals): Usage {
   const tree = emptyUsage();
-  for (const m of Object.values(totals.byModel)) {
-    tree.input_tokens += m.input;
-    tree.output_tokens += m.output;
-    tree.cache_read_input_tokens += m.cache_read;
-    tree.cache_creation_input_tokens += m.cache_write;
-  }
+  for (const m of Object.values(totals.byModel)) addUsage(tree, m.usage);
   return tree;
 }
 

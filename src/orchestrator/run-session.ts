@@ -5,6 +5,10 @@
 // The orchestrator starts sessions for whoever asks (an MCP call, the CLI, a queue worker's job); the
 // loop runs wherever the RunExecutor puts it (piscina threads, or the calling thread) and talks to the
 // session only through it.
+// The books are the file ledger (every budget answer synchronous: a run is admitted, gated and
+// dispatched in the caller's stack, as the embedded hot path needs) or the Redis ledger of queue mode
+// (answers are Promises): each budget step takes either, with the same rules, and stays synchronous
+// when the answer is.
 //
 // Long because: the run's state machine (admission, dispatch, loop conversation, cancel/deadline/kill,
 // settling) is one piece that reads best whole; its parts that stand alone (result building, audit
@@ -23,7 +27,8 @@ import type { Telemetry } from '../telemetry/index.js';
 import { buildSystemPrompt } from './prompt.js';
 import type { MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerMessage } from '../contract/worker-protocol.js';
 import type { ArtifactStore } from './artifacts.js';
-import { EXTENSION_STEP, type BudgetGate, type CallBudget, type RunBudget } from './budget-gate.js';
+import { after, type Charge, type LedgerStore, type MaybePromise, type RunTotals } from '../budget/index.js';
+import { EXTENSION_STEP, type BudgetGate, type CallBudget, type GateDecision, type RunBudget } from './budget-gate.js';
 import { lineageOf, refuseHop, type CallChain } from './chain.js';
 import type { Delegations } from './delegation.js';
 import type { ModelEndpoints, PreparedRun } from './model-endpoints.js';
@@ -49,7 +54,8 @@ type StopReason = 'cancelled' | 'timeout';
 export interface RunHost {
   readonly cfg: ResolvedConfig;
   readonly agents: AgentStore;
-  readonly budget: BudgetGate;
+  /** Over the file ledger (synchronous answers) or the Redis ledger (Promises): see budget/store.ts. */
+  readonly budget: BudgetGate<LedgerStore>;
   readonly tools: ToolGate;
   readonly runs: RunRegistry;
   readonly artifacts: ArtifactStore;
@@ -77,6 +83,12 @@ export class RunSession {
   /** The thread running the loop (the hard-kill fallback needs it). */
   private threadId?: number;
   private cancelled?: StopReason;
+  /** A cancel that came while the ledger was still opening the run (Redis ledger): applied at dispatch. */
+  private cancelBeforeDispatch?: StopReason;
+  /** Commits the ledger has not answered yet (Redis ledger only): the books close after them. */
+  private commits?: Promise<void>;
+  /** The books are being closed: later reports are not charged again, a second finish is ignored. */
+  private closing = false;
   private heartbeat?: NodeJS.Timeout;
   private deadline?: NodeJS.Timeout;
   private graceTimer?: NodeJS.Timeout;
@@ -149,17 +161,20 @@ export class RunSession {
       input: agent && !agent.policies.secrets.redact ? () => host.redactor.redactString(JSON.stringify(req.input)) : undefined,
     });
     const refused = this.admit(chain);
-    if (refused !== undefined) {
-      this.finish('error', '', 0, refused);
-      return record;
-    }
-    this.execute();
-    record.audit?.release();
+    // Over the file ledger the run is admitted and dispatched before start() returns, as ever.
+    if (refused instanceof Promise) void refused.then((r) => this.admitted(r));
+    else this.admitted(refused);
     return record;
   }
 
+  private admitted(refused: string | undefined): void {
+    if (refused !== undefined) return this.finish('error', '', 0, refused);
+    this.execute();
+    this.record.audit?.release();
+  }
+
   /** Everything that can refuse the run before dispatch; undefined when it may run. */
-  private admit(chain: CallChain | undefined): string | undefined {
+  private admit(chain: CallChain | undefined): MaybePromise<string | undefined> {
     const { host, req, agent } = this;
     if (!agent) return unknownAgentMessage(req.agent, host.agents.exposed().map((a) => a.name));
     // A chain is enforced on arrival too: depth, cycles, and (below) its budget and rules as ceilings.
@@ -173,12 +188,17 @@ export class RunSession {
     } catch (err) {
       return (err as Error).message;
     }
+    let opened: MaybePromise<RunBudget>;
     try {
-      this.rb = host.budget.openRun({ runId: this.record.runId, agent, modelRef: this.record.model, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
+      opened = host.budget.openRun({ runId: this.record.runId, agent, modelRef: this.record.model, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
     } catch (err) {
       return `budget: ${(err as Error).message}`;
     }
-    return undefined;
+    const keep = (rb: RunBudget) => {
+      this.rb = rb;
+      return undefined;
+    };
+    return opened instanceof Promise ? opened.then(keep, (err: Error) => `budget: ${err.message}`) : keep(opened);
   }
 
   /** Opens the run's line, arms its timers, and dispatches it once its tools are known. */
@@ -201,6 +221,7 @@ export class RunSession {
     this.onAbort = () => this.cancel('cancelled');
     if (req.signal?.aborted) this.onAbort();
     else req.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (this.cancelBeforeDispatch) this.cancel(this.cancelBeforeDispatch);
 
     // Dispatched now when no downstream server has to be asked for its tools first: the loop starts
     // this run's request while this thread goes on starting the next ones (a fan-out pipelines).
@@ -220,18 +241,33 @@ export class RunSession {
     const tools = [...offered, ...host.delegations.toolsFor(agent, this.toolRun!)];
     // Admission: a run that cannot afford what it is expected to cost makes no model request.
     const admitted = host.budget.admit(rb);
-    if (!admitted.ok) {
-      record.audit?.emit({ event: 'budget_refused', scope: admitted.scope, tokens: admitted.needed, usd: null, message: admitted.reason });
-      return Promise.resolve({ status: 'error', output: '', turns: 0, usage: emptyUsage(), modelCalls: 0, error: admitted.reason });
-    }
-    // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the first
-    // model request starts without a round trip to this thread.
-    let firstTurnGranted: RunTask['firstTurnGranted'];
-    if (!rb.needsEstimate) {
+    const onAdmitted = (a: Awaited<typeof admitted>): Promise<RunOutcome> => {
+      if (!a.ok) {
+        record.audit?.emit({ event: 'budget_refused', scope: a.scope, tokens: a.needed, usd: null, message: a.reason });
+        return Promise.resolve({ status: 'error', output: '', turns: 0, usage: emptyUsage(), modelCalls: 0, error: a.reason });
+      }
+      // With no estimate to wait for, the first turn's gate is passed here, at dispatch, so the first
+      // model request starts without a round trip to this thread.
+      if (rb.needsEstimate) return this.runLoop(tools, undefined);
+      const onGate = (gate: GateDecision): Promise<RunOutcome> =>
+        gate.ok
+          ? this.runLoop(tools, { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens })
+          : Promise.resolve({ status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason });
       const gate = this.openGate(1, null, agent.maxOutputTokens);
-      if (!gate.ok) return Promise.resolve({ status: 'error', output: '', turns: 1, usage: emptyUsage(), modelCalls: 0, error: gate.reason });
-      firstTurnGranted = { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens };
-    }
+      return gate instanceof Promise ? gate.then(onGate) : onGate(gate);
+    };
+    // A cancel while the ledger answered: no model request is made.
+    return admitted instanceof Promise ? admitted.then((a) => (this.cancelled ? this.stoppedBeforeDispatch() : onAdmitted(a))) : onAdmitted(admitted);
+  }
+
+  private stoppedBeforeDispatch(): Promise<RunOutcome> {
+    return Promise.resolve({ status: 'error', output: '', turns: 0, usage: emptyUsage(), modelCalls: 0, error: 'run stopped before its first model request' });
+  }
+
+  /** Hands the run's loop to the executor. */
+  private runLoop(tools: ToolSpec[], firstTurnGranted: RunTask['firstTurnGranted']): Promise<RunOutcome> {
+    const { host, req, record, rb } = this;
+    const agent = this.agent!;
     return host.pool.run({
       runId: record.runId,
       agent: { name: agent.name, maxTurns: agent.maxTurns, maxOutputTokens: agent.maxOutputTokens, temperature: agent.temperature },
@@ -274,7 +310,11 @@ export class RunSession {
   /** Cancels cooperatively (the loop aborts its model request, running tools stop); hard kill after the grace period. */
   cancel(reason: StopReason): void {
     const { record, host } = this;
-    if (!this.line || this.cancelled || record.status !== 'running') return;
+    if (this.cancelled || this.closing || record.status !== 'running') return;
+    if (!this.line) {
+      this.cancelBeforeDispatch ??= reason;
+      return;
+    }
     this.cancelled = reason;
     record.audit?.emit({ event: 'cancelled', reason: reason === 'timeout' ? 'run deadline reached' : 'cancelled by the client' });
     this.line.cancel(reason);
@@ -296,26 +336,49 @@ export class RunSession {
     this.graceTimer.unref();
   }
 
-  /** The budget gate: no model call starts unless every scope covering it can afford it. */
-  private openGate(turn: number, estimated: number | null, maxOutputTokens: number) {
+  /**
+   * The budget gate: no model call starts unless every scope covering it can afford it. A ledger that
+   * cannot answer (Redis lost) refuses the call.
+   */
+  private openGate(turn: number, estimated: number | null, maxOutputTokens: number): MaybePromise<GateDecision> {
     const { record } = this;
     record.turn = turn;
     this.progress('thinking');
-    const gate = this.host.budget.beforeCall(this.rb, estimated, maxOutputTokens);
     this.callStartedEstimate = estimated;
     this.callStartedAt = Date.now();
     this.retries = 0;
-    if (!gate.ok) record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
-    else record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
-    return gate;
+    const audited = (gate: GateDecision): GateDecision => {
+      if (!gate.ok) record.audit?.emit({ event: 'budget_refused', scope: gate.scope ?? 'run', tokens: gate.needed ?? 0, usd: null, message: gate.reason });
+      else record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: gate.tokens, usd: gate.usd });
+      return gate;
+    };
+    const gate = this.host.budget.beforeCall(this.rb, estimated, maxOutputTokens);
+    if (!(gate instanceof Promise)) return audited(gate);
+    return gate.then(audited, (err: Error) => audited({ ok: false, reason: `budget: the ledger did not answer: ${err.message}` }));
   }
 
   /** The loop's report of a finished model call: commit its usage, audit it. */
   private modelCallEnded(end: ModelCallEnd): void {
-    const { record, usage } = this;
-    if (record.status !== 'running') return; // books closed already (the cancel fallback settled the run)
+    if (this.closing) return; // books closed already (the cancel fallback settled the run)
     this.threadId = end.threadId;
     const charge = this.host.budget.afterCall(this.rb, end);
+    if (!(charge instanceof Promise)) return this.charged(end, charge);
+    const settled = charge.then(
+      (c) => this.charged(end, c),
+      (err: Error) => {
+        // Not charged: the books' closeRun still releases the call's reservation.
+        const message = `budget: the ledger did not record a model call's usage: ${err.message}`;
+        log.warn(`run ${this.record.runId}: ${message}`);
+        this.record.audit?.emit({ event: 'error', message });
+        this.charged(end, undefined);
+      },
+    );
+    this.commits = this.commits ? Promise.all([this.commits, settled]).then(() => undefined) : settled;
+  }
+
+  /** A model call's audit and trace records and the run's usage, once its charge is known. */
+  private charged(end: ModelCallEnd, charge: Charge | undefined): void {
+    const { record, usage } = this;
     const provider = this.prepared.endpoint.provider;
     record.audit?.emit({
       event: 'model_call',
@@ -333,10 +396,7 @@ export class RunSession {
     record.trace?.modelCall({ startedAt: this.callStartedAt, provider, model: this.prepared.modelId, responseModel: end.responseModel, turn: end.turn, usage: end.usage, stopReason: end.stopReason, retries: this.retries, costUsd: charge?.usd ?? null, error: end.error });
     // The run's usage is what it was charged: for a stream cut short that includes what it streamed.
     if (charge) {
-      usage.input_tokens += charge.parts.input;
-      usage.output_tokens += charge.parts.output;
-      usage.cache_read_input_tokens += charge.parts.cache_read;
-      usage.cache_creation_input_tokens += charge.parts.cache_write;
+      addUsage(usage, charge.usage);
       this.tokensSoFar += charge.tokens;
       if (charge.usd !== null) this.costSoFar += charge.usd;
     } else if (end.usage) {
@@ -365,17 +425,22 @@ export class RunSession {
       );
     if (msg.kind === 'model_call_start') {
       this.threadId = msg.threadId;
-      const gate = this.openGate(msg.turn, msg.estimatedInputTokens, msg.maxOutputTokens);
-      reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens } : { error: gate.reason });
+      const onGate = (gate: GateDecision) => reply(gate.ok ? { maxOutputTokens: gate.maxOutputTokens, reservedOutputTokens: gate.reservedOutputTokens } : { error: gate.reason });
+      void after(this.openGate(msg.turn, msg.estimatedInputTokens, msg.maxOutputTokens), onGate);
     } else if (msg.kind === 'extend_output') {
+      const onExtended = (ext: Awaited<ReturnType<BudgetGate<LedgerStore>['extend']>>) => {
+        if (ext.ok) {
+          record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: ext.granted, usd: null, message: `stream extension: ${ext.reservedOutputTokens} output tokens held after ${msg.streamedOutputTokens} streamed` });
+          reply({ reservedOutputTokens: ext.reservedOutputTokens });
+        } else {
+          // A refused extension cuts the stream (the loop stops reading on the error reply).
+          record.audit?.emit({ event: 'budget_refused', scope: ext.scope ?? 'run', tokens: msg.wantOutputTokens, usd: null, message: ext.reason });
+          reply({ error: ext.reason });
+        }
+      };
       const ext = host.budget.extend(rb, msg.wantOutputTokens);
-      if (ext.ok) {
-        record.audit?.emit({ event: 'budget_reserve', scope: 'run', tokens: ext.granted, usd: null, message: `stream extension: ${ext.reservedOutputTokens} output tokens held after ${msg.streamedOutputTokens} streamed` });
-        reply({ reservedOutputTokens: ext.reservedOutputTokens });
-      } else {
-        record.audit?.emit({ event: 'budget_refused', scope: ext.scope ?? 'run', tokens: msg.wantOutputTokens, usd: null, message: ext.reason });
-        reply({ error: ext.reason });
-      }
+      if (ext instanceof Promise) void ext.then(onExtended, (err: Error) => onExtended({ ok: false, reason: `budget: the ledger did not answer: ${err.message}` }));
+      else onExtended(ext);
     } else if (msg.kind === 'call_tool') {
       this.progress(describeToolCall(msg.call));
       const span = record.trace?.startTool(msg.call.name, msg.call.id);
@@ -418,8 +483,25 @@ export class RunSession {
   /** Settles the books before the result goes out: nothing the run reserved stays reserved. */
   private finishRun(status: Status, output: string, turns: number, error?: string): void {
     const { record } = this;
-    if (record.status !== 'running') return; // settled already (e.g. by the cancel fallback)
-    const totals = this.host.budget.closeRun(this.rb);
+    if (record.status !== 'running' || this.closing) return; // settled already (e.g. by the cancel fallback)
+    this.closing = true;
+    const close = () => this.host.budget.closeRun(this.rb);
+    // Over the file ledger the books close (and the run settles) in this call, as ever.
+    const totals = this.commits ? this.commits.then(close) : close();
+    if (!(totals instanceof Promise)) return this.booksClosed(totals, status, output, turns, error);
+    void totals.then(
+      (t) => this.booksClosed(t, status, output, turns, error),
+      (err: Error) => {
+        // The result still goes out; what it cost is unknown (the ledger's run record expires on its own).
+        record.costUsd = null;
+        record.budgetNotes = [...this.rb.notes, `budget: the ledger did not close the run's books: ${err.message}`];
+        this.finish(status, output, turns, error);
+      },
+    );
+  }
+
+  private booksClosed(totals: RunTotals, status: Status, output: string, turns: number, error?: string): void {
+    const { record } = this;
     record.costUsd = totals.unpricedTokens > 0 && totals.usd === 0 ? null : totals.usd;
     // The audit records the run's own spend: its children write their own run_end (see audit/events.ts).
     // totals.self still holds what process-hop children reported (their slices are this run's reservations).

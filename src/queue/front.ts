@@ -20,6 +20,16 @@ import { JobWatch, type JobOutcome } from './job-watch.js';
 import { safeUrl, type QueueSettings } from './connection.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import type { BudgetStatus } from '../budget/types.js';
+import type { MaybePromise } from '../budget/index.js';
+
+/**
+ * A front's own books are the file ledger of its state dir (Orchestrator.create without `ledger`), which
+ * answers at once; the books every front shares are reached separately, through `reserveShared`.
+ */
+function answered<T>(v: MaybePromise<T>): T {
+  if (v instanceof Promise) throw new Error('a queue front keeps its own books in this process; they answer at once');
+  return v;
+}
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
@@ -110,12 +120,12 @@ export class QueueFront implements RemoteRuns {
     // The run's slice of every scope that covers it, reserved here, before the job exists.
     const chain = req.chain;
     try {
-      rb = o.budget.openRun({ runId, agent, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
+      rb = answered(o.budget.openRun({ runId, agent, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId }));
     } catch (err) {
       fail(`budget: ${errorMessage(err)}`);
       return record;
     }
-    const slice = o.budget.reserveSlice(rb, modelRef, agent.budget.runTokens);
+    const slice = answered(o.budget.reserveSlice(rb, modelRef, agent.budget.runTokens));
     if (!slice.ok) {
       fail(`budget refused: ${slice.reason}`);
       return record;

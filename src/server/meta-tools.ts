@@ -5,6 +5,7 @@ import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { HEARTBEAT_MS, type Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
+import type { BudgetStatus } from '../budget/types.js';
 import { RunStatus, type RunResult } from '../contract/run.js';
 import { emptyUsage } from '../contract/usage-sum.js';
 import { randomUUID } from 'node:crypto';
@@ -176,7 +177,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
     const total = args.tasks.length;
     // The batch is a budget scope of its own; each task's run is a child that draws a slice of it.
     const batchId = `batch_${randomUUID()}`;
-    orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
+    await orchestrator.budget.openBatch(batchId, 'delegate_parallel', args.budget);
     orchestrator.runs.addBatch(batchId, owner);
     // The batch is the root of its tasks' run tree in the audit log.
     const batchAudit = orchestrator.audit?.forRun({ run_id: batchId, parent_run_id: null, root_run_id: batchId, depth: 0, agent: 'delegate_parallel' });
@@ -226,7 +227,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       signal.removeEventListener('abort', onAbort);
       io.endSpan(results.every((r) => r?.status === 'ok') ? undefined : `${results.filter((r) => r?.status !== 'ok').length} of ${total} task(s) did not succeed`);
     }
-    const totals = orchestrator.budget.closeBatch(batchId);
+    const totals = await orchestrator.budget.closeBatch(batchId);
     orchestrator.runs.endBatch(batchId);
     const ok = results.filter((r) => r.status === 'ok').length;
     batchAudit?.emit({
@@ -266,7 +267,7 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       let status;
       try {
         // A queue front answers for the day from the books every front shares (src/queue/front.ts).
-        status = (!run_id && (await orchestrator.remote?.sharedBudget?.(day))) || orchestrator.budget.ledger.status({ runId: run_id, day });
+        status = (!run_id && (await orchestrator.remote?.sharedBudget?.(day))) || (await orchestrator.budget.ledger.status({ runId: run_id, day }));
       } catch (err) {
         return text(`budget_status: ${(err as Error).message}`, true);
       }
@@ -342,7 +343,7 @@ function withStructured(res: CallToolResult, r: RunResult): CallToolResult {
   return res.isError ? { ...res, structuredContent: answerFirst(r) } : res;
 }
 
-type BudgetStatusView = ReturnType<Orchestrator['budget']['ledger']['status']>;
+type BudgetStatusView = BudgetStatus;
 
 /** A compact text view of the books (the structured form carries everything). */
 export function renderBudget(st: BudgetStatusView): string {

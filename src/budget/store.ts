@@ -22,6 +22,12 @@ import type {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** The answer of books known to answer at once (the file ledger); a Promise here is a wiring mistake. */
+export function answered<T>(v: MaybePromise<T>): T {
+  if (v instanceof Promise) throw new Error('these books were expected to answer at once (the file ledger), not with a Promise');
+  return v;
+}
+
 export interface LedgerStore {
   /** true: every method answers synchronously (BudgetLedger); false: with Promises (RedisLedger). */
   readonly synchronous: boolean;

@@ -20,16 +20,7 @@ import { JobWatch, type JobOutcome } from './job-watch.js';
 import { safeUrl, type QueueSettings } from './connection.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import type { BudgetStatus } from '../budget/types.js';
-import type { MaybePromise } from '../budget/index.js';
-
-/**
- * A front's own books are the file ledger of its state dir (Orchestrator.create without `ledger`), which
- * answers at once; the books every front shares are reached separately, through `reserveShared`.
- */
-function answered<T>(v: MaybePromise<T>): T {
-  if (v instanceof Promise) throw new Error('a queue front keeps its own books in this process; they answer at once');
-  return v;
-}
+import { answered } from '../budget/index.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;

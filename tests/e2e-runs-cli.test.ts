@@ -103,7 +103,7 @@ permissions:
 
   it('runs refuses bad flags with the flag named', async () => {
     for (const [args, re] of [
-      [['--status', 'weird'], /--status: expected one of running, ok, error/],
+      [['--status', 'weird'], /--status: expected one of running, ok, .*budget_exhausted.*, got "weird"/],
       [['--since', 'yesterday-ish'], /--since: not a date or a span/],
       [['--limit', '0'], /--limit: expected a positive whole number/],
     ] as const) {

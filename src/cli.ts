@@ -15,7 +15,7 @@ import { dirExists, loadAgentSources } from './agents/formats.js';
 import { watchAgents } from './agents/watch.js';
 import { createAgent, CreateAgentError } from './agents/create.js';
 import { draftThroughOrchestrator } from './orchestrator/draft-agent.js';
-import { RESERVED_TOOL_NAMES } from './server/agent-tools.js';
+import { RESERVED_TOOL_NAMES } from './mcp/agent-tools.js';
 import { knownProviders, loadConfig, type ConfigOverrides } from './config/config.js';
 import { ConfigError } from './config/config-error.js';
 import { openStateDir } from './config/state-dir.js';
@@ -27,9 +27,9 @@ import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
 import { readAuditDirs, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderChainReports, verifyStateChains } from './audit/verify.js';
-import { renderBudget } from './server/meta-tools.js';
-import { serveStdioServer } from './server/stdio.js';
-import type { HttpCliOptions } from './server/http-serve.js';
+import { renderBudget } from './mcp/meta-tools.js';
+import { serveStdioServer } from './transports/stdio.js';
+import type { HttpCliOptions } from './transports/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';
 import { renderInit, runInit } from './cli/init.js';
 import { registerRunsCommand } from './cli/runs.js';
@@ -115,7 +115,7 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     const { cfg, agents } = boot(opts);
     // Refuse an unsafe HTTP setup before anything starts.
     // The HTTP stack (Node adapter, legacy SSE) loads only when asked for: stdio start-up stays fast.
-    const http = opts.http ? await import('./server/http-serve.js') : undefined;
+    const http = opts.http ? await import('./transports/http-serve.js') : undefined;
     const httpOpts = http?.resolveHttpOptions(cfg, opts);
     // Queue mode (a front): BullMQ loads only then, and Redis must answer before anything starts.
     const queueAt = queueUrl(cfg, opts.queue);

@@ -1,6 +1,6 @@
 // Hot reload: watches the agent directories and reloads the store shortly after files change. The
 // store's 'change' event does the rest (every live MCP session updates its tools and its client gets
-// notifications/tools/list_changed; see src/server/agent-tools.ts).
+// notifications/tools/list_changed; see src/mcp/agent-tools.ts).
 //
 // fs.watch on each directory (not recursive: agent files live directly in it), debounced, because an
 // editor's save is several events (write a temp file, rename it over the old one). A directory that is

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { openStateDir } from '../config/state-dir.js';
-import { allowedHostnames, BearerToken, isLoopbackHost } from '../server/http-auth.js';
+import { allowedHostnames, BearerToken, isLoopbackHost } from '../transports/http-auth.js';
 import { createUiHandler } from '../ui/handler.js';
 import { log } from '../log.js';
 

@@ -1,5 +1,5 @@
 // `delegate.http` in mcp.json: how `serve --http` listens, who may talk to it, and its limits.
-// Kept apart from config.ts so the HTTP transport owns its settings; config.ts only mounts the schema.
+// Kept apart from config.ts: the HTTP transport (transports/) reads these; config.ts only mounts the schema.
 import { z } from 'zod';
 
 export const HTTP_DEFAULTS = {

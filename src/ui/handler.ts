@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
 import { readAuditDir, runTree, type ReadResult } from '../audit/reader.js';
 import { listRuns, runTimeline, RUN_STATUSES } from '../audit/runs-view.js';
-import type { BearerToken } from '../server/http-auth.js';
+import type { BearerToken } from '../transports/http-auth.js';
 
 export const UI_DIR = path.join(PACKAGE_ROOT, 'ui');
 

@@ -6,7 +6,7 @@
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { createServerFactory } from './server.js';
+import { createServerFactory } from '../mcp/server.js';
 import { LineTransport } from './stdio-transport.js';
 
 export interface StdioServeOptions {

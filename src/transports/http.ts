@@ -26,7 +26,7 @@ import { BearerToken, allowedHostnames } from './http-auth.js';
 import type { HttpConfig } from '../config/http-config.js';
 import { RunSlots } from './http-limits.js';
 import { SessionEventStore, streamOfEventId } from './event-store.js';
-import { buildServer } from './server.js';
+import { buildServer } from '../mcp/server.js';
 
 export interface HttpServeOptions {
   host: string;

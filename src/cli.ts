@@ -27,7 +27,7 @@ import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
 import { readAuditDirs, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderChainReports, verifyStateChains } from './audit/verify.js';
-import { renderBudget } from './mcp/meta-tools.js';
+import { renderBudget } from './mcp/budget-view.js';
 import { serveStdioServer } from './transports/stdio.js';
 import type { HttpCliOptions } from './transports/http-serve.js';
 import { registerFanoutCommand } from './cli/fanout.js';

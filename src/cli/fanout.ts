@@ -3,10 +3,10 @@
 // stderr (a live board on a TTY, plain lines otherwise); the summary table, or --json results, to
 // stdout. The first Ctrl-C cancels every run cleanly, a second one exits at once.
 import { readFileSync } from 'node:fs';
-import { setMaxListeners } from 'node:events';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { AgentStore } from '../agents/store.js';
 import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
+import { runBatch } from '../orchestrator/batch.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../contract/run.js';
 // Loaded when a fan-out starts, not at start-up: display widths need an Intl.Segmenter, whose first
@@ -130,7 +130,6 @@ export async function runFanout(orchestrator: Orchestrator, tasks: FanoutTask[],
   const stdout = opts.stdout ?? process.stdout;
   const stderr = opts.stderr ?? process.stderr;
   const abort = new AbortController();
-  setMaxListeners(Math.max(16, opts.concurrency + 8), abort.signal);
   const states: TaskState[] = tasks.map((t, index) => ({ index, agent: t.agent, status: 'queued', message: '' }));
   const board: ProgressView = stderr.isTTY ? new TtyBoard(stderr, states) : new PlainProgress(stderr, states);
   let interrupts = 0;
@@ -150,38 +149,38 @@ export async function runFanout(orchestrator: Orchestrator, tasks: FanoutTask[],
     board.note('cancelling all runs… (Ctrl-C again to force)');
   };
   process.on('SIGINT', onSigint);
-  const results: FanoutResult[] = new Array(tasks.length);
   const started = Date.now();
-  let next = 0;
-  const lane = async () => {
-    while (next < tasks.length) {
-      const index = next++;
-      const t = tasks[index];
-      const st = states[index];
-      st.status = 'running';
-      st.startedAt = Date.now();
-      st.message = abort.signal.aborted ? 'cancelling' : 'starting';
-      board.changed(st);
-      const r = await orchestrator.run({
-        agent: t.agent,
-        input: { task: t.task, ...(t.context ? { context: t.context } : {}) },
-        owner: 'cli',
-        timeoutS: opts.timeoutS,
-        signal: abort.signal,
-        onProgress: (m) => {
-          if (abort.signal.aborted) return; // keep showing "cancelling"
-          st.message = stripAgent(m, t.agent);
-          board.changed(st);
-        },
-      });
-      results[index] = { index, ...r };
-      st.status = r.status;
-      st.message = r.status === 'ok' ? `${fmtDuration(r.duration_ms)} · ${fmtTokens(r)}` : firstLine(r.error ?? 'no answer');
-      board.changed(st);
-    }
-  };
+  let results: FanoutResult[];
   try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency, tasks.length)) }, lane));
+    // The lanes, cancellation and result collection are the orchestrator's batch (delegate_parallel's
+    // too); the tasks here are independent root runs, as `run` starts them.
+    const outcome = await runBatch(orchestrator, orchestrator, {
+      tasks,
+      owner: 'cli',
+      concurrency: opts.concurrency,
+      timeoutS: opts.timeoutS,
+      signal: abort.signal,
+      onTaskStart: (index) => {
+        const st = states[index];
+        st.status = 'running';
+        st.startedAt = Date.now();
+        st.message = abort.signal.aborted ? 'cancelling' : 'starting';
+        board.changed(st);
+      },
+      onTaskProgress: (index, m) => {
+        if (abort.signal.aborted) return; // keep showing "cancelling"
+        const st = states[index];
+        st.message = stripAgent(m, tasks[index].agent);
+        board.changed(st);
+      },
+      onTaskEnd: (index, r) => {
+        const st = states[index];
+        st.status = r.status;
+        st.message = r.status === 'ok' ? `${fmtDuration(r.duration_ms)} · ${fmtTokens(r)}` : firstLine(r.error ?? 'no answer');
+        board.changed(st);
+      },
+    });
+    results = outcome.results.map((r, index) => ({ index, ...r }));
   } finally {
     board.finish();
     process.off('SIGINT', onSigint);

@@ -11,8 +11,9 @@ import type { AgentDefinition } from '../agents/definition.js';
 import { AGENT_NAME_RE } from '../agents/schema.js';
 import type { AgentStore } from '../agents/store.js';
 import { log } from '../log.js';
+import type { RunLauncher } from '../orchestrator/launcher.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { CallBudgetSchema, progressReporter, runResultJsonSchema } from './server.js';
+import { CallBudgetSchema, progressReporter, runResultJsonSchema } from './tool-results.js';
 
 export type RunAgentFn = (agent: string, input: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
 
@@ -36,7 +37,7 @@ let callBudgetJson: Record<string, unknown> | undefined;
 function withBudgetArgument(schema: Record<string, unknown>): Record<string, unknown> {
   const props = (schema.properties ?? {}) as Record<string, unknown>;
   if ('budget' in props) return schema;
-  // Computed on first use: server.ts and this module import each other.
+  // Computed on first use: the CLI loads this module for RESERVED_TOOL_NAMES without serving tools.
   callBudgetJson ??= z.toJSONSchema(CallBudgetSchema) as Record<string, unknown>;
   return { ...schema, properties: { ...props, budget: callBudgetJson } };
 }
@@ -146,7 +147,7 @@ const CreateAgentOutput = z.object({
 });
 
 /** create_agent: a model drafts a definition from a description; the agent is served at once. */
-export function registerCreateAgentTool(server: McpServer, orchestrator: Orchestrator, owner: string): void {
+export function registerCreateAgentTool(server: McpServer, orchestrator: Orchestrator, launcher: RunLauncher, owner: string): void {
   const cc = orchestrator.cfg.delegate.createAgent;
   if (cc && !cc.enabled) return;
   server.registerTool(
@@ -173,7 +174,7 @@ export function registerCreateAgentTool(server: McpServer, orchestrator: Orchest
           { description: args.description, name: args.name, save: args.save, onProgress },
           RESERVED_TOOL_NAMES,
           // Drafting is a run like any other: budget, audit, progress, cancel.
-          (modelRef) => draftThroughOrchestrator(orchestrator, modelRef, { owner, signal: ctx.mcpReq.signal, onProgress, budget: args.budget }),
+          (modelRef) => draftThroughOrchestrator(launcher, modelRef, { owner, signal: ctx.mcpReq.signal, onProgress, budget: args.budget }),
         );
         log.info(`create_agent: created "${out.name}" (${out.savedTo ?? 'in memory'})${out.clamped.length ? `; removed ${out.clamped.join(', ')}` : ''}`);
         const structured = {

@@ -7,7 +7,10 @@
 // In every such case (and on a timeout) the asker rejects with the reason, and the tool gate denies
 // the call with it: never a hang.
 import type { ElicitRequestFormParams, ElicitResult, McpServer, ServerContext } from '@modelcontextprotocol/server';
-import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
+import type { RunLauncher } from '../orchestrator/launcher.js';
+import type { RunRequest } from '../orchestrator/orchestrator.js';
+import type { RunResult } from '../contract/run.js';
+import type { RunRecord } from '../orchestrator/runs.js';
 import type { AskAnswer, AskFn, AskQuestion } from '../orchestrator/tool-gate.js';
 
 const DECISIONS = ['allow_once', 'allow_run', 'deny'] as const;
@@ -70,15 +73,21 @@ export function approvalAnswer(action: string, content: Record<string, unknown> 
 }
 
 /**
- * The orchestrator as seen by tools that start runs without a handler context at hand (the meta
- * tools): every run they start may ask this session's client, unless the request brings its own asker.
+ * The launcher the meta tools start runs with: they have no handler context at hand when a run asks
+ * (a background run outlives its call), so every run they start may ask this session's client, unless
+ * the request brings its own asker.
  */
-export function withSessionApprovals(orchestrator: Orchestrator, ask: AskFn): Orchestrator {
-  return new Proxy(orchestrator, {
-    get(target, prop) {
-      if (prop === 'run' || prop === 'start') return (req: RunRequest) => target[prop]({ ...req, ask: req.ask ?? ask });
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+export class SessionAskingLauncher implements RunLauncher {
+  constructor(
+    private readonly inner: RunLauncher,
+    private readonly ask: AskFn,
+  ) {}
+
+  start(req: RunRequest): RunRecord {
+    return this.inner.start({ ...req, ask: req.ask ?? this.ask });
+  }
+
+  run(req: RunRequest): Promise<RunResult> {
+    return this.inner.run({ ...req, ask: req.ask ?? this.ask });
+  }
 }

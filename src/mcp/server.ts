@@ -1,116 +1,30 @@
-// The MCP tool surface: one tool per exposed agent plus list_agents. One McpServer instance per
-// connection (the factory is called per session), so one client never sees another's runs.
-import { createHash, randomUUID } from 'node:crypto';
+// The MCP tool surface of one session: one tool per exposed agent plus list_agents, the meta tools, the
+// resources. One McpServer instance per connection (the factory is called per session), so one client
+// never sees another's runs. It knows no transport: stdio and HTTP (transports/) connect what it builds.
+import { randomUUID } from 'node:crypto';
 import { LOG_LEVEL_META_KEY, McpServer, type CallToolResult, type LoggingLevel, type ServerContext } from '@modelcontextprotocol/server';
 import { z } from 'zod';
+import type { RunLauncher } from '../orchestrator/launcher.js';
 import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import { RunResult } from '../contract/run.js';
+import type { RunResult } from '../contract/run.js';
 import { VERSION } from '../version.js';
-import { approvalAsker, withSessionApprovals } from './approval.js';
+import { approvalAsker, SessionAskingLauncher } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
 import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
 import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
 import { asksWithInputRequired, conversationCall } from './input-required.js';
-
-/**
- * What an agent tool returns as structuredContent. Answer first: LLM clients (Claude Code) hand their
- * model only this object, serialised, so `output` and `status` lead and the bookkeeping (ids, usage,
- * cost) follows, small. No field is nullable: a JSON Schema `type` array (["number","null"]) makes
- * some clients warn, so an unknown cost is left out and `notes` say why. A view of contract/run.ts's
- * RunResult: each field is the contract's own.
- */
-export const RunResultSchema = z.object({
-  output: RunResult.shape.output,
-  status: RunResult.shape.status,
-  agent: RunResult.shape.agent,
-  run_id: RunResult.shape.run_id,
-  model: RunResult.shape.model,
-  turns: RunResult.shape.turns,
-  duration_ms: RunResult.shape.duration_ms,
-  usage: RunResult.shape.usage,
-  cost_usd: RunResult.shape.cost_usd.unwrap().optional(),
-  notes: RunResult.shape.notes,
-  artifacts: RunResult.shape.artifacts,
-});
-
-/**
- * The outputSchema of an agent's tool: RunResultSchema, with `output` being the agent's own
- * output_schema when it has one (the parsed answer), a string otherwise. Its `$id` is made from its
- * content, so agents with the same schema (all those without an output_schema) share one: the MCP
- * client SDK compiles every tool's output schema (Ajv) before its first tools/call, and compiles an
- * `$id` it already knows only once (with six agents that was ~25 ms of the first call on a loaded
- * 2-core machine); the server's own validator does the same.
- */
-export function runResultJsonSchema(outputSchema?: Record<string, unknown>): Record<string, unknown> {
-  const base = z.toJSONSchema(RunResultSchema) as Record<string, unknown> & { properties: Record<string, unknown> };
-  let schema: Record<string, unknown> = base;
-  if (outputSchema) {
-    const { $schema: _dialect, ...output } = outputSchema;
-    schema = { ...base, properties: { ...base.properties, output } };
-  }
-  const digest = createHash('sha256').update(JSON.stringify(schema)).digest('hex').slice(0, 32);
-  return { ...schema, $id: `urn:delegate-mcp:agent-run-result:${digest}` };
-}
-
-/** A run result in the advertised order (answer first); `error` only on failed runs. */
-export function answerFirst(r: RunResult): Omit<z.infer<typeof RunResultSchema>, 'output'> & { output: unknown; error?: string } {
-  return {
-    output: r.structured !== undefined ? r.structured : r.output,
-    status: r.status,
-    ...(r.error !== undefined ? { error: r.error } : {}),
-    agent: r.agent,
-    run_id: r.run_id,
-    model: r.model,
-    turns: r.turns,
-    duration_ms: r.duration_ms,
-    usage: r.usage,
-    ...(r.cost_usd !== null ? { cost_usd: r.cost_usd } : {}),
-    ...(r.notes?.length ? { notes: r.notes } : {}),
-    ...(r.artifacts?.length ? { artifacts: r.artifacts } : {}),
-  };
-}
-
-/** The per-call budget argument every agent tool accepts: it can only lower the agent's caps. */
-export const CallBudgetSchema = z
-  .object({
-    run_tokens: z.number().positive().optional().describe('cap on tokens for this run (can only lower the agent\'s own cap)'),
-    run_usd: z.number().positive().optional().describe('cap on USD for this run (can only lower the agent\'s own cap)'),
-  })
-  .describe('optional budget for this call; it can lower the agent\'s limits, never raise them');
-
-/** Tool result for a finished run: structured on success, isError (with run id and cause) otherwise. */
-export function runToolResult(r: RunResult): CallToolResult {
-  if (r.status === 'ok') {
-    return { content: [{ type: 'text', text: r.output }], structuredContent: answerFirst(r) };
-  }
-  const partial = r.output ? `\n\nLast partial answer:\n${r.output}` : '';
-  return {
-    isError: true,
-    content: [{ type: 'text', text: `run ${r.run_id} (${r.agent}) ${r.status}: ${r.error ?? 'no answer'}${partial}` }],
-  };
-}
-
-/** Progress notifications need a token from the client; progress must increase per token. */
-export function progressReporter(ctx: ServerContext): ((message: string) => Promise<void>) | undefined {
-  const token = ctx.mcpReq._meta?.progressToken;
-  if (token === undefined) return undefined;
-  let n = 0;
-  // Returns the send so a caller can await the last one before its result goes out.
-  return (message: string) => {
-    n++;
-    return ctx.mcpReq
-      .notify({ method: 'notifications/progress', params: { progressToken: token, progress: n, message } })
-      .catch(() => {}); // progress is best effort: a client that went away needs none
-  };
-}
+import { progressReporter, runToolResult } from './tool-results.js';
 
 /** Severity order of MCP log levels (RFC 5424), lowest first. */
 const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 export interface ServerDeps {
+  /** Settings, agents, run records, books, telemetry. */
   orchestrator: Orchestrator;
+  /** What starts this session's runs; the orchestrator itself unless the transport limits them (transports/http-limits.ts). */
+  launcher?: RunLauncher;
 }
 
 export function createServerFactory(deps: ServerDeps): () => McpServer {
@@ -118,7 +32,7 @@ export function createServerFactory(deps: ServerDeps): () => McpServer {
 }
 
 /** One server instance for one client session; `owner` scopes its runs (the HTTP transport picks it). */
-export function buildServer({ orchestrator }: ServerDeps, owner: string): McpServer {
+export function buildServer({ orchestrator, launcher = orchestrator }: ServerDeps, owner: string): McpServer {
   const server = new McpServer(
     { name: 'delegate-mcp', version: VERSION },
     {
@@ -192,7 +106,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
         tool: agentName,
         timeoutMs: askTimeoutMs,
         report: progressReporter(ctx),
-        start: (c) => orchestrator.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }).done,
+        start: (c) => launcher.start({ ...request, signal: c.signal, onProgress: c.onProgress, ask: c.ask }).done,
         toResult: finished,
       });
       // A round that ends with a question (or a refused retry) is a complete call of its own (finished() ended the span otherwise).
@@ -200,7 +114,7 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
       // The SDK sends an input_required result as it is (the callback type knows only complete results).
       return out as CallToolResult;
     }
-    const result = await orchestrator.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
+    const result = await launcher.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
     return finished(result);
   };
 
@@ -249,8 +163,8 @@ export function buildServer({ orchestrator }: ServerDeps, owner: string): McpSer
     },
   );
   // delegate & co. start runs outside this file: they ask on the session (approval.ts says why).
-  registerMetaTools(server, withSessionApprovals(orchestrator, approvalAsker(server, undefined, askTimeoutMs)), owner);
-  registerCreateAgentTool(server, orchestrator, owner);
+  registerMetaTools(server, orchestrator, new SessionAskingLauncher(launcher, approvalAsker(server, undefined, askTimeoutMs)), owner);
+  registerCreateAgentTool(server, orchestrator, launcher, owner);
   registerResources(server, orchestrator, owner);
   return server;
 }

@@ -3,7 +3,8 @@
 // layer knows no orchestrator; the orchestrator runs agents.
 import { CreateAgentError, DRAFTER_AGENT, drafterDefinition, type DraftFn } from '../agents/create.js';
 import { totalTokens } from '../contract/usage-sum.js';
-import type { Orchestrator, RunRequest } from './orchestrator.js';
+import type { RunLauncher } from './launcher.js';
+import type { RunRequest } from './orchestrator.js';
 
 /**
  * Drafting as orchestrator runs of the built-in agent: every attempt passes the budget gate (the
@@ -11,7 +12,8 @@ import type { Orchestrator, RunRequest } from './orchestrator.js';
  * is audited, reports progress and stops on `signal`.
  */
 export function draftThroughOrchestrator(
-  orchestrator: Orchestrator,
+  /** The orchestrator, or the launcher a session starts its runs with (transports may limit them). */
+  orchestrator: Pick<RunLauncher, 'run'>,
   modelRef: string,
   opts: Pick<RunRequest, 'owner' | 'signal' | 'onProgress' | 'budget' | 'caller'>,
 ): DraftFn {

@@ -1,13 +1,14 @@
 // Per-session run slots for the HTTP transport. Every session (a 2025-era Streamable HTTP session, a
-// legacy SSE connection, or one 2026-07-28 request) sees the orchestrator through `scoped()`, which
+// legacy SSE connection, or one 2026-07-28 request) starts its runs through a SlottedLauncher, which
 // counts the runs it has going. The HTTP layer answers 429 to a further run-starting call once a
 // session is at its limit; calls that slipped in at the same moment, and the tasks of one
 // delegate_parallel batch, wait for a free slot instead of exceeding it. Background runs
 // (`delegate` with background: true) cannot wait: at the limit they fail at once with the reason.
-import { emptyUsage } from '../contract/usage-sum.js';
-import type { Orchestrator, RunRequest } from '../orchestrator/orchestrator.js';
-import type { RunRecord } from '../orchestrator/runs.js';
 import type { RunResult } from '../contract/run.js';
+import { emptyUsage } from '../contract/usage-sum.js';
+import type { RunLauncher } from '../orchestrator/launcher.js';
+import type { RunRequest } from '../orchestrator/orchestrator.js';
+import type { RunRecord } from '../orchestrator/runs.js';
 import { randomUUID } from 'node:crypto';
 
 export class RunSlots {
@@ -28,11 +29,12 @@ export class RunSlots {
     return { sessions: this.live.size, runs };
   }
 
-  private take(owner: string): void {
+  /** Takes a slot (SlottedLauncher checks the limit first). */
+  take(owner: string): void {
     this.live.set(owner, this.count(owner) + 1);
   }
 
-  private give(owner: string): void {
+  give(owner: string): void {
     const n = this.count(owner) - 1;
     if (n > 0) this.live.set(owner, n);
     else this.live.delete(owner);
@@ -43,7 +45,7 @@ export class RunSlots {
   }
 
   /** Resolves once `owner` has a free slot (taken for the caller), or at once when `signal` aborts (not taken). */
-  private acquire(owner: string, signal?: AbortSignal): Promise<boolean> {
+  acquire(owner: string, signal?: AbortSignal): Promise<boolean> {
     if (this.count(owner) < this.maxPerSession) {
       this.take(owner);
       return Promise.resolve(true);
@@ -66,35 +68,38 @@ export class RunSlots {
       this.waiting.set(owner, q);
     });
   }
+}
 
-  /** The orchestrator as one session sees it: run() and start() count against the session's slots. */
-  scoped(orchestrator: Orchestrator, owner: string): Orchestrator {
-    const run = async (req: RunRequest): Promise<RunResult> => {
-      if (this.count(owner) >= this.maxPerSession) req.onProgress?.(`waiting: this session already has ${this.maxPerSession} runs going`);
-      const took = await this.acquire(owner, req.signal);
-      // Cancelled while waiting: the orchestrator records it as a run cancelled before it began.
-      if (!took) return orchestrator.run(req);
-      try {
-        return await orchestrator.run(req);
-      } finally {
-        this.give(owner);
-      }
-    };
-    const start = (req: RunRequest): RunRecord => {
-      if (this.count(owner) >= this.maxPerSession) return refusedRecord(req, owner, this.maxPerSession);
-      this.take(owner);
-      const rec = orchestrator.start(req);
-      void rec.done.finally(() => this.give(owner));
-      return rec;
-    };
-    return new Proxy(orchestrator, {
-      get(target, prop) {
-        if (prop === 'run') return run;
-        if (prop === 'start') return start;
-        const v: unknown = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+/** One session's launcher: run() and start() count against the session's slots in `slots`. */
+export class SlottedLauncher implements RunLauncher {
+  constructor(
+    private readonly slots: RunSlots,
+    private readonly inner: RunLauncher,
+    private readonly owner: string,
+  ) {}
+
+  /** Waits for a free slot (a run of a delegate_parallel batch, or a call that slipped past the 429 check). */
+  async run(req: RunRequest): Promise<RunResult> {
+    const { slots, owner } = this;
+    if (slots.count(owner) >= slots.maxPerSession) req.onProgress?.(`waiting: this session already has ${slots.maxPerSession} runs going`);
+    const took = await slots.acquire(owner, req.signal);
+    // Cancelled while waiting: the orchestrator records it as a run cancelled before it began.
+    if (!took) return this.inner.run(req);
+    try {
+      return await this.inner.run(req);
+    } finally {
+      slots.give(owner);
+    }
+  }
+
+  /** A background run cannot wait: at the limit it is refused at once, with the reason. */
+  start(req: RunRequest): RunRecord {
+    const { slots, owner } = this;
+    if (slots.count(owner) >= slots.maxPerSession) return refusedRecord(req, owner, slots.maxPerSession);
+    slots.take(owner);
+    const rec = this.inner.start(req);
+    void rec.done.finally(() => slots.give(owner));
+    return rec;
   }
 }
 

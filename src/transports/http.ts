@@ -24,7 +24,7 @@ import { SESSIONLESS_OWNER_PREFIX } from '../orchestrator/runs.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { BearerToken, allowedHostnames } from './http-auth.js';
 import type { HttpConfig } from '../config/http-config.js';
-import { RunSlots } from './http-limits.js';
+import { RunSlots, SlottedLauncher } from './http-limits.js';
 import { SessionEventStore, streamOfEventId } from './event-store.js';
 import { buildServer } from '../mcp/server.js';
 
@@ -93,7 +93,7 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
   let closing = false;
 
   const sdkError = (leg: string) => (err: Error) => log.debug(`http ${leg}: ${err.message}`);
-  const scopedServer = (owner: string) => buildServer({ orchestrator: slots.scoped(orchestrator, owner) }, owner);
+  const scopedServer = (owner: string) => buildServer({ orchestrator, launcher: new SlottedLauncher(slots, orchestrator, owner) }, owner);
 
   // 2026-07-28: one instance per request (the era has no sessions); each request is its own owner,
   // and a background run is reached later through its run id (see SESSIONLESS_OWNER_PREFIX).

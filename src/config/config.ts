@@ -159,7 +159,7 @@ export const DelegateConfigSchema = z.strictObject({
   http: HttpConfigSchema,
   /** OpenTelemetry traces and metrics over OTLP/HTTP (src/telemetry/config.ts); off unless an endpoint is set. */
   telemetry: TelemetryConfigSchema,
-  /** `serve` over stdio: the largest message read, and the shutdown grace (src/server/stdio-config.ts). */
+  /** `serve` over stdio: the largest message read, and the shutdown grace (stdio-config.ts). */
   stdio: StdioConfigSchema,
   /** Queue mode (src/queue/): runs go to BullMQ jobs on Redis; off unless a URL is given (here, --queue or DELEGATE_MCP_QUEUE_URL). */
   queue: QueueConfigSchema,

@@ -10,7 +10,6 @@ import path from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
 import { readAuditDir, runTree, type ReadResult } from '../audit/reader.js';
 import { listRuns, runTimeline, RUN_STATUSES } from '../audit/runs-view.js';
-import type { BearerToken } from '../transports/http-auth.js';
 
 export const UI_DIR = path.join(PACKAGE_ROOT, 'ui');
 
@@ -38,8 +37,12 @@ const DEFAULT_RANGE_MS = 7 * DAY_MS;
 
 export interface UiOptions {
   auditDir: string | undefined;
-  /** Undefined only for a loopback-bound `serve --http` without a token (the same rule as /mcp). */
-  token: BearerToken | undefined;
+  /**
+   * The bearer token check (transports/http-auth.ts BearerToken; the page is served by `serve --http`
+   * and by `delegate-mcp ui`). Undefined only for a loopback-bound `serve --http` without a token (the
+   * same rule as /mcp).
+   */
+  token: { check(req: IncomingMessage): 'ok' | 'missing' | 'invalid' } | undefined;
   /** Runs going in this process (serve --http): their latest progress line, between audit events. */
   live?: () => LiveRun[];
 }

@@ -34,6 +34,7 @@ export class RunSlots {
     this.live.set(owner, this.count(owner) + 1);
   }
 
+  /** Gives a slot back; the session's longest waiter (if any) takes it. */
   give(owner: string): void {
     const n = this.count(owner) - 1;
     if (n > 0) this.live.set(owner, n);

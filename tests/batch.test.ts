@@ -11,7 +11,8 @@ import { openStateDir } from '../src/config/state-dir.js';
 import { runBatch } from '../src/orchestrator/batch.js';
 import type { RunLauncher } from '../src/orchestrator/launcher.js';
 import { Orchestrator, type RunRequest } from '../src/orchestrator/orchestrator.js';
-import type { RunRecord, RunResult } from '../src/orchestrator/runs.js';
+import type { RunResult } from '../src/contract/run.js';
+import type { RunRecord } from '../src/orchestrator/runs.js';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 import { agentYaml, mockEnv, readAuditEvents, tempDir, writeTree } from './helpers.js';
 

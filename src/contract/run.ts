@@ -1,5 +1,5 @@
 // A run's status and its result, as the orchestrator settles it and every caller (MCP tools, the CLI,
-// run records) reads it. The MCP tool's answer-first view of it is in server/server.ts (RunResultSchema).
+// run records) reads it. The MCP tool's answer-first view of it is in mcp/tool-results.ts (RunResultSchema).
 import { z } from 'zod';
 import { Usage } from './usage.js';
 

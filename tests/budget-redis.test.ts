@@ -17,7 +17,7 @@ import type { BudgetStatus, ReserveResult } from '../src/budget/types.js';
 import type { AgentDefinition } from '../src/agents/definition.js';
 import type { ModelCallEnd } from '../src/contract/worker-protocol.js';
 import { BudgetGate } from '../src/orchestrator/budget-gate.js';
-import { renderBudget } from '../src/server/meta-tools.js';
+import { renderBudget } from '../src/mcp/budget-view.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

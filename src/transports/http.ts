@@ -111,13 +111,18 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
     sock.on('close', () => sockets.delete(sock));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await sessions.closeAll('the listener could not start'); // stops the idle sweeper (there are no sessions yet)
+    throw err;
+  }
   server.on('error', (err) => log.error(`http server: ${err.message}`));
   const addr = server.address() as AddressInfo;
   const hostForUrl = addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address;

@@ -1,118 +1,17 @@
-// Long because: one world (Redis prefix, fronts, workers, mock model) serves every queue-mode scenario the issue lists; split, each file would repeat it.
 // Queue mode end to end, on a real Redis (REDIS_URL, default redis://127.0.0.1:6379): fronts and workers
 // are separate processes of the built CLI, driven by the real MCP client, against the mock model server.
 // Each test uses its own key prefix and deletes its keys afterwards. Without Redis the tests print a skip,
 // and fail under CI=true.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import net from 'node:net';
-import { Redis } from 'ioredis';
 import { CLI, agentYaml, mockEnv, runCli, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
-import { connectClient, startHttpServer, type HttpServer } from './http-helpers.js';
+import { connectClient } from './http-helpers.js';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
+import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const MODEL = 'anthropic/claude-sonnet-5-5';
-
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
-  r.on('error', () => {}); // answered by the ping below
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
-
-const available = await redisUp();
-if (!available) {
-  const msg = `Redis not reachable at ${REDIS_URL}: queue-mode e2e tests skipped (set REDIS_URL)`;
-  if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires them`);
-  console.log(`# SKIP ${msg}`);
-}
-
-/** One test's world: a prefix in Redis, a workspace, and the processes it started. */
-class World {
-  readonly prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
-  readonly ws = tempDir('dmcp-queue-ws-');
-  private readonly procs: ChildProcess[] = [];
-  private readonly closers: (() => Promise<void>)[] = [];
-  constructor(readonly mock: MockModel, agents: Record<string, string>, mcp: Record<string, unknown> = {}) {
-    writeTree(this.ws, { ...Object.fromEntries(Object.entries(agents).map(([n, y]) => [`agents/${n}.yaml`, y])), 'mcp.json': JSON.stringify({ delegate: { watch: false, ...mcp } }) });
-  }
-
-  /** Each node its own state dir (its own audit log), as on separate machines. */
-  env(node: string, extra: Record<string, string> = {}): Record<string, string> {
-    return mockEnv(this.mock.url, { XDG_STATE_HOME: path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`), DELEGATE_MCP_QUEUE_PREFIX: this.prefix, DELEGATE_MCP_LOG_LEVEL: 'info', ...extra });
-  }
-
-  auditDir(node: string): string {
-    const base = path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`, 'delegate-mcp');
-    const [id] = readdirSync(base);
-    return path.join(base, id, 'audit');
-  }
-
-  auditEvents(node: string): any[] {
-    const dir = this.auditDir(node);
-    if (!existsSync(dir)) return [];
-    return readdirSync(dir)
-      .filter((f) => f.endsWith('.jsonl'))
-      .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
-  }
-
-  async worker(node: string, args: string[] = []): Promise<{ child: ChildProcess; stderr: () => string; health?: string; exited: Promise<number | string> }> {
-    const child = spawn(process.execPath, [CLI, 'worker', '--queue', REDIS_URL, '--workspace', this.ws, ...args], { env: this.env(node), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.procs.push(child);
-    let stderr = '';
-    const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${node} did not start:\n${stderr}`)), 15_000);
-      child.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (/taking runs from/.test(stderr)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      void exited.then((code) => reject(new Error(`worker ${node} exited (${code}):\n${stderr}`)));
-    });
-    return { child, stderr: () => stderr, health: /health on (http:\S+)/.exec(stderr)?.[1], exited };
-  }
-
-  async stdioFront(node: string, args: string[] = []): Promise<ServerHandle> {
-    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node) });
-    this.closers.push(h.close);
-    return h;
-  }
-
-  async httpFront(node: string): Promise<HttpServer> {
-    const h = await startHttpServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws], env: this.env(node) });
-    this.closers.push(h.stop);
-    return h;
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.closers) await c().catch(() => {});
-    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, found] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (found.length) await r.del(...found);
-    } while (cursor !== '0');
-    r.disconnect();
-  }
-}
-
-const structured = (res: any) => res.structuredContent as any;
+const available = await redisOrSkip();
 
 describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
   let mock: MockModel;
@@ -366,37 +265,22 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) });
     // The front reaches Redis through a proxy the test can cut.
-    const target = new URL(REDIS_URL);
-    const sockets = new Set<net.Socket>();
-    let open = true;
-    const proxy = net.createServer((client) => {
-      if (!open) return client.destroy();
-      const upstream = net.connect(Number(target.port || 6379), target.hostname);
-      client.pipe(upstream).pipe(client);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => s.destroy());
-        s.on('close', () => sockets.delete(s));
-      }
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-    const proxyUrl = `redis://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const link = await cuttableRedis();
     try {
       mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: req.lastUserText.includes('long') ? 3000 : 0 }));
       await w.worker('a');
-      const h = await startServer({ args: ['--queue', proxyUrl, '--workspace', w.ws], env: w.env('front') });
+      const h = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
       try {
         const bg = structured(await h.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'a long one', background: true } }));
         for (let i = 0; i < 100 && mock.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 20));
-        open = false;
-        for (const s of sockets) s.destroy();
+        link.cut();
         await new Promise((r) => setTimeout(r, 300));
         const t0 = Date.now();
         const refused = await h.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'during the outage' } });
         assert.ok(Date.now() - t0 < 1000, `answered in ${Date.now() - t0} ms`);
         assert.equal(refused.isError, true);
         assert.match((refused.content as any)[0].text, /queue unavailable: Redis at redis:\/\/127\.0\.0\.1:\d+: /);
-        open = true;
+        link.restore();
         const r = structured(await h.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 }));
         assert.equal(r.status, 'ok');
         assert.equal(r.output, 'answer: a long one');
@@ -404,8 +288,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
         await h.close();
       }
     } finally {
-      proxy.close();
-      for (const s of sockets) s.destroy();
+      link.close();
       await w.close();
     }
   });

@@ -42,7 +42,7 @@ export function registerQueueCommands(
     .option('--concurrency <n>', 'runs at once on this worker (default: pool.maxThreads × pool.concurrentTasksPerWorker, at most 256)', intOption('--concurrency', 1, 1024))
     .option('--health-port <port>', 'serve GET /healthz on this port (0: a free one; the address is printed on stderr)', intOption('--health-port', 0, 65535))
     .option('--health-host <host>', 'address /healthz binds (default 127.0.0.1)')
-    .option('--grace <seconds>', 'on SIGTERM, how long running runs may finish before they are cancelled (default: delegate.stdio.shutdownGraceS)', intOption('--grace', 0, 3600))
+    .option('--grace <seconds>', 'on SIGTERM, how long running runs may finish; then a run that can be safely re-run (no model request yet, or its agent opted in to retries) goes back to the queue and the others are cancelled (default: delegate.stdio.shutdownGraceS)', intOption('--grace', 0, 3600))
     .action(async (opts: QueueCliOpts) => {
       const { cfg, agents } = common.boot(opts);
       const url = needUrl(cfg, opts.queue, 'worker');

@@ -6,7 +6,7 @@
 // worker's stalled-job check fails them (maxStalledCount 0: never handed to a second worker unasked).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import { Queue, QueueEvents, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
@@ -32,6 +32,10 @@ export interface WorkerNodeOptions {
 
 export class QueueWorkerNode {
   private readonly controllers = new Map<string, AbortController>();
+  /** The runs going on here, for a shutdown that decides which may go back to the queue. */
+  private readonly running = new Map<string, { rec?: RunRecord; job: Job }>();
+  /** Runs stopped by a shutdown: handed back to the queue, or cancelled ("worker shutting down"). */
+  private readonly stopping = new Map<string, 'hand back' | 'cancel'>();
   /** Placeholder books for batches whose runs this worker executes (the batch's real books are the front's). */
   private readonly batchScopes = new Map<string, number>();
   private counts = { done: 0, failed: 0 };
@@ -66,7 +70,7 @@ export class QueueWorkerNode {
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
     const sub = conn.duplicate();
     let node!: QueueWorkerNode;
-    const worker = new Worker(RUN_QUEUE, (job, _token, signal) => node.process(job, signal), {
+    const worker = new Worker(RUN_QUEUE, (job, token, signal) => node.process(job, token, signal), {
       connection: conn.duplicate(),
       prefix,
       concurrency: opts.concurrency,
@@ -114,11 +118,13 @@ export class QueueWorkerNode {
   }
 
   /** One job: the run on this node's orchestrator, progress out, cancel in, the result back. */
-  private async process(job: Job, bullSignal?: AbortSignal): Promise<RunJobReturn> {
+  private async process(job: Job, token?: string, bullSignal?: AbortSignal): Promise<RunJobReturn> {
     const data = RunJobSchema.parse(job.data);
     const node = this.settings.nodeId;
     const abort = new AbortController();
     this.controllers.set(data.runId, abort);
+    const running: { rec?: RunRecord; job: Job } = { job };
+    this.running.set(data.runId, running);
     const onBullAbort = () => abort.abort();
     bullSignal?.addEventListener('abort', onBullAbort, { once: true });
     // A batch task's parent scope exists in the front's books; here an unlimited stand-in keeps the books consistent.
@@ -147,16 +153,30 @@ export class QueueWorkerNode {
           ? (line) => void job.updateProgress({ line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress).catch(() => {}) // progress is best effort
           : undefined,
       });
+      running.rec = rec;
       // A cancel that came before this worker took the job (its publish went unheard): checked while the
       // run starts, not before, so the check costs the run no round trip.
       void this.conn.exists(keys.cancelled(this.settings.prefix, data.runId)).then((n) => n && abort.abort('cancelled'), () => {}); // Redis away: pub/sub cancels still reach the run
-      const result = await rec.done;
+      let result = await rec.done;
+      const stopped = this.stopping.get(data.runId);
+      if (stopped === 'hand back' && result.status !== 'ok') {
+        // Back to the queue for another worker (this one takes no more jobs); BullMQ leaves it as it is.
+        rec.audit?.emit({ event: 'error', message: `worker shutting down: run handed back to the queue for another worker (${this.handBackWhy(rec, job)})` });
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (stopped === 'cancel' && result.status === 'cancelled') {
+        rec.audit?.emit({ event: 'error', message: `worker shutting down: cancelled after the grace of ${this.opts.graceS} s (it had made model requests and its agent did not opt in to retries)` });
+        result = { ...result, error: `worker shutting down: the run was still going after the worker's grace of ${this.opts.graceS} s and cannot be safely re-run elsewhere (it had made model requests or tool calls; an agent opts in with retry: {attempts, only: idempotent})` };
+      }
       if (result.status === 'ok') this.counts.done++;
       else this.counts.failed++;
       return { result, treeUsage: rec.treeUsage ?? result.usage ?? emptyUsage(), node };
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
       this.controllers.delete(data.runId);
+      this.running.delete(data.runId);
+      this.stopping.delete(data.runId);
       if (batch) {
         const n = (this.batchScopes.get(batch) ?? 1) - 1;
         if (n <= 0) {
@@ -165,6 +185,16 @@ export class QueueWorkerNode {
         } else this.batchScopes.set(batch, n);
       }
     }
+  }
+
+  /**
+   * Whether a run may run again on another worker: it made no model request yet (its first turn's
+   * budget gate never opened, so no request and no tool call), or its agent opted in to retries.
+   */
+  private handBackWhy(rec: RunRecord | undefined, job: Job): string | undefined {
+    if (!rec || rec.turn === 0) return 'it had made no model request yet';
+    if ((job.opts.attempts ?? 1) > 1) return 'its agent opted in to retries';
+    return undefined;
   }
 
   abortRun(m: CancelMessage): void {
@@ -209,8 +239,9 @@ export class QueueWorkerNode {
   }
 
   /**
-   * Graceful stop (SIGTERM): take no new jobs, give running runs `graceS` to finish, cancel the rest
-   * (each still ends with a result and a run_end), then leave the worker list.
+   * Graceful stop (SIGTERM): take no new jobs, give running runs `graceS` to finish; then hand back to
+   * the queue those that can be safely re-run elsewhere and cancel the others with the reason (each
+   * still ends with a run_end here), then leave the worker list.
    */
   async close(reason = 'shutdown'): Promise<void> {
     if (this.closing) return;
@@ -218,7 +249,11 @@ export class QueueWorkerNode {
     await this.sendBeat();
     const closing = this.worker.close();
     const grace = setTimeout(() => {
-      for (const c of this.controllers.values()) c.abort('cancelled');
+      for (const [runId, c] of this.controllers) {
+        const r = this.running.get(runId);
+        this.stopping.set(runId, r && this.handBackWhy(r.rec, r.job) ? 'hand back' : 'cancel');
+        c.abort('cancelled');
+      }
     }, this.opts.graceS * 1000);
     await closing;
     clearTimeout(grace);

@@ -1,0 +1,164 @@
+// Queue mode's worker faults end to end, on a real Redis: a worker's graceful SIGTERM (finish, hand
+// back, or cancel with the reason) and a worker that loses Redis mid-way. Same world as e2e-queue.test.ts.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { agentYaml } from './helpers.js';
+import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
+import { MODEL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
+
+const available = await redisOrSkip();
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`waited ${ms} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('queue mode: worker faults', { skip: !available }, () => {
+  let mock: MockModel;
+  before(async () => {
+    mock = await startMockModel();
+  });
+  after(async () => {
+    await mock?.close();
+  });
+
+  test('SIGTERM after the grace: a run with no model request yet and an opted-in one go back to the queue and finish on another worker; the rest is cancelled "worker shutting down"', async () => {
+    mock.reset();
+    // One pool slot pair on worker a: two runs at the model, the third waits in its pool (no model request yet;
+    // its run cap makes the loop ask for its first turn's gate, so nothing is granted before it starts).
+    const w = new World(
+      mock,
+      {
+        held: agentYaml('held', MODEL),
+        again: agentYaml('again', MODEL, 'retry: {attempts: 2, only: idempotent}\n'),
+        later: agentYaml('later', MODEL, 'budget: {run_tokens: 50000}\n'),
+      },
+      { pool: { maxThreads: 1, concurrentTasksPerWorker: 2 } },
+    );
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      const a = await w.worker('a', ['--concurrency', '3', '--grace', '1']);
+      const front = await w.stdioFront('front');
+      const start = async (agent: string, task: string) => structured(await front.client.callTool({ name: 'delegate', arguments: { agent, task, background: true } })).run_id as string;
+      const held = await start('held', 'held one');
+      await until('the first run at the model', () => mock.inFlight === 1);
+      const again = await start('again', 'retry me');
+      await until('the second run at the model', () => mock.inFlight === 2);
+      const later = await start('later', 'not started');
+      await until('the third run on worker a', () => w.auditEvents('a').some((e) => e.event === 'run_start' && e.run_id === later));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(mock.inFlight, 2, 'the third run made no model request');
+      a.child.kill('SIGTERM');
+      assert.equal(await a.exited, 0);
+      // Nothing was left to a second worker until now: b takes what a handed back.
+      await w.worker('b');
+      release();
+      const result = async (id: string) => structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 20 } }, { timeout: 30_000 }));
+      const rHeld = await result(held);
+      assert.equal(rHeld.status, 'cancelled');
+      assert.match(rHeld.error, /^worker shutting down: /);
+      const rAgain = await result(again);
+      assert.equal(rAgain.status, 'ok');
+      assert.equal(rAgain.output, 'answer: retry me');
+      const rLater = await result(later);
+      assert.equal(rLater.status, 'ok');
+      assert.equal(rLater.output, 'answer: not started');
+      assert.equal(mock.requests.filter((r) => r.lastUserText === 'retry me').length, 2);
+      assert.equal(mock.requests.filter((r) => r.lastUserText === 'not started').length, 1);
+      // Each node's audit says what happened where.
+      const handedBack = w.auditEvents('a').filter((e) => e.event === 'error' && /handed back to the queue/.test(e.message));
+      assert.deepEqual(new Set(handedBack.map((e) => e.run_id)), new Set([again, later]));
+      const onB = w.auditEvents('b').filter((e) => e.event === 'run_end');
+      assert.deepEqual(new Set(onB.map((e) => e.run_id)), new Set([again, later]));
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0);
+    } finally {
+      release();
+      await w.close();
+    }
+  });
+
+  test('a worker that loses Redis mid-way: its running run finishes and reports when Redis is back', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    const link = await cuttableRedis();
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      await w.worker('a', [], link.url);
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'through the outage', background: true } }));
+      await until('the run at the model', () => mock.inFlight === 1);
+      link.cut();
+      // The run ends while its worker cannot reach Redis.
+      release();
+      await until('the model answered', () => mock.inFlight === 0);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } })).status, 'running');
+      link.restore();
+      const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 }));
+      assert.equal(r.status, 'ok');
+      assert.equal(r.output, 'answer: through the outage');
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0);
+      assert.equal(books.server.spent.tokens, r.usage.input_tokens + r.usage.output_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens, 'charged once');
+    } finally {
+      release();
+      link.close();
+      await w.close();
+    }
+  });
+
+  test('a worker whose lock lapsed while Redis was away: the run was declared lost; its late report is ignored and nothing is charged twice', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) }, { queue: { lostAfterS: 3 } });
+    const link = await cuttableRedis();
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      const a = await w.worker('a', [], link.url);
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'lost in the outage', background: true } }));
+      await until('the run at the model', () => mock.inFlight === 1);
+      // b, on a working link, is the one whose stalled-job check finds a's lapsed lock.
+      await w.worker('b');
+      link.cut();
+      const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } }, { timeout: 40_000 });
+      assert.equal(r.isError, true);
+      assert.match((r.content as any)[0].text, /worker lost/);
+      // a finishes the run and, Redis back, tries to report it.
+      release();
+      await until('the model answered', () => mock.inFlight === 0);
+      link.restore();
+      await until("a's run ended in its audit", () => w.auditEvents('a').some((e) => e.event === 'run_end' && e.run_id === bg.run_id && e.status === 'ok'), 15_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const again = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id } });
+      assert.match((again.content as any)[0].text, /worker lost/);
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0);
+      assert.equal(books.server.spent.tokens, 0, 'the lost run was released, and the late report charged nothing');
+      assert.equal(w.auditEvents('front').filter((e) => e.event === 'run_end' && e.run_id === bg.run_id).length, 1);
+      assert.equal(a.child.exitCode, null, 'the worker goes on');
+    } finally {
+      release();
+      link.close();
+      await w.close();
+    }
+  });
+});

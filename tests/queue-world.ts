@@ -1,0 +1,148 @@
+// The world the queue-mode e2e files share: Redis's presence, a test's key prefix and workspace, the
+// fronts and workers it starts (separate processes of the built CLI), and a Redis link the test can cut.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import { CLI, mockEnv, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
+import { startHttpServer, type HttpServer } from './http-helpers.js';
+import type { MockModel } from './mock-model/server.js';
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const MODEL = 'anthropic/claude-sonnet-5-5';
+
+export async function redisUp(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+  r.on('error', () => {}); // answered by the ping below
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** One test's world: a prefix in Redis, a workspace, and the processes it started. */
+export class World {
+  readonly prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
+  readonly ws = tempDir('dmcp-queue-ws-');
+  private readonly procs: ChildProcess[] = [];
+  private readonly closers: (() => Promise<void>)[] = [];
+  constructor(readonly mock: MockModel, agents: Record<string, string>, mcp: Record<string, unknown> = {}) {
+    writeTree(this.ws, { ...Object.fromEntries(Object.entries(agents).map(([n, y]) => [`agents/${n}.yaml`, y])), 'mcp.json': JSON.stringify({ delegate: { watch: false, ...mcp } }) });
+  }
+
+  /** Each node its own state dir (its own audit log), as on separate machines. */
+  env(node: string, extra: Record<string, string> = {}): Record<string, string> {
+    return mockEnv(this.mock.url, { XDG_STATE_HOME: path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`), DELEGATE_MCP_QUEUE_PREFIX: this.prefix, DELEGATE_MCP_LOG_LEVEL: 'info', ...extra });
+  }
+
+  auditDir(node: string): string {
+    const base = path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`, 'delegate-mcp');
+    const [id] = readdirSync(base);
+    return path.join(base, id, 'audit');
+  }
+
+  auditEvents(node: string): any[] {
+    const dir = this.auditDir(node);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.jsonl'))
+      .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+  }
+
+  /** A worker process; `url`: reach Redis another way (a cuttable proxy). */
+  async worker(node: string, args: string[] = [], url = REDIS_URL): Promise<{ child: ChildProcess; stderr: () => string; health?: string; exited: Promise<number | string> }> {
+    const child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--workspace', this.ws, ...args], { env: this.env(node), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.procs.push(child);
+    let stderr = '';
+    const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker ${node} did not start:\n${stderr}`)), 15_000);
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/taking runs from/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void exited.then((code) => reject(new Error(`worker ${node} exited (${code}):\n${stderr}`)));
+    });
+    return { child, stderr: () => stderr, health: /health on (http:\S+)/.exec(stderr)?.[1], exited };
+  }
+
+  async stdioFront(node: string, args: string[] = []): Promise<ServerHandle> {
+    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node) });
+    this.closers.push(h.close);
+    return h;
+  }
+
+  async httpFront(node: string): Promise<HttpServer> {
+    const h = await startHttpServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws], env: this.env(node) });
+    this.closers.push(h.stop);
+    return h;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.closers) await c().catch(() => {});
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, found] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (found.length) await r.del(...found);
+    } while (cursor !== '0');
+    r.disconnect();
+  }
+}
+
+export const structured = (res: any) => res.structuredContent as any;
+
+/** A TCP proxy to Redis that the test can cut (every connection dropped, new ones refused) and restore. */
+export async function cuttableRedis(): Promise<{ url: string; cut: () => void; restore: () => void; close: () => void }> {
+  const target = new URL(REDIS_URL);
+  const sockets = new Set<net.Socket>();
+  let open = true;
+  const proxy = net.createServer((client) => {
+    if (!open) return client.destroy();
+    const upstream = net.connect(Number(target.port || 6379), target.hostname);
+    client.pipe(upstream).pipe(client);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => s.destroy());
+      s.on('close', () => sockets.delete(s));
+    }
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  const dropAll = () => {
+    for (const s of sockets) s.destroy();
+  };
+  return {
+    url: `redis://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+    cut: () => {
+      open = false;
+      dropAll();
+    },
+    restore: () => (open = true),
+    close: () => {
+      proxy.close();
+      dropAll();
+    },
+  };
+}
+
+/** Prints the skip, or fails under CI=true, when Redis is not there; true when it is. */
+export async function redisOrSkip(): Promise<boolean> {
+  const available = await redisUp();
+  if (!available) {
+    const msg = `Redis not reachable at ${REDIS_URL}: queue-mode e2e tests skipped (set REDIS_URL)`;
+    if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires them`);
+    console.log(`# SKIP ${msg}`);
+  }
+  return available;
+}

@@ -145,9 +145,10 @@ export class QueueFront implements RemoteRuns {
       req.onProgress?.(p.line);
     });
     void watching.done.then((out) => this.ended(out, record, req, finish));
-    let enqueued = false;
+    /** Set when the job goes to Redis: a cancel waits for it, so the job it removes or whose worker it tells exists. */
+    let added: Promise<void> | undefined;
     const cancelledHere = (reason: 'cancelled' | 'timeout') => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason });
-    cancelImpl = (reason) => (enqueued ? void this.cancel(runId, reason, () => cancelledHere(reason)) : cancelledHere(reason));
+    cancelImpl = (reason) => (added ? void this.cancel(runId, reason, () => cancelledHere(reason), added) : cancelledHere(reason));
     // The worker enforces the run's deadline; this one ends it here if no worker did (none took the job,
     // or the one that did went silent), a grace period later.
     const timeoutS = Math.min(o.cfg.delegate.runs.timeoutS, agent.timeoutS ?? Infinity, req.timeoutS && req.timeoutS > 0 ? req.timeoutS : Infinity);
@@ -184,11 +185,11 @@ export class QueueFront implements RemoteRuns {
         caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
       }
       if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
-      enqueued = true;
-      await withTimeout(
+      added = withTimeout(
         this.enqueue({ name: req.agent, data: makeJob(), opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } }),
         ENQUEUE_TIMEOUT_MS,
       );
+      await added;
     })().catch((err: Error) => {
       this.waiting.count--;
       watching.stop();
@@ -205,15 +206,21 @@ export class QueueFront implements RemoteRuns {
     caps: { run_tokens?: number; run_usd?: number } | undefined,
   ): Promise<{ ok: true; opened: true; reservationId: string; tokens?: number } | { ok: false; opened: boolean; reason: string }> {
     const b = agent.budget;
-    await this.shared!.openRun({
+    const UNLIMITED = 1e12;
+    // Sent together: one connection runs them in order, so the reservation finds the run open, and the
+    // run's start waits one round trip instead of two.
+    const opened = this.shared!.openRun({
       runId,
       agent: agent.name,
       run: { tokens: b.runTokens, usd: b.runUsd },
       call: { tokens: caps?.run_tokens, usd: caps?.run_usd },
       agentDaily: { tokens: b.dailyTokens, usd: b.dailyUsd },
     });
-    const UNLIMITED = 1e12;
-    const r = await this.shared!.reserve({ runId, model: modelRef, inputTokens: 0, maxOutputTokens: caps?.run_tokens ?? UNLIMITED, minOutputTokens: 1 });
+    const reserved = this.shared!.reserve({ runId, model: modelRef, inputTokens: 0, maxOutputTokens: caps?.run_tokens ?? UNLIMITED, minOutputTokens: 1 });
+    const [o, res] = await Promise.allSettled([opened, reserved]);
+    if (o.status === 'rejected') throw o.reason; // the run did not open: nothing to let go of
+    if (res.status === 'rejected') throw res.reason;
+    const r = res.value;
     if (!r.ok) return { ok: false, opened: true, reason: r.message };
     return { ok: true, opened: true, reservationId: r.reservationId, ...(r.maxOutputTokens < UNLIMITED ? { tokens: r.maxOutputTokens } : {}) };
   }
@@ -274,11 +281,14 @@ export class QueueFront implements RemoteRuns {
     finish(result);
   }
 
-  private async cancel(runId: string, reason: 'cancelled' | 'timeout', notStarted: () => void): Promise<void> {
+  private async cancel(runId: string, reason: 'cancelled' | 'timeout', notStarted: () => void, added?: Promise<void>): Promise<void> {
     try {
-      // Marked first: a worker that takes the job from now on does not start it.
+      // Marked first (`queue status` and a late reader see why), once the job is on the queue.
+      await added?.catch(() => {}); // not added: the run failed already
       await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.orchestrator.cfg.delegate.runs.keepS);
-      // Still waiting: take it off the queue and end it here. Taken by a worker: tell every worker.
+      // Still waiting: take it off the queue and end it here. Taken by a worker (it holds the job's lock):
+      // tell every worker; the one holding it aborts the run, or (the message before its run started)
+      // remembers the cancel and does not start it.
       if ((await this.queue.remove(runId)) === 1) notStarted();
       else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
     } catch (err) {

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { RESULT_META_KEY, type CallChain } from '../orchestrator/chain.js';
 import type { ReentryHub } from '../orchestrator/delegation.js';
-import type { JobWatch } from './job-watch.js';
+import type { JobOutcome, JobWatch } from './job-watch.js';
 import { isWorkerLost, keys, workerLostMessage, type CancelMessage, type RunJob } from './jobs.js';
 import type { QueueSettings } from './connection.js';
 
@@ -50,17 +50,25 @@ export class QueueReentryHub implements ReentryHub {
       throw err;
     });
     const waiting = (await this.watch).wait(runId, (p) => opts.onProgress?.(p.line));
+    let added: Promise<unknown> | undefined;
+    let endedBeforeStart!: (o: JobOutcome) => void;
+    const notStarted = new Promise<JobOutcome>((resolve) => (endedBeforeStart = resolve));
+    // As a front's: still waiting, the job is taken off the queue; taken, every worker is told (the one
+    // holding it aborts the run, or remembers the cancel if its run has not started yet).
     const cancel = (reason: 'cancelled' | 'timeout') =>
-      void this.conn
-        .set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.keepS)
-        .then(() => this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage)))
-        .catch(() => {}); // Redis away: the child's own deadline ends it
+      void (async () => {
+        await added?.catch(() => {}); // not added: the delegation failed already
+        await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.keepS);
+        if (added && (await this.queue.remove(runId)) === 1) endedBeforeStart({ kind: 'failed', reason: `run ${reason === 'timeout' ? 'deadline reached' : 'cancelled'} before a worker took it` });
+        else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
+      })().catch(() => {}); // Redis away: the child's own deadline ends it
     const onAbort = () => cancel('cancelled');
     opts.signal.addEventListener('abort', onAbort, { once: true });
     const deadline = setTimeout(() => cancel('timeout'), opts.timeoutMs);
     try {
-      await this.queue.add(agent, job, { jobId: runId, removeOnComplete: { age: this.keepS }, removeOnFail: { age: this.keepS } });
-      const out = await waiting.done;
+      added = this.queue.add(agent, job, { jobId: runId, removeOnComplete: { age: this.keepS }, removeOnFail: { age: this.keepS } });
+      await added;
+      const out = await Promise.race([waiting.done, notStarted]);
       // Thrown: the parent then releases the slice it reserved (nothing is known to be spent).
       if (out.kind === 'failed') throw new Error(isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : out.reason);
       const r = out.value.result;

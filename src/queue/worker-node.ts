@@ -21,6 +21,9 @@ import { JobWatch } from './job-watch.js';
 import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
 import { QueueReentryHub } from './reentry-hub.js';
 
+/** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
+const HEARD_CANCEL_KEPT_MS = 60_000;
+
 export interface WorkerNodeOptions {
   concurrency: number;
   /** Serve GET /healthz on this port (0: any free one); undefined: no HTTP listener. */
@@ -32,6 +35,11 @@ export interface WorkerNodeOptions {
 
 export class QueueWorkerNode {
   private readonly controllers = new Map<string, AbortController>();
+  /**
+   * Cancels heard for runs not running here (yet): a worker that took a job hears its cancel possibly
+   * before the run starts (the lock is taken in Redis, the message comes on another connection).
+   */
+  private readonly heardCancels = new Map<string, { reason: CancelMessage['reason']; at: number }>();
   /** The runs going on here, for a shutdown that decides which may go back to the queue. */
   private readonly running = new Map<string, { rec?: RunRecord; job: Job }>();
   /** Runs stopped by a shutdown: handed back to the queue, or cancelled ("worker shutting down"). */
@@ -154,9 +162,12 @@ export class QueueWorkerNode {
           : undefined,
       });
       running.rec = rec;
-      // A cancel that came before this worker took the job (its publish went unheard): checked while the
-      // run starts, not before, so the check costs the run no round trip.
-      void this.conn.exists(keys.cancelled(this.settings.prefix, data.runId)).then((n) => n && abort.abort('cancelled'), () => {}); // Redis away: pub/sub cancels still reach the run
+      // A cancel heard before the run started here (no round trip to ask Redis for it).
+      const heard = this.heardCancels.get(data.runId);
+      if (heard) {
+        this.heardCancels.delete(data.runId);
+        abort.abort(heard.reason);
+      }
       let result = await rec.done;
       const stopped = this.stopping.get(data.runId);
       if (stopped === 'hand back' && result.status !== 'ok') {
@@ -198,7 +209,15 @@ export class QueueWorkerNode {
   }
 
   abortRun(m: CancelMessage): void {
-    this.controllers.get(m.runId)?.abort(m.reason);
+    const c = this.controllers.get(m.runId);
+    if (c) return c.abort(m.reason);
+    const now = Date.now();
+    for (const [id, h] of this.heardCancels) {
+      if (now - h.at < HEARD_CANCEL_KEPT_MS) break;
+      this.heardCancels.delete(id);
+    }
+    this.heardCancels.delete(m.runId); // kept in the order heard
+    this.heardCancels.set(m.runId, { reason: m.reason, at: now });
   }
 
   private beatRecord(): WorkerBeat {

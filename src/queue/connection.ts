@@ -73,7 +73,7 @@ export async function connectRedis(url: string, purpose: string): Promise<Redis>
   return conn;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+export function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)))]).finally(() => clearTimeout(timer));
 }

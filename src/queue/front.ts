@@ -17,7 +17,7 @@ import { log } from '../log.js';
 import { errorMessage } from '../describe-cause.js';
 import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
 import { JobWatch, type JobOutcome } from './job-watch.js';
-import { safeUrl, type QueueSettings } from './connection.js';
+import { safeUrl, withTimeout, type QueueSettings } from './connection.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import type { BudgetStatus } from '../budget/types.js';
 import { answered } from '../budget/index.js';
@@ -185,10 +185,8 @@ export class QueueFront implements RemoteRuns {
         caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
       }
       if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
-      added = withTimeout(
-        this.enqueue({ name: req.agent, data: makeJob(), opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } }),
-        ENQUEUE_TIMEOUT_MS,
-      );
+      const job = { name: req.agent, data: makeJob(), opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };
+      added = withTimeout(this.enqueue(job), ENQUEUE_TIMEOUT_MS, `no answer within ${ENQUEUE_TIMEOUT_MS / 1000} s`);
       await added;
     })().catch((err: Error) => {
       this.waiting.count--;
@@ -397,9 +395,4 @@ function lowerCaps(call: Caps | undefined, slice: { tokens?: number; usd?: numbe
   if (!slice || (slice.tokens === undefined && slice.usd === undefined)) return call;
   const min = (a?: number, b?: number) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
   return { run_tokens: min(call?.run_tokens, slice.tokens), run_usd: min(call?.run_usd, slice.usd) };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
 }

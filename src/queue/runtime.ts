@@ -2,6 +2,7 @@
 // declares them and imports this only when one runs, so the embedded default never loads BullMQ.
 import { Queue, QueueEvents } from 'bullmq';
 import type { AgentStore } from '../agents/store.js';
+import { ConfigError } from '../config/config-error.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
@@ -42,7 +43,10 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       };
       // One budget across fronts: the shared books in Redis (src/budget/redis-ledger.ts), same prefix.
       const { openRedisLedger } = await import('../budget/redis-ledger.js');
-      const shared = await openRedisLedger({ url, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
+      // Its own connection, auto-pipelined: what a tick sends (a run's open and reservation, a batch's
+      // runs, a burst of results' commits) goes to Redis in one write, not one per script.
+      const books = await connectBooks(url);
+      const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
       const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry, willRetry), conn, settings, shared);
       let local: QueueWorkerNode | undefined;
       if (work) {
@@ -58,11 +62,35 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         close: async () => {
           await local?.close();
           await front.close();
+          books.disconnect();
         },
       };
       log.info(`queue front ${settings.nodeId}: runs go to ${safeUrl(url)} (${settings.prefix}:${RUN_QUEUE})${local ? ', with a local worker' : ''}`);
     },
   };
+}
+
+/** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */
+async function connectBooks(url: string): Promise<import('ioredis').Redis> {
+  const { Redis } = await import('ioredis');
+  const books = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 5000,
+    connectionName: 'delegate-mcp budget',
+    enableAutoPipelining: true,
+  });
+  let lastError: Error | undefined;
+  books.on('error', (err: Error) => (lastError = err)); // reported by the call that fails
+  try {
+    await books.connect();
+    await books.ping();
+  } catch (err) {
+    books.disconnect();
+    throw new ConfigError(`queue: cannot reach Redis at ${safeUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
+  }
+  return books;
 }
 
 export interface WorkerCliOpts {

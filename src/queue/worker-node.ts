@@ -23,6 +23,9 @@ import { QueueReentryHub } from './reentry-hub.js';
 
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
 const HEARD_CANCEL_KEPT_MS = 60_000;
+/** Job takers: one per this many jobs at once, at most MAX_TAKERS (each holds a blocking connection). */
+const JOBS_PER_TAKER = 16;
+const MAX_TAKERS = 4;
 
 export interface WorkerNodeOptions {
   concurrency: number;
@@ -58,7 +61,7 @@ export class QueueWorkerNode {
     private readonly settings: QueueSettings,
     private readonly conn: Redis,
     private readonly sub: Redis,
-    private readonly worker: Worker,
+    private readonly workers: Worker[],
     private readonly hubQueue: Queue,
     private readonly hub: QueueReentryHub,
     private readonly opts: WorkerNodeOptions,
@@ -78,17 +81,22 @@ export class QueueWorkerNode {
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
     const sub = conn.duplicate();
     let node!: QueueWorkerNode;
-    const worker = new Worker(RUN_QUEUE, (job, token, signal) => node.process(job, token, signal), {
-      connection: conn.duplicate(),
-      prefix,
-      concurrency: opts.concurrency,
-      name: settings.nodeId,
-      autorun: false,
-      // A lost worker is found within lockDuration + 2 × stalledInterval (its lock lapses, then two checks).
-      lockDuration: settings.lockMs,
-      stalledInterval: Math.max(1000, Math.floor(settings.lockMs / 2)),
-      maxStalledCount: 0,
-    });
+    // BullMQ takes a worker's jobs one round trip after another: a burst (a delegate_parallel batch) starts
+    // sooner through several takers, their concurrency adding up to this node's.
+    const takers = Math.min(opts.concurrency, Math.max(1, Math.ceil(opts.concurrency / JOBS_PER_TAKER)), MAX_TAKERS);
+    const workers = Array.from({ length: takers }, (_, i) =>
+      new Worker(RUN_QUEUE, (job, token, signal) => node.process(job, token, signal), {
+        connection: conn.duplicate(),
+        prefix,
+        concurrency: Math.floor(opts.concurrency / takers) + (i < opts.concurrency % takers ? 1 : 0),
+        name: settings.nodeId,
+        autorun: false,
+        // A lost worker is found within lockDuration + 2 × stalledInterval (its lock lapses, then two checks).
+        lockDuration: settings.lockMs,
+        stalledInterval: Math.max(1000, Math.floor(settings.lockMs / 2)),
+        maxStalledCount: 0,
+      }),
+    );
     // The hub's event stream opens on the first delegation: a worker whose runs never delegate does not
     // read every job's events (measured: a socket write and a wake-up per job on a loaded 2-core VM).
     const hub = new QueueReentryHub(
@@ -102,9 +110,9 @@ export class QueueWorkerNode {
       settings,
       cfg.delegate.runs.keepS,
     );
-    node = new QueueWorkerNode(orchestrator, settings, conn, sub, worker, hubQueue, hub, opts);
+    node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts);
     orchestrator.delegations.hub = hub;
-    worker.on('error', (err) => log.warn(`queue worker: ${err.message}`));
+    for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
     await sub.subscribe(keys.cancelChannel(prefix));
     sub.on('message', (_channel: string, raw: string) => {
       try {
@@ -114,8 +122,8 @@ export class QueueWorkerNode {
         // Not a message of ours: the channel is ours, but a stray publish must not stop the worker.
       }
     });
-    void worker.run();
-    await worker.waitUntilReady();
+    for (const w of workers) void w.run();
+    await Promise.all(workers.map((w) => w.waitUntilReady()));
     if (opts.healthPort !== undefined) await node.serveHealth(opts.healthPort, opts.healthHost ?? '127.0.0.1');
     await node.sendBeat();
     node.beat = setInterval(() => void node.sendBeat(), WORKER_BEAT_MS);
@@ -266,7 +274,7 @@ export class QueueWorkerNode {
     if (this.closing) return;
     this.closing = true;
     await this.sendBeat();
-    const closing = this.worker.close();
+    const closing = Promise.all(this.workers.map((w) => w.close()));
     const grace = setTimeout(() => {
       for (const [runId, c] of this.controllers) {
         const r = this.running.get(runId);

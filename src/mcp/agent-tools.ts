@@ -3,15 +3,17 @@
 // registered, changed ones updated (description, input schema, annotations) and removed ones removed.
 // The SDK sends notifications/tools/list_changed for each of those once the session is connected
 // (coalesced per tick by the server's debouncedNotificationMethods). Also: the create_agent tool.
-import { fromJsonSchema, type CallToolResult, type McpServer, type RegisteredTool, type ServerContext } from '@modelcontextprotocol/server';
+import path from 'node:path';
+import { fromJsonSchema, type CallToolResult, type McpServer, type RegisteredTool, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { createAgent, CreateAgentError } from '../agents/create.js';
 import { draftThroughOrchestrator } from '../orchestrator/draft-agent.js';
 import type { AgentDefinition } from '../agents/definition.js';
-import { AGENT_NAME_RE } from '../agents/schema.js';
+import { AGENT_NAME_RE, defaultInputSchema } from '../agents/schema.js';
 import type { AgentStore } from '../agents/store.js';
 import { log } from '../log.js';
 import type { RunLauncher } from '../orchestrator/launcher.js';
+import { SHIPPED_AGENTS_DIR } from '../paths.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { CallBudgetSchema, progressReporter, runResultJsonSchema } from './tool-results.js';
 
@@ -42,6 +44,69 @@ function withBudgetArgument(schema: Record<string, unknown>): Record<string, unk
   return { ...schema, properties: { ...props, budget: callBudgetJson } };
 }
 
+type ToolSchema = StandardSchemaWithJSON<Record<string, unknown>>;
+
+/**
+ * An agent tool's input or output schema, as `fromJsonSchema` makes it. `fromJsonSchema` compiles it (ajv)
+ * at once, and tools are registered while `initialize` waits: ~20-80 ms of main-thread CPU per session,
+ * most of it the first ajv instance and the shared run-result schema. A schema made only of the server's
+ * own parts (the default input, the run result without an output_schema, the shipped agents' schemas)
+ * cannot fail to compile, so it is compiled on its first validation, or in idle time once a client has
+ * listed the tools (prepareSoon). A schema with a user's part is compiled now, as before: a broken one
+ * keeps its agent from being offered. Either way it validates with the same validator and advertises the same JSON Schema. Kept per
+ * schema across sessions (HTTP serves one session per client): compiled once per process.
+ */
+function toolSchema(schema: Record<string, unknown>, authored: boolean): ToolSchema {
+  const key = JSON.stringify(schema);
+  const known = toolSchemas.get(key);
+  if (known) return known;
+  let compiled: ToolSchema | undefined;
+  const compile = () => (compiled ??= fromJsonSchema<Record<string, unknown>>(schema as any));
+  if (authored) compile(); // throws for a schema ajv cannot compile: the caller does not offer the agent
+  const listed = () => {
+    if (!compiled) prepareSoon(compile);
+    return schema;
+  };
+  const deferred: ToolSchema = {
+    '~standard': {
+      version: 1,
+      vendor: 'mcp',
+      jsonSchema: { input: listed, output: listed },
+      validate: (value) => compile()['~standard'].validate(value),
+    },
+  };
+  if (toolSchemas.size >= 256) toolSchemas.clear(); // agents are few; this bounds a reload loop
+  toolSchemas.set(key, deferred);
+  return deferred;
+}
+
+const toolSchemas = new Map<string, ToolSchema>();
+const DEFAULT_INPUT = JSON.stringify(defaultInputSchema());
+const toPrepare = new Set<() => unknown>();
+
+/**
+ * Compiles listed schemas after the current work (a tools/list answer) has gone out, one per turn of the
+ * event loop, so that a tools/call arriving meanwhile is not held behind all of them (it compiles its own
+ * on first use).
+ */
+function prepareSoon(compile: () => unknown): void {
+  if (toPrepare.size === 0) setImmediate(prepareNext);
+  toPrepare.add(compile);
+}
+
+function prepareNext(): void {
+  const [next] = toPrepare;
+  if (!next) return;
+  toPrepare.delete(next);
+  try {
+    next();
+  } catch (err) {
+    // Not expected (see toolSchema); a call to the tool then gets the same error as its result.
+    log.error(`compiling a tool schema failed: ${(err as Error).message}`);
+  }
+  if (toPrepare.size) setImmediate(prepareNext);
+}
+
 function toolConfig(agent: AgentDefinition) {
   const inputJson = withBudgetArgument(agent.inputSchema);
   const annotations = {
@@ -49,10 +114,11 @@ function toolConfig(agent: AgentDefinition) {
     openWorldHint: true,
   };
   const outputJson = runResultJsonSchema(agent.outputSchema);
+  const shipped = agent.source.file.startsWith(SHIPPED_AGENTS_DIR + path.sep);
   return {
     description: agent.description,
-    inputSchema: fromJsonSchema<Record<string, unknown>>(inputJson as any),
-    outputSchema: fromJsonSchema<Record<string, unknown>>(outputJson as any),
+    inputSchema: toolSchema(inputJson, !shipped && JSON.stringify(agent.inputSchema) !== DEFAULT_INPUT),
+    outputSchema: toolSchema(outputJson, !shipped && agent.outputSchema !== undefined),
     annotations,
     /** What a client sees of the tool: when it changes, the tool is updated. */
     key: JSON.stringify([agent.description, inputJson, annotations, agent.outputSchema ?? null]),

@@ -858,3 +858,47 @@ describe('protocol: resumable 2025-era Streamable HTTP streams', () => {
     }
   });
 });
+
+// Agent tools' schemas are compiled (ajv) on first use or after tools/list, not while initialize waits;
+// a user's schema is still compiled when the tool is registered, so a broken one is refused there.
+describe('protocol: agent tool schemas', () => {
+  let mock: MockModel;
+  let ws: string;
+  let srv: Awaited<ReturnType<typeof startServer>>;
+
+  before(async () => {
+    mock = await startMockModel();
+    ws = tempDir('dmcp-schemas-');
+    writeTree(path.join(ws, 'agents'), {
+      'plain.yaml': agentYaml('plain', 'anthropic/claude-test-1'),
+      // A valid object schema whose $ref points nowhere: ajv cannot compile it.
+      'broken.yaml': agentYaml('broken', 'anthropic/claude-test-1', 'input_schema:\n  type: object\n  properties:\n    a:\n      $ref: "#/$defs/missing"\n'),
+      'typed.yaml': agentYaml('typed', 'anthropic/claude-test-1', 'input_schema:\n  type: object\n  properties:\n    task: {type: string}\n    level: {type: integer, minimum: 1}\n  required: [task]\n'),
+    });
+    srv = await startServer({ args: ['--agents', path.join(ws, 'agents'), '--workspace', ws], env: mockEnv(mock.url), cwd: ws });
+  });
+  after(async () => {
+    await srv?.close();
+    await mock.close();
+  });
+
+  it('an agent whose input_schema cannot be compiled is not offered, and the session serves the others', async () => {
+    const names = (await srv.client.listTools()).tools.map((t) => t.name);
+    assert.ok(names.includes('plain') && names.includes('typed'), names.join(','));
+    assert.ok(!names.includes('broken'), names.join(','));
+    assert.match(srv.stderr(), /agent "broken" \(.*broken\.yaml\) is not offered: /);
+  });
+
+  it('arguments are validated against the advertised input schema (default and user-written)', async () => {
+    mock.setHandler(() => ({ text: 'fine' }));
+    const missing = await srv.client.callTool({ name: 'plain', arguments: { context: 'no task' } });
+    assert.equal(missing.isError, true);
+    assert.match(JSON.stringify(missing.content), /Input validation error: Invalid arguments for tool plain: .*task/);
+    const low = await srv.client.callTool({ name: 'typed', arguments: { task: 'x', level: 0 } });
+    assert.equal(low.isError, true);
+    assert.match(JSON.stringify(low.content), /Input validation error: Invalid arguments for tool typed: .*must be >= 1/);
+    const ok = await srv.client.callTool({ name: 'plain', arguments: { task: 'x' } });
+    assert.equal(ok.isError, undefined, JSON.stringify(ok.content));
+    assert.equal((ok.structuredContent as { status?: string }).status, 'ok');
+  });
+});

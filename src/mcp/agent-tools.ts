@@ -141,8 +141,19 @@ export function syncAgentTools(server: McpServer, store: AgentStore, runAgent: R
       registered.delete(name);
     }
     for (const agent of wanted.values()) {
-      const c = toolConfig(agent);
       const r = registered.get(agent.name);
+      let c: ReturnType<typeof toolConfig>;
+      try {
+        c = toolConfig(agent);
+      } catch (err) {
+        // A user's input_schema or output_schema the SDK's validator cannot compile: that agent is not
+        // offered (it used to fail the whole session's initialize with an internal error).
+        if (!refused.has(agent.name)) log.error(`agent "${agent.name}" (${agent.source.file}) is not offered: ${(err as Error).message}`);
+        refused.add(agent.name);
+        r?.tool.remove();
+        registered.delete(agent.name);
+        continue;
+      }
       if (r) {
         if (r.key !== c.key) {
           r.tool.update({ description: c.description, paramsSchema: c.inputSchema, outputSchema: c.outputSchema, annotations: c.annotations });

@@ -4,7 +4,7 @@
 // load once per worker, not per run.
 import { MessageChannel, parentPort, threadId } from 'node:worker_threads';
 import { createAdapter } from '../providers/index.js';
-import { warmUp } from './warm.js';
+import { preloadFetch, warmUp } from './warm.js';
 import { RunChannel } from './run-channel.js';
 import { runLoop } from './run-loop.js';
 import {
@@ -40,6 +40,9 @@ const runs = new Map<string, RunChannel>();
  * piscina's own channel. Kept a minute, then forgotten (the run went to another thread).
  */
 const earlyCancels = new Map<string, { reason: 'cancelled' | 'timeout'; at: number }>();
+// Node loads its fetch (undici) on first use, ~40 ms of CPU that the warm-up would otherwise pay after the
+// server has started. Every wire API needs it: load it now, while the main thread is still starting.
+setImmediate(preloadFetch);
 let warmed = false;
 control.on('message', (msg: ControlDown | WarmCommand) => {
   if (msg.kind === 'warm') {

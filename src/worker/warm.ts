@@ -49,6 +49,11 @@ function canned(api: WireApi): Sse {
   ];
 }
 
+/** Loads Node's fetch implementation (undici), which Node loads on first touch of fetch's classes. */
+export function preloadFetch(): void {
+  void globalThis.Headers;
+}
+
 const PATHS: Record<string, WireApi> = { '/v1/messages': 'anthropic', '/v1/responses': 'openai-responses', '/v1/chat/completions': 'openai-chat' };
 
 /**

@@ -53,8 +53,9 @@ type ToolSchema = StandardSchemaWithJSON<Record<string, unknown>>;
  * own parts (the default input, the run result without an output_schema, the shipped agents' schemas)
  * cannot fail to compile, so it is compiled on its first validation, or in idle time once a client has
  * listed the tools (prepareSoon). A schema with a user's part is compiled now, as before: a broken one
- * keeps its agent from being offered. Either way it validates with the same validator and advertises the same JSON Schema. Kept per
- * schema across sessions (HTTP serves one session per client): compiled once per process.
+ * keeps its agent from being offered. Either way it validates with the same validator and advertises
+ * the same JSON Schema. Kept per schema across sessions (HTTP serves one session per client): compiled
+ * once per process.
  */
 function toolSchema(schema: Record<string, unknown>, authored: boolean): ToolSchema {
   const key = JSON.stringify(schema);

@@ -86,14 +86,17 @@ const DEFAULT_INPUT = JSON.stringify(defaultInputSchema());
 const toPrepare = new Set<() => unknown>();
 
 /**
- * Compiles listed schemas after the current work (a tools/list answer) has gone out, one per turn of the
- * event loop, so that a tools/call arriving meanwhile is not held behind all of them (it compiles its own
- * on first use).
+ * Compiles listed schemas shortly after a tools/list answer has gone out, one per turn of the event loop.
+ * Not at once: a client that calls right after listing (a script, a fan-out) would find the main thread
+ * busy compiling other agents' schemas; such a call compiles only its own, on first use. A client whose
+ * model reads the list first finds them all compiled.
  */
 function prepareSoon(compile: () => unknown): void {
-  if (toPrepare.size === 0) setImmediate(prepareNext);
+  if (toPrepare.size === 0) setTimeout(prepareNext, PREPARE_AFTER_MS).unref();
   toPrepare.add(compile);
 }
+
+const PREPARE_AFTER_MS = 100;
 
 function prepareNext(): void {
   const [next] = toPrepare;

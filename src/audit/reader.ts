@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AuditEventSchema, type AuditEvent, type AuditRunStatus } from './events.js';
 import type { Usage } from '../contract/usage.js';
-import { addUsage, emptyUsage, totalTokens } from '../contract/usage-sum.js';
+import { addUsage, emptyUsage, inputTokens, totalTokens } from '../contract/usage-sum.js';
 
 const FILE_RE = /^audit-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$/;
 const DAY_MS = 86_400_000;
@@ -409,7 +409,7 @@ export function renderSummary(s: Summary): string {
     String(r.max_turns),
     String(r.denied),
     String(r.running),
-    fmtTokens(r.tokens.input_tokens + r.tokens.cache_read_input_tokens + r.tokens.cache_creation_input_tokens),
+    fmtTokens(inputTokens(r.tokens)),
     fmtTokens(r.tokens.output_tokens),
     fmtCost(r.cost_usd) + (r.cost_unknown ? '+?' : ''),
     fmtMs(r.p50_ms),

@@ -2,7 +2,7 @@
 // usage) the larger of the report and the input estimate plus the output streamed, or with neither the
 // whole reservation (the safe upper bound). Pure: the ledgers apply the result to their scopes.
 import type { Usage } from '../contract/usage.js';
-import { emptyUsage, totalTokens } from '../contract/usage-sum.js';
+import { emptyUsage, inputTokens, totalTokens } from '../contract/usage-sum.js';
 import type { ChargeBasis } from './ledger-file.js';
 import { usageCost, type ResolvedPrice } from './prices.js';
 import type { Charge, CommitFallback } from './types.js';
@@ -31,7 +31,7 @@ export function chargeFor(res: ChargedReservation, usage: Usage | null, fallback
     // A stream cut short reported only part of its usage (e.g. Anthropic's message_start, 1 output token):
     // charge the larger of the report and what is known to have been sent and received.
     if (fallback?.cut && streamed !== undefined) {
-      const reportedInput = charged.input_tokens + charged.cache_read_input_tokens + charged.cache_creation_input_tokens;
+      const reportedInput = inputTokens(charged);
       if (estimate > reportedInput) {
         charged.input_tokens += estimate - reportedInput;
         basis = 'streamed';

@@ -7,7 +7,7 @@
 //
 // Usage (orchestrator):
 //   const est = scaler.scale(modelRef, raw);                // before ledger.reserve({ inputTokens: est })
-//   scaler.learn(modelRef, raw, u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens);
+//   scaler.learn(modelRef, raw, inputTokens(u));               // contract/usage-sum.ts
 // `actualInputTokens` must be the WHOLE prompt (uncached + cache read + cache write): the raw estimate
 // counts the whole prompt too.
 

@@ -9,6 +9,7 @@ import type { ConfigOverrides, ResolvedConfig } from '../config/config.js';
 import { runBatch } from '../orchestrator/batch.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../contract/run.js';
+import { inputTokens } from '../contract/usage-sum.js';
 // Loaded when a fan-out starts, not at start-up: display widths need an Intl.Segmenter, whose first
 // construction costs tens of ms that `serve` must not pay.
 let terminal: typeof import('./terminal.js');
@@ -208,13 +209,8 @@ export function fmtDuration(ms: number): string {
   return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
 
-/** Input counts cached reads and writes too: what the model actually read. */
-function tokensIn(r: RunResult): number {
-  return r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens;
-}
-
 function fmtTokens(r: RunResult): string {
-  return `${tokensIn(r)} in / ${r.usage.output_tokens} out tokens`;
+  return `${inputTokens(r.usage)} in / ${r.usage.output_tokens} out tokens`;
 }
 
 /** Cut to a terminal width by display width (wide CJK and emoji take two columns). */
@@ -369,7 +365,7 @@ export function summaryTable(results: FanoutResult[], wallMs: number, columns?: 
     r.agent,
     r.status,
     fmtDuration(r.duration_ms),
-    String(tokensIn(r)),
+    String(inputTokens(r.usage)),
     String(r.usage.output_tokens),
     r.status === 'ok' ? firstLine(r.output) : firstLine(r.error ?? '') || firstLine(r.output),
   ]);
@@ -383,11 +379,11 @@ export function summaryTable(results: FanoutResult[], wallMs: number, columns?: 
       .join('  ')
       .trimEnd();
   const ok = results.filter((r) => r.status === 'ok').length;
-  const inTotal = results.reduce((a, r) => a + tokensIn(r), 0);
+  const inTotal = results.reduce((a, r) => a + inputTokens(r.usage), 0);
   const outTotal = results.reduce((a, r) => a + r.usage.output_tokens, 0);
   // Cost only when some model has a price; a run with tokens but no price makes the sum a lower bound.
   const costSum = results.reduce((a, r) => a + (r.cost_usd ?? 0), 0);
-  const unpriced = results.some((r) => r.cost_usd === null && tokensIn(r) + r.usage.output_tokens > 0);
+  const unpriced = results.some((r) => r.cost_usd === null && inputTokens(r.usage) + r.usage.output_tokens > 0);
   const cost = costSum > 0 ? ` · $${costSum.toFixed(4)}${unpriced ? ' + unpriced models' : ''}` : '';
   const out = [line(header), ...rows.map(line), ''];
   out.push(

@@ -7,6 +7,7 @@ import type { RunLauncher } from '../orchestrator/launcher.js';
 import { HEARTBEAT_MS, type Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
 import { RunStatus, type RunResult } from '../contract/run.js';
+import { inputTokens } from '../contract/usage-sum.js';
 import type { AskFn } from '../orchestrator/tool-gate.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 import { renderBudget } from './budget-view.js';
@@ -42,7 +43,7 @@ function statusOf(r: RunRecord) {
     turn: r.turn,
     last_progress: r.lastProgress,
     elapsed_ms: (r.endedAt ?? Date.now()) - r.startedAt,
-    usage: { input_tokens: r.usage.input_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens, output_tokens: r.usage.output_tokens },
+    usage: { input_tokens: inputTokens(r.usage), output_tokens: r.usage.output_tokens },
   };
 }
 

@@ -10,7 +10,7 @@ import { after, BudgetLedger, TokenScaler, type Answer, type BudgetLimits, type 
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Usage } from '../contract/usage.js';
-import { emptyUsage } from '../contract/usage-sum.js';
+import { emptyUsage, inputTokens } from '../contract/usage-sum.js';
 import type { ModelCallEnd } from '../contract/worker-protocol.js';
 
 /**
@@ -180,7 +180,7 @@ export class BudgetGate<L extends LedgerStore = BudgetLedger> {
     rb.reservation = undefined;
     const usage = end.usage;
     if (usage && !end.cut && res.rawEstimate !== null) {
-      this.scaler.learn(rb.modelRef, res.rawEstimate, usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens);
+      this.scaler.learn(rb.modelRef, res.rawEstimate, inputTokens(usage));
     }
     const inputEstimate = end.inputEstimate !== undefined ? this.scaler.scale(rb.modelRef, end.inputEstimate) : undefined;
     // Output tokens come from the worker's tokenizer; ~4 characters a token only if it sent no count.

@@ -32,7 +32,8 @@ import {
   type RuleSet,
 } from '../permissions/index.js';
 import { mcpServersFor, offeredTools, summarizeCall, whyNotOffered } from './tool-offer.js';
-import { ProtectedGuard, protectedPaths, type ProtectedAccess, type ProtectedPath } from '../permissions/protected-paths.js';
+import { ProtectedGuard, protectedPaths, type ProtectedPath } from '../permissions/protected-paths.js';
+import type { ProtectedAccess } from '../contract/protected-path.js';
 import type { ToolCall, ToolSpec } from '../contract/tool.js';
 import { McpServers } from '../tools/mcp-servers.js';
 import { builtinTools } from '../tools/registry.js';
@@ -43,7 +44,7 @@ import { findBwrap, type SandboxSettings } from '../sandbox/index.js';
 import { recoverJournals } from '../sandbox/created.js';
 import { sandboxProtectedPaths } from '../sandbox/protected.js';
 import type { ToolSpanHandle } from '../telemetry/types.js';
-import { isDelegationToolName } from '../contract/tool-names.js';
+import { READ_FILE_TOOLS, WRITE_FILE_TOOLS, isDelegationToolName } from '../contract/tool-names.js';
 
 /** The user's answer to an approval request: this call only, every call this rule covers in this run, or no. */
 export type AskAnswer = 'once' | 'run' | 'deny';
@@ -140,14 +141,11 @@ export interface ToolGateOptions {
   protectedPaths: readonly ProtectedPath[];
 }
 
-/** What each built-in file tool does with its `path` argument, for the protected-path check. */
-const PATH_ACCESS: Record<string, ProtectedAccess> = {
-  read_file: 'read',
-  search_files: 'read',
-  list_dir: 'list',
-  write_file: 'write',
-  edit_file: 'write',
-};
+/** What each built-in file tool does with its `path` argument, for the protected-path check (list_dir only shows names). */
+const PATH_ACCESS: Record<string, ProtectedAccess> = Object.fromEntries([
+  ...READ_FILE_TOOLS.map((t): [string, ProtectedAccess] => [t, t === 'list_dir' ? 'list' : 'read']),
+  ...WRITE_FILE_TOOLS.map((t): [string, ProtectedAccess] => [t, 'write']),
+]);
 
 export class ToolGate {
   /** Server-wide listener (the audit log); runs may add their own. */

@@ -1,17 +1,15 @@
 // What a run's model is offered, and how a tool call is described to a human: the tool gate's
 // (tool-gate.ts) helpers that need no run state.
 import type { AgentDefinition } from '../agents/definition.js';
-import { MCP_TOOL_PREFIX, isMcpToolName } from '../contract/tool-names.js';
+import { MCP_TOOL_PREFIX, READ_FILE_TOOLS, WRITE_FILE_TOOLS, isMcpToolName } from '../contract/tool-names.js';
 import { checkMcpTool, parseRule, toolOffered, type RuleSet } from '../permissions/index.js';
 import { describeArgv } from '../permissions/command.js';
 import { compileNameGlob } from '../glob.js';
 import type { ToolSpec } from '../contract/tool.js';
 import { builtinTools } from '../tools/registry.js';
 
-const READ_TOOLS = ['read_file', 'list_dir', 'search_files'];
-const WRITE_TOOLS = ['write_file', 'edit_file'];
 /** Which built-ins a rule kind grants, for agents written with `permissions:` only. */
-const TOOLS_OF_KIND: Record<string, string[]> = { Read: READ_TOOLS, Edit: WRITE_TOOLS, Bash: ['run_command'], WebFetch: ['fetch_url'] };
+const TOOLS_OF_KIND: Record<string, readonly string[]> = { Read: READ_FILE_TOOLS, Edit: WRITE_FILE_TOOLS, Bash: ['run_command'], WebFetch: ['fetch_url'] };
 
 /**
  * Built-in tools the agent is granted: its seed/builtin grants plus every tool whose kind one of its own

@@ -104,8 +104,6 @@ export function serverCodePaths(cfg: ResolvedConfig): string[] {
   return out;
 }
 
-export type { ProtectedAccess } from '../contract/protected-path.js';
-
 export interface ProtectedHit {
   kind: ProtectedKind;
   /** The protected path that was hit (as configured). */

@@ -25,6 +25,7 @@ import type { RunResult } from './contract/run.js';
 import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
 import { digest } from './audit/events.js';
+import { DAY_MS, utcDay } from './time/utc-day.js';
 import { readAuditDirs, renderSummary, renderTree, runTree, summarize } from './audit/reader.js';
 import { renderChainReports, verifyStateChains } from './audit/verify.js';
 import { renderBudget } from './mcp/budget-view.js';
@@ -89,11 +90,10 @@ export function runSummary(r: RunResult, paint: (colour: Colour, text: string) =
 
 /** A UTC day from --day: today, yesterday or YYYY-MM-DD (a real calendar date). */
 export function parseDay(value: string, now = new Date()): string {
-  const iso = (d: Date) => d.toISOString().slice(0, 10);
-  if (value === 'today') return iso(now);
-  if (value === 'yesterday') return iso(new Date(now.getTime() - 86_400_000));
+  if (value === 'today') return utcDay(now);
+  if (value === 'yesterday') return utcDay(new Date(now.getTime() - DAY_MS));
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
-  if (m && iso(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))) === value) return value;
+  if (m && utcDay(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))) === value) return value;
   throw new InvalidArgumentError(`expected today, yesterday or a UTC date YYYY-MM-DD, got "${value}"`);
 }
 
@@ -223,7 +223,7 @@ const auditCmd = addCommon(program.command('audit').description('summarise the a
     const cfg = loadConfig(opts);
     if (!opts.from) openStateDir(cfg);
     if (!cfg.auditDir && !opts.from) throw new ConfigError('the audit log is switched off (delegate.audit.enabled: false)');
-    const since = opts.since ? new Date(opts.since) : opts.run ? undefined : new Date(Date.now() - 7 * 86_400_000);
+    const since = opts.since ? new Date(opts.since) : opts.run ? undefined : new Date(Date.now() - 7 * DAY_MS);
     const until = opts.until ? new Date(opts.until) : undefined;
     for (const [flag, d] of [['--since', since], ['--until', until]] as const) {
       if (d && Number.isNaN(d.getTime())) throw new ConfigError(`${flag}: not a date: ${flag === '--since' ? opts.since : opts.until}`);

@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Transport from 'winston-transport';
 import { DurableAppendFile } from '../storage/durable-append.js';
+import { DAY_MS, utcDay } from '../time/utc-day.js';
 
 /** triple-beam's MESSAGE symbol: the formatted line a winston format produced. */
 const MESSAGE = Symbol.for('message');
-const DAY_MS = 86_400_000;
 
 export interface DurableFileOptions {
   dir: string;
@@ -172,7 +172,7 @@ export class DurableFileTransport extends Transport {
       if (st.nlink > 0 && !(st.size > 0 && st.size + len > this.maxBytes)) return this.chain;
       if (st.nlink > 0) this.index++;
     } else {
-      const day = new Date(t).toISOString().slice(0, 10);
+      const day = utcDay(new Date(t));
       if (day !== this.day) {
         this.day = day;
         this.index = -1; // pick up where an earlier run (or another process) left off

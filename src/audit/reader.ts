@@ -5,9 +5,10 @@ import path from 'node:path';
 import { AuditEventSchema, type AuditEvent, type AuditRunStatus } from './events.js';
 import type { Usage } from '../contract/usage.js';
 import { addUsage, emptyUsage, inputTokens, totalTokens } from '../contract/usage-sum.js';
+import { formatDuration } from '../time/duration.js';
+import { DAY_MS } from '../time/utc-day.js';
 
 const FILE_RE = /^audit-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$/;
-const DAY_MS = 86_400_000;
 
 export interface ReadResult {
   events: AuditEvent[];
@@ -412,8 +413,8 @@ export function renderSummary(s: Summary): string {
     fmtTokens(inputTokens(r.tokens)),
     fmtTokens(r.tokens.output_tokens),
     fmtCost(r.cost_usd) + (r.cost_unknown ? '+?' : ''),
-    fmtMs(r.p50_ms),
-    fmtMs(r.p95_ms),
+    formatDuration(r.p50_ms),
+    formatDuration(r.p95_ms),
   ];
   const section = (title: string, rows: SummaryRow[]) =>
     table([[title, ...header.slice(1)], ...rows.map(rowCells)]);
@@ -437,7 +438,7 @@ export function renderTree(root: RunTreeNode): string {
       n.model ?? '',
       `${fmtTokens(totalTokens(n.usage))} tok`,
       n.cost_usd === null ? '$?' : fmtCost(n.cost_usd),
-      fmtMs(n.duration_ms),
+      formatDuration(n.duration_ms),
       `model×${n.model_calls}`,
       `tools×${n.tool_calls}`,
       n.denials ? `denied×${n.denials}` : '',
@@ -478,11 +479,4 @@ function fmtTokens(n: number): string {
 
 function fmtCost(usd: number): string {
   return `$${usd.toFixed(usd >= 100 ? 0 : usd >= 1 ? 2 : 4)}`;
-}
-
-function fmtMs(ms: number | null): string {
-  if (ms === null) return '-';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  return `${Math.floor(ms / 60_000)}m${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}s`;
 }

@@ -4,6 +4,8 @@
 // from the log, which includes model-chosen strings: renderers must treat it as text.
 import { AuditRunStatus, type AuditEvent } from './events.js';
 import { inputTokens, totalTokens } from '../contract/usage-sum.js';
+import { formatDuration } from '../time/duration.js';
+import { DAY_MS } from '../time/utc-day.js';
 import { collectRuns, type RunInfo, type RunNodeStatus, type RunTreeNode } from './reader.js';
 
 export interface RunListItem {
@@ -198,7 +200,7 @@ export function renderRunList(runs: readonly RunListItem[]): string {
       r.status,
       r.caller ?? '-',
       r.depth === null ? '?' : String(r.depth),
-      fmtMs(r.duration_ms),
+      formatDuration(r.duration_ms),
       String(r.tokens),
       r.cost_usd === null ? (r.status === 'running' ? '-' : '$?') : `$${r.cost_usd.toFixed(4)}`,
       r.denials ? String(r.denials) : '',
@@ -225,11 +227,11 @@ function describeEntry(e: TimelineEntry): string {
     case 'run_start':
       return `run start ${e.run_id} (${e.model}${e.caller ? `, caller ${e.caller}` : ''})`;
     case 'run_end':
-      return `run end ${e.status} · ${fmtMs(e.duration_ms)} · ${e.tokens} tok · ${e.cost_usd === null ? '$?' : `$${e.cost_usd.toFixed(4)}`}${e.error ? ` · ${e.error}` : ''}`;
+      return `run end ${e.status} · ${formatDuration(e.duration_ms)} · ${e.tokens} tok · ${e.cost_usd === null ? '$?' : `$${e.cost_usd.toFixed(4)}`}${e.error ? ` · ${e.error}` : ''}`;
     case 'model_call':
-      return `model call turn ${e.turn} · ${e.input_tokens ?? '?'} in / ${e.output_tokens ?? '?'} out tok · ${fmtMs(e.latency_ms)} · ${e.stop_reason ?? '-'}${e.retries ? ` · ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}` : ''}${e.error ? ` · error: ${e.error}` : ''}`;
+      return `model call turn ${e.turn} · ${e.input_tokens ?? '?'} in / ${e.output_tokens ?? '?'} out tok · ${formatDuration(e.latency_ms)} · ${e.stop_reason ?? '-'}${e.retries ? ` · ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}` : ''}${e.error ? ` · error: ${e.error}` : ''}`;
     case 'tool_call':
-      return `tool ${e.tool} · ${e.decision}${e.rule ? ` by rule ${e.rule}` : ''}${e.reason ? ` (${e.reason})` : ''} · ${e.outcome} · ${fmtMs(e.duration_ms)}`;
+      return `tool ${e.tool} · ${e.decision}${e.rule ? ` by rule ${e.rule}` : ''}${e.reason ? ` (${e.reason})` : ''} · ${e.outcome} · ${formatDuration(e.duration_ms)}`;
     case 'delegation':
       return `delegated to ${e.child_agent} (${e.child_run_id}, ${e.hop})`;
     case 'budget_refused':
@@ -246,18 +248,11 @@ function oneLine(s: string): string {
   return s.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 }
 
-function fmtMs(ms: number | null): string {
-  if (ms === null) return '-';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  return `${Math.floor(ms / 60_000)}m${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}s`;
-}
-
 /** `--since`: an ISO date/time, or a span back from now such as 30m, 12h, 7d. */
 export function parseSince(text: string, now = Date.now()): Date | undefined {
   const rel = /^(\d+(?:\.\d+)?)\s*(m|min|h|d|w)$/i.exec(text.trim());
   if (rel) {
-    const unit = { m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[rel[2].toLowerCase() as 'm'];
+    const unit = { m: 60_000, min: 60_000, h: 3_600_000, d: DAY_MS, w: 604_800_000 }[rel[2].toLowerCase() as 'm'];
     return new Date(now - Number(rel[1]) * unit);
   }
   const d = new Date(text);

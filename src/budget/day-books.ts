@@ -9,7 +9,8 @@
 // file:line. If an append fails the spend is kept in memory (so this process still enforces it) and a
 // warning is emitted.
 import { DayFile, usageOfRecord, type DayFileSync, type LedgerRecord } from './ledger-file.js';
-import { addModel, Scope, utcDay, type DayState } from './scope.js';
+import { addModel, Scope, type DayState } from './scope.js';
+import { DAY_MS, utcDay } from '../time/utc-day.js';
 import type { BudgetLimits } from './types.js';
 
 /** A run's spend as replayed from the files (for the run history). */
@@ -54,7 +55,7 @@ export class DayBooks {
     try {
       const today = this.today();
       if (today.file?.chainBreak) return { today, runs: [] };
-      if (this.persistent) this.tail(this.loadDay(utcDay(new Date(Date.parse(`${today.day}T00:00:00Z`) - 86_400_000))));
+      if (this.persistent) this.tail(this.loadDay(utcDay(new Date(Date.parse(`${today.day}T00:00:00Z`) - DAY_MS))));
       // Yesterday's lines were read after today's: order by nothing finer than "both days", which is enough for a percentile.
       return { today, runs: [...this.replaying.values()] };
     } finally {
@@ -146,7 +147,7 @@ export class DayBooks {
 
   /** Keeps today and yesterday; older days go once nothing can still settle into them. */
   private pruneDays(): void {
-    const keep = new Set([this.currentDay, utcDay(new Date(Date.parse(`${this.currentDay}T00:00:00Z`) - 86_400_000))]);
+    const keep = new Set([this.currentDay, utcDay(new Date(Date.parse(`${this.currentDay}T00:00:00Z`) - DAY_MS))]);
     for (const [day, d] of this.days) {
       if (keep.has(day) || d.holds > 0) continue;
       try {

@@ -65,7 +65,6 @@ import type {
 } from './types.js';
 
 export * from './types.js';
-export { utcDay } from './scope.js';
 
 export class BudgetLedger implements LedgerStore {
   readonly synchronous = true as const;

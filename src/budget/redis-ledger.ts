@@ -17,7 +17,8 @@ import { RunHistory } from './history.js';
 import { plannedCost, Prices, type PriceTable, type ResolvedPrice } from './prices.js';
 import { blockersOf, modelsOf, runFromTotals, runTree, scopeOf, type Reply } from './redis-replies.js';
 import { ledgerScript, LEDGER_SCRIPTS } from './redis-scripts.js';
-import { checkCount, checkLimits, minLimits, utcDay, type Dim, type Scope } from './scope.js';
+import { checkCount, checkLimits, minLimits, type Dim, type Scope } from './scope.js';
+import { utcDay } from '../time/utc-day.js';
 import { budgetStatus, dimWord, fmtUsd, refusal, totalsOf } from './status.js';
 import type { LedgerStore } from './store.js';
 import type {

@@ -199,9 +199,6 @@ export function checkCount(v: number, what: string): number {
   return v;
 }
 
-export function utcDay(d: Date): string {
-  return d.toISOString().slice(0, 10);
-}
 
 export const roundUsd = (n: number) => Math.round(n * 1e9) / 1e9;
 

@@ -10,6 +10,7 @@ import { runBatch } from '../orchestrator/batch.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunResult } from '../contract/run.js';
 import { inputTokens } from '../contract/usage-sum.js';
+import { formatDuration } from '../time/duration.js';
 // Loaded when a fan-out starts, not at start-up: display widths need an Intl.Segmenter, whose first
 // construction costs tens of ms that `serve` must not pay.
 let terminal: typeof import('./terminal.js');
@@ -202,12 +203,8 @@ function firstLine(s: string): string {
   return (s.split('\n').find((l) => l.trim()) ?? '').trim();
 }
 
-export function fmtDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const s = Math.round(ms / 1000);
-  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-}
+/** The fan-out table rounds to the nearest second past a minute (the audit views cut). */
+const fmtDuration = (ms: number): string => formatDuration(ms, 'round');
 
 function fmtTokens(r: RunResult): string {
   return `${inputTokens(r.usage)} in / ${r.usage.output_tokens} out tokens`;

@@ -8,6 +8,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
+import { DAY_MS } from '../time/utc-day.js';
 import { readAuditDir, runTree, type ReadResult } from '../audit/reader.js';
 import { listRuns, runTimeline, RUN_STATUSES } from '../audit/runs-view.js';
 
@@ -31,7 +32,6 @@ const STATIC: Record<string, { file: string; type: string }> = {
 /** How often the live stream looks at the audit files, and how often it sends a keep-alive. */
 const POLL_MS = 300;
 const KEEPALIVE_MS = 15_000;
-const DAY_MS = 86_400_000;
 /** Runs shown when no day is picked: the last week. */
 const DEFAULT_RANGE_MS = 7 * DAY_MS;
 

@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { openStateDir } from '../config/state-dir.js';
-import { allowedHostnames, BearerToken, isLoopbackHost } from '../transports/http-auth.js';
+import { allowedHostnames, BearerToken } from '../transports/http-auth.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import { createUiHandler } from '../ui/handler.js';
 import { log } from '../log.js';
 

@@ -278,7 +278,11 @@ export function registerCreateAgentTool(server: McpServer, orchestrator: Orchest
         return { content: [{ type: 'text', text: `${notes.join('\n')}\n\n${out.yaml}` }], structuredContent: structured };
       } catch (err) {
         const msg = err instanceof CreateAgentError ? err.message : `create_agent failed: ${(err as Error).message}`;
-        if (!(err instanceof CreateAgentError)) log.error(`create_agent: ${(err as Error).stack ?? msg}`);
+        if (!(err instanceof CreateAgentError)) {
+          // One line like every other server error; the stack only at debug level (DELEGATE_MCP_LOG_LEVEL=debug).
+          log.error(msg);
+          if (err instanceof Error && err.stack) log.debug(err.stack);
+        }
         return { isError: true, content: [{ type: 'text', text: msg }] };
       }
     },

@@ -6,7 +6,7 @@ import { type ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { isLoopbackHost } from './http-auth.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import { startHttpServer, type HttpServeOptions } from './http.js';
 import { serveStdioServer } from './stdio.js';
 

@@ -22,6 +22,7 @@ import { createMcpHandler } from '@modelcontextprotocol/server';
 import { hostHeaderValidation, originValidation, toNodeHandler } from '@modelcontextprotocol/node';
 import type { HttpConfig } from '../config/http-config.js';
 import { log } from '../log.js';
+import { errorMessage } from '../describe-cause.js';
 import { buildServer } from '../mcp/server.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { SESSIONLESS_OWNER_PREFIX } from '../orchestrator/runs.js';
@@ -97,7 +98,9 @@ export async function startHttpServer(orchestrator: Orchestrator, opts: HttpServ
 
   const server = http.createServer((req, res) => {
     router.route(req, res).catch((err: Error) => {
-      log.error(`http ${req.method} ${req.url}: ${err.stack ?? err.message}`);
+      // One line like every other server error; the stack only at debug level (DELEGATE_MCP_LOG_LEVEL=debug).
+      log.error(`http ${req.method} ${req.url}: ${errorMessage(err)}`);
+      if (err instanceof Error && err.stack) log.debug(err.stack);
       if (!res.headersSent) jsonError(res, 500, 'Internal server error', { code: -32603 });
       else res.end();
     });

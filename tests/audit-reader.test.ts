@@ -7,7 +7,9 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { AuditEventSchema, type AuditEvent, type AuditEventInput } from '../src/audit/events.js';
 import type { Usage } from '../src/contract/usage.js';
-import { percentile, readAuditDir, renderSummary, renderTree, runTree, summarize } from '../src/audit/reader.js';
+import { readAuditDir } from '../src/audit/reader.js';
+import { percentile, renderSummary, summarize } from '../src/audit/summary.js';
+import { renderTree, runTree } from '../src/audit/run-tree.js';
 
 const BASE = Date.parse('2026-03-01T10:00:00Z');
 let clock = 0;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AuditEventSchema, AuditRunStatus, type AuditEvent, type AuditEventInput } from '../src/audit/events.js';
-import { runTree } from '../src/audit/reader.js';
+import { runTree } from '../src/audit/run-tree.js';
 import { listRuns, parseSince, renderRunList, renderTimeline, runTimeline, RUN_STATUSES } from '../src/audit/runs-view.js';
 
 const BASE = Date.parse('2026-03-01T10:00:00Z');

@@ -6,7 +6,8 @@ import { AuditRunStatus, type AuditEvent } from './events.js';
 import { inputTokens, totalTokens } from '../contract/usage-sum.js';
 import { formatDuration } from '../time/duration.js';
 import { DAY_MS } from '../time/utc-day.js';
-import { collectRuns, type RunInfo, type RunNodeStatus, type RunTreeNode } from './reader.js';
+import { collectRuns, type RunInfo, type RunNodeStatus } from './run-info.js';
+import type { RunTreeNode } from './run-tree.js';
 
 export interface RunListItem {
   run_id: string;

@@ -1,6 +1,7 @@
 // MCP resources: the audit summary (what ran, who spent what) and the artifacts runs produced.
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/server';
-import { readAuditDir, renderSummary, summarize } from '../audit/reader.js';
+import { readAuditDir } from '../audit/reader.js';
+import { renderSummary, summarize } from '../audit/summary.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 
 /** `owner`: the client session; it lists and reads only the artifacts of the runs it started. */

@@ -9,7 +9,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
 import { DAY_MS } from '../time/utc-day.js';
-import { readAuditDir, runTree, type ReadResult } from '../audit/reader.js';
+import { readAuditDir, type ReadResult } from '../audit/reader.js';
+import { runTree } from '../audit/run-tree.js';
 import { listRuns, runTimeline, RUN_STATUSES } from '../audit/runs-view.js';
 
 export const UI_DIR = path.join(PACKAGE_ROOT, 'ui');

@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import path from 'node:path';
 import type { ArtifactSpec } from '../agents/definition.js';
 import { mayAccess } from './runs.js';
+import { DAY_MS } from '../time/utc-day.js';
 
 export interface ArtifactRef {
   name: string;
@@ -65,7 +66,7 @@ export class ArtifactStore {
     } catch {
       return 0; // no artifacts directory yet (or it vanished meanwhile): nothing to prune
     }
-    const cutoff = days === undefined ? -Infinity : now - days * 86_400_000;
+    const cutoff = days === undefined ? -Infinity : now - days * DAY_MS;
     let removed = 0;
     runs.forEach(({ r, t }, i) => {
       if ((count !== undefined && i >= count) || t < cutoff) {

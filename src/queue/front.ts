@@ -311,6 +311,7 @@ export class QueueFront implements RemoteRuns {
   /** A run another front started: a snapshot from its job, with a live `done` and a cancel that reaches its worker. */
   async find(runId: string, owner: string): Promise<RunRecord | undefined> {
     if (!/^run_[0-9a-f-]{36}$/.test(runId) || this.down) return undefined;
+    // Redis unreachable: the run is reported unknown here, as it is to a front that never saw it.
     const job = await this.queue.getJob(runId).catch(() => undefined);
     if (!job) return undefined;
     const data = job.data as RunJob;
@@ -374,7 +375,7 @@ export class QueueFront implements RemoteRuns {
   async close(): Promise<void> {
     await this.shared?.close().catch(() => {}); // closing: its runs were settled or expire
     await this.watch.events.close().catch(() => {});
-    await this.queue.close().catch(() => {});
+    await this.queue.close().catch(() => {}); // closing: a lost connection has nothing left to flush
     this.conn.disconnect();
   }
 }

@@ -66,6 +66,7 @@ export class JobWatch {
 
   /** A job that ended before anyone here listened: read its end from the job record. */
   private async checkEnded(jobId: string): Promise<void> {
+    // Redis unreachable: the job's `completed`/`failed` event or the run's deadline settles it instead.
     const job = await this.queue.getJob(jobId).catch(() => undefined);
     if (!job) return;
     const state = await job.getState().catch(() => 'unknown');

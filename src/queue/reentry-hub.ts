@@ -91,7 +91,7 @@ export class QueueReentryHub implements ReentryHub {
 
   /** Closes the event stream, if a delegation opened it. */
   async closeEvents(): Promise<void> {
-    const watch = await this.watch?.catch(() => undefined);
+    const watch = await this.watch?.catch(() => undefined); // never opened (Redis was down): nothing to close
     await watch?.events.close().catch(() => {}); // closing anyway
   }
 }

@@ -289,7 +289,7 @@ export class QueueWorkerNode {
     this.health?.close();
     await this.orchestrator.close(reason);
     await this.hub.closeEvents();
-    await this.hubQueue.close().catch(() => {});
+    await this.hubQueue.close().catch(() => {}); // closing: its delegations ended with the orchestrator
     this.sub.disconnect();
     this.conn.disconnect();
   }

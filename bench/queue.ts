@@ -13,8 +13,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+import { REDIS_URL, redisUp } from '../tests/redis-check.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const AGENT = 'bench-agent';
 const MODEL_LATENCY_MS = 1000;
 
@@ -32,19 +32,6 @@ export interface QueueBench {
 function p50(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor((s.length - 1) / 2)];
-}
-
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
-  r.on('error', () => {}); // answered by the ping
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
 }
 
 async function connect(args: string[], env: Record<string, string>, cwd: string): Promise<Client> {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
+import { connectAdmin, dropPrefix, reportMissingRedis, REDIS_URL } from './redis-check.js';
 import { BudgetLedger } from '../src/budget/ledger.js';
 import { openRedisLedger, type RedisLedger, type RedisLedgerOptions } from '../src/budget/redis-ledger.js';
 import type { LedgerStore } from '../src/budget/store.js';
@@ -19,7 +20,6 @@ import type { ModelCallEnd } from '../src/contract/worker-protocol.js';
 import { BudgetGate } from '../src/orchestrator/budget-gate.js';
 import { renderBudget } from '../src/mcp/budget-view.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REDIS_LEDGER_TS = pathToFileURL(path.join(ROOT, 'src', 'budget', 'redis-ledger.ts')).href;
 const SONNET = 'anthropic/claude-sonnet-4-5';
@@ -28,37 +28,18 @@ const usage = (input: number, output: number) => ({ input_tokens: input, output_
 let admin: Redis | undefined;
 let reachable = false;
 before(async () => {
-  admin = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  admin.on('error', () => {}); // the ping below reports it
-  try {
-    await admin.connect();
-    reachable = (await admin.ping()) === 'PONG';
-  } catch {
-    reachable = false;
-  }
-  if (!reachable) {
-    if (process.env.CI === 'true') throw new Error(`Redis is not reachable at ${REDIS_URL}, and CI=true: the Redis ledger tests must run (start redis-server or set REDIS_URL)`);
-    process.stderr.write(`SKIP tests/budget-redis.test.ts: Redis is not reachable at ${REDIS_URL} (start redis-server or set REDIS_URL)\n`);
-  }
+  admin = await connectAdmin();
+  reachable = admin !== undefined;
+  if (!reachable) reportMissingRedis('tests/budget-redis.test.ts (the Redis ledger tests)');
 });
 const prefixes: string[] = [];
 const ledgers: RedisLedger[] = [];
 after(async () => {
   for (const l of ledgers) await l.close();
-  if (admin && reachable) for (const p of prefixes) await dropPrefix(p);
+  if (admin && reachable) for (const p of prefixes) await dropPrefix(admin, p);
   admin?.disconnect();
 });
 
-async function dropPrefix(prefix: string): Promise<number> {
-  let n = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin!.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length) n += await admin!.del(...keys);
-  } while (cursor !== '0');
-  return n;
-}
 
 /** A fresh key prefix for one test (deleted after the file). */
 function freshPrefix(): string {

@@ -6,25 +6,14 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import { REDIS_URL, redisUp, reportMissingRedis } from './redis-check.js';
+
+export { REDIS_URL };
 import { CLI, mockEnv, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
 import { startHttpServer, type HttpServer } from './http-helpers.js';
 import type { MockModel } from './mock-model/server.js';
 
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const MODEL = 'anthropic/claude-sonnet-5-5';
-
-export async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
-  r.on('error', () => {}); // answered by the ping below
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 /** One test's world: a prefix in Redis, a workspace, and the processes it started. */
 export class World {
@@ -139,10 +128,6 @@ export async function cuttableRedis(): Promise<{ url: string; cut: () => void; r
 /** Prints the skip, or fails under CI=true, when Redis is not there; true when it is. */
 export async function redisOrSkip(): Promise<boolean> {
   const available = await redisUp();
-  if (!available) {
-    const msg = `Redis not reachable at ${REDIS_URL}: queue-mode e2e tests skipped (set REDIS_URL)`;
-    if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires them`);
-    console.log(`# SKIP ${msg}`);
-  }
+  if (!available) reportMissingRedis('the queue-mode e2e tests');
   return available;
 }

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectAdmin, dropPrefix, reportMissingRedis, REDIS_URL } from './redis-check.js';
 import { AgentStore } from '../src/agents/store.js';
 import { openRedisLedger, type RedisLedger } from '../src/budget/redis-ledger.js';
 import { loadConfig } from '../src/config/config.js';
@@ -18,23 +19,13 @@ import { tempDir, writeTree } from './helpers.js';
 import { startMockModel } from './mock-model/server.js';
 import { ScriptedModel, type ScriptedTurn } from './scripted-model.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 let admin: Redis | undefined;
 let reachable = false;
 before(async () => {
-  admin = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  admin.on('error', () => {}); // the ping below reports it
-  try {
-    await admin.connect();
-    reachable = (await admin.ping()) === 'PONG';
-  } catch {
-    reachable = false;
-  }
-  if (!reachable) {
-    if (process.env.CI === 'true') throw new Error(`Redis is not reachable at ${REDIS_URL}, and CI=true: the Redis-ledger run tests must run (start redis-server or set REDIS_URL)`);
-    process.stderr.write(`SKIP tests/run-session-redis.test.ts: Redis is not reachable at ${REDIS_URL} (start redis-server or set REDIS_URL)\n`);
-  }
+  admin = await connectAdmin();
+  reachable = admin !== undefined;
+  if (!reachable) reportMissingRedis('tests/run-session-redis.test.ts (the Redis-ledger run tests)');
 });
 
 const prefixes: string[] = [];
@@ -43,16 +34,7 @@ const orchestrators: Orchestrator[] = [];
 after(async () => {
   for (const o of orchestrators) await o.close();
   for (const l of ledgers) await l.close();
-  if (admin && reachable) {
-    for (const p of prefixes) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await admin.scan(cursor, 'MATCH', `${p}:*`, 'COUNT', 500);
-        cursor = next;
-        if (keys.length) await admin.del(...keys);
-      } while (cursor !== '0');
-    }
-  }
+  if (admin && reachable) for (const p of prefixes) await dropPrefix(admin, p);
   admin?.disconnect();
 });
 

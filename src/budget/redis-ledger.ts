@@ -21,6 +21,8 @@ import { checkCount, checkLimits, minLimits, type Dim, type Scope } from './scop
 import { utcDay } from '../time/utc-day.js';
 import { budgetStatus, dimWord, fmtUsd, refusal, totalsOf } from './status.js';
 import type { LedgerStore } from './store.js';
+import { safeRedisUrl } from '../net/redis-url.js';
+import { withTimeout } from '../time/with-timeout.js';
 import type {
   AdmitRequest,
   BudgetLimits,
@@ -97,7 +99,7 @@ export async function openRedisLedger(opts: RedisLedgerOptions = {}): Promise<Re
       await redis.ping();
     } catch (err) {
       redis.disconnect();
-      throw new Error(`budget: cannot reach Redis at ${safeUrl(url)}: ${(lastError ?? (err as Error)).message}`);
+      throw new Error(`budget: cannot reach Redis at ${safeRedisUrl(url)}: ${(lastError ?? (err as Error)).message}`);
     }
   }
   for (const name of Object.keys(LEDGER_SCRIPTS) as Script[]) {
@@ -315,13 +317,4 @@ export class RedisLedger implements LedgerStore {
     if (model === null) throw new Error(`budget: commit of unknown or already settled reservation ${reservationId}`);
     return { model, inputTokens: Number(input), maxOutputTokens: Number(out), price: this.prices.lookup(model) };
   }
-}
-
-function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
 }

@@ -5,6 +5,8 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
+import { safeRedisUrl } from '../net/redis-url.js';
+import { withTimeout } from '../time/with-timeout.js';
 
 export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
 export const QUEUE_PREFIX_ENV = 'DELEGATE_MCP_QUEUE_PREFIX';
@@ -45,10 +47,6 @@ export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 
   };
 }
 
-/** The URL without a password, for messages. */
-export function safeUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => `//${auth.includes(':') ? auth.split(':')[0] + ':***' : '***'}@`);
-}
 
 type Redis = import('ioredis').Redis;
 
@@ -68,12 +66,7 @@ export async function connectRedis(url: string, purpose: string): Promise<Redis>
   } catch (err) {
     conn.disconnect();
     const why = (lastError ?? (err as Error)).message;
-    throw new ConfigError(`queue: cannot reach Redis at ${safeUrl(url)}: ${why} (is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url)`);
+    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)}: ${why} (is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url)`);
   }
   return conn;
-}
-
-export function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_r, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)))]).finally(() => clearTimeout(timer));
 }

@@ -8,16 +8,18 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Orchestrator, RemoteRuns, RunRequest } from '../orchestrator/orchestrator.js';
 import { mayAccess, type RunRecord } from '../orchestrator/runs.js';
-import type { RunResult } from '../contract/run.js';
 import type { RunBudget } from '../orchestrator/budget-gate.js';
 import type { AgentDefinition } from '../agents/definition.js';
 import { emptyUsage } from '../contract/usage-sum.js';
 import type { Usage } from '../contract/usage.js';
+import type { RunResult } from '../contract/run.js';
 import { log } from '../log.js';
 import { errorMessage } from '../describe-cause.js';
 import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
 import { JobWatch, type JobOutcome } from './job-watch.js';
-import { safeUrl, withTimeout, type QueueSettings } from './connection.js';
+import type { QueueSettings } from './connection.js';
+import { safeRedisUrl } from '../net/redis-url.js';
+import { withTimeout } from '../time/with-timeout.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import type { BudgetStatus } from '../budget/types.js';
 import { answered } from '../budget/index.js';
@@ -100,7 +102,7 @@ export class QueueFront implements RemoteRuns {
     o.runs.add(record);
 
     if (this.down) {
-      fail(`queue unavailable: Redis at ${safeUrl(this.settings.url)}: ${this.down}; retry when it is back`);
+      fail(`queue unavailable: Redis at ${safeRedisUrl(this.settings.url)}: ${this.down}; retry when it is back`);
       return record;
     }
     const busy = this.busy();
@@ -191,7 +193,7 @@ export class QueueFront implements RemoteRuns {
     })().catch((err: Error) => {
       this.waiting.count--;
       watching.stop();
-      fail(err instanceof BudgetRefusal ? `budget refused: ${err.message}` : `queue unavailable: could not enqueue the run on Redis at ${safeUrl(this.settings.url)}: ${err.message}`);
+      fail(err instanceof BudgetRefusal ? `budget refused: ${err.message}` : `queue unavailable: could not enqueue the run on Redis at ${safeRedisUrl(this.settings.url)}: ${err.message}`);
     });
     return record;
   }
@@ -311,8 +313,7 @@ export class QueueFront implements RemoteRuns {
   /** A run another front started: a snapshot from its job, with a live `done` and a cancel that reaches its worker. */
   async find(runId: string, owner: string): Promise<RunRecord | undefined> {
     if (!/^run_[0-9a-f-]{36}$/.test(runId) || this.down) return undefined;
-    // Redis unreachable: the run is reported unknown here, as it is to a front that never saw it.
-    const job = await this.queue.getJob(runId).catch(() => undefined);
+    const job = await this.queue.getJob(runId).catch(() => undefined); // Redis unreachable: unknown here, as to a front that never saw it
     if (!job) return undefined;
     const data = job.data as RunJob;
     if (!mayAccess(data.owner, owner)) return undefined;

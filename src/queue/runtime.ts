@@ -6,7 +6,8 @@ import { ConfigError } from '../config/config-error.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { connectRedis, queueSettings, RUN_QUEUE, safeUrl, type QueueSettings } from './connection.js';
+import { connectRedis, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
 import { keys, WORKER_BEAT_MS, type RunJob, type WorkerBeat } from './jobs.js';
@@ -65,7 +66,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
           books.disconnect();
         },
       };
-      log.info(`queue front ${settings.nodeId}: runs go to ${safeUrl(url)} (${settings.prefix}:${RUN_QUEUE})${local ? ', with a local worker' : ''}`);
+      log.info(`queue front ${settings.nodeId}: runs go to ${safeRedisUrl(url)} (${settings.prefix}:${RUN_QUEUE})${local ? ', with a local worker' : ''}`);
     },
   };
 }
@@ -88,7 +89,7 @@ async function connectBooks(url: string): Promise<import('ioredis').Redis> {
     await books.ping();
   } catch (err) {
     books.disconnect();
-    throw new ConfigError(`queue: cannot reach Redis at ${safeUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
+    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
   }
   return books;
 }
@@ -137,7 +138,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
     const now = Date.now();
     const beats = Object.values(await conn.hgetall(keys.workers(settings.prefix))).map((raw) => JSON.parse(raw) as WorkerBeat);
     const workers = beats.map((w) => ({ ...w, alive: now - Date.parse(w.beatAt) < 3 * WORKER_BEAT_MS }));
-    const out = { queue: `${safeUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers };
+    const out = { queue: `${safeRedisUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers };
     if (json) return JSON.stringify(out, null, 2);
     return [
       `queue ${out.queue}`,

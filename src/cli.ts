@@ -24,7 +24,6 @@ import { Orchestrator, unknownAgentMessage } from './orchestrator/orchestrator.j
 import type { RunResult } from './contract/run.js';
 import type { Colour } from './cli/terminal.js';
 import { BudgetGate } from './orchestrator/budget-gate.js';
-import { digest } from './audit/events.js';
 import { DAY_MS, utcDay } from './time/utc-day.js';
 import { readAuditDirs } from './audit/reader.js';
 import { renderSummary, summarize } from './audit/summary.js';
@@ -125,13 +124,7 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     const front = queueAt ? await (await import('./queue/runtime.js')).prepareFront(cfg, queueAt) : undefined;
     const orchestrator = await Orchestrator.create(cfg, agents, front ? { node: front.settings.nodeId } : {});
     if (front) await front.attach(orchestrator, agents, opts.work ? { concurrency: opts.concurrency } : undefined);
-    orchestrator.audit?.emit({
-      event: 'server_start',
-      version: VERSION,
-      config_digest: digest({ delegate: cfg.delegate, mcpServers: Object.keys(cfg.mcpServers) }),
-      agents_loaded: agents.exposed().length,
-      agents: agents.list().map((a) => a.name),
-    });
+    orchestrator.auditStart();
     // Hot reload: file changes reach every session as tools/list_changed (delegate.watch, default on).
     if (cfg.delegate.watch) watchAgents(agents);
     log.info(`serving ${agents.exposed().length} agents from ${agents.sources.filter((s) => dirExists(s.dir)).map((s) => s.dir).join(', ') || '(no agent directory)'} over ${httpOpts ? (opts.stdio ? 'HTTP and stdio' : 'HTTP') : 'stdio'} (workspace ${cfg.workspace})`);

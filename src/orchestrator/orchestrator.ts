@@ -11,6 +11,8 @@ import type { WarmHint } from '../contract/worker-protocol.js';
 import type { WireApi } from '../contract/endpoint.js';
 import { AuditLog, installShutdownFlush } from '../audit/audit-log.js';
 import { Redactor } from '../audit/redact.js';
+import { digest } from '../audit/events.js';
+import { VERSION } from '../version.js';
 import { configSecrets } from '../config/config.js';
 import { ArtifactStore } from './artifacts.js';
 import type { LedgerStore } from '../budget/index.js';
@@ -131,6 +133,17 @@ export class Orchestrator implements RunHost {
     // Queued events reach the file even when the process dies of an exception or a signal.
     if (audit) orchestrator.uninstallShutdownFlush = installShutdownFlush(audit);
     return orchestrator;
+  }
+
+  /** The audit log's `server_start` record of a serving process (a front, a worker node or the embedded server). */
+  auditStart(): void {
+    this.audit?.emit({
+      event: 'server_start',
+      version: VERSION,
+      config_digest: digest({ delegate: this.cfg.delegate, mcpServers: Object.keys(this.cfg.mcpServers) }),
+      agents_loaded: this.agents.exposed().length,
+      agents: this.agents.list().map((a) => a.name),
+    });
   }
 
   /** Warms the pool's workers in the background (`serve` calls it as soon as it has started; idempotent). */

@@ -10,12 +10,10 @@ import { Queue, QueueEvents, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
-import { digest } from '../audit/events.js';
 import { log } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
 import { emptyUsage } from '../contract/usage-sum.js';
-import { VERSION } from '../version.js';
 import { connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { JobWatch } from './job-watch.js';
 import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
@@ -70,13 +68,7 @@ export class QueueWorkerNode {
   static async start(cfg: ResolvedConfig, agents: AgentStore, settings: QueueSettings, opts: WorkerNodeOptions): Promise<QueueWorkerNode> {
     const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
     const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
-    orchestrator.audit?.emit({
-      event: 'server_start',
-      version: VERSION,
-      config_digest: digest({ delegate: cfg.delegate, mcpServers: Object.keys(cfg.mcpServers) }),
-      agents_loaded: agents.exposed().length,
-      agents: agents.list().map((a) => a.name),
-    });
+    orchestrator.auditStart();
     const prefix = settings.prefix;
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
     const sub = conn.duplicate();

@@ -147,6 +147,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
         const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 30 } }, { timeout: 40_000 });
         assert.equal(r.isError, true, `run ${id}`);
         assert.match((r.content as any)[0].text, /worker lost/);
+        assert.equal(structured(r).status, 'failed', `run ${id}`);
       }
       const lostAfter = Date.now() - killedAt;
       assert.ok(lostAfter <= 30_000, `lost runs failed after ${lostAfter} ms`);
@@ -164,7 +165,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const lost = w.auditEvents('front').filter((e) => e.event === 'run_end' && lostIds.includes(e.run_id));
       assert.equal(lost.length, 2);
       for (const e of lost) {
-        assert.equal(e.status, 'error');
+        assert.equal(e.status, 'failed');
         assert.match(e.error, /worker lost/);
         assert.match(e.node, /^front-/);
       }

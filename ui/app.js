@@ -4,7 +4,7 @@
 // out only as an Authorization header (never in a URL); live updates come over fetch() streaming of an
 // SSE response, because EventSource cannot send headers.
 const TOKEN_KEY = 'delegate-mcp-token';
-const STATUSES = new Set(['running', 'ok', 'error', 'cancelled', 'timeout', 'max_turns', 'budget_exhausted', 'denied']);
+const STATUSES = new Set(['running', 'ok', 'error', 'failed', 'cancelled', 'timeout', 'max_turns', 'budget_exhausted', 'denied']);
 const $ = (id) => document.getElementById(id);
 
 const state = { selected: null, streamAbort: null, refreshTimer: null };

@@ -98,7 +98,8 @@ function summaryRow(key: string, runs: RunInfo[]): SummaryRow {
         row[r.status]++;
         break;
       case 'budget_exhausted':
-        row.error++; // cut by a budget mid-stream: it did not finish its work
+      case 'failed':
+        row.error++; // cut by a budget mid-stream, or its worker was lost: it did not finish its work
         break;
       case 'denied':
         break; // counted below, with runs that were refused part-way

@@ -221,6 +221,7 @@ const STATUS_MARK: Record<TaskState['status'], string> = {
   ok: '✓',
   max_turns: '!',
   error: '✗',
+  failed: '✗',
   cancelled: '✗',
   timeout: '✗',
   budget_exhausted: '✗',

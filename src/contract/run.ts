@@ -3,8 +3,13 @@
 import { z } from 'zod';
 import { Usage } from './usage.js';
 
-/** How a run ended. The audit log adds 'denied' (a delegation refused before it ran), see audit/events.ts. */
-export const RunStatus = z.enum(['ok', 'max_turns', 'error', 'cancelled', 'timeout', 'budget_exhausted']);
+/**
+ * How a run ended. `error`: the run itself ended in an error (its model, provider, tools, budget check);
+ * `failed`: what was running it failed under it (queue mode: the worker holding it was lost or could not
+ * run the job), so the run may not have finished its work. The audit log adds 'denied' (a delegation
+ * refused before it ran), see audit/events.ts.
+ */
+export const RunStatus = z.enum(['ok', 'max_turns', 'error', 'failed', 'cancelled', 'timeout', 'budget_exhausted']);
 export type RunStatus = z.infer<typeof RunStatus>;
 
 /** A deliverable written from a run's answer, readable as an MCP resource. */

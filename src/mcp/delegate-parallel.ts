@@ -37,7 +37,7 @@ export function registerDelegateParallel(server: McpServer, orchestrator: Orches
   server.registerTool(
     'delegate_parallel',
     {
-      description: `Run up to ${MAX_PARALLEL_TASKS} agent tasks at once. Returns one result per task, in input order, each with its own status (ok / error / cancelled / timeout / max_turns / budget_exhausted), usage and duration; one failing task never fails the others.`,
+      description: `Run up to ${MAX_PARALLEL_TASKS} agent tasks at once. Returns one result per task, in input order, each with its own status (ok / error / failed / cancelled / timeout / max_turns / budget_exhausted), usage and duration; one failing task never fails the others.`,
       inputSchema: ParallelArgs,
       outputSchema: z.object({
         batch_id: z.string(),

@@ -89,8 +89,9 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         const ask = asksWithInputRequired(server) ? backgroundCannotAsk : undefined;
         const rec = launcher.start({ agent: args.agent, input, owner, timeoutS: args.timeout_s, budget: args.budget, background: true, trace: span?.context, ...(ask && { ask }) });
         await Promise.race([rec.done, Promise.resolve()]);
-        span?.end(rec.result?.status === 'error' ? rec.result.error : undefined);
-        if (rec.result && rec.result.status === 'error') return runToolResult(rec.result);
+        const ended = rec.result && (rec.result.status === 'error' || rec.result.status === 'failed') ? rec.result : undefined;
+        span?.end(ended?.error);
+        if (ended) return runToolResult(ended);
         const out = { run_id: rec.runId, status: 'running' };
         return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
       }

@@ -276,8 +276,8 @@ export class QueueFront implements RemoteRuns {
       agent: record.agent,
     });
     audit?.emit({ event: 'error', message: `${error}; its budget reservation was released` });
-    const result = errorResult(record.runId, record.agent, record.model, record.startedAt, error);
-    audit?.emit({ event: 'run_end', status: 'error', turns: record.turn, usage: { ...record.usage }, cost_usd: null, duration_ms: result.duration_ms, error });
+    const result: RunResult = { ...errorResult(record.runId, record.agent, record.model, record.startedAt, error), status: 'failed' };
+    audit?.emit({ event: 'run_end', status: 'failed', turns: record.turn, usage: { ...record.usage }, cost_usd: null, duration_ms: result.duration_ms, error });
     finish(result);
   }
 
@@ -337,7 +337,7 @@ export class QueueFront implements RemoteRuns {
       const result =
         out.kind === 'completed'
           ? out.value.result
-          : errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`);
+          : { ...errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`), status: 'failed' as const };
       record.status = result.status;
       record.result = result;
       record.model = result.model;

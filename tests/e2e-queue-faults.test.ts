@@ -1,10 +1,10 @@
-// Queue mode's worker faults end to end, on a real Redis: a worker's graceful SIGTERM (finish, hand
-// back, or cancel with the reason) and a worker that loses Redis mid-way. Same world as e2e-queue.test.ts.
+// Queue mode's faults end to end, on a real Redis: a worker's graceful SIGTERM (finish, hand back, or
+// cancel with the reason), a worker that loses Redis mid-way, and a front killed while its run goes on. Same world as e2e-queue.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agentYaml } from './helpers.js';
+import { agentYaml, runCli } from './helpers.js';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
-import { MODEL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
+import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
 
 const available = await redisOrSkip();
 
@@ -158,6 +158,37 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     } finally {
       release();
       link.close();
+      await w.close();
+    }
+  });
+
+  test('a front killed mid-run: the worker finishes the run and commits what it spent to the shared books; nothing stays reserved', async () => {
+    mock.reset();
+    const w = new World(mock, { capped: agentYaml('capped', MODEL, 'budget: {run_tokens: 5000}\n') }, { budget: { daily_tokens: 100000 } });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      await w.worker('a');
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'capped', task: 'outlive the front', background: true } }));
+      await until('the run at the model', () => mock.inFlight === 1);
+      const books = async () => JSON.parse((await runCli(['budget', '--queue', REDIS_URL, '--json'], w.env('cli'), w.ws)).stdout).server;
+      assert.equal((await books()).reserved.tokens, 5000, "the run's slice is held in the shared books");
+      process.kill(front.transport.pid!, 'SIGKILL');
+      release();
+      await until("a's run ended in its audit", () => w.auditEvents('a').some((e) => e.event === 'run_end' && e.run_id === bg.run_id && e.status === 'ok'), 15_000);
+      const end = Date.now() + 5000;
+      let after = await books();
+      while (after.spent.tokens === 0 && Date.now() < end) after = await books();
+      assert.equal(after.reserved.tokens, 0, 'nothing stays reserved');
+      assert.ok(after.spent.tokens > 0, `the run's spend is in the shared books: ${JSON.stringify(after)}`);
+      assert.equal(after.calls, 1);
+    } finally {
+      release();
       await w.close();
     }
   });

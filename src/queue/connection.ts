@@ -70,3 +70,26 @@ export async function connectRedis(url: string, purpose: string): Promise<Redis>
   }
   return conn;
 }
+
+/** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */
+export async function connectBooks(url: string): Promise<import('ioredis').Redis> {
+  const { Redis } = await import('ioredis');
+  const books = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 5000,
+    connectionName: 'delegate-mcp budget',
+    enableAutoPipelining: true,
+  });
+  let lastError: Error | undefined;
+  books.on('error', (err: Error) => (lastError = err)); // reported by the call that fails
+  try {
+    await books.connect();
+    await books.ping();
+  } catch (err) {
+    books.disconnect();
+    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
+  }
+  return books;
+}

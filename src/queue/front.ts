@@ -77,7 +77,7 @@ export class QueueFront implements RemoteRuns {
     let sliceId: string | undefined;
     let sharedId: string | undefined;
     let sharedOpen = false;
-    const finish = (result: RunResult, treeUsage?: Usage) => {
+    const finish = (result: RunResult, treeUsage?: Usage, sharedSettled = false) => {
       if (record.status !== 'running') return;
       if (rb) {
         // The books: commit what the run's tree spent to its slice (or release it), then close its scope.
@@ -87,7 +87,8 @@ export class QueueFront implements RemoteRuns {
         }
         o.budget.closeRun(rb);
       }
-      if (sharedOpen) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
+      // The worker settles the shared books when it reports (sharedSettled); otherwise it is done here.
+      if (sharedOpen && !sharedSettled) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
       Object.assign(usage, result.usage);
       record.status = result.status;
       record.endedAt = Date.now();
@@ -137,6 +138,7 @@ export class QueueFront implements RemoteRuns {
       ...(req.parentRunId && { parentRunId: req.parentRunId, rootRunId: req.rootRunId ?? req.parentRunId, depth: req.depth ?? 1 }),
       ...(req.caller && { caller: req.caller }),
       ...(chain && { chain }),
+      ...(sharedId && { sharedBooks: { reservationId: sharedId } }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
     });
@@ -260,9 +262,9 @@ export class QueueFront implements RemoteRuns {
   }
 
   /** A job ended (or its worker was lost): the run's result, and the audit line a lost run needs. */
-  private ended(out: JobOutcome, record: RunRecord, req: RunRequest, finish: (r: RunResult, tree?: Usage) => void): void {
+  private ended(out: JobOutcome, record: RunRecord, req: RunRequest, finish: (r: RunResult, tree?: Usage, sharedSettled?: boolean) => void): void {
     if (out.kind === 'completed') {
-      finish(out.value.result, out.value.treeUsage);
+      finish(out.value.result, out.value.treeUsage, out.value.sharedSettled === true);
       return;
     }
     const lost = isWorkerLost(out.reason);

@@ -22,6 +22,11 @@ export const RunJobSchema = z.object({
   caller: z.string().optional(),
   /** A delegation from a running agent: depth, cycle guard, budget slice and rules, enforced on arrival. */
   chain: CallChainSchema.optional(),
+  /**
+   * The run's slice in the shared books (Redis), reserved by the front: the worker that runs it commits
+   * what its tree spent there and closes it, so the books are right even when the front is gone by then.
+   */
+  sharedBooks: z.object({ reservationId: z.string().min(1).max(200) }).optional(),
   /** Whether someone follows the run's progress (the worker then sends it, heartbeats included). */
   progress: z.boolean(),
   /** The node that enqueued it. */
@@ -34,6 +39,8 @@ export interface RunJobReturn {
   result: RunResult;
   treeUsage: Usage;
   node: string;
+  /** The worker committed treeUsage to the job's sharedBooks slice and closed the run there. */
+  sharedSettled?: boolean;
 }
 
 /** job.updateProgress payload. */

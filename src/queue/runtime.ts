@@ -2,11 +2,10 @@
 // declares them and imports this only when one runs, so the embedded default never loads BullMQ.
 import { Queue, QueueEvents } from 'bullmq';
 import type { AgentStore } from '../agents/store.js';
-import { ConfigError } from '../config/config-error.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { connectRedis, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { connectBooks, connectRedis, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
@@ -69,29 +68,6 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       log.info(`queue front ${settings.nodeId}: runs go to ${safeRedisUrl(url)} (${settings.prefix}:${RUN_QUEUE})${local ? ', with a local worker' : ''}`);
     },
   };
-}
-
-/** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */
-async function connectBooks(url: string): Promise<import('ioredis').Redis> {
-  const { Redis } = await import('ioredis');
-  const books = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 5000,
-    connectionName: 'delegate-mcp budget',
-    enableAutoPipelining: true,
-  });
-  let lastError: Error | undefined;
-  books.on('error', (err: Error) => (lastError = err)); // reported by the call that fails
-  try {
-    await books.connect();
-    await books.ping();
-  } catch (err) {
-    books.disconnect();
-    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
-  }
-  return books;
 }
 
 export interface WorkerCliOpts {

@@ -14,7 +14,10 @@ import { log } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
 import { emptyUsage } from '../contract/usage-sum.js';
-import { connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { connectBooks, connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { errorMessage } from '../describe-cause.js';
+import type { Usage } from '../contract/usage.js';
+import type { RedisLedger } from '../budget/redis-ledger.js';
 import { JobWatch } from './job-watch.js';
 import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
 import { QueueReentryHub } from './reentry-hub.js';
@@ -63,11 +66,15 @@ export class QueueWorkerNode {
     private readonly hubQueue: Queue,
     private readonly hub: QueueReentryHub,
     private readonly opts: WorkerNodeOptions,
+    /** The shared books (Redis), where a run's slice reserved by its front is committed when it ends here. */
+    private readonly shared: RedisLedger,
   ) {}
 
   static async start(cfg: ResolvedConfig, agents: AgentStore, settings: QueueSettings, opts: WorkerNodeOptions): Promise<QueueWorkerNode> {
     const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
     const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
+    const { openRedisLedger } = await import('../budget/redis-ledger.js');
+    const shared = await openRedisLedger({ redis: await connectBooks(settings.url), prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
     orchestrator.auditStart();
     const prefix = settings.prefix;
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
@@ -102,7 +109,7 @@ export class QueueWorkerNode {
       settings,
       cfg.delegate.runs.keepS,
     );
-    node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts);
+    node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts, shared);
     orchestrator.delegations.hub = hub;
     for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
     await sub.subscribe(keys.cancelChannel(prefix));
@@ -182,7 +189,10 @@ export class QueueWorkerNode {
       }
       if (result.status === 'ok') this.counts.done++;
       else this.counts.failed++;
-      return { result, treeUsage: rec.treeUsage ?? result.usage ?? emptyUsage(), node };
+      const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
+      // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
+      const sharedSettled = data.sharedBooks ? await this.settleShared(data.runId, data.sharedBooks.reservationId, treeUsage, result.cost_usd) : undefined;
+      return { result, treeUsage, node, ...(sharedSettled && { sharedSettled }) };
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
       this.controllers.delete(data.runId);
@@ -196,6 +206,19 @@ export class QueueWorkerNode {
         } else this.batchScopes.set(batch, n);
       }
     }
+  }
+
+  /** Commits what the run's tree spent to its slice in the shared books and closes it there; false: the front does it. */
+  private async settleShared(runId: string, reservationId: string, treeUsage: Usage, usd: number | null): Promise<boolean> {
+    try {
+      await this.shared.commit(reservationId, treeUsage, undefined, usd);
+    } catch (err) {
+      log.warn(`queue worker: could not commit run ${runId} to the shared budget books: ${errorMessage(err)}; its front will`);
+      return false;
+    }
+    // Committed: what is left is closing the run's scope, which its records' expiry (runTtlS) also does.
+    await this.shared.closeRun(runId).catch((err: Error) => log.warn(`queue worker: could not close run ${runId} in the shared budget books: ${errorMessage(err)}`));
+    return true;
   }
 
   /**
@@ -282,6 +305,8 @@ export class QueueWorkerNode {
     await this.orchestrator.close(reason);
     await this.hub.closeEvents();
     await this.hubQueue.close().catch(() => {}); // closing: its delegations ended with the orchestrator
+    await this.shared.close();
+    this.shared.redis.disconnect();
     this.sub.disconnect();
     this.conn.disconnect();
   }

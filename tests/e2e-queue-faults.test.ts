@@ -2,7 +2,7 @@
 // cancel with the reason), a worker that loses Redis mid-way, and a front killed while its run goes on. Same world as e2e-queue.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agentYaml, runCli } from './helpers.js';
+import { agentYaml, runCli, tempDir, writeTree } from './helpers.js';
 import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
 import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
 
@@ -189,6 +189,26 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       assert.equal(after.calls, 1);
     } finally {
       release();
+      await w.close();
+    }
+  });
+
+  test('a worker without the agent a front offers: the run fails at once, naming the worker and what to fix', async () => {
+    mock.reset();
+    const w = new World(mock, { here: agentYaml('here', MODEL), elsewhere: agentYaml('elsewhere', MODEL) });
+    const fewer = tempDir('dmcp-queue-agents-');
+    writeTree(fewer, { 'here.yaml': agentYaml('here', MODEL) });
+    try {
+      await w.worker('a', ['--agents', fewer]);
+      const front = await w.stdioFront('front');
+      const r = await front.client.callTool({ name: 'elsewhere', arguments: { task: 'where am I' } });
+      assert.equal(r.isError, true);
+      assert.match((r.content as any)[0].text, /\bfailed\b/, JSON.stringify(r));
+      assert.match((r.content as any)[0].text, /worker worker-\S+ cannot run it: unknown agent "elsewhere".*--agents DIR/);
+      assert.equal(mock.requests.length, 0);
+      const ok = await front.client.callTool({ name: 'here', arguments: { task: 'still fine' } });
+      assert.equal(structured(ok).status, 'ok', 'the worker goes on');
+    } finally {
       await w.close();
     }
   });

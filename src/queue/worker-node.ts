@@ -19,7 +19,9 @@ import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import { JobWatch } from './job-watch.js';
-import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { unknownAgentMessage } from '../orchestrator/run-request.js';
+import type { RunResult } from '../contract/run.js';
 import { QueueReentryHub } from './reentry-hub.js';
 
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
@@ -136,6 +138,7 @@ export class QueueWorkerNode {
   private async process(job: Job, token?: string, bullSignal?: AbortSignal): Promise<RunJobReturn> {
     const data = RunJobSchema.parse(job.data);
     const node = this.settings.nodeId;
+    if (!this.orchestrator.agents.get(data.agent)) return this.noSuchAgent(data, node);
     const abort = new AbortController();
     this.controllers.set(data.runId, abort);
     const running: { rec?: RunRecord; job: Job } = { job };
@@ -206,6 +209,15 @@ export class QueueWorkerNode {
         } else this.batchScopes.set(batch, n);
       }
     }
+  }
+
+  /** A job for an agent this worker does not have (its agents differ from the front's): failed, with what to fix. */
+  private noSuchAgent(data: RunJob, node: string): RunJobReturn {
+    const error = `worker ${node} cannot run it: ${unknownAgentMessage(data.agent, this.orchestrator.agents.list().map((a) => a.name))}; start every worker with the agents the fronts offer (--agents DIR / --workspace DIR)`;
+    log.warn(`queue worker: run ${data.runId}: ${error}`);
+    this.counts.failed++;
+    const result: RunResult = { run_id: data.runId, agent: data.agent, status: 'failed', output: '', turns: 0, usage: emptyUsage(), model: '', duration_ms: 0, cost_usd: null, error };
+    return { result, treeUsage: emptyUsage(), node };
   }
 
   /** Commits what the run's tree spent to its slice in the shared books and closes it there; false: the front does it. */

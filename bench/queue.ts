@@ -101,7 +101,9 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: Bench agent.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
     'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
   });
-  const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: path.join(ws, '..', `${path.basename(ws)}-${node}`), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_LOG_LEVEL: 'info' });
+  // Each node its own state dir: they share the queue key as separate machines do, by the env.
+  const queueKey = randomBytes(32).toString('base64url');
+  const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: path.join(ws, '..', `${path.basename(ws)}-${node}`), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: queueKey, DELEGATE_MCP_LOG_LEVEL: 'info' });
   const procs: ChildProcess[] = [];
   const clients: Client[] = [];
   const n = opts.quick ? 60 : 300;

@@ -18,6 +18,8 @@ export const MODEL = 'anthropic/claude-sonnet-5-5';
 /** One test's world: a prefix in Redis, a workspace, and the processes it started. */
 export class World {
   readonly prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
+  /** The queue key every node of this world shares (each node has its own state dir, as on separate machines). */
+  readonly key = randomBytes(32).toString('base64url');
   readonly ws = tempDir('dmcp-queue-ws-');
   private readonly procs: ChildProcess[] = [];
   private readonly closers: (() => Promise<void>)[] = [];
@@ -27,7 +29,7 @@ export class World {
 
   /** Each node its own state dir (its own audit log), as on separate machines. */
   env(node: string, extra: Record<string, string> = {}): Record<string, string> {
-    return mockEnv(this.mock.url, { XDG_STATE_HOME: path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`), DELEGATE_MCP_QUEUE_PREFIX: this.prefix, DELEGATE_MCP_LOG_LEVEL: 'info', ...extra });
+    return mockEnv(this.mock.url, { XDG_STATE_HOME: path.join(this.ws, '..', `${path.basename(this.ws)}-state-${node}`), DELEGATE_MCP_QUEUE_PREFIX: this.prefix, DELEGATE_MCP_QUEUE_KEY: this.key, DELEGATE_MCP_LOG_LEVEL: 'info', ...extra });
   }
 
   auditDir(node: string): string {
@@ -44,9 +46,9 @@ export class World {
       .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
   }
 
-  /** A worker process; `url`: reach Redis another way (a cuttable proxy). */
-  async worker(node: string, args: string[] = [], url = REDIS_URL): Promise<{ child: ChildProcess; stderr: () => string; health?: string; exited: Promise<number | string> }> {
-    const child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--workspace', this.ws, ...args], { env: this.env(node), stdio: ['ignore', 'pipe', 'pipe'] });
+  /** A worker process; `url`: reach Redis another way (a cuttable proxy); `env`: more of its environment. */
+  async worker(node: string, args: string[] = [], url = REDIS_URL, env: Record<string, string> = {}): Promise<{ child: ChildProcess; stderr: () => string; health?: string; exited: Promise<number | string> }> {
+    const child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--workspace', this.ws, ...args], { env: this.env(node, env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.push(child);
     let stderr = '';
     const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
@@ -64,8 +66,8 @@ export class World {
     return { child, stderr: () => stderr, health: /health on (http:\S+)/.exec(stderr)?.[1], exited };
   }
 
-  async stdioFront(node: string, args: string[] = []): Promise<ServerHandle> {
-    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node) });
+  async stdioFront(node: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerHandle> {
+    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node, env) });
     this.closers.push(h.close);
     return h;
   }

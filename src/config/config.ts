@@ -57,6 +57,11 @@ const QueueConfigSchema = z
     maxWaiting: z.number().int().min(1).default(1024),
     /** A worker that stopped renewing its jobs' locks this long is lost: its runs fail ("worker lost"). */
     lostAfterS: z.number().min(2).max(300).default(10),
+    /**
+     * The file holding the key fronts and workers sign queue messages with (relative to mcp.json; readable
+     * by its owner only). Default: DELEGATE_MCP_QUEUE_KEY, else `queue.key` in the state dir (src/queue/signing.ts).
+     */
+    keyFile: z.string().min(1, 'a path to the queue key file (or leave it out: DELEGATE_MCP_QUEUE_KEY, else queue.key in the state dir)').optional(),
   })
   .default({ prefix: 'dmcp', maxWaiting: 1024, lostAfterS: 10 });
 
@@ -234,6 +239,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, cwd = process.cwd(),
       ? path.resolve(base, d.agentsDir)
       : path.join(workspace, 'agents');
   const stateDir = d.stateDir ? path.resolve(base, d.stateDir) : defaultStateDir(workspace);
+  if (d.queue.keyFile) d.queue.keyFile = path.resolve(base, d.queue.keyFile);
   return {
     configFile: file,
     agentsDir,

@@ -47,7 +47,7 @@ const READ_OF: Record<ProtectedKind, ProtectedRead> = { state: 'hidden', agents:
 
 /**
  * Every protected path of a server with this config: the state dir (and the audit dir when configured
- * elsewhere, and the old in-workspace `.delegate-mcp`), every agent directory it loads (agentSources: the
+ * elsewhere, the old in-workspace `.delegate-mcp` and a configured queue key file), every agent directory it loads (agentSources: the
  * YAML agents dir, `delegate.agentDirs` or the default `.claude/agents` and `.codex/agents`, the user's and
  * the shipped ones), its mcp.json
  * (the file it was started with and `<workspace>/mcp.json`, where a config is found by default), and the
@@ -63,6 +63,8 @@ export function protectedPaths(cfg: ResolvedConfig): ProtectedPath[] {
   add(cfg.stateDir, 'state');
   if (cfg.auditDir && !isWithin(path.resolve(cfg.stateDir), path.resolve(cfg.auditDir))) add(cfg.auditDir, 'state');
   add(path.join(cfg.workspace, LEGACY_STATE_DIRNAME), 'state');
+  // The queue key (queue mode): hidden like the state dir, where its own queue.key is by default.
+  if (cfg.delegate.queue.keyFile) add(cfg.delegate.queue.keyFile, 'state');
   for (const s of agentSources(cfg)) add(s.dir, 'agents');
   if (cfg.configFile) add(cfg.configFile, 'config');
   add(path.join(cfg.workspace, 'mcp.json'), 'config');

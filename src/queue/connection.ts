@@ -7,6 +7,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
+import { loadQueueKey, type QueueKey } from './signing.js';
 
 export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
 export const QUEUE_PREFIX_ENV = 'DELEGATE_MCP_QUEUE_PREFIX';
@@ -22,6 +23,8 @@ export interface QueueSettings {
   lockMs: number;
   /** This process's name in audit events, job records and `queue status`. */
   nodeId: string;
+  /** The key every message on the queue is signed with (signing.ts). */
+  key: QueueKey;
 }
 
 /** The queue URL from --queue, else DELEGATE_MCP_QUEUE_URL, else delegate.queue.url; undefined: embedded mode. */
@@ -35,15 +38,21 @@ export function queueUrl(cfg: ResolvedConfig, flag?: string, env: NodeJS.Process
   return url;
 }
 
-export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 'worker', env: NodeJS.ProcessEnv = process.env): QueueSettings {
+/** The key prefix: DELEGATE_MCP_QUEUE_PREFIX, else delegate.queue.prefix. */
+export function queuePrefix(cfg: ResolvedConfig, env: NodeJS.ProcessEnv = process.env): string {
   const prefix = env[QUEUE_PREFIX_ENV] ?? cfg.delegate.queue.prefix;
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new ConfigError(`${QUEUE_PREFIX_ENV}: letters, digits, _ . : - (1-64), got ${JSON.stringify(prefix)}`);
+  return prefix;
+}
+
+export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 'worker', env: NodeJS.ProcessEnv = process.env): QueueSettings {
   return {
     url,
-    prefix,
+    prefix: queuePrefix(cfg, env),
     maxWaiting: cfg.delegate.queue.maxWaiting,
     lockMs: cfg.delegate.queue.lostAfterS * 1000,
     nodeId: `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    key: loadQueueKey(cfg, env),
   };
 }
 

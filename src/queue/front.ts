@@ -15,8 +15,9 @@ import type { Usage } from '../contract/usage.js';
 import type { RunResult } from '../contract/run.js';
 import { log } from '../log.js';
 import { errorMessage } from '../describe-cause.js';
-import { keys, isWorkerLost, workerLostMessage, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn } from './jobs.js';
-import { JobWatch, type JobOutcome } from './job-watch.js';
+import { keys, isWorkerLost, workerLostMessage, type RunJob } from './jobs.js';
+import { answerOutcome, openProgress, JobWatch, type JobOutcome } from './job-watch.js';
+import { cancelMessage, openJob } from './signing.js';
 import type { QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
@@ -189,7 +190,9 @@ export class QueueFront implements RemoteRuns {
         caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
       }
       if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
-      const job = { name: req.agent, data: makeJob(), opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };
+      // Signed (signing.ts), with the time after which no worker may start it: this front's deadline for it.
+      const data = this.settings.key.seal('job', this.settings.prefix, runId, makeJob(), record.startedAt + timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
+      const job = { name: req.agent, data, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };
       added = withTimeout(this.enqueue(job), ENQUEUE_TIMEOUT_MS, `no answer within ${ENQUEUE_TIMEOUT_MS / 1000} s`);
       await added;
     })().catch((err: Error) => {
@@ -267,6 +270,8 @@ export class QueueFront implements RemoteRuns {
       finish(out.value.result, out.value.treeUsage, out.value.sharedSettled === true);
       return;
     }
+    // An answer that failed verification: whatever is running the run is stopped too (its slice is released).
+    if (out.forged) void this.cancel(record.runId, 'cancelled', () => {});
     const lost = isWorkerLost(out.reason);
     const error = lost ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`;
     // The worker's own log has the run's start; its end is written here, so the merged tree shows it.
@@ -292,7 +297,7 @@ export class QueueFront implements RemoteRuns {
       // tell every worker; the one holding it aborts the run, or (the message before its run started)
       // remembers the cancel and does not start it.
       if ((await this.queue.remove(runId)) === 1) notStarted();
-      else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
+      else await this.conn.publish(keys.cancelChannel(this.settings.prefix), cancelMessage(this.settings, runId, reason));
     } catch (err) {
       log.warn(`queue: could not cancel run ${runId}: ${errorMessage(err)}`);
     }
@@ -317,10 +322,13 @@ export class QueueFront implements RemoteRuns {
     if (!/^run_[0-9a-f-]{36}$/.test(runId) || this.down) return undefined;
     const job = await this.queue.getJob(runId).catch(() => undefined); // Redis unreachable: unknown here, as to a front that never saw it
     if (!job) return undefined;
-    const data = job.data as RunJob;
+    // A job no front of this queue signed is no run (its owner field says nothing).
+    const opened = openJob(this.settings, runId, job.data, 0);
+    if (!opened.ok) return undefined;
+    const data: RunJob = opened.job;
     if (!mayAccess(data.owner, owner)) return undefined;
     const state = await job.getState();
-    const progress = (typeof job.progress === 'object' && job.progress ? job.progress : undefined) as RunJobProgress | undefined;
+    const progress = openProgress(this.settings, runId, job.progress);
     const usage = progress?.usage ?? emptyUsage();
     const record: RunRecord = {
       runId,
@@ -348,7 +356,7 @@ export class QueueFront implements RemoteRuns {
       return result;
     };
     if (state === 'completed') {
-      record.done = Promise.resolve(apply({ kind: 'completed', value: job.returnvalue as RunJobReturn }));
+      record.done = Promise.resolve(apply(answerOutcome(this.settings, runId, job.returnvalue)));
       return record;
     }
     if (state === 'failed' || job.deferredFailure) {

@@ -3,11 +3,34 @@
 // after a Redis outage QueueEvents goes on reading the stream where it stopped.
 import type { Queue, QueueEvents } from 'bullmq';
 import type { RunJobProgress, RunJobReturn } from './jobs.js';
+import type { QueueAuth } from './signing.js';
 
 /** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
 export const STALLED_REASON = 'job stalled more than allowable limit';
 
-export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string };
+/** `forged`: the end came with an answer that failed verification (the run may still be going on its worker). */
+export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string; forged?: true };
+
+/** A worker's answer as the books may take it, or a failure that counts nothing it reports. */
+export function answerOutcome(auth: QueueAuth, runId: string, raw: unknown): JobOutcome {
+  let value = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = undefined; // refused below as unsigned
+    }
+  }
+  const opened = auth.key.open('return', auth.prefix, runId, value);
+  if (!opened.ok) return { kind: 'failed', reason: `the answer for run ${runId} was refused (${opened.reason}); nothing it reports is counted`, forged: true };
+  return { kind: 'completed', value: opened.body as unknown as RunJobReturn };
+}
+
+/** A progress report that verifies, else undefined (it could put words in a caller's view). */
+export function openProgress(auth: QueueAuth, runId: string, raw: unknown): RunJobProgress | undefined {
+  const opened = auth.key.open('progress', auth.prefix, runId, raw);
+  return opened.ok ? (opened.body as unknown as RunJobProgress) : undefined;
+}
 
 interface Waiter {
   onProgress?: (p: RunJobProgress) => void;
@@ -20,6 +43,8 @@ export class JobWatch {
   constructor(
     readonly events: QueueEvents,
     private readonly queue: Queue,
+    /** Answers and progress are taken only signed with this key, for this queue and this run. */
+    private readonly auth: QueueAuth,
     /** A failed job the watcher may send back to the queue (opt-in retry); true when it did. */
     private readonly retry?: (jobId: string, reason: string) => Promise<boolean>,
     /** Whether a stalled job will be tried again (its agent opted in and has tries left). */
@@ -27,12 +52,13 @@ export class JobWatch {
   ) {
     events.on('progress', ({ jobId, data }) => {
       const set = this.waiters.get(jobId);
-      if (!set || typeof data !== 'object' || data === null) return;
-      for (const w of set) w.onProgress?.(data as unknown as RunJobProgress);
+      if (!set) return;
+      const p = openProgress(this.auth, jobId, data);
+      if (!p) return; // not from a worker of this queue: nothing to show
+      for (const w of set) w.onProgress?.(p);
     });
     events.on('completed', ({ jobId, returnvalue }) => {
-      const value = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RunJobReturn;
-      this.settle(jobId, { kind: 'completed', value });
+      if (this.waiters.has(jobId)) this.settle(jobId, answerOutcome(this.auth, jobId, returnvalue));
     });
     // A lost worker's job is put back with a deferred failure: the next worker that takes it fails it
     // without running it. That may be long (every worker busy): the run ends now, unless it will be retried.
@@ -71,7 +97,7 @@ export class JobWatch {
     if (!job) return;
     const state = await job.getState().catch(() => 'unknown');
     if (job.deferredFailure && state !== 'completed') this.settle(jobId, { kind: 'failed', reason: job.deferredFailure });
-    if (state === 'completed') this.settle(jobId, { kind: 'completed', value: job.returnvalue as RunJobReturn });
+    if (state === 'completed') this.settle(jobId, answerOutcome(this.auth, jobId, job.returnvalue));
     else if (state === 'failed') this.settle(jobId, { kind: 'failed', reason: job.failedReason ?? 'failed' });
   }
 

@@ -10,7 +10,8 @@ import type { CallToolResult } from '@modelcontextprotocol/client';
 import { RESULT_META_KEY, type CallChain } from '../orchestrator/chain.js';
 import type { ReentryHub } from '../orchestrator/delegation.js';
 import type { JobOutcome, JobWatch } from './job-watch.js';
-import { isWorkerLost, keys, workerLostMessage, type CancelMessage, type RunJob } from './jobs.js';
+import { isWorkerLost, keys, workerLostMessage, type RunJob } from './jobs.js';
+import { cancelMessage } from './signing.js';
 import type { QueueSettings } from './connection.js';
 
 export class QueueReentryHub implements ReentryHub {
@@ -60,13 +61,15 @@ export class QueueReentryHub implements ReentryHub {
         await added?.catch(() => {}); // not added: the delegation failed already
         await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.keepS);
         if (added && (await this.queue.remove(runId)) === 1) endedBeforeStart({ kind: 'failed', reason: `run ${reason === 'timeout' ? 'deadline reached' : 'cancelled'} before a worker took it` });
-        else await this.conn.publish(keys.cancelChannel(this.settings.prefix), JSON.stringify({ runId, reason } satisfies CancelMessage));
+        else await this.conn.publish(keys.cancelChannel(this.settings.prefix), cancelMessage(this.settings, runId, reason));
       })().catch(() => {}); // Redis away: the child's own deadline ends it
     const onAbort = () => cancel('cancelled');
     opts.signal.addEventListener('abort', onAbort, { once: true });
     const deadline = setTimeout(() => cancel('timeout'), opts.timeoutMs);
     try {
-      added = this.queue.add(agent, job, { jobId: runId, removeOnComplete: { age: this.keepS }, removeOnFail: { age: this.keepS } });
+      // Signed by this worker (signing.ts); no worker starts it after the delegation's deadline.
+      const data = this.settings.key.seal('job', this.settings.prefix, runId, job, Date.now() + opts.timeoutMs);
+      added = this.queue.add(agent, data, { jobId: runId, removeOnComplete: { age: this.keepS }, removeOnFail: { age: this.keepS } });
       await added;
       const out = await Promise.race([waiting.done, notStarted]);
       // Thrown: the parent then releases the slice it reserved (nothing is known to be spent).

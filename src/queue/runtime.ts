@@ -5,7 +5,7 @@ import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { connectBooks, connectRedis, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { connectBooks, connectRedis, queuePrefix, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
@@ -47,7 +47,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       // runs, a burst of results' commits) goes to Redis in one write, not one per script.
       const books = await connectBooks(url);
       const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, retry, willRetry), conn, settings, shared);
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, retry, willRetry), conn, settings, shared);
       let local: QueueWorkerNode | undefined;
       if (work) {
         local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {
@@ -106,7 +106,7 @@ export async function runWorker(cfg: ResolvedConfig, agents: AgentStore, url: st
 
 /** `delegate-mcp queue status`. */
 export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolean): Promise<string> {
-  const settings = queueSettings(cfg, url, 'front');
+  const settings = { prefix: queuePrefix(cfg) }; // reads counts and beats only: no key needed
   const conn = await connectRedis(url, 'queue status');
   const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
   try {
@@ -133,7 +133,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
 
 /** `delegate-mcp budget --queue URL`: the shared books (every front's runs) for a UTC day. */
 export async function sharedBudgetStatus(cfg: ResolvedConfig, url: string, day: string | undefined): Promise<Awaited<ReturnType<import('../budget/redis-ledger.js').RedisLedger['status']>>> {
-  const settings = queueSettings(cfg, url, 'front');
+  const settings = { prefix: queuePrefix(cfg) };
   const { openRedisLedger } = await import('../budget/redis-ledger.js');
   const shared = await openRedisLedger({ url, prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices });
   try {

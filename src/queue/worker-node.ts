@@ -6,7 +6,7 @@
 // worker's stalled-job check fails them (maxStalledCount 0: never handed to a second worker unasked).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Queue, QueueEvents, WaitingError, Worker, type Job } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
@@ -19,9 +19,10 @@ import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import { JobWatch } from './job-watch.js';
-import { keys, RunJobSchema, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { keys, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
 import { unknownAgentMessage } from '../orchestrator/run-request.js';
 import type { RunResult } from '../contract/run.js';
+import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
 
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
@@ -105,7 +106,7 @@ export class QueueWorkerNode {
       async () => {
         const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
         await events.waitUntilReady();
-        return new JobWatch(events, hubQueue);
+        return new JobWatch(events, hubQueue, settings);
       },
       conn,
       settings,
@@ -116,12 +117,10 @@ export class QueueWorkerNode {
     for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
     await sub.subscribe(keys.cancelChannel(prefix));
     sub.on('message', (_channel: string, raw: string) => {
-      try {
-        const m = JSON.parse(raw) as CancelMessage;
-        if (typeof m?.runId === 'string' && (m.reason === 'cancelled' || m.reason === 'timeout')) node.abortRun(m);
-      } catch {
-        // Not a message of ours: the channel is ours, but a stray publish must not stop the worker.
-      }
+      // Only a cancel signed with the queue's key stops a run; anything else on the channel is ignored.
+      const m = openCancel(settings, raw);
+      if (m.ok) node.abortRun(m.cancel);
+      else log.warn(`queue worker: ignored a cancel message on ${keys.cancelChannel(prefix)}: ${m.reason}`);
     });
     for (const w of workers) void w.run();
     await Promise.all(workers.map((w) => w.waitUntilReady()));
@@ -136,9 +135,13 @@ export class QueueWorkerNode {
 
   /** One job: the run on this node's orchestrator, progress out, cancel in, the result back. */
   private async process(job: Job, token?: string, bullSignal?: AbortSignal): Promise<RunJobReturn> {
-    const data = RunJobSchema.parse(job.data);
+    // Nothing of a job is used before its signature holds: anyone who can write to Redis can add one.
+    const opened = openJob(this.settings, job.id, job.data);
+    if (!opened.ok) throw this.refuse(job, opened.reason);
+    const data = opened.job;
     const node = this.settings.nodeId;
     if (!this.orchestrator.agents.get(data.agent)) return this.noSuchAgent(data, node);
+    const seal = this.settings.key.seal.bind(this.settings.key);
     const abort = new AbortController();
     this.controllers.set(data.runId, abort);
     const running: { rec?: RunRecord; job: Job } = { job };
@@ -168,7 +171,7 @@ export class QueueWorkerNode {
         ...(data.chain && { chain: data.chain }),
         signal: abort.signal,
         onProgress: follow
-          ? (line) => void job.updateProgress({ line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress).catch(() => {}) // progress is best effort
+          ? (line) => void job.updateProgress(seal('progress', this.settings.prefix, data.runId, { line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress)).catch(() => {}) // progress is best effort
           : undefined,
       });
       running.rec = rec;
@@ -195,7 +198,7 @@ export class QueueWorkerNode {
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
       // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
       const sharedSettled = data.sharedBooks ? await this.settleShared(data.runId, data.sharedBooks.reservationId, treeUsage, result.cost_usd) : undefined;
-      return { result, treeUsage, node, ...(sharedSettled && { sharedSettled }) };
+      return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node, ...(sharedSettled && { sharedSettled }) } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
       this.controllers.delete(data.runId);
@@ -217,7 +220,7 @@ export class QueueWorkerNode {
     log.warn(`queue worker: run ${data.runId}: ${error}`);
     this.counts.failed++;
     const result: RunResult = { run_id: data.runId, agent: data.agent, status: 'failed', output: '', turns: 0, usage: emptyUsage(), model: '', duration_ms: 0, cost_usd: null, error };
-    return { result, treeUsage: emptyUsage(), node };
+    return this.settings.key.seal('return', this.settings.prefix, data.runId, { result, treeUsage: emptyUsage(), node } satisfies RunJobReturn);
   }
 
   /** Commits what the run's tree spent to its slice in the shared books and closes it there; false: the front does it. */
@@ -231,6 +234,16 @@ export class QueueWorkerNode {
     // Committed: what is left is closing the run's scope, which its records' expiry (runTtlS) also does.
     await this.shared.closeRun(runId).catch((err: Error) => log.warn(`queue worker: could not close run ${runId} in the shared budget books: ${errorMessage(err)}`));
     return true;
+  }
+
+  /** A job that fails verification: never run, failed for good with the reason, audited and logged here. */
+  private refuse(job: Job, reason: string): UnrecoverableError {
+    this.counts.failed++;
+    const runId = typeof job.id === 'string' && /^run_[0-9a-f-]{36}$/.test(job.id) ? job.id : null;
+    const message = `queue job ${runId ?? JSON.stringify(String(job.id).slice(0, 80))} refused by ${this.settings.nodeId}, not run: ${reason}`;
+    this.orchestrator.audit?.emit({ event: 'error', run_id: runId, message });
+    log.warn(message);
+    return new UnrecoverableError(message);
   }
 
   /**

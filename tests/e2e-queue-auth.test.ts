@@ -133,7 +133,7 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       assert.equal(mock.inFlight, 1);
       await conn.xadd(`${w.prefix}:runs:events`, '*', 'event', 'completed', 'jobId', victim.run_id, 'returnvalue', JSON.stringify(genuineAnswer), 'prev', 'active');
       const ended = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: victim.run_id, wait_s: 10 } }));
-      assert.equal(ended.status, 'error');
+      assert.equal(ended.status, 'failed');
       assert.match(ended.error, new RegExp(`the answer for run ${victim.run_id} was refused \\(signature does not match.*nothing it reports is counted`));
       await closed; // the run itself was stopped on its worker
       const st = await runCli(['budget', '--queue', REDIS_URL, '--json'], w.env('cli'), w.ws);
@@ -171,7 +171,7 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       const worker = await w.worker('a', [], REDIS_URL, { DELEGATE_MCP_QUEUE_KEY: workerKey });
       const front = await w.stdioFront('front');
       const res = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'probe', task: 'hello' } }, { timeout: 30_000 }));
-      assert.equal(res.status, 'error');
+      assert.equal(res.status, 'failed');
       assert.match(res.error, /refused by worker-.*: signed with another queue key \(key id [0-9a-f]{16}; this node's is [0-9a-f]{16}\): every front and worker of a queue needs the same key: DELEGATE_MCP_QUEUE_KEY, delegate\.queue\.keyFile/);
       for (const k of [w.key, workerKey]) {
         assert.ok(!res.error.includes(k));

@@ -1,3 +1,5 @@
+// Long because: a run's life on a front (its books, the job, deadline, cancel, its end, a lookup from another
+// front) shares one closure's state and settle-once rules; split, they would be read across files.
 // A queue front: the MCP server's orchestrator hands each run to the queue instead of its own pool.
 // It checks what it can up front (the agent, the queue's capacity, Redis being there) and holds the run's
 // budget: a slice reserved in its books (server daily, agent daily, batch, the caller's caps) travels with
@@ -190,7 +192,7 @@ export class QueueFront implements RemoteRuns {
         caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
       }
       if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
-      // Signed (signing.ts), with the time after which no worker may start it: this front's deadline for it.
+      // Signed (signing.ts) with the time after which no worker may start it: this front's deadline for it.
       const data = this.settings.key.seal('job', this.settings.prefix, runId, makeJob(), record.startedAt + timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
       const job = { name: req.agent, data, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };
       added = withTimeout(this.enqueue(job), ENQUEUE_TIMEOUT_MS, `no answer within ${ENQUEUE_TIMEOUT_MS / 1000} s`);
@@ -270,8 +272,7 @@ export class QueueFront implements RemoteRuns {
       finish(out.value.result, out.value.treeUsage, out.value.sharedSettled === true);
       return;
     }
-    // An answer that failed verification: whatever is running the run is stopped too (its slice is released).
-    if (out.forged) void this.cancel(record.runId, 'cancelled', () => {});
+    if (out.forged) void this.cancel(record.runId, 'cancelled', () => {}); // an answer that failed verification: stop whatever runs it
     const lost = isWorkerLost(out.reason);
     const error = lost ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`;
     // The worker's own log has the run's start; its end is written here, so the merged tree shows it.
@@ -322,11 +323,9 @@ export class QueueFront implements RemoteRuns {
     if (!/^run_[0-9a-f-]{36}$/.test(runId) || this.down) return undefined;
     const job = await this.queue.getJob(runId).catch(() => undefined); // Redis unreachable: unknown here, as to a front that never saw it
     if (!job) return undefined;
-    // A job no front of this queue signed is no run (its owner field says nothing).
-    const opened = openJob(this.settings, runId, job.data, 0);
-    if (!opened.ok) return undefined;
+    const opened = openJob(this.settings, runId, job.data, 0); // a job no front of this queue signed is no run
+    if (!opened.ok || !mayAccess(opened.job.owner, owner)) return undefined;
     const data: RunJob = opened.job;
-    if (!mayAccess(data.owner, owner)) return undefined;
     const state = await job.getState();
     const progress = openProgress(this.settings, runId, job.progress);
     const usage = progress?.usage ?? emptyUsage();

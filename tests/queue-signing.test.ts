@@ -113,6 +113,10 @@ test('a signature binds kind, queue, run, content and expiry; it survives the tr
   const moved = { ...JSON.parse(cancelMessage(a, RUN, 'cancelled')), runId: OTHER_RUN };
   assert.equal(openCancel(a, JSON.stringify(moved)).ok, false);
   assert.equal(openCancel(a, 'not json').ok, false);
+  // Nested deeper than the encoder goes (a hostile publish): refused, not thrown (a throw there would stop the worker).
+  const deep = `${'['.repeat(50_000)}1${']'.repeat(50_000)}`;
+  assert.equal(Array.isArray(JSON.parse(deep)), true, 'JSON.parse takes it');
+  assert.deepEqual(openCancel(a, `{"runId":"${RUN}","reason":"cancelled","sig":{"kid":"${key.id}","mac":"AAAA"},"deep":${deep}}`), { ok: false, reason: 'malformed message (cannot be encoded)' });
 });
 
 test('canonical JSON: key order and undefined members do not matter; values do', () => {

@@ -69,7 +69,12 @@ export class QueueKey {
       return { ok: false, reason: 'malformed signature' };
     }
     if (sig.kid !== this.id) return { ok: false, reason: `signed with another queue key (key id ${sig.kid}; this node's is ${this.id}): ${KEY_HELP}` };
-    const want = this.mac(kind, prefix, runId, sig.exp, body);
+    let want: Buffer;
+    try {
+      want = this.mac(kind, prefix, runId, sig.exp, body);
+    } catch {
+      return { ok: false, reason: 'malformed message (cannot be encoded)' }; // nested too deep for the encoder: no message of ours
+    }
     const got = Buffer.from(sig.mac, 'base64url');
     if (got.length !== want.length || !timingSafeEqual(got, want)) {
       return { ok: false, reason: `signature does not match: the ${kind === 'return' ? 'answer' : kind} was changed in Redis, or its signature belongs to another ${kind === 'return' ? 'answer' : kind}, run or queue` };

@@ -1,5 +1,6 @@
 // What a run looks like on the queue: the job's data (a RunRequest without its callbacks), what a worker
-// returns, the progress it reports, and the Redis names fronts and workers share. Job id = run id.
+// returns, the progress it reports, and the Redis names fronts and workers share. Job id = run id. Jobs, answers,
+// progress and cancels travel signed: a `sig` member next to these fields (signing.ts).
 import { z } from 'zod';
 import { CallChainSchema } from '../orchestrator/chain.js';
 import type { RunResult } from '../contract/run.js';

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -159,6 +159,24 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       assert.equal(worker.stderr().match(/ignored a cancel message/g)?.length, 3);
     } finally {
       await queue.close();
+      await w.close();
+    }
+  });
+
+  test('no setup on one machine: a front and a worker of one workspace and state dir make and share queue.key (0600)', async () => {
+    mock.reset();
+    const w = new World(mock, { probe: agentYaml('probe', MODEL) });
+    const state = path.join(w.ws, '..', `${path.basename(w.ws)}-state-shared`);
+    const env = { DELEGATE_MCP_QUEUE_KEY: '', XDG_STATE_HOME: state };
+    try {
+      await w.worker('a', [], REDIS_URL, env);
+      const front = await w.stdioFront('front', [], env);
+      const res = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'probe', task: 'hello' } }, { timeout: 30_000 }));
+      assert.equal(res.status, 'ok', JSON.stringify(res));
+      const [wsDir] = readdirSync(path.join(state, 'delegate-mcp'));
+      const keyFile = path.join(state, 'delegate-mcp', wsDir, 'queue.key');
+      assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    } finally {
       await w.close();
     }
   });

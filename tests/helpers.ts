@@ -68,6 +68,8 @@ export async function startServer(opts: {
   env: Record<string, string>;
   cwd?: string;
   era?: 'legacy' | 'modern';
+  /** Declares the elicitation capability and answers each approval form with this. */
+  elicit?: (params: any) => Promise<any>;
 }): Promise<ServerHandle> {
   const transport = new StdioClientTransport({
     command: process.execPath,
@@ -80,8 +82,13 @@ export async function startServer(opts: {
   transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const client = new Client(
     { name: 'delegate-mcp-tests', version: '1.0.0' },
-    opts.era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {},
+    {
+      ...(opts.elicit && { capabilities: { elicitation: { form: {} } } }),
+      ...(opts.era === 'modern' && { versionNegotiation: { mode: { pin: '2026-07-28' } } }),
+    },
   );
+  const elicit = opts.elicit;
+  if (elicit) client.setRequestHandler('elicitation/create', async (req: any) => elicit(req.params));
   await client.connect(transport);
   return {
     client,

@@ -66,8 +66,9 @@ export class World {
     return { child, stderr: () => stderr, health: /health on (http:\S+)/.exec(stderr)?.[1], exited };
   }
 
-  async stdioFront(node: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerHandle> {
-    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node, env) });
+  /** `client`: its era, and how it answers approval forms (helpers.startServer). */
+  async stdioFront(node: string, args: string[] = [], env: Record<string, string> = {}, client: Pick<Parameters<typeof startServer>[0], 'era' | 'elicit'> = {}): Promise<ServerHandle> {
+    const h = await startServer({ args: ['--queue', REDIS_URL, '--workspace', this.ws, ...args], env: this.env(node, env), ...client });
     this.closers.push(h.close);
     return h;
   }

@@ -5,6 +5,7 @@
 // budget: a slice reserved in its books (server daily, agent daily, batch, the caller's caps) travels with
 // the job as the run's caps, and what the worker reports for the run's whole tree is committed to it, as a
 // re-entry parent does for its child. Workers keep their books in memory, so nothing is counted twice.
+// Long because: start() is one run's whole life on a front (its books, the job, its watch, deadline and cancel), which reads best whole.
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -20,6 +21,7 @@ import { errorMessage } from '../describe-cause.js';
 import { keys, isWorkerLost, workerLostMessage, type RunJob } from './jobs.js';
 import { answerOutcome, openProgress, JobWatch, type JobOutcome } from './job-watch.js';
 import { cancelMessage, openJob } from './signing.js';
+import type { FrontApprovals } from './approvals.js';
 import type { QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
@@ -35,6 +37,8 @@ export class QueueFront implements RemoteRuns {
   private down?: string;
   /** Jobs waiting for a worker: Redis's count, refreshed at most every 250 ms, plus what was added since. */
   private waiting = { count: 0, at: 0, addedSince: 0 };
+  /** Where the workers' approval questions for this front's runs come (set before the first run). */
+  approvals?: FrontApprovals;
 
   constructor(
     private readonly orchestrator: Orchestrator,
@@ -104,6 +108,8 @@ export class QueueFront implements RemoteRuns {
     };
     const fail = (error: string) => finish(errorResult(runId, req.agent, modelRef, record.startedAt, error));
     o.runs.add(record);
+    // A request that can ask: its worker's questions come back here, to its asker (approvals.ts).
+    const asks = this.approvals?.hold(runId, req.agent, req.ask, done) ?? false;
 
     if (this.down) {
       fail(`queue unavailable: Redis at ${safeRedisUrl(this.settings.url)}: ${this.down}; retry when it is back`);
@@ -144,6 +150,7 @@ export class QueueFront implements RemoteRuns {
       ...(sharedId && { sharedBooks: { reservationId: sharedId } }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
+      ...(asks && { ask: true as const }),
     });
     const watching = this.watch.wait(runId, (p) => {
       record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');

@@ -32,6 +32,8 @@ export const RunJobSchema = z.object({
   progress: z.boolean(),
   /** The node that enqueued it. */
   from: z.string(),
+  /** Its starter can be asked (`ask` rules): the worker sends the questions to the front `from` (approvals.ts). */
+  ask: z.literal(true).optional(),
 });
 export type RunJob = z.infer<typeof RunJobSchema>;
 
@@ -71,6 +73,10 @@ export const keys = {
   cancelled: (prefix: string, runId: string) => `${prefix}:dmcp:cancelled:${runId}`,
   /** Hash of live workers (node id → JSON), refreshed every few seconds; `queue status` reads it. */
   workers: (prefix: string) => `${prefix}:dmcp:workers`,
+  /** Pub/sub channel: approval questions for the runs a front started, from the workers running them. */
+  askChannel: (prefix: string, front: string) => `${prefix}:dmcp:ask:${front}`,
+  /** Pub/sub channel: the answers to a worker's approval questions. */
+  answerChannel: (prefix: string, worker: string) => `${prefix}:dmcp:answer:${worker}`,
 };
 
 export interface CancelMessage {

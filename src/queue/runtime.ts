@@ -9,6 +9,7 @@ import { connectBooks, connectRedis, queuePrefix, queueSettings, RUN_QUEUE, type
 import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
+import { FrontApprovals } from './approvals.js';
 import { keys, WORKER_BEAT_MS, type RunJob, type WorkerBeat } from './jobs.js';
 import { QueueWorkerNode } from './worker-node.js';
 
@@ -48,6 +49,8 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       const books = await connectBooks(url);
       const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
       const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, retry, willRetry), conn, settings, shared);
+      // Listening before the first run is enqueued: its worker's approval questions come to this front.
+      front.approvals = await FrontApprovals.open(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
       let local: QueueWorkerNode | undefined;
       if (work) {
         local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {
@@ -61,6 +64,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         sharedBudget: (day) => front.sharedBudget(day),
         close: async () => {
           await local?.close();
+          await front.approvals?.close();
           await front.close();
           books.disconnect();
         },

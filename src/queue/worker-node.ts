@@ -24,6 +24,7 @@ import { unknownAgentMessage } from '../orchestrator/run-request.js';
 import type { RunResult } from '../contract/run.js';
 import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
+import { WorkerApprovals } from './approvals.js';
 
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
 const HEARD_CANCEL_KEPT_MS = 60_000;
@@ -53,6 +54,8 @@ export class QueueWorkerNode {
   private readonly stopping = new Map<string, 'hand back' | 'cancel'>();
   /** Placeholder books for batches whose runs this worker executes (the batch's real books are the front's). */
   private readonly batchScopes = new Map<string, number>();
+  /** Approval questions of runs whose front can ask, and their answers (approvals.ts). */
+  private readonly approvals: WorkerApprovals;
   private counts = { done: 0, failed: 0 };
   private readonly startedAt = new Date().toISOString();
   private beat?: NodeJS.Timeout;
@@ -71,7 +74,9 @@ export class QueueWorkerNode {
     private readonly opts: WorkerNodeOptions,
     /** The shared books (Redis), where a run's slice reserved by its front is committed when it ends here. */
     private readonly shared: RedisLedger,
-  ) {}
+  ) {
+    this.approvals = new WorkerApprovals(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
+  }
 
   static async start(cfg: ResolvedConfig, agents: AgentStore, settings: QueueSettings, opts: WorkerNodeOptions): Promise<QueueWorkerNode> {
     const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
@@ -115,8 +120,9 @@ export class QueueWorkerNode {
     node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts, shared);
     orchestrator.delegations.hub = hub;
     for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
-    await sub.subscribe(keys.cancelChannel(prefix));
-    sub.on('message', (_channel: string, raw: string) => {
+    await sub.subscribe(keys.cancelChannel(prefix), node.approvals.channel);
+    sub.on('message', (channel: string, raw: string) => {
+      if (channel === node.approvals.channel) return node.approvals.heard(raw);
       // Only a cancel signed with the queue's key stops a run; anything else on the channel is ignored.
       const m = openCancel(settings, raw);
       if (m.ok) node.abortRun(m.cancel);
@@ -169,6 +175,8 @@ export class QueueWorkerNode {
         ...(batch && { parentRunId: batch, rootRunId: data.rootRunId, depth: data.depth }),
         caller: data.caller ?? data.owner,
         ...(data.chain && { chain: data.chain }),
+        // Started by a front's client that can be asked: `ask` rules go to it (a delegation's job never is, as in-process).
+        ...(data.ask && { ask: this.approvals.askFor(data.runId, data.from) }),
         signal: abort.signal,
         onProgress: follow
           ? (line) => void job.updateProgress(seal('progress', this.settings.prefix, data.runId, { line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress)).catch(() => {}) // progress is best effort
@@ -324,6 +332,7 @@ export class QueueWorkerNode {
     }, this.opts.graceS * 1000);
     await closing;
     clearTimeout(grace);
+    this.approvals.close();
     if (this.beat) clearInterval(this.beat);
     await this.conn.hdel(keys.workers(this.settings.prefix), this.settings.nodeId).catch(() => {}); // gone anyway: queue status ages out silent workers
     this.health?.close();

@@ -125,7 +125,7 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
       const fa = await w.stdioFront('fa', [], { elicit: () => (asked(), new Promise(() => {})) });
       const call = fa.client.callTool({ name: 'delegate', arguments: { agent: 'asker', task: readSecret, background: true } });
       const runId = structured(await call).run_id as string;
-      await questionIn;
+      await Promise.race([questionIn, new Promise((_, reject) => setTimeout(() => reject(new Error("the question never reached the front's client")), 20_000).unref())]);
       const t0 = Date.now();
       process.kill(fa.transport.pid!, 'SIGKILL');
       // The worker goes on with the run: its next model request carries the denial.

@@ -231,7 +231,7 @@ export class WorkerApprovals {
           (listeners) => {
             published = listeners > 0;
             if (!published) w.settle(notAnswering('nothing listens on its channel (it stopped or restarted)'));
-            else this.startProbe();
+            else if (this.waiting.has(id)) this.startProbe(); // (not when already answered)
           },
           (err: Error) => w.settle(notAnswering(`Redis at ${safeRedisUrl(this.settings.url)}: ${err.message}`)),
         );

@@ -135,7 +135,10 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
       console.log(`# denied ${Date.now() - t0} ms after the front was killed (ask timeout 60 s)`);
       assert.ok(denial, 'the worker denied the call');
       assert.match(denial.reason, /^approval needed but no client could answer: the front that started this run \(front-\S+\) is not answering: it stopped listening on Redis \(it stopped or restarted\)$/);
-      assert.equal(mock.requests.at(-1)!.toolResults[0]?.isError, true);
+      // The run goes on without the call and ends as usual.
+      let runEnd: any;
+      while (!(runEnd = w.auditEvents('a').find((e) => e.event === 'run_end' && e.run_id === runId)) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(runEnd?.status, 'ok');
     } finally {
       await w.close();
     }

@@ -9,7 +9,8 @@
 // must grant nothing): a front answers only for runs it started that are still running, and only for
 // that run's agent; a worker takes an answer only for a question it is waiting on, of the same run.
 // A front that is gone (crashed, restarted: nothing listens on its channel) fails the ask at once, or
-// within a probe interval when it goes while the question waits; Redis away fails it by the timeout.
+// within a probe interval when it goes while the question waits; Redis away fails it at once, or by the
+// ask timeout when it goes while the question waits (an answer lost with it is a deny, never a hang).
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';

@@ -59,10 +59,10 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
     try {
       const answers: string[] = [];
       const asked: any[] = [];
-      const fa = await w.stdioFront('fa', [], { elicit: async (p) => (asked.push(p), { action: 'accept', content: { decision: answers.shift() } }) });
+      const fa = await w.stdioFront('fa', [], {}, { elicit: async (p) => (asked.push(p), { action: 'accept', content: { decision: answers.shift() } }) });
       const otherAsked: any[] = [];
       // The other front speaks MCP 2026-07-28: its runs ask with input_required results (input-required.ts).
-      const fb = await w.stdioFront('fb', [], { era: 'modern', elicit: async (p) => (otherAsked.push(p), { action: 'accept', content: { decision: 'allow_once' } }) });
+      const fb = await w.stdioFront('fb', [], {}, { era: 'modern', elicit: async (p) => (otherAsked.push(p), { action: 'accept', content: { decision: 'allow_once' } }) });
 
       answers.push('allow_once');
       const ok = structured(await fa.client.callTool({ name: 'delegate', arguments: { agent: 'asker', task: readSecret } }, { timeout: 30_000 }));
@@ -104,7 +104,7 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
     const w = await world(3);
     try {
       let asked = 0;
-      const fa = await w.stdioFront('fa', [], { elicit: () => (asked++, new Promise(() => {})) });
+      const fa = await w.stdioFront('fa', [], {}, { elicit: () => (asked++, new Promise(() => {})) });
       const t0 = Date.now();
       const r = structured(await fa.client.callTool({ name: 'delegate', arguments: { agent: 'asker', task: readSecret } }, { timeout: 30_000 }));
       console.log(`# denied after ${Date.now() - t0} ms (ask timeout 3 s)`);
@@ -122,7 +122,7 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
     try {
       let asked!: () => void;
       const questionIn = new Promise<void>((r) => (asked = r));
-      const fa = await w.stdioFront('fa', [], { elicit: () => (asked(), new Promise(() => {})) });
+      const fa = await w.stdioFront('fa', [], {}, { elicit: () => (asked(), new Promise(() => {})) });
       const call = fa.client.callTool({ name: 'delegate', arguments: { agent: 'asker', task: readSecret, background: true } });
       const runId = structured(await call).run_id as string;
       await Promise.race([questionIn, new Promise((_, reject) => setTimeout(() => reject(new Error("the question never reached the front's client")), 20_000).unref())]);
@@ -149,7 +149,7 @@ describe('queue mode: approvals for ask rules', { skip: !available }, () => {
     const w = await world(30);
     try {
       let asked = 0;
-      const fa = await w.stdioFront('fa', [], { elicit: async () => (asked++, { action: 'accept', content: { decision: 'allow_once' } }) });
+      const fa = await w.stdioFront('fa', [], {}, { elicit: async () => (asked++, { action: 'accept', content: { decision: 'allow_once' } }) });
       // lead calls agent__asker with a task whose read asks (a scripted turn: directives do not nest).
       mock.setHandler((req) => (req.lastUserText.includes('hand it on') && !req.toolResults.length ? { toolCalls: [{ name: 'agent__asker', arguments: { task: readSecret } }] } : defaultHandler(req)));
       const r = structured(await fa.client.callTool({ name: 'delegate', arguments: { agent: 'lead', task: 'hand it on' } }, { timeout: 30_000 }));

@@ -12,6 +12,7 @@ import { cuttableRedis } from './queue-world.js';
 import { FrontApprovals, WorkerApprovals } from '../src/queue/approvals.js';
 import { keys } from '../src/queue/jobs.js';
 import type { QueueSettings } from '../src/queue/connection.js';
+import { QueueKey } from '../src/queue/signing.js';
 import type { AskAnswer, AskFn, AskQuestion } from '../src/orchestrator/tool-gate.js';
 
 let admin: Redis | undefined;
@@ -28,7 +29,9 @@ after(async () => {
 });
 
 const prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
-const settings = (nodeId: string, url = REDIS_URL): QueueSettings => ({ url, prefix, maxWaiting: 100, lockMs: 30_000, nodeId });
+/** The queue key every desk here shares (signing.ts). */
+const key = new QueueKey(randomBytes(32).toString('base64url'), 'test');
+const settings = (nodeId: string, url = REDIS_URL): QueueSettings => ({ url, prefix, maxWaiting: 100, lockMs: 30_000, nodeId, key });
 const runId = () => `run_${randomUUID()}`;
 const question = (over: Partial<AskQuestion> = {}): AskQuestion => ({ agent: 'asker', tool: 'read_file', summary: 'read `secret/plan.txt`', rule: 'Read(secret/**)', ...over });
 
@@ -122,7 +125,7 @@ test('a front answers only for runs it holds, and only for their agent', async (
   assert.equal(h.asked.length, 0, 'nobody was asked');
 });
 
-test('answers for unknown questions, of another run, or not ours at all are ignored', async (t) => {
+test('answers unsigned, signed with another key, for unknown questions or of another run are ignored; a question heard twice is asked once', async (t) => {
   if (!reachable) return t.skip('no Redis');
   const f = await front('front-d');
   const w = await worker('worker-d');
@@ -135,13 +138,22 @@ test('answers for unknown questions, of another run, or not ours at all are igno
   f.hold(id, 'asker', h.ask, new Promise(() => {}));
   const pending = w.askFor(id, 'front-d')(question());
   await h.next();
-  const qid = seen.find((m) => m.kind === 'ask').id;
-  const forge = (m: unknown) => admin!.publish(w.channel, typeof m === 'string' ? m : JSON.stringify(m));
-  await forge({ kind: 'answer', id: randomUUID(), runId: id, answer: 'once' });
-  await forge({ kind: 'answer', id: qid, runId: runId(), answer: 'once' });
-  await forge({ kind: 'answer', id: qid, runId: id, answer: 'always' });
+  const q = seen.find((m) => m.kind === 'ask');
+  const qid = q.id;
+  const other = new QueueKey(randomBytes(32).toString('base64url'), 'test');
+  const signed = (m: { runId: string; [k: string]: unknown }, k = key) => JSON.stringify(k.seal('approval-answer', prefix, m.runId, m));
+  const forge = (raw: string) => admin!.publish(w.channel, raw);
+  await forge(JSON.stringify({ kind: 'answer', id: qid, runId: id, answer: 'once' })); // unsigned: what anyone on Redis could send
+  await forge(signed({ kind: 'answer', id: qid, runId: id, answer: 'once' }, other));
+  await forge(JSON.stringify({ ...JSON.parse(signed({ kind: 'answer', id: qid, runId: id, answer: 'deny' })), answer: 'once' })); // changed
+  await forge(signed({ kind: 'answer', id: randomUUID(), runId: id, answer: 'once' }));
+  await forge(signed({ kind: 'answer', id: qid, runId: runId(), answer: 'once' }));
+  await forge(signed({ kind: 'answer', id: qid, runId: id, answer: 'always' }));
   await forge('not json');
+  // The genuine question put back on the front's channel: not asked again.
+  await admin!.publish(keys.askChannel(prefix, 'front-d'), JSON.stringify(q));
   assert.equal(await settledWithin(pending, 200), false, 'still waiting for the real answer');
+  assert.equal(h.asked.length, 1);
   h.answer('deny');
   assert.equal(await pending, 'deny');
 });

@@ -5,9 +5,10 @@
 // once / run / deny, bounded by the ask timeout and the run's end) and publishes the answer on the
 // asking worker's channel. The worker's gate decides, remembers `allow_run` and audits, as ever.
 //
-// Every message is checked (the channels are under the queue's prefix, but a stray or forged publish
-// must grant nothing): a front answers only for runs it started that are still running, and only for
-// that run's agent; a worker takes an answer only for a question it is waiting on, of the same run.
+// Every message is signed with the queue key (signing.ts: kind, prefix and run id bound in) and checked,
+// since whoever can write to Redis can publish and whoever can read it sees the question ids: a front
+// asks only for runs it started that are still running, only for their agent and once per question; a
+// worker takes a signed answer only for a question it is waiting on, of the same run.
 // A front that is gone (crashed, restarted: nothing listens on its channel) fails the ask at once, or
 // within a probe interval when it goes while the question waits; Redis away fails it at once, or by the
 // ask timeout when it goes while the question waits (an answer lost with it is a deny, never a hang).
@@ -20,6 +21,7 @@ import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
 import { keys } from './jobs.js';
 import type { QueueSettings } from './connection.js';
+import type { QueueAuth } from './signing.js';
 
 /** How often a worker checks that the front it waits on still listens (a crashed front's subscription is gone). */
 const FRONT_PROBE_MS = 1000;
@@ -53,19 +55,28 @@ const ToWorkerSchema = z.discriminatedUnion('kind', [
 ]);
 type ToWorker = z.infer<typeof ToWorkerSchema>;
 
-function parse<T>(schema: z.ZodType<T>, raw: string): T | undefined {
+/** A message heard on an approval channel, or why it is ignored (unsigned, another key, changed, not ours). */
+function open<T>(a: QueueAuth, kind: 'approval' | 'approval-answer', schema: z.ZodType<T>, raw: string): { ok: true; m: T } | { ok: false; reason: string } {
+  let value: unknown;
   try {
-    const r = schema.safeParse(JSON.parse(raw));
-    return r.success ? r.data : undefined;
+    value = JSON.parse(raw);
   } catch {
-    return undefined; // not JSON: not a message of ours, ignored
+    return { ok: false, reason: 'not JSON' };
   }
+  const runId = (value as { runId?: unknown } | null)?.runId;
+  if (typeof runId !== 'string' || !RUN_ID.safeParse(runId).success) return { ok: false, reason: 'no run id' };
+  const opened = a.key.open(kind, a.prefix, runId, value);
+  if (!opened.ok) return opened;
+  const r = schema.safeParse(opened.body);
+  return r.success ? { ok: true, m: r.data } : { ok: false, reason: `not an ${kind} message: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}` };
 }
+
+const seal = (a: QueueAuth, kind: 'approval' | 'approval-answer', m: { runId: string }) => JSON.stringify(a.key.seal(kind, a.prefix, m.runId, m));
 
 /** A front's end: the runs it started whose client can be asked, and the questions their workers send. */
 export class FrontApprovals {
   /** By run id; a question is removed when it is answered or withdrawn (a withdrawn one gets no reply). */
-  private readonly runs = new Map<string, { agent: string; ask: AskFn; questions: Map<string, AbortController> }>();
+  private readonly runs = new Map<string, { agent: string; ask: AskFn; questions: Map<string, AbortController>; seen: Set<string> }>();
 
   private constructor(
     private readonly conn: Redis,
@@ -81,8 +92,9 @@ export class FrontApprovals {
     const channel = keys.askChannel(settings.prefix, settings.nodeId);
     sub.on('message', (ch: string, raw: string) => {
       if (ch !== channel) return;
-      const m = parse(ToFrontSchema, raw);
-      if (m) desk.heard(m);
+      const o = open(settings, 'approval', ToFrontSchema, raw);
+      if (o.ok) desk.heard(o.m);
+      else log.warn(`queue front ${settings.nodeId}: ignored a message on ${channel}: ${o.reason}`);
     });
     await sub.subscribe(channel);
     return desk;
@@ -91,7 +103,7 @@ export class FrontApprovals {
   /** A run this front started: its worker's questions are put to `ask` until `done`; false when it cannot ask. */
   hold(runId: string, agent: string, ask: AskFn | undefined, done: Promise<unknown>): boolean {
     if (!ask) return false;
-    const held = { agent, ask, questions: new Map<string, AbortController>() };
+    const held = { agent, ask, questions: new Map<string, AbortController>(), seen: new Set<string>() };
     this.runs.set(runId, held);
     void done.then(() => {
       this.runs.delete(runId);
@@ -109,14 +121,15 @@ export class FrontApprovals {
       return;
     }
     const reply = (r: ToWorker) =>
-      void this.conn.publish(keys.answerChannel(this.settings.prefix, m.worker), JSON.stringify(r)).catch((err: Error) => {
+      void this.conn.publish(keys.answerChannel(this.settings.prefix, m.worker), seal(this.settings, 'approval-answer', r)).catch((err: Error) => {
         // The worker's own timeout denies the call; said here so the operator sees why.
         log.warn(`queue front ${this.settings.nodeId}: could not send the approval answer for run ${m.runId} to ${m.worker}: ${err.message}`);
       });
     const refuse = (reason: string) => reply({ kind: 'failed', id: m.id, runId: m.runId, reason });
     if (!held) return refuse(`the front that started this run (${this.settings.nodeId}) holds no run ${m.runId} that can ask (it ended, or another front started it)`);
     if (held.agent !== m.agent) return refuse(`run ${m.runId} is a run of ${held.agent}, not ${m.agent}`);
-    if (held.questions.has(m.id)) return; // heard twice: asked once
+    if (held.seen.has(m.id)) return; // heard again (a copy put back on the channel): asked once
+    held.seen.add(m.id);
     const abort = new AbortController();
     held.questions.set(m.id, abort);
     reply({ kind: 'asked', id: m.id, runId: m.runId });
@@ -186,9 +199,14 @@ export class WorkerApprovals {
 
   /** A message on `channel`: settles the question it answers; anything else is ignored. */
   heard(raw: string): void {
-    const m = parse(ToWorkerSchema, raw);
-    const w = m && this.waiting.get(m.id);
-    if (!m || !w || w.runId !== m.runId) return;
+    const o = open(this.settings, 'approval-answer', ToWorkerSchema, raw);
+    if (!o.ok) {
+      log.warn(`queue worker ${this.settings.nodeId}: ignored a message on ${this.channel}: ${o.reason}`);
+      return;
+    }
+    const m = o.m;
+    const w = this.waiting.get(m.id);
+    if (!w || w.runId !== m.runId) return; // no question of ours (answered, given up, or another run's)
     if (m.kind === 'asked') w.asked = true;
     else if (m.kind === 'answer') w.settle(m.answer, true);
     else w.settle(new Error(m.reason), true);
@@ -240,7 +258,7 @@ export class WorkerApprovals {
   }
 
   private send(front: string, m: ToFront): Promise<number> {
-    return withTimeout(this.conn.publish(keys.askChannel(this.settings.prefix, front), JSON.stringify(m)), REDIS_CALL_MS, `no answer within ${REDIS_CALL_MS / 1000} s`);
+    return withTimeout(this.conn.publish(keys.askChannel(this.settings.prefix, front), seal(this.settings, 'approval', m)), REDIS_CALL_MS, `no answer within ${REDIS_CALL_MS / 1000} s`);
   }
 
   /** While questions wait: a front whose channel nobody listens on any more is gone, and its questions fail now. */

@@ -18,6 +18,7 @@ import type { ProviderEndpoint } from '../contract/endpoint.js';
 import type { ToolCall } from '../contract/tool.js';
 import type { Usage } from '../contract/usage.js';
 import { errorMessage, describeCause } from '../describe-cause.js';
+import { httpFetch } from './http-fetch.js';
 
 /** Thrown internally when our own controller fires; mapped to 'aborted' or 'timeout' by flags. */
 class StreamStopped extends Error {}
@@ -33,7 +34,7 @@ const DRIVER_KEY = Symbol('delegate-mcp stream driver');
  */
 export const routedFetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
   const driver = (init as Record<symbol, StreamDriver | undefined> | undefined)?.[DRIVER_KEY];
-  return driver ? driver.fetch(input, init) : globalThis.fetch(input, init);
+  return driver ? driver.fetch(input, init) : httpFetch(input, init);
 };
 
 /**
@@ -108,7 +109,7 @@ export class StreamDriver {
     const willRetry = attempt < this.endpoint.maxRetries;
     let response: Response;
     try {
-      response = await globalThis.fetch(input, init);
+      response = await httpFetch(input, init);
     } catch (err) {
       if (willRetry && !this.controller.signal.aborted) {
         // The SDK aborts its own fetch when `timeout` elapses; anything else is a connection failure.

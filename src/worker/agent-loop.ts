@@ -41,7 +41,7 @@ const runs = new Map<string, RunChannel>();
  */
 const earlyCancels = new Map<string, { reason: 'cancelled' | 'timeout'; at: number }>();
 // Node loads its fetch (undici) on first use, ~40 ms of CPU that the warm-up would otherwise pay after the
-// server has started. Every wire API needs it: load it now, while the main thread is still starting.
+// server has started. Every wire API needs its classes (Headers, Response): load it now, while the main thread is still starting.
 setImmediate(preloadFetch);
 let warmed = false;
 control.on('message', (msg: ControlDown | WarmCommand) => {

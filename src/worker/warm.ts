@@ -1,7 +1,7 @@
 // Warm-up of a fresh worker thread, in the background as soon as it has loaded: one short canned stream
 // through each provider adapter the configured agents use, served by a throw-away HTTP server on
-// 127.0.0.1 inside this thread. It takes Node's fetch (undici, loaded on first use), the SDK clients,
-// their SSE parsers and our adapters through their first, slow, unoptimised run, so that the first
+// 127.0.0.1 inside this thread. It takes Node's HTTP client, its fetch classes (undici, loaded on first
+// use), the SDK clients, their SSE parsers and our adapters through their first, slow, unoptimised run, so that the first
 // real call does not pay it. No request leaves the machine. Loads the tokenizer too when a budget
 // will need it.
 import http from 'node:http';
@@ -49,7 +49,7 @@ function canned(api: WireApi): Sse {
   ];
 }
 
-/** Loads Node's fetch implementation (undici), which Node loads on first touch of fetch's classes. */
+/** Loads Node's fetch implementation (undici), which Node loads on first touch of fetch's classes (the SDKs build Headers). */
 export function preloadFetch(): void {
   void globalThis.Headers;
 }

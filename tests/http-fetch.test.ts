@@ -1,5 +1,5 @@
-// The provider SDKs' fetch (src/providers/http-fetch.ts): event streams over node:http, everything else
-// through Node's fetch or as a real Response, with fetch's errors. The SDK-level behaviours (retries,
+// The provider SDKs' fetch (src/providers/http-fetch.ts): answers over node:http, redirects through Node's
+// fetch, error answers as a real Response, with fetch's errors. The SDK-level behaviours (retries,
 // timeouts, aborts, cut streams) are covered through the adapters in providers.test.ts.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,7 +59,7 @@ describe('httpFetch', () => {
     }
   });
 
-  it('hands an answer that is not an event stream over as a real Response', async () => {
+  it('hands an error answer over as a real Response', async () => {
     const res = await httpFetch(`${base}/missing`, { method: 'POST', body: '{}' });
     assert.ok(res instanceof Response);
     assert.equal(res.status, 404);

@@ -4,13 +4,13 @@
 // SDK streaming from the mock model, 64 concurrent streams: 1.1-1.9 ms of CPU per request with fetch,
 // 0.6-0.9 ms with this (GC included); see README "Performance".
 //
-// Only the common case takes this path: a POST or GET with a string or byte body to an http(s) URL,
-// answered with a text/event-stream. It behaves as fetch does for the SDKs: failures before the answer
-// reject with TypeError("fetch failed", {cause}) or, after an abort, with the signal's reason; a body
-// read that fails rejects with TypeError("terminated", {cause}) or the abort reason; leaving the body
-// early closes the connection. Everything else goes to Node's fetch itself: other inputs and bodies,
-// redirects (fetch follows them), and every answer that is not an event stream (error bodies, JSON),
-// which is read whole and handed over as a real Response.
+// Only the common case takes this path: a string or byte body to an http(s) URL. A 2xx answer resolves
+// at its headers, as fetch's does, with the body as an async iterable of bytes (what the SDKs read of a
+// stream). It behaves as fetch does for the SDKs: failures before the answer reject with
+// TypeError("fetch failed", {cause}) or, after an abort, with the signal's reason; a body read that
+// fails rejects with TypeError("terminated", {cause}) or the abort reason; leaving the body early closes
+// the connection. Everything else goes to Node's fetch itself (other inputs and bodies, redirects: fetch
+// follows them), and an error answer is read whole and handed over as a real Response.
 import http from 'node:http';
 import https from 'node:https';
 import { pipeline, type Readable } from 'node:stream';
@@ -59,15 +59,15 @@ export function httpFetch(input: string | URL | Request, init?: RequestInit): Pr
         return void globalThis.fetch(input, init).then(resolve, reject);
       }
       const source = decoded(res, responseHeaders.get('content-encoding'));
-      if (!/^text\/event-stream\b/i.test(responseHeaders.get('content-type') ?? '')) {
-        // Not a stream: read it whole (an error body, JSON) and hand over a real Response.
+      if (status < 200 || status >= 300) {
+        // An error: its (short) body is read whole and handed over as a real Response.
         void readAll(source, signal).then(
           (buf) => resolve(new Response(status === 204 || status === 205 || status === 304 ? null : (buf as unknown as BodyInit), { status, statusText: res.statusMessage ?? '', headers: responseHeaders })),
           reject,
         );
         return;
       }
-      resolve(new EventStreamResponse(status, res.statusMessage ?? '', responseHeaders, target.href, chunks(source, res, signal)) as unknown as Response);
+      resolve(new StreamedResponse(status, res.statusMessage ?? '', responseHeaders, target.href, chunks(source, res, signal)) as unknown as Response);
     });
     req.on('error', failed);
     req.end(payload);
@@ -129,10 +129,10 @@ function chunks(source: Readable, res: http.IncomingMessage, signal: AbortSignal
 }
 
 /**
- * What the SDKs read of a streamed answer (status, headers, the body as an async iterable of bytes):
- * they iterate `body` through its Symbol.asyncIterator, as they do a web ReadableStream's.
+ * A 2xx answer as the SDKs read it (status, headers, the body as an async iterable of bytes): they
+ * iterate `body` through its Symbol.asyncIterator, as they do a web ReadableStream's.
  */
-class EventStreamResponse {
+class StreamedResponse {
   readonly ok: boolean;
   readonly redirected = false;
   readonly type = 'basic';

@@ -348,3 +348,22 @@ redisTest('the budget gate over the Redis ledger answers with Promises and decid
   assert.equal((a[6] as BudgetStatus).server.spent.tokens, 1_900);
   assert.equal((a[6] as BudgetStatus).server.reserved.tokens, 0, 'closeRun gave the slice back');
 });
+
+redisTest('commitAndClose: another node settles a slice it did not reserve (one round trip): spent counted, nothing held, run closed; a second settle is refused', async () => {
+  const prefix = freshPrefix();
+  const front = await redisLedger({ prefix, server: { daily_tokens: 10_000 } });
+  const worker = await redisLedger({ prefix, server: { daily_tokens: 10_000 } });
+  await front.openRun({ runId: 'r1', agent: 'a', run: { tokens: 4000 } });
+  const slice = await front.reserve({ runId: 'r1', model: SONNET, inputTokens: 0, maxOutputTokens: 4000, minOutputTokens: 1 });
+  assert.ok(slice.ok);
+  assert.equal((await worker.status()).server.reserved.tokens, 4000);
+  await worker.commitAndClose('r1', slice.reservationId, SONNET, usage(300, 200), 0.0042);
+  const st = await worker.status();
+  assert.equal(st.server.spent.tokens, 500);
+  assert.equal(st.server.reserved.tokens, 0);
+  assert.equal(st.server.spent.usd, 0.0042, 'the run tree\'s USD as reported');
+  assert.equal(st.models[SONNET]?.calls, 1, 'counted under the model it was told');
+  assert.equal(st.openRuns, 0);
+  await assert.rejects(worker.commitAndClose('r1', slice.reservationId, SONNET, usage(300, 200), null), /already settled/);
+  assert.equal((await worker.status()).server.spent.tokens, 500, 'nothing charged twice');
+});

@@ -237,6 +237,24 @@ export class RedisLedger implements LedgerStore {
     return charge;
   }
 
+  /**
+   * A run's end on a node that did not make its reservation (a queue worker settling the slice its front
+   * reserved): the commit, told the reservation's model instead of reading it back, and the run's close go
+   * to Redis in the same tick — one round trip on an auto-pipelined connection. Rejects when the commit
+   * fails (a close that fails after it only leaves the run to its records' expiry, which it warns about).
+   */
+  async commitAndClose(runId: string, reservationId: string, model: string, usage: Usage, usdOverride: number | null): Promise<void> {
+    if (!this.held.has(reservationId)) this.held.set(reservationId, { model, inputTokens: 0, maxOutputTokens: 0, price: this.prices.lookup(model) });
+    const committed = this.commit(reservationId, usage, undefined, usdOverride);
+    const closed = this.closeRun(runId).catch((err: Error) => this.warn(`run ${runId}: could not close it in the books: ${err.message}`));
+    try {
+      await committed;
+    } finally {
+      this.held.delete(reservationId); // a failed commit leaves nothing held here either
+      await closed;
+    }
+  }
+
   /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */
   async release(reservationId: string): Promise<void> {
     await this.run('budgetRelease', reservationId);

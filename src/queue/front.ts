@@ -147,7 +147,7 @@ export class QueueFront implements RemoteRuns {
       ...(req.parentRunId && { parentRunId: req.parentRunId, rootRunId: req.rootRunId ?? req.parentRunId, depth: req.depth ?? 1 }),
       ...(req.caller && { caller: req.caller }),
       ...(chain && { chain }),
-      ...(sharedId && { sharedBooks: { reservationId: sharedId } }),
+      ...(sharedId && { sharedBooks: { reservationId: sharedId, model: modelRef } }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
       ...(asks && { ask: true as const }),

@@ -27,7 +27,7 @@ export const RunJobSchema = z.object({
    * The run's slice in the shared books (Redis), reserved by the front: the worker that runs it commits
    * what its tree spent there and closes it, so the books are right even when the front is gone by then.
    */
-  sharedBooks: z.object({ reservationId: z.string().min(1).max(200) }).optional(),
+  sharedBooks: z.object({ reservationId: z.string().min(1).max(200), model: z.string().max(200) }).optional(),
   /** Whether someone follows the run's progress (the worker then sends it, heartbeats included). */
   progress: z.boolean(),
   /** The node that enqueued it. */

@@ -205,7 +205,7 @@ export class QueueWorkerNode {
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
       // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
-      const sharedSettled = data.sharedBooks ? await this.settleShared(data.runId, data.sharedBooks.reservationId, treeUsage, result.cost_usd) : undefined;
+      const sharedSettled = data.sharedBooks ? await this.settleShared(data.runId, data.sharedBooks, treeUsage, result.cost_usd) : undefined;
       return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node, ...(sharedSettled && { sharedSettled }) } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
@@ -232,16 +232,14 @@ export class QueueWorkerNode {
   }
 
   /** Commits what the run's tree spent to its slice in the shared books and closes it there; false: the front does it. */
-  private async settleShared(runId: string, reservationId: string, treeUsage: Usage, usd: number | null): Promise<boolean> {
+  private async settleShared(runId: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): Promise<boolean> {
     try {
-      await this.shared.commit(reservationId, treeUsage, undefined, usd);
+      await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
+      return true;
     } catch (err) {
       log.warn(`queue worker: could not commit run ${runId} to the shared budget books: ${errorMessage(err)}; its front will`);
       return false;
     }
-    // Committed: what is left is closing the run's scope, which its records' expiry (runTtlS) also does.
-    await this.shared.closeRun(runId).catch((err: Error) => log.warn(`queue worker: could not close run ${runId} in the shared budget books: ${errorMessage(err)}`));
-    return true;
   }
 
   /** A job that fails verification: never run, failed for good with the reason, audited and logged here. */

@@ -21,3 +21,22 @@ export function warnOnce(message: string): void {
   if (warned.size < 1000) warned.add(message);
   log.warn(message);
 }
+
+/**
+ * A warning that anyone able to send the message can repeat (a forged message on a Redis channel): at
+ * most one line per `everyMs`, the next one saying how many were left out, so a flood cannot fill the log.
+ */
+export function throttledWarn(everyMs = 10_000): (message: string) => void {
+  let last = 0;
+  let dropped = 0;
+  return (message) => {
+    const now = Date.now();
+    if (now - last < everyMs) {
+      dropped++;
+      return;
+    }
+    log.warn(dropped ? `${message} (and ${dropped} more like it in the last ${Math.round((now - last) / 1000)} s)` : message);
+    last = now;
+    dropped = 0;
+  };
+}

@@ -94,8 +94,10 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       assert.match(reasons[ids.expired], /expired/);
       assert.equal(mock.requests.length, 0, `the model saw: ${mock.requests.map((r) => r.lastUserText).join(' | ')}`);
       // The worker's audit log has each refusal, with the run id it claimed.
-      const refusals = w.auditEvents('a').filter((e) => e.event === 'error' && /refused by/.test(e.message));
-      assert.deepEqual(new Set(refusals.map((e) => e.run_id)), new Set(attempts.map(([id]) => id)));
+      // (Read until all are there: the job fails in Redis as the worker's audit line goes to its file.)
+      const refused = () => new Set(w.auditEvents('a').filter((e) => e.event === 'error' && /refused by/.test(e.message)).map((e) => e.run_id));
+      for (const until = Date.now() + 5000; refused().size < attempts.length && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(refused(), new Set(attempts.map(([id]) => id)));
       assert.equal(w.auditEvents('a').filter((e) => e.event === 'run_start').length, 0, 'no run started');
       // The control: the same way in, signed with the world's key, runs (so the refusals above are the signature's doing).
       const control = newRunId();
@@ -156,7 +158,8 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       const res = await slow;
       assert.equal(res.status, 'ok', JSON.stringify(res));
       assert.equal(mock.closedEarly, closedBefore, 'no model request was aborted');
-      assert.equal(worker.stderr().match(/ignored a cancel message/g)?.length, 3);
+      // Logged, but at most once per 10 s: whoever can publish on the channel cannot flood the worker's log.
+      assert.equal(worker.stderr().match(/ignored a cancel message/g)?.length, 1, worker.stderr());
     } finally {
       await queue.close();
       await w.close();

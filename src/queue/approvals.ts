@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { log } from '../log.js';
+import { log, throttledWarn } from '../log.js';
 import type { AskAnswer, AskFn } from '../orchestrator/tool-gate.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
@@ -91,11 +91,12 @@ export class FrontApprovals {
     const sub = conn.duplicate();
     const desk = new FrontApprovals(conn, sub, settings, askTimeoutMs);
     const channel = keys.askChannel(settings.prefix, settings.nodeId);
+    const ignored = throttledWarn();
     sub.on('message', (ch: string, raw: string) => {
       if (ch !== channel) return;
       const o = open(settings, 'approval', ToFrontSchema, raw);
       if (o.ok) desk.heard(o.m);
-      else log.warn(`queue front ${settings.nodeId}: ignored a message on ${channel}: ${o.reason}`);
+      else ignored(`queue front ${settings.nodeId}: ignored a message on ${channel}: ${o.reason}`);
     });
     await sub.subscribe(channel);
     return desk;
@@ -186,6 +187,8 @@ interface Waiting {
 export class WorkerApprovals {
   private readonly waiting = new Map<string, Waiting>();
   private probe?: NodeJS.Timeout;
+  /** Anyone who can publish on the channel can repeat a bad message: logged at most every 10 s. */
+  private readonly ignored = throttledWarn();
 
   constructor(
     private readonly conn: Redis,
@@ -202,7 +205,7 @@ export class WorkerApprovals {
   heard(raw: string): void {
     const o = open(this.settings, 'approval-answer', ToWorkerSchema, raw);
     if (!o.ok) {
-      log.warn(`queue worker ${this.settings.nodeId}: ignored a message on ${this.channel}: ${o.reason}`);
+      this.ignored(`queue worker ${this.settings.nodeId}: ignored a message on ${this.channel}: ${o.reason}`);
       return;
     }
     const m = o.m;

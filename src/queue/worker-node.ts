@@ -10,7 +10,7 @@ import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job 
 import type { Redis } from 'ioredis';
 import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
-import { log } from '../log.js';
+import { log, throttledWarn } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
 import { emptyUsage } from '../contract/usage-sum.js';
@@ -121,12 +121,13 @@ export class QueueWorkerNode {
     orchestrator.delegations.hub = hub;
     for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
     await sub.subscribe(keys.cancelChannel(prefix), node.approvals.channel);
+    const ignored = throttledWarn();
     sub.on('message', (channel: string, raw: string) => {
       if (channel === node.approvals.channel) return node.approvals.heard(raw);
       // Only a cancel signed with the queue's key stops a run; anything else on the channel is ignored.
       const m = openCancel(settings, raw);
       if (m.ok) node.abortRun(m.cancel);
-      else log.warn(`queue worker: ignored a cancel message on ${keys.cancelChannel(prefix)}: ${m.reason}`);
+      else ignored(`queue worker: ignored a cancel message on ${keys.cancelChannel(prefix)}: ${m.reason}`);
     });
     for (const w of workers) void w.run();
     await Promise.all(workers.map((w) => w.waitUntilReady()));

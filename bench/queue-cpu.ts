@@ -5,7 +5,7 @@
 // REPS=n batches per mode (3); MODES=queue (or embedded) for one; THREADS=1 per thread; PROF=1 writes
 // --cpu-prof profiles to /tmp/prof/<role>; CLI=/other/dist/cli.js measures another build (A/B).
 // Linux only (/proc); needs Redis (REDIS_URL) on this host; uses its own key prefix and deletes it after.
-import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { execSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
 import { CLI as OWN_CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
 import { REDIS_URL, redisUp } from '../tests/redis-check.js';
+import { startWorker as startQueueWorker } from './queue.js';
 
 const AGENT = 'bench-agent';
 const TASKS = 128;
@@ -75,20 +76,8 @@ async function connect(args: string[], role: string): Promise<{ client: Client; 
   return { client, pid: t.pid! };
 }
 
-async function startWorker(role: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...prof(role), CLI, 'worker', '--queue', REDIS_URL, '--workspace', ws, '--concurrency', '64'], { env: env(role), stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker did not start:\n${err}`)), 15_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (/taking runs from/.test(err)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return child;
+function startWorker(role: string): Promise<ChildProcess> {
+  return startQueueWorker(ws, env(role), 64, CLI, prof(role));
 }
 
 /** Redis's per-command call counts (INFO commandstats): what a batch asks of Redis, whatever the noise. */

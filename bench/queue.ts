@@ -40,8 +40,9 @@ async function connect(args: string[], env: Record<string, string>, cwd: string)
   return client;
 }
 
-async function startWorker(ws: string, env: Record<string, string>, concurrency: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'worker', '--queue', REDIS_URL, '--workspace', ws, '--concurrency', String(concurrency)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+/** A worker process, resolved once it takes runs; `cli`: another build, `nodeArgs`: e.g. --cpu-prof flags. */
+export async function startWorker(ws: string, env: Record<string, string>, concurrency: number, cli = CLI, nodeArgs: string[] = []): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'worker', '--queue', REDIS_URL, '--workspace', ws, '--concurrency', String(concurrency)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker did not start:\n${err}`)), 15_000);

@@ -3,8 +3,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { agentYaml, runCli, tempDir, writeTree } from './helpers.js';
-import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
-import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
+import { startMockModel, type MockModel } from './mock-model/server.js';
+import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured, holdModel } from './queue-world.js';
 
 const available = await redisOrSkip();
 
@@ -38,13 +38,9 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       },
       { pool: { maxThreads: 1, concurrentTasksPerWorker: 2 } },
     );
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    let release = () => {};
     try {
-      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
-        await released;
-        return { text: `answer: ${req.lastUserText}` };
-      });
+      ({ release } = holdModel(mock));
       const a = await w.worker('a', ['--concurrency', '3', '--grace', '1']);
       const front = await w.stdioFront('front');
       const start = async (agent: string, task: string) => structured(await front.client.callTool({ name: 'delegate', arguments: { agent, task, background: true } })).run_id as string;
@@ -90,13 +86,9 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) });
     const link = await cuttableRedis();
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    let release = () => {};
     try {
-      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
-        await released;
-        return { text: `answer: ${req.lastUserText}` };
-      });
+      ({ release } = holdModel(mock));
       await w.worker('a', [], link.url);
       const front = await w.stdioFront('front');
       const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'through the outage', background: true } }));
@@ -125,13 +117,9 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) }, { queue: { lostAfterS: 3 } });
     const link = await cuttableRedis();
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    let release = () => {};
     try {
-      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
-        await released;
-        return { text: `answer: ${req.lastUserText}` };
-      });
+      ({ release } = holdModel(mock));
       const a = await w.worker('a', [], link.url);
       const front = await w.stdioFront('front');
       const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'lost in the outage', background: true } }));
@@ -165,13 +153,9 @@ describe('queue mode: worker faults', { skip: !available }, () => {
   test('a front killed mid-run: the worker finishes the run and commits what it spent to the shared books; nothing stays reserved', async () => {
     mock.reset();
     const w = new World(mock, { capped: agentYaml('capped', MODEL, 'budget: {run_tokens: 5000}\n') }, { budget: { daily_tokens: 100000 } });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    let release = () => {};
     try {
-      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
-        await released;
-        return { text: `answer: ${req.lastUserText}` };
-      });
+      ({ release } = holdModel(mock));
       await w.worker('a');
       const front = await w.stdioFront('front');
       const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'capped', task: 'outlive the front', background: true } }));

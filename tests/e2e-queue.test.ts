@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLI, agentYaml, mockEnv, runCli, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
 import { connectClient } from './http-helpers.js';
-import { startMockModel, type MockModel, type MockRequestInfo, type MockReply } from './mock-model/server.js';
-import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured } from './queue-world.js';
+import { startMockModel, type MockModel } from './mock-model/server.js';
+import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured, holdModel } from './queue-world.js';
 
 const available = await redisOrSkip();
 
@@ -117,13 +117,9 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
   test('kill -9 of a worker fails only its runs ("worker lost") within 30 s; nothing stays reserved; the audit says so; an opted-in agent is retried', async () => {
     mock.reset();
     const w = new World(mock, { held: agentYaml('held', MODEL), again: agentYaml('again', MODEL, 'retry: {attempts: 2, only: idempotent}\n') }, { queue: { lostAfterS: 4 } });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    let release = () => {};
     try {
-      mock.setHandler(async (req: MockRequestInfo): Promise<MockReply> => {
-        await released;
-        return { text: `answer: ${req.lastUserText}` };
-      });
+      ({ release } = holdModel(mock));
       const start = async (agent: string, task: string) => structured(await front.client.callTool({ name: 'delegate', arguments: { agent, task, background: true } })).run_id as string;
       const atModel = async (n: number) => {
         for (let i = 0; i < 200 && mock.inFlight < n; i++) await new Promise((r) => setTimeout(r, 50));

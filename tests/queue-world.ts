@@ -134,3 +134,14 @@ export async function redisOrSkip(): Promise<boolean> {
   if (!available) reportMissingRedis('the queue-mode e2e tests');
   return available;
 }
+
+/** Holds every model answer ("answer: <task>") until `release()`: runs stay at the model while a test acts. */
+export function holdModel(mock: MockModel): { release: () => void } {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  mock.setHandler(async (req) => {
+    await released;
+    return { text: `answer: ${req.lastUserText}` };
+  });
+  return { release: () => release() };
+}

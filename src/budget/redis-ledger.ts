@@ -255,6 +255,11 @@ export class RedisLedger implements LedgerStore {
     }
   }
 
+  /** Whether a reservation (made on any node) is still held: neither committed nor released. */
+  async isReserved(reservationId: string): Promise<boolean> {
+    return (await this.redis.exists(`${this.base}rsv:${reservationId}`)) === 1;
+  }
+
   /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */
   async release(reservationId: string): Promise<void> {
     await this.run('budgetRelease', reservationId);

@@ -84,7 +84,7 @@ export class QueueFront implements RemoteRuns {
     let sliceId: string | undefined;
     let sharedId: string | undefined;
     let sharedOpen = false;
-    const finish = (result: RunResult, treeUsage?: Usage, sharedSettled = false) => {
+    const finish = (result: RunResult, treeUsage?: Usage) => {
       if (record.status !== 'running') return;
       if (rb) {
         // The books: commit what the run's tree spent to its slice (or release it), then close its scope.
@@ -94,8 +94,7 @@ export class QueueFront implements RemoteRuns {
         }
         o.budget.closeRun(rb);
       }
-      // The worker settles the shared books when it reports (sharedSettled); otherwise it is done here.
-      if (sharedOpen && !sharedSettled) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
+      if (sharedOpen) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
       Object.assign(usage, result.usage);
       record.status = result.status;
       record.endedAt = Date.now();
@@ -239,11 +238,17 @@ export class QueueFront implements RemoteRuns {
     return { ok: true, opened: true, reservationId: r.reservationId, ...(r.maxOutputTokens < UNLIMITED ? { tokens: r.maxOutputTokens } : {}) };
   }
 
-  /** The shared books after the run: what its tree spent is committed (or the slice released), then its scope closes. */
+  /**
+   * The shared books after the run: what its tree spent is committed (or the slice released), then its
+   * scope closes. The worker that ran it settles a slice still open a while after it reported (this
+   * front gone): a commit that finds it settled already is that, not an error.
+   */
   private async settleShared(runId: string, reservationId: string | undefined, treeUsage: Usage | undefined, usd: number | null): Promise<void> {
     try {
       if (reservationId) {
-        if (treeUsage) await this.shared!.commit(reservationId, treeUsage, undefined, usd);
+        if (treeUsage) await this.shared!.commit(reservationId, treeUsage, undefined, usd).catch((err: Error) => {
+          if (!/already settled/.test(err.message)) throw err;
+        });
         else await this.shared!.release(reservationId);
       }
       await this.shared!.closeRun(runId);
@@ -274,9 +279,9 @@ export class QueueFront implements RemoteRuns {
   }
 
   /** A job ended (or its worker was lost): the run's result, and the audit line a lost run needs. */
-  private ended(out: JobOutcome, record: RunRecord, req: RunRequest, finish: (r: RunResult, tree?: Usage, sharedSettled?: boolean) => void): void {
+  private ended(out: JobOutcome, record: RunRecord, req: RunRequest, finish: (r: RunResult, tree?: Usage) => void): void {
     if (out.kind === 'completed') {
-      finish(out.value.result, out.value.treeUsage, out.value.sharedSettled === true);
+      finish(out.value.result, out.value.treeUsage);
       return;
     }
     if (out.forged) void this.cancel(record.runId, 'cancelled', () => {}); // an answer that failed verification: stop whatever runs it

@@ -24,8 +24,9 @@ export const RunJobSchema = z.object({
   /** A delegation from a running agent: depth, cycle guard, budget slice and rules, enforced on arrival. */
   chain: CallChainSchema.optional(),
   /**
-   * The run's slice in the shared books (Redis), reserved by the front: the worker that runs it commits
-   * what its tree spent there and closes it, so the books are right even when the front is gone by then.
+   * The run's slice in the shared books (Redis), reserved by the front, which settles it when the run
+   * ends; the worker that ran it settles it if it is still open a while after its report (the front is
+   * gone), so the books are right either way.
    */
   sharedBooks: z.object({ reservationId: z.string().min(1).max(200), model: z.string().max(200) }).optional(),
   /** Whether someone follows the run's progress (the worker then sends it, heartbeats included). */
@@ -42,8 +43,6 @@ export interface RunJobReturn {
   result: RunResult;
   treeUsage: Usage;
   node: string;
-  /** The worker committed treeUsage to the job's sharedBooks slice and closed the run there. */
-  sharedSettled?: boolean;
 }
 
 /** job.updateProgress payload. */

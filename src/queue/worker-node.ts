@@ -26,6 +26,8 @@ import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
 import { WorkerApprovals } from './approvals.js';
 
+/** How long after its report a run's shared slice may stay open before this worker settles it (its front gone). */
+const SHARED_SETTLE_FALLBACK_MS = 2_000;
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
 const HEARD_CANCEL_KEPT_MS = 60_000;
 /** Job takers: one per this many jobs at once, at most MAX_TAKERS (each holds a blocking connection). */
@@ -57,6 +59,8 @@ export class QueueWorkerNode {
   /** Approval questions of runs whose front can ask, and their answers (approvals.ts). */
   private readonly approvals: WorkerApprovals;
   private counts = { done: 0, failed: 0 };
+  /** Runs reported here whose shared slice this worker settles if their front has not (settleIfFrontDoesNot). */
+  private readonly pendingSettles = new Map<string, { timer: NodeJS.Timeout; settle: () => Promise<void> }>();
   private readonly startedAt = new Date().toISOString();
   private beat?: NodeJS.Timeout;
   private health?: http.Server;
@@ -206,8 +210,8 @@ export class QueueWorkerNode {
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
       // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
-      const sharedSettled = data.sharedBooks ? await this.settleShared(data.runId, data.sharedBooks, treeUsage, result.cost_usd) : undefined;
-      return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node, ...(sharedSettled && { sharedSettled }) } satisfies RunJobReturn);
+      if (data.sharedBooks) this.settleIfFrontDoesNot(data.runId, data.sharedBooks, treeUsage, result.cost_usd);
+      return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
       this.controllers.delete(data.runId);
@@ -232,15 +236,27 @@ export class QueueWorkerNode {
     return this.settings.key.seal('return', this.settings.prefix, data.runId, { result, treeUsage: emptyUsage(), node } satisfies RunJobReturn);
   }
 
-  /** Commits what the run's tree spent to its slice in the shared books and closes it there; false: the front does it. */
-  private async settleShared(runId: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): Promise<boolean> {
-    try {
-      await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
-      return true;
-    } catch (err) {
-      log.warn(`queue worker: could not commit run ${runId} to the shared budget books: ${errorMessage(err)}; its front will`);
-      return false;
-    }
+  /**
+   * The front that enqueued a run settles its shared slice when the report reaches it (off the call's
+   * path). If the slice is still open SHARED_SETTLE_FALLBACK_MS after the report, that front is gone (or
+   * far behind): this worker, which knows what the run spent, commits it and closes the run, so the spend
+   * is counted and nothing stays reserved. Both may try: the books settle a slice once.
+   */
+  private settleIfFrontDoesNot(runId: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): void {
+    const settle = async () => {
+      this.pendingSettles.delete(runId);
+      try {
+        if (!(await this.shared.isReserved(slice.reservationId))) return; // its front settled it
+        await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
+        log.warn(`queue worker: run ${runId}: its front did not settle its budget slice within ${SHARED_SETTLE_FALLBACK_MS / 1000} s (gone?); settled here`);
+      } catch (err) {
+        if (/already settled/.test(errorMessage(err))) return; // its front got there meanwhile
+        log.warn(`queue worker: could not settle run ${runId} in the shared budget books: ${errorMessage(err)} (its records expire after runTtlS)`);
+      }
+    };
+    const timer = setTimeout(() => void settle(), SHARED_SETTLE_FALLBACK_MS);
+    timer.unref();
+    this.pendingSettles.set(runId, { timer, settle });
   }
 
   /** A job that fails verification: never run, failed for good with the reason, audited and logged here. */
@@ -332,6 +348,8 @@ export class QueueWorkerNode {
     await closing;
     clearTimeout(grace);
     this.approvals.close();
+    // Stopping: the slices still waiting for their fronts are checked now, while the books are open.
+    await Promise.all([...this.pendingSettles.values()].map((p) => (clearTimeout(p.timer), p.settle())));
     if (this.beat) clearInterval(this.beat);
     await this.conn.hdel(keys.workers(this.settings.prefix), this.settings.nodeId).catch(() => {}); // gone anyway: queue status ages out silent workers
     this.health?.close();

@@ -15,7 +15,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
 import { CLI as OWN_CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
-import { REDIS_URL, redisUp } from '../tests/redis-check.js';
+import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
 import { startWorker as startQueueWorker } from './queue.js';
 
 const AGENT = 'bench-agent';
@@ -140,14 +140,7 @@ try {
 } finally {
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.on('exit', r)))));
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, found] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (found.length) await r.del(...found);
-  } while (cursor !== '0');
-  r.disconnect();
+  await dropPrefix(stats, prefix);
   stats.disconnect();
   await mock.close();
   fs.rmSync(ws, { recursive: true, force: true });

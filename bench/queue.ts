@@ -13,7 +13,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
-import { REDIS_URL, redisUp } from '../tests/redis-check.js';
+import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
 
 const AGENT = 'bench-agent';
 const MODEL_LATENCY_MS = 1000;
@@ -129,12 +129,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.on('exit', r)))));
     const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, found] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (found.length) await r.del(...found);
-    } while (cursor !== '0');
+    await dropPrefix(r, prefix);
     r.disconnect();
     if (!opts.mock) await mock.close();
   }

@@ -239,7 +239,7 @@ export class WorkerApprovals {
             if (!this.waiting.size) this.stopProbe();
             if (a instanceof Error) {
               // The front may still be asking its client: withdraw the form (best effort: it ends with the run anyway).
-              if (published && !fromFront) void this.send(front, { kind: 'withdraw', id, runId }).catch(() => {});
+              if (published && !fromFront) void this.send(front, { kind: 'withdraw', id, runId }).catch(() => {}); // see above: best effort
               reject(a);
             } else resolve(a);
           },

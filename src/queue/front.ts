@@ -18,7 +18,7 @@ import type { Usage } from '../contract/usage.js';
 import type { RunResult } from '../contract/run.js';
 import { log } from '../log.js';
 import { errorMessage } from '../describe-cause.js';
-import { keys, isWorkerLost, workerLostMessage, type RunJob } from './jobs.js';
+import { errorResult, keys, isWorkerLost, workerLostMessage, type RunJob } from './jobs.js';
 import { answerOutcome, openProgress, JobWatch, type JobOutcome } from './job-watch.js';
 import { cancelMessage, openJob } from './signing.js';
 import type { FrontApprovals } from './approvals.js';
@@ -160,14 +160,14 @@ export class QueueFront implements RemoteRuns {
     void watching.done.then((out) => this.ended(out, record, req, finish));
     /** Set when the job goes to Redis: a cancel waits for it, so the job it removes or whose worker it tells exists. */
     let added: Promise<void> | undefined;
-    const cancelledHere = (reason: 'cancelled' | 'timeout') => finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it'), status: reason });
+    const cancelledHere = (reason: 'cancelled' | 'timeout') => finish(errorResult(runId, req.agent, modelRef, record.startedAt, 'run cancelled before a worker took it', reason));
     cancelImpl = (reason) => (added ? void this.cancel(runId, reason, () => cancelledHere(reason), added) : cancelledHere(reason));
     // The worker enforces the run's deadline; this one ends it here if no worker did (none took the job,
     // or the one that did went silent), a grace period later.
     const timeoutS = Math.min(o.cfg.delegate.runs.timeoutS, agent.timeoutS ?? Infinity, req.timeoutS && req.timeoutS > 0 ? req.timeoutS : Infinity);
     const deadline = setTimeout(() => {
       void this.cancel(runId, 'timeout', () => {});
-      finish({ ...errorResult(runId, req.agent, modelRef, record.startedAt, `run deadline reached (${timeoutS} s) before a worker finished it`), status: 'timeout' });
+      finish(errorResult(runId, req.agent, modelRef, record.startedAt, `run deadline reached (${timeoutS} s) before a worker finished it`, 'timeout'));
     }, timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
     deadline.unref();
     const onAbort = () => record.cancel('cancelled');
@@ -296,7 +296,7 @@ export class QueueFront implements RemoteRuns {
       agent: record.agent,
     });
     audit?.emit({ event: 'error', message: `${error}; its budget reservation was released` });
-    const result: RunResult = { ...errorResult(record.runId, record.agent, record.model, record.startedAt, error), status: 'failed' };
+    const result = errorResult(record.runId, record.agent, record.model, record.startedAt, error, 'failed');
     audit?.emit({ event: 'run_end', status: 'failed', turns: record.turn, usage: { ...record.usage }, cost_usd: null, duration_ms: result.duration_ms, error });
     finish(result);
   }
@@ -358,7 +358,7 @@ export class QueueFront implements RemoteRuns {
       const result =
         out.kind === 'completed'
           ? out.value.result
-          : { ...errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`), status: 'failed' as const };
+          : errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`, 'failed');
       record.status = result.status;
       record.result = result;
       record.model = result.model;
@@ -396,7 +396,7 @@ export class QueueFront implements RemoteRuns {
 
   async close(): Promise<void> {
     await this.shared?.close().catch(() => {}); // closing: its runs were settled or expire
-    await this.watch.events.close().catch(() => {});
+    await this.watch.events.close().catch(() => {}); // closing: no run waits on its events any more
     await this.queue.close().catch(() => {}); // closing: a lost connection has nothing left to flush
     this.conn.disconnect();
   }
@@ -406,10 +406,6 @@ export class QueueFront implements RemoteRuns {
 class BudgetRefusal extends Error {}
 
 type BulkJob = Parameters<Queue['addBulk']>[0][number];
-
-function errorResult(runId: string, agent: string, model: string, startedAt: number, error: string): RunResult {
-  return { run_id: runId, agent, status: 'error', output: '', turns: 0, usage: emptyUsage(), model, duration_ms: Date.now() - startedAt, cost_usd: null, error };
-}
 
 type Caps = { run_tokens?: number; run_usd?: number };
 

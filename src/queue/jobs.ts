@@ -3,7 +3,8 @@
 // progress and cancels travel signed: a `sig` member next to these fields (signing.ts).
 import { z } from 'zod';
 import { CallChainSchema } from '../orchestrator/chain.js';
-import type { RunResult } from '../contract/run.js';
+import type { RunResult, RunStatus } from '../contract/run.js';
+import { emptyUsage } from '../contract/usage-sum.js';
 import type { Usage } from '../contract/usage.js';
 
 export const RunJobSchema = z.object({
@@ -51,6 +52,11 @@ export interface RunJobProgress {
   turn: number;
   usage: Usage;
   node: string;
+}
+
+/** The result of a run that ended before (or without) a worker's loop: no turns, no usage, the reason. */
+export function errorResult(runId: string, agent: string, model: string, startedAt: number, error: string, status: RunStatus = 'error'): RunResult {
+  return { run_id: runId, agent, status, output: '', turns: 0, usage: emptyUsage(), model, duration_ms: Date.now() - startedAt, cost_usd: null, error };
 }
 
 /** The reason a front reads as "the worker holding the run is gone" (BullMQ's stalled-job failure). */

@@ -19,9 +19,8 @@ import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import { JobWatch } from './job-watch.js';
-import { keys, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { errorResult, keys, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
 import { unknownAgentMessage } from '../orchestrator/run-request.js';
-import type { RunResult } from '../contract/run.js';
 import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
 import { WorkerApprovals } from './approvals.js';
@@ -232,7 +231,7 @@ export class QueueWorkerNode {
     const error = `worker ${node} cannot run it: ${unknownAgentMessage(data.agent, this.orchestrator.agents.list().map((a) => a.name))}; start every worker with the agents the fronts offer (--agents DIR / --workspace DIR)`;
     log.warn(`queue worker: run ${data.runId}: ${error}`);
     this.counts.failed++;
-    const result: RunResult = { run_id: data.runId, agent: data.agent, status: 'failed', output: '', turns: 0, usage: emptyUsage(), model: '', duration_ms: 0, cost_usd: null, error };
+    const result = errorResult(data.runId, data.agent, '', Date.now(), error, 'failed');
     return this.settings.key.seal('return', this.settings.prefix, data.runId, { result, treeUsage: emptyUsage(), node } satisfies RunJobReturn);
   }
 

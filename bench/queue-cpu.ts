@@ -52,7 +52,14 @@ if (!(await redisUp())) {
 }
 const redisPid = Number(execSync('pidof redis-server').toString().trim().split(' ')[0]);
 const mock = await startMockModel();
-mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: 1000 }));
+// When each model request arrived (ms since the batch's call): how long the batch took to start, and
+// what came after the last answer (wall − last arrival − 1 s) is the tail.
+let arrivals: number[] = [];
+let batchT0 = 0;
+mock.setHandler((req) => {
+  arrivals.push(performance.now() - batchT0);
+  return { text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: 1000 };
+});
 const prefix = `dmcp-cpu-${randomBytes(4).toString('hex')}`;
 const ws = tempDir('dmcp-cpu-');
 writeTree(ws, {
@@ -96,8 +103,12 @@ async function measure(label: string, client: Client, pids: Record<string, numbe
     const callsBefore = await commandCalls(stats);
     const self = process.cpuUsage();
     const t0 = performance.now();
+    batchT0 = t0;
+    arrivals = [];
     const res = await client.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(TASKS) } }, { timeout: 60_000 });
     const wall = performance.now() - t0;
+    const at = (q: number) => arrivals[Math.min(arrivals.length - 1, Math.floor(q * arrivals.length))].toFixed(0);
+    const timeline = `model requests arrived at +${at(0)} / +${at(0.5)} / +${at(1)} ms (first / median / last); tail after the last answer ${(wall - arrivals[arrivals.length - 1] - 1000).toFixed(0)} ms`;
     const bench = process.cpuUsage(self);
     const ok = (res.structuredContent as { ok?: number } | undefined)?.ok;
     if (ok !== TASKS) throw new Error(`delegate_parallel: ${ok}/${TASKS} ok: ${JSON.stringify(res.content).slice(0, 600)}`);
@@ -113,6 +124,7 @@ async function measure(label: string, client: Client, pids: Record<string, numbe
     const per = Object.entries(pids).map(([k, p]) => `${k}=${cpu(p) - before[k]}`).join(' ');
     const sys = Object.entries(pids).map(([k, p]) => `${k}=${syscalls(p) - sysBefore[k]}`).join(' ');
     console.log(`${label} wall=${wall.toFixed(0)} ok=${ok}/${TASKS} cpu ms: ${per} bench+mock=${((bench.user + bench.system) / 1000).toFixed(0)}`);
+    console.log(`    ${timeline}`);
     console.log(`    read+write syscalls: ${sys}`);
     // Every client of this Redis counts (other runs on the machine too): read it as an upper bound.
     console.log(`    redis calls=${calls.reduce((n, [, v]) => n + v, 0)}: ${calls.filter(([k], i) => i < 8 || ['xread', 'evalsha', 'bzpopmin'].includes(k)).map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -367,3 +367,49 @@ redisTest('commitAndClose: another node settles a slice it did not reserve (one 
   await assert.rejects(worker.commitAndClose('r1', slice.reservationId, SONNET, usage(300, 200), null), /already settled/);
   assert.equal((await worker.status()).server.spent.tokens, 500, 'nothing charged twice');
 });
+
+redisTest('calls made in the same tick go to Redis as one budgetSteps script and answer exactly as one by one (errors stay with their own call)', async () => {
+  const opts = { server: { daily_tokens: 10_000 }, now: () => new Date('2026-05-04T10:00:00Z'), warn: () => {} };
+  const burst = await redisLedger({ ...opts, prefix: freshPrefix() });
+  const single = await redisLedger({ ...opts, prefix: freshPrefix() });
+  const sent: number[] = [];
+  const r = burst.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const steps = r.budgetSteps.bind(burst.redis);
+  r.budgetSteps = (...a: unknown[]) => (sent.push(a.length), steps(...a));
+  const settle = <T>(p: Promise<T>) => p.then((v) => v, (e: Error) => `error: ${e.message}`);
+  // Five runs each open and reserve 3 000 of a 10 000 daily cap, in one tick: the fourth is shrunk,
+  // the fifth refused; a second open of run 0 and a reserve for an unknown run fail on their own.
+  const calls = (l: RedisLedger) => {
+    const out: (() => Promise<unknown>)[] = [];
+    for (let i = 0; i < 5; i++) {
+      out.push(() => l.openRun({ runId: `r${i}`, agent: i % 2 ? 'odd' : 'even' }));
+      out.push(() => l.reserve({ runId: `r${i}`, model: SONNET, inputTokens: 0, maxOutputTokens: 3_000, minOutputTokens: 500 }).then((x) => withoutId(x)));
+    }
+    out.push(() => l.openRun({ runId: 'r0', agent: 'even' }), () => l.reserve({ runId: 'nope', model: SONNET, inputTokens: 0, maxOutputTokens: 1 }));
+    return out;
+  };
+  const together = await Promise.all(calls(burst).map((c) => settle(c())));
+  const oneByOne: unknown[] = [];
+  for (const c of calls(single)) oneByOne.push(await settle(c()));
+  assert.deepEqual(together, oneByOne);
+  assert.match(String(together[10]), /error: budget: run r0 was already opened/);
+  assert.match(String(together[11]), /error: budget: unknown run nope/);
+  assert.equal((together[9] as { ok: boolean }).ok, false, 'the fifth run finds the cap held by the first four');
+  assert.equal(sent.length, 1, 'one script for the whole tick');
+  // Settled in one tick too: every reservation committed, every run closed, the books alike.
+  const settleAll = async (l: RedisLedger, ids: string[]) => Promise.all([...ids.map((id) => l.commit(id, usage(0, 1_000))), ...[0, 1, 2, 3, 4].map((i) => l.closeRun(`r${i}`))]);
+  const reserved = async (l: RedisLedger) => {
+    const st = await l.status();
+    return { spent: st.server.spent, reserved: st.server.reserved, agents: st.agents };
+  };
+  const idsOf = async (l: RedisLedger) => {
+    const keys = await admin!.keys(`${l.base}rsv:*`);
+    return keys.map((k) => k.slice(`${l.base}rsv:`.length));
+  };
+  await settleAll(burst, await idsOf(burst));
+  const sequential = await idsOf(single);
+  for (const id of sequential) await single.commit(id, usage(0, 1_000));
+  for (let i = 0; i < 5; i++) await single.closeRun(`r${i}`);
+  assert.deepEqual(await reserved(burst), await reserved(single));
+  assert.equal(sent.length, 2);
+});

@@ -16,7 +16,7 @@ import { chargeFor, validUsage } from './charge.js';
 import { RunHistory } from './history.js';
 import { plannedCost, Prices, type PriceTable, type ResolvedPrice } from './prices.js';
 import { blockersOf, modelsOf, runFromTotals, runTree, scopeOf, type Reply } from './redis-replies.js';
-import { ledgerScript, LEDGER_SCRIPTS } from './redis-scripts.js';
+import { ledgerScript, LEDGER_SCRIPTS, STEP_ERROR, stepsScript, type StepScript } from './redis-scripts.js';
 import { checkCount, checkLimits, minLimits, type Dim, type Scope } from './scope.js';
 import { utcDay } from '../time/utc-day.js';
 import { budgetStatus, dimWord, fmtUsd, refusal, totalsOf } from './status.js';
@@ -63,6 +63,16 @@ const DAY_S = 86_400;
 /** An optional number as a script argument ('' = none). */
 const n = (v: number | undefined): string => (v === undefined ? '' : String(v));
 type Script = keyof typeof LEDGER_SCRIPTS;
+/** At most this many calls in one budgetSteps script (Redis runs a script whole: others wait meanwhile). */
+const MAX_STEPS = 64;
+
+/** A call waiting for this tick's budgetSteps. */
+interface PendingStep {
+  name: StepScript;
+  args: (string | number)[];
+  resolve: (v: unknown) => void;
+  reject: (err: Error) => void;
+}
 
 /** What a commit needs to know of its reservation (kept by the node that reserved; else read back). */
 interface HeldCall {
@@ -105,6 +115,7 @@ export async function openRedisLedger(opts: RedisLedgerOptions = {}): Promise<Re
   for (const name of Object.keys(LEDGER_SCRIPTS) as Script[]) {
     if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua: ledgerScript(name) });
   }
+  if (!('budgetSteps' in redis)) redis.defineCommand('budgetSteps', { numberOfKeys: 1, lua: stepsScript() });
   return new RedisLedger(redis, owned, opts);
 }
 
@@ -240,7 +251,7 @@ export class RedisLedger implements LedgerStore {
   /**
    * A run's end on a node that did not make its reservation (a queue worker settling the slice its front
    * reserved): the commit, told the reservation's model instead of reading it back, and the run's close go
-   * to Redis in the same tick — one round trip on an auto-pipelined connection. Rejects when the commit
+   * to Redis in the same tick — one budgetSteps script, one round trip. Rejects when the commit
    * fails (a close that fails after it only leaves the run to its records' expiry, which it warns about).
    */
   async commitAndClose(runId: string, reservationId: string, model: string, usage: Usage, usdOverride: number | null): Promise<void> {
@@ -257,6 +268,7 @@ export class RedisLedger implements LedgerStore {
 
   /** Whether a reservation (made on any node) is still held: neither committed nor released. */
   async isReserved(reservationId: string): Promise<boolean> {
+    this.sendPendingSteps();
     return (await this.redis.exists(`${this.base}rsv:${reservationId}`)) === 1;
   }
 
@@ -303,6 +315,7 @@ export class RedisLedger implements LedgerStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.sendPendingSteps();
     if (this.ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect()); // gone already: drop the socket
   }
 
@@ -324,7 +337,48 @@ export class RedisLedger implements LedgerStore {
 
   /** Runs a script (the ledger clock goes last); its error replies ("budget: …") become plain Errors with the same message. */
   private async run(name: Script, ...args: (string | number)[]): Promise<unknown> {
-    const fn = (this.redis as unknown as Record<Script, (...a: (string | number)[]) => Promise<unknown>>)[name];
+    if (name === 'budgetStatus') return this.call(name, args);
+    // Calls made in the same tick (a burst of runs opening, reserving, settling) go to Redis together,
+    // in order, as one budgetSteps script: one command and one reply instead of one per call.
+    return new Promise((resolve, reject) => {
+      if (this.steps.push({ name, args, resolve, reject }) === 1) setImmediate(() => this.flushSteps());
+    });
+  }
+
+  private steps: PendingStep[] = [];
+
+  /** A command sent outside the steps goes after those already asked for (one connection keeps the order). */
+  private sendPendingSteps(): void {
+    if (this.steps.length) this.flushSteps();
+  }
+
+  /** Sends the calls waiting for this tick: alone as its own script, else in budgetSteps of MAX_STEPS. */
+  private flushSteps(): void {
+    const all = this.steps;
+    if (!all.length) return; // sent already (a direct command or close came first)
+    this.steps = [];
+    for (let i = 0; i < all.length; i += MAX_STEPS) {
+      const batch = all.slice(i, i + MAX_STEPS);
+      if (batch.length === 1) {
+        const [s] = batch;
+        this.call(s.name, s.args).then(s.resolve, s.reject);
+        continue;
+      }
+      const argv = batch.flatMap((s) => [s.name, s.args.length, ...s.args]);
+      this.call('budgetSteps', argv).then(
+        (replies) => batch.forEach((s, k) => {
+          const r = (replies as unknown[])[k];
+          if (Array.isArray(r) && r[0] === STEP_ERROR) s.reject(new Error(String(r[1])));
+          else s.resolve(r);
+        }),
+        (err: Error) => batch.forEach((s) => s.reject(err)),
+      );
+    }
+  }
+
+  /** One script on Redis, its errors worded for the books (a script's own "budget: …" as it is). */
+  private async call(name: Script | 'budgetSteps', args: (string | number)[]): Promise<unknown> {
+    const fn = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[name];
     try {
       return await fn.call(this.redis, this.base, ...args, Math.floor(this.now().getTime() / 1000));
     } catch (err) {
@@ -336,6 +390,7 @@ export class RedisLedger implements LedgerStore {
 
   /** A reservation made by another node (or before a restart): what its commit needs, read back. */
   private async readBack(reservationId: string): Promise<HeldCall> {
+    this.sendPendingSteps();
     const [model, input, out] = await this.redis.hmget(`${this.base}rsv:${reservationId}`, 'model', 'in', 'out');
     if (model === null) throw new Error(`budget: commit of unknown or already settled reservation ${reservationId}`);
     return { model, inputTokens: Number(input), maxOutputTokens: Number(out), price: this.prices.lookup(model) };

@@ -82,6 +82,9 @@ local function saveAll()
   for key, e in pairs(expiries) do
     if e[1] == 'at' then redis.call('EXPIRE', key, math.max(1, e[2] - NOW)) else redis.call('EXPIRE', key, e[2]) end
   end
+  -- Written: a later step of the same call (budgetSteps) writes only what it changes itself.
+  for _, s in pairs(scopes) do s.dirty = false; s.limitsDirty = false end
+  for key in pairs(expiries) do expiries[key] = nil end
 end
 
 local function runKey(id) return B .. 'run:' .. id end
@@ -154,7 +157,10 @@ local function rsvKey(id) return B .. 'rsv:' .. id end
 local rsvs = {}
 local function loadRsv(id)
   local x = rsvs[id]
-  if x then return x end
+  if x then
+    if x.gone then return nil end -- settled by an earlier step of the same call
+    return x
+  end
   local h = redis.call('HMGET', rsvKey(id), 'run', 'day', 'dx', 'agent', 'model', 'in', 'out', 't', 'u', 'pi', 'po', 'st')
   if not h[1] then return nil end
   x = { id = id, run = h[1], day = h[2], dx = tonumber(h[3]), agent = h[4], model = h[5], input = tonumber(h[6]), out = tonumber(h[7]),
@@ -331,7 +337,7 @@ local result = drawingOnAdmission(r, function()
   saveRsv(x)
   holdRsv(x)
   redis.call('SADD', runKey(id) .. ':rsv', rid)
-  if not r.model then redis.call('HSET', runKey(id), 'model', model) end
+  if not r.model then redis.call('HSET', runKey(id), 'model', model); r.model = model end
   return { 'ok', fmt(providerMax), fmt(held), shrunk and '1' or '0', fmt(t), fmt(u), table.concat(skipped, '; ') }, t, u
 end)
 touchChain(r, ttl)
@@ -372,6 +378,7 @@ saveRsv(x)
 holdRsv(x)
 redis.call('SADD', runKey(id) .. ':rsv', rid)
 redis.call('HSET', runKey(id), 'adm', rid)
+r.adm = rid
 touchChain(r, ttl)
 saveAll()
 return { 'ok' }
@@ -569,4 +576,37 @@ export const LEDGER_SCRIPTS = {
 /** Each script with the shared helpers in front (one key: the base). */
 export function ledgerScript(name: keyof typeof LEDGER_SCRIPTS): string {
   return PRELUDE + LEDGER_SCRIPTS[name];
+}
+
+/** The steps budgetSteps can run: every script that changes the books or reads one run. */
+export const STEP_SCRIPTS = ['budgetOpenRun', 'budgetReserve', 'budgetAdmit', 'budgetExtend', 'budgetCommit', 'budgetRelease', 'budgetCloseRun', 'budgetRunTotals'] as const;
+export type StepScript = (typeof STEP_SCRIPTS)[number];
+/** A step's error in budgetSteps' reply: [STEP_ERROR, message] (kept apart from the other steps' replies). */
+export const STEP_ERROR = '!budget-step-error';
+
+/**
+ * budgetSteps: ARGV (name, argc, args…)… clock. Several calls in one script, in order, each exactly as
+ * its own script would run it (the same code, as a function whose ARGV is its own arguments): a burst of
+ * runs (a delegate_parallel batch opening and reserving, then settling) is one command and one round
+ * trip instead of one per call. Each step's reply, or STEP_ERROR and its message, in the reply's array.
+ */
+export function stepsScript(): string {
+  const steps = STEP_SCRIPTS.map((name) => `STEPS['${name}'] = function(ARGV)\n${LEDGER_SCRIPTS[name]}\nend`).join('\n');
+  return `${PRELUDE}
+local STEPS = {}
+${steps}
+local out = {}
+local i, last = 1, #ARGV - 1
+while i <= last do
+  local name, argc = ARGV[i], tonumber(ARGV[i + 1])
+  local a = {}
+  for k = 1, argc do a[k] = ARGV[i + 1 + k] end
+  a[argc + 1] = ARGV[#ARGV]
+  local res = STEPS[name](a)
+  if type(res) == 'table' and res.err then res = { '${STEP_ERROR}', res.err } end
+  out[#out + 1] = res
+  i = i + 2 + argc
+end
+return out
+`;
 }

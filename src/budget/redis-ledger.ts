@@ -337,7 +337,10 @@ export class RedisLedger implements LedgerStore {
 
   /** Runs a script (the ledger clock goes last); its error replies ("budget: …") become plain Errors with the same message. */
   private async run(name: Script, ...args: (string | number)[]): Promise<unknown> {
-    if (name === 'budgetStatus') return this.call(name, args);
+    if (name === 'budgetStatus') {
+      this.sendPendingSteps(); // a report sees every call made before it
+      return this.call(name, args);
+    }
     // Calls made in the same tick (a burst of runs opening, reserving, settling) go to Redis together,
     // in order, as one budgetSteps script: one command and one reply instead of one per call.
     return new Promise((resolve, reject) => {

@@ -426,7 +426,14 @@ const ADD_MODEL = `
 local function addModel(key, model, t, u, parts)
   local p = model .. '\\n'
   redis.call('HINCRBY', key, p .. 'calls', 1)
-  local function add(f, v) local cur = num(redis.call('HGET', key, p .. f)) or 0; redis.call('HSET', key, p .. f, fmt(cur + v)) end
+  -- Whole numbers (token counts) in one HINCRBY; anything else (USD, a field holding a fraction) as before.
+  local function add(f, v)
+    if v == math.floor(v) and math.abs(v) < 2^53 then
+      local r = redis.pcall('HINCRBY', key, p .. f, string.format('%d', v))
+      if type(r) ~= 'table' then return end
+    end
+    local cur = num(redis.call('HGET', key, p .. f)) or 0; redis.call('HSET', key, p .. f, fmt(cur + v))
+  end
   add('tokens', t)
   if u ~= nil then add('usd', u) end
   add('input', parts[1]); add('output', parts[2]); add('cache_read', parts[3]); add('cache_write', parts[4])

@@ -265,9 +265,10 @@ redisTest('day rollover: a new UTC day opens a new window; the old day stays rea
   const yesterday = await l.status({ day: '2026-03-01' });
   assert.equal(yesterday.server.spent.tokens, 1_000);
   assert.equal(yesterday.server.reserved.tokens, 0);
-  // Two days after the day ends, counted on the ledger's clock (it is not Redis's here).
+  // Two days after the day ends, counted on the ledger's clock (it is not Redis's here) when the day's
+  // window was first written (23:59:00; it is set once a day, not at every call).
   const ttl = await admin!.ttl(`${prefix}:{budget}:day:2026-03-01:server`);
-  const expected = (Date.parse('2026-03-04T00:00:00Z') - now.getTime()) / 1000;
+  const expected = (Date.parse('2026-03-04T00:00:00Z') - Date.parse('2026-03-01T23:59:00Z')) / 1000;
   assert.ok(ttl > expected - 60 && ttl <= expected, `ttl ${ttl} s, expected about ${expected} s`);
   await assert.rejects(l.status({ day: '03/01/2026' }), /day must be YYYY-MM-DD/);
 });
@@ -412,4 +413,37 @@ redisTest('calls made in the same tick go to Redis as one budgetSteps script and
   for (let i = 0; i < 5; i++) await single.closeRun(`r${i}`);
   assert.deepEqual(await reserved(burst), await reserved(single));
   assert.equal(sent.length, 2);
+});
+
+redisTest('every key the books make expires: day windows at the day\'s expiry, a run\'s keys with the run (open: its TTL, closed: the closed TTL)', async () => {
+  const prefix = freshPrefix();
+  const books = await redisLedger({ prefix, server: { daily_tokens: 100_000 }, runTtlS: 3_600, closedRunTtlS: 600, warn: () => {} });
+  await books.openRun({ runId: 'p', agent: 'planner', run: { tokens: 50_000 }, agentDaily: { tokens: 40_000 } });
+  await books.openRun({ runId: 'c', agent: 'coder', parentRunId: 'p' });
+  const adm = await books.admit({ runId: 'c', model: SONNET, tokens: 1_000 });
+  assert.ok(adm.ok);
+  const a = await books.reserve({ runId: 'c', model: SONNET, inputTokens: 100, maxOutputTokens: 500 });
+  const b = await books.reserve({ runId: 'p', model: 'local/llama-9', inputTokens: 100, maxOutputTokens: 500 });
+  assert.ok(a.ok && b.ok);
+  await books.commit(a.reservationId, usage(100, 200));
+  await books.commit(b.reservationId, usage(100, 300));
+  const ttls = async () => {
+    const keys = await admin!.keys(`${prefix}:*`);
+    const out: Record<string, number> = {};
+    for (const k of keys) out[k.slice(books.base.length)] = await admin!.ttl(k);
+    return out;
+  };
+  const open = await ttls();
+  for (const [k, ttl] of Object.entries(open)) {
+    if (k.startsWith('rsv:') || k === 'open-runs' || k === 'limits:agent') continue; // held reservations end with their settle or the run's close; the two counters are the deployment's
+    if (k.startsWith('run:')) assert.ok(ttl > 3_500 && ttl <= 3_600, `${k}: ttl ${ttl}, expected the run TTL`);
+    else assert.ok(ttl > 86_400, `${k}: ttl ${ttl}, expected the day's expiry`);
+  }
+  for (const k of ['run:p', 'run:c', 'run:p:children', 'run:c:models', 'run:p:models', 'run:c:rsv']) assert.ok(k in open, `${k} exists`);
+  await books.closeRun('p');
+  for (const [k, ttl] of Object.entries(await ttls())) {
+    if (k === 'open-runs' || k === 'limits:agent') continue;
+    if (k.startsWith('run:') || k.startsWith('rsv:')) assert.ok(ttl > 0 && ttl <= 600, `${k}: ttl ${ttl}, expected the closed TTL`);
+    else assert.ok(ttl > 86_400, `${k}: ttl ${ttl}, expected the day's expiry`);
+  }
 });

@@ -16,7 +16,8 @@ import { chargeFor, validUsage } from './charge.js';
 import { RunHistory } from './history.js';
 import { plannedCost, Prices, type PriceTable, type ResolvedPrice } from './prices.js';
 import { blockersOf, modelsOf, runFromTotals, runTree, scopeOf, type Reply } from './redis-replies.js';
-import { ledgerScript, LEDGER_SCRIPTS, STEP_ERROR, stepsScript, type StepScript } from './redis-scripts.js';
+import { ledgerScript, LEDGER_SCRIPTS, stepsScript } from './redis-scripts.js';
+import { StepBatcher } from './redis-steps.js';
 import { checkCount, checkLimits, minLimits, type Dim, type Scope } from './scope.js';
 import { utcDay } from '../time/utc-day.js';
 import { budgetStatus, dimWord, fmtUsd, refusal, totalsOf } from './status.js';
@@ -63,16 +64,6 @@ const DAY_S = 86_400;
 /** An optional number as a script argument ('' = none). */
 const n = (v: number | undefined): string => (v === undefined ? '' : String(v));
 type Script = keyof typeof LEDGER_SCRIPTS;
-/** At most this many calls in one budgetSteps script (Redis runs a script whole: others wait meanwhile). */
-const MAX_STEPS = 64;
-
-/** A call waiting for this tick's budgetSteps. */
-interface PendingStep {
-  name: StepScript;
-  args: (string | number)[];
-  resolve: (v: unknown) => void;
-  reject: (err: Error) => void;
-}
 
 /** What a commit needs to know of its reservation (kept by the node that reserved; else read back). */
 interface HeldCall {
@@ -268,7 +259,7 @@ export class RedisLedger implements LedgerStore {
 
   /** Whether a reservation (made on any node) is still held: neither committed nor released. */
   async isReserved(reservationId: string): Promise<boolean> {
-    this.sendPendingSteps();
+    this.steps.flush();
     return (await this.redis.exists(`${this.base}rsv:${reservationId}`)) === 1;
   }
 
@@ -315,7 +306,7 @@ export class RedisLedger implements LedgerStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.sendPendingSteps();
+    this.steps.flush();
     if (this.ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect()); // gone already: drop the socket
   }
 
@@ -338,46 +329,14 @@ export class RedisLedger implements LedgerStore {
   /** Runs a script (the ledger clock goes last); its error replies ("budget: …") become plain Errors with the same message. */
   private async run(name: Script, ...args: (string | number)[]): Promise<unknown> {
     if (name === 'budgetStatus') {
-      this.sendPendingSteps(); // a report sees every call made before it
+      this.steps.flush(); // a report sees every call made before it
       return this.call(name, args);
     }
-    // Calls made in the same tick (a burst of runs opening, reserving, settling) go to Redis together,
-    // in order, as one budgetSteps script: one command and one reply instead of one per call.
-    return new Promise((resolve, reject) => {
-      if (this.steps.push({ name, args, resolve, reject }) === 1) setImmediate(() => this.flushSteps());
-    });
+    return this.steps.run(name, args);
   }
 
-  private steps: PendingStep[] = [];
-
-  /** A command sent outside the steps goes after those already asked for (one connection keeps the order). */
-  private sendPendingSteps(): void {
-    if (this.steps.length) this.flushSteps();
-  }
-
-  /** Sends the calls waiting for this tick: alone as its own script, else in budgetSteps of MAX_STEPS. */
-  private flushSteps(): void {
-    const all = this.steps;
-    if (!all.length) return; // sent already (a direct command or close came first)
-    this.steps = [];
-    for (let i = 0; i < all.length; i += MAX_STEPS) {
-      const batch = all.slice(i, i + MAX_STEPS);
-      if (batch.length === 1) {
-        const [s] = batch;
-        this.call(s.name, s.args).then(s.resolve, s.reject);
-        continue;
-      }
-      const argv = batch.flatMap((s) => [s.name, s.args.length, ...s.args]);
-      this.call('budgetSteps', argv).then(
-        (replies) => batch.forEach((s, k) => {
-          const r = (replies as unknown[])[k];
-          if (Array.isArray(r) && r[0] === STEP_ERROR) s.reject(new Error(String(r[1])));
-          else s.resolve(r);
-        }),
-        (err: Error) => batch.forEach((s) => s.reject(err)),
-      );
-    }
-  }
+  /** Calls of one tick go to Redis together (redis-steps.ts). */
+  private readonly steps = new StepBatcher((name, args) => this.call(name, args));
 
   /** One script on Redis, its errors worded for the books (a script's own "budget: …" as it is). */
   private async call(name: Script | 'budgetSteps', args: (string | number)[]): Promise<unknown> {
@@ -393,7 +352,7 @@ export class RedisLedger implements LedgerStore {
 
   /** A reservation made by another node (or before a restart): what its commit needs, read back. */
   private async readBack(reservationId: string): Promise<HeldCall> {
-    this.sendPendingSteps();
+    this.steps.flush();
     const [model, input, out] = await this.redis.hmget(`${this.base}rsv:${reservationId}`, 'model', 'in', 'out');
     if (model === null) throw new Error(`budget: commit of unknown or already settled reservation ${reservationId}`);
     return { model, inputTokens: Number(input), maxOutputTokens: Number(out), price: this.prices.lookup(model) };

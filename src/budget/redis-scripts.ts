@@ -40,13 +40,16 @@ local scopes = {}
 local function scope(key)
   local s = scopes[key]
   if s then return s end
-  local h = redis.call('HMGET', key, 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut')
+  local h = redis.call('HMGET', key, 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut', 'x')
   s = { key = key, lt = num(h[1]), lu = num(h[2]), st = num(h[3]) or 0, su = num(h[4]) or 0, rt = num(h[5]) or 0,
-        ru = num(h[6]) or 0, n = num(h[7]) or 0, c = num(h[8]) or 0, ut = num(h[9]) or 0, dirty = false }
+        ru = num(h[6]) or 0, n = num(h[7]) or 0, c = num(h[8]) or 0, ut = num(h[9]) or 0, x = num(h[10]), dirty = false }
   scopes[key] = s
   return s
 end
-local function setLimits(s, lt, lu) s.lt = lt; s.lu = lu; s.limitsDirty = true end
+-- Limits are written only when they change (most calls find them as they were).
+local function setLimits(s, lt, lu)
+  if s.lt ~= lt or s.lu ~= lu then s.lt = lt; s.lu = lu; s.limitsDirty = true end
+end
 local function hold(s, t, u) s.rt = s.rt + t; s.ru = s.ru + (u or 0); s.n = s.n + 1; s.dirty = true end
 local function unhold(s, t, u)
   s.n = s.n - 1; s.rt = s.rt - t; s.ru = s.ru - (u or 0)
@@ -69,6 +72,10 @@ end
 local expiries = {}
 local function expireAt(key, at) expiries[key] = { 'at', at } end
 local function expireIn(key, sec) expiries[key] = { 'in', sec } end
+-- A day's scope expires at the day's expiry, set once: the scope keeps it as field x.
+local function dayExpire(s, at)
+  if s.x ~= at then s.x = at; s.xDirty = true; expireAt(s.key, at) end
+end
 local function saveAll()
   for key, s in pairs(scopes) do
     if s.dirty then
@@ -78,12 +85,13 @@ local function saveAll()
       if s.lt == nil then redis.call('HDEL', key, 'lt') else redis.call('HSET', key, 'lt', fmt(s.lt)) end
       if s.lu == nil then redis.call('HDEL', key, 'lu') else redis.call('HSET', key, 'lu', fmt(s.lu)) end
     end
+    if s.xDirty then redis.call('HSET', key, 'x', fmt(s.x)) end
   end
   for key, e in pairs(expiries) do
     if e[1] == 'at' then redis.call('EXPIRE', key, math.max(1, e[2] - NOW)) else redis.call('EXPIRE', key, e[2]) end
   end
   -- Written: a later step of the same call (budgetSteps) writes only what it changes itself.
-  for _, s in pairs(scopes) do s.dirty = false; s.limitsDirty = false end
+  for _, s in pairs(scopes) do s.dirty = false; s.limitsDirty = false; s.xDirty = false end
   for key in pairs(expiries) do expiries[key] = nil end
 end
 
@@ -92,10 +100,10 @@ local runs = {}
 local function loadRun(id)
   local r = runs[id]
   if r then return r end
-  local h = redis.call('HMGET', runKey(id), 'agent', 'parent', 'open', 'lbt', 'lbu', 'label', 'adm', 'model', 'depth', 'root')
+  local h = redis.call('HMGET', runKey(id), 'agent', 'parent', 'open', 'lbt', 'lbu', 'label', 'adm', 'model', 'depth', 'root', 'tx')
   if not h[1] then return nil end
   r = { id = id, agent = h[1], parent = (h[2] ~= '' and h[2]) or nil, open = h[3] == '1', lbt = h[4] == '1', lbu = h[5] == '1',
-        label = h[6], adm = (h[7] ~= '' and h[7]) or nil, model = (h[8] ~= '' and h[8]) or nil, depth = tonumber(h[9]) or 0, root = h[10] }
+        label = h[6], adm = (h[7] ~= '' and h[7]) or nil, model = (h[8] ~= '' and h[8]) or nil, depth = tonumber(h[9]) or 0, root = h[10], tx = num(h[11]) }
   r.scope = scope(runKey(id))
   runs[id] = r
   return r
@@ -124,8 +132,8 @@ local function dayScopes(day, dx, agent, sLt, sLu)
   setLimits(a, alt, alu)
   local sv = scope(dayKey(day, 'server'))
   setLimits(sv, sLt, sLu)
-  redis.call('SADD', dayKey(day, 'agents'), agent)
-  expireAt(a.key, dx); expireAt(sv.key, dx); expireAt(dayKey(day, 'agents'), dx)
+  if redis.call('SADD', dayKey(day, 'agents'), agent) == 1 then expireAt(dayKey(day, 'agents'), dx) end
+  dayExpire(a, dx); dayExpire(sv, dx)
   return a, sv
 end
 
@@ -238,8 +246,17 @@ local function openRunOrFail(id)
   if not r.open then return nil, 'budget: run ' .. id .. ' is closed' end
   return r
 end
-local function touchRun(r, ttl)
+-- A run's keys live ttl after it was last touched. An open run is touched again only once half of that
+-- has gone (field tx: when); its sub-keys made in between get their expiry as they are made (subKeyMade).
+local function touchRun(r, ttl, force)
+  if not force and r.tx ~= nil and NOW - r.tx < ttl / 2 then return end
   expireIn(runKey(r.id), ttl); expireIn(runKey(r.id) .. ':rsv', ttl); expireIn(runKey(r.id) .. ':children', ttl); expireIn(runKey(r.id) .. ':models', ttl)
+  if r.tx ~= NOW then r.tx = NOW; redis.call('HSET', runKey(r.id), 'tx', fmt(NOW)) end
+end
+-- A run's sub-key just made: it expires with the run's own key (or in ttl, if that key has no expiry).
+local function subKeyMade(r, key, ttl)
+  local left = redis.call('TTL', runKey(r.id))
+  if left > 0 then redis.call('EXPIRE', key, left) else redis.call('EXPIRE', key, ttl) end
 end
 local function touchChain(r, ttl) for _, rs in ipairs(chainOf(r)) do touchRun(rs, ttl) end end
 `;
@@ -278,10 +295,13 @@ redis.call('HSET', key, 'agent', agent, 'parent', parentId, 'root', parent and p
   'xt', '0', 'xu', '0', 'xut', '0', 'xc', '0')
 if lt ~= nil then redis.call('HSET', key, 'lt', fmt(lt)) end
 if lu ~= nil then redis.call('HSET', key, 'lu', fmt(lu)) end
-if parent then redis.call('RPUSH', runKey(parentId) .. ':children', id); touchChain(parent, ttl) end
+if parent then
+  if redis.call('RPUSH', runKey(parentId) .. ':children', id) == 1 then subKeyMade(parent, runKey(parentId) .. ':children', ttl) end
+  touchChain(parent, ttl)
+end
 redis.call('INCR', B .. 'open-runs')
 local r = loadRun(id)
-touchRun(r, ttl)
+touchRun(r, ttl, true)
 -- the agent scope's limits are the stored ones: do not let saveAll rewrite the server's
 scopes[dayKey(day, 'server')].limitsDirty = false
 saveAll()
@@ -336,7 +356,7 @@ local result = drawingOnAdmission(r, function()
   rsvs[rid] = x
   saveRsv(x)
   holdRsv(x)
-  redis.call('SADD', runKey(id) .. ':rsv', rid)
+  if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
   if not r.model then redis.call('HSET', runKey(id), 'model', model); r.model = model end
   return { 'ok', fmt(providerMax), fmt(held), shrunk and '1' or '0', fmt(t), fmt(u), table.concat(skipped, '; ') }, t, u
 end)
@@ -376,7 +396,7 @@ local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = mod
 rsvs[rid] = x
 saveRsv(x)
 holdRsv(x)
-redis.call('SADD', runKey(id) .. ':rsv', rid)
+if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
 redis.call('HSET', runKey(id), 'adm', rid)
 r.adm = rid
 touchChain(r, ttl)
@@ -425,7 +445,7 @@ return result
 const ADD_MODEL = `
 local function addModel(key, model, t, u, parts)
   local p = model .. '\\n'
-  redis.call('HINCRBY', key, p .. 'calls', 1)
+  local calls = redis.call('HINCRBY', key, p .. 'calls', 1)
   -- Whole numbers (token counts) in one HINCRBY; anything else (USD, a field holding a fraction) as before.
   local function add(f, v)
     if v == math.floor(v) and math.abs(v) < 2^53 then
@@ -437,6 +457,7 @@ local function addModel(key, model, t, u, parts)
   add('tokens', t)
   if u ~= nil then add('usd', u) end
   add('input', parts[1]); add('output', parts[2]); add('cache_read', parts[3]); add('cache_write', parts[4])
+  return calls
 end
 `;
 
@@ -454,7 +475,7 @@ local r = loadRun(x.run)
 if r then
   for _, rs in ipairs(chainOf(r)) do
     charge(rs.scope, t, u)
-    addModel(runKey(rs.id) .. ':models', x.model, t, u, parts)
+    if addModel(runKey(rs.id) .. ':models', x.model, t, u, parts) == 1 then subKeyMade(rs, runKey(rs.id) .. ':models', ttl) end
   end
   local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
   local xt, xu, xut, xc = (num(own[1]) or 0) + t, num(own[2]) or 0, num(own[3]) or 0, (num(own[4]) or 0) + 1
@@ -466,8 +487,8 @@ local a, sv = scope(dayKey(x.day, 'agent:' .. x.agent)), scope(dayKey(x.day, 'se
 charge(a, t, u)
 charge(sv, t, u)
 local mk = dayKey(x.day, 'models')
-addModel(mk, x.model, t, u, parts)
-expireAt(mk, x.dx); expireAt(a.key, x.dx); expireAt(sv.key, x.dx)
+if addModel(mk, x.model, t, u, parts) == 1 then expireAt(mk, x.dx) end
+dayExpire(a, x.dx); dayExpire(sv, x.dx)
 saveAll()
 return 1
 `;
@@ -516,7 +537,7 @@ local function closeTree(r)
   redis.call('DECR', B .. 'open-runs')
   local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc', 'model')
   closed[#closed + 1] = { r.agent, own[5] or '', own[1] or '0', own[2] or '0', own[3] or '0', own[4] or '0' }
-  touchRun(r, closedTtl)
+  touchRun(r, closedTtl, true)
 end
 if run.open then closeTree(run) end
 saveAll()

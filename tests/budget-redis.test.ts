@@ -435,11 +435,11 @@ redisTest('every key the books make expires: day windows at the day\'s expiry, a
   };
   const open = await ttls();
   for (const [k, ttl] of Object.entries(open)) {
-    if (k.startsWith('rsv:') || k === 'open-runs' || k === 'limits:agent') continue; // held reservations end with their settle or the run's close; the two counters are the deployment's
-    if (k.startsWith('run:')) assert.ok(ttl > 3_500 && ttl <= 3_600, `${k}: ttl ${ttl}, expected the run TTL`);
+    if (k === 'open-runs' || k === 'limits:agent') continue; // the deployment's own, not a run's or a day's
+    if (k.startsWith('run:') || k.startsWith('rsv:')) assert.ok(ttl > 3_500 && ttl <= 3_600, `${k}: ttl ${ttl}, expected the run TTL`);
     else assert.ok(ttl > 86_400, `${k}: ttl ${ttl}, expected the day's expiry`);
   }
-  for (const k of ['run:p', 'run:c', 'run:p:children', 'run:c:models', 'run:p:models', 'run:c:rsv']) assert.ok(k in open, `${k} exists`);
+  for (const k of ['run:p', 'run:c', 'run:p:children', 'run:c:models', 'run:p:models', 'run:c:rsv', `rsv:${adm.reservationId}`]) assert.ok(k in open, `${k} exists`);
   await books.closeRun('p');
   for (const [k, ttl] of Object.entries(await ttls())) {
     if (k === 'open-runs' || k === 'limits:agent') continue;

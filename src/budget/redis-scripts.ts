@@ -355,6 +355,7 @@ local result = drawingOnAdmission(r, function()
   local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = input, out = held, t = t, u = u, pi = pi, po = po, st = 'open' }
   rsvs[rid] = x
   saveRsv(x)
+  expireIn(rsvKey(rid), ttl) -- settled, it is deleted; held by a run nobody closes, it goes with the run's keys
   holdRsv(x)
   if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
   if not r.model then redis.call('HSET', runKey(id), 'model', model); r.model = model end
@@ -395,6 +396,7 @@ end
 local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = 0, out = tokens, t = tokens, u = usd, pi = pi, po = po, st = 'open' }
 rsvs[rid] = x
 saveRsv(x)
+expireIn(rsvKey(rid), ttl)
 holdRsv(x)
 if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
 redis.call('HSET', runKey(id), 'adm', rid)

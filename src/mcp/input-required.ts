@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { CLIENT_CAPABILITIES_META_KEY, inputRequired, inputResponse, type CallToolResult, type InputRequiredResult, type McpServer, type ServerContext } from '@modelcontextprotocol/server';
 import type { AskAnswer, AskFn, AskQuestion } from '../orchestrator/tool-gate.js';
 import { approvalAnswer, approvalForm } from './approval.js';
+import type { ProgressReport } from './tool-results.js';
 
 const STATE_PREFIX = 'approval_';
 
@@ -86,7 +87,7 @@ export class RunConversation {
    */
   async round<T>(
     ctx: ServerContext,
-    report: ((m: string) => void) | undefined,
+    report: ProgressReport | undefined,
     toResult: (value: T) => CallToolResult,
     start?: () => Promise<T>,
   ): Promise<CallToolResult | InputRequiredResult> {
@@ -108,6 +109,7 @@ export class RunConversation {
     try {
       const work = this.work!;
       for (;;) {
+        if (this.queue.length || this.outcome) await report?.sent(); // lines on their way go out before the answer
         if (this.queue.length) {
           const asks = [...this.queue];
           // Handed to this round: a question is asked once (a later round carries only newer ones).
@@ -184,7 +186,7 @@ export async function conversationCall<T>(
   opts: {
     tool: string;
     timeoutMs: number;
-    report: ((m: string) => void) | undefined;
+    report: ProgressReport | undefined;
     start: (conv: RunConversation) => Promise<T>;
     toResult: (value: T) => CallToolResult;
   },

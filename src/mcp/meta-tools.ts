@@ -114,7 +114,10 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
         if (!ended) span?.end(out.isError ? 'unknown approval request' : undefined);
         return out as CallToolResult;
       }
-      return finished(await launcher.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx) }));
+      const report = progressReporter(ctx);
+      const result = await launcher.run({ ...request, signal: ctx.mcpReq.signal, onProgress: report });
+      await report?.sent();
+      return finished(result);
     },
   );
 

@@ -114,7 +114,9 @@ export function buildServer({ orchestrator, launcher = orchestrator }: ServerDep
       // The SDK sends an input_required result as it is (the callback type knows only complete results).
       return out as CallToolResult;
     }
-    const result = await launcher.run({ ...request, signal: ctx.mcpReq.signal, onProgress: progressReporter(ctx), ask: approvalAsker(server, ctx, askTimeoutMs) });
+    const report = progressReporter(ctx);
+    const result = await launcher.run({ ...request, signal: ctx.mcpReq.signal, onProgress: report, ask: approvalAsker(server, ctx, askTimeoutMs) });
+    await report?.sent();
     return finished(result);
   };
 

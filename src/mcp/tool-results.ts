@@ -91,18 +91,30 @@ export function runToolResult(r: RunResult): CallToolResult {
   };
 }
 
-/** Progress notifications need a token from the client; progress must increase per token. */
-export function progressReporter(ctx: ServerContext): ((message: string) => Promise<void>) | undefined {
+/** Sends one progress line; `sent()` resolves once every line sent so far is out. */
+export interface ProgressReport {
+  (message: string): Promise<void>;
+  sent(): Promise<void>;
+}
+
+/**
+ * Progress notifications need a token from the client; progress must increase per token. A caller awaits
+ * `sent()` before its result goes out: a line still on its way after the result is dropped by the client
+ * (a fast run's only lines were lost that way over legacy SSE).
+ */
+export function progressReporter(ctx: ServerContext): ProgressReport | undefined {
   const token = ctx.mcpReq._meta?.progressToken;
   if (token === undefined) return undefined;
   let n = 0;
-  // Returns the send so a caller can await the last one before its result goes out.
-  return (message: string) => {
+  let last: Promise<void> = Promise.resolve();
+  const report = (message: string) => {
     n++;
-    return ctx.mcpReq
+    last = ctx.mcpReq
       .notify({ method: 'notifications/progress', params: { progressToken: token, progress: n, message } })
       .catch(() => {}); // progress is best effort: a client that went away needs none
+    return last;
   };
+  return Object.assign(report, { sent: () => last });
 }
 
 /** Error results of meta tools still carry the structured run record, for programs driving them. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Client as McpClient } from '@modelcontextprotocol/client';
-import { startMockModel, type MockModel } from './mock-model/server.js';
+import { defaultHandler, startMockModel, type MockModel, type MockReply } from './mock-model/server.js';
 import { CLI, agentYaml, mockEnv, tempDir, writeTree, readAuditEvents, stateDirOf } from './helpers.js';
 import { INIT, connectClient, rawPost, startHttpServer, type Flavour, type HttpServer } from './http-helpers.js';
 
@@ -76,6 +76,19 @@ describe('HTTP transport', () => {
   });
 
   it('a 2025-era client, a 2026-07-28 client and a legacy SSE client each list tools, call an agent and get progress', async () => {
+    // A model that answers in 50 ms, not at once: the SDK client runs a progress notification's handler a
+    // microtask after it parsed it, but forgets the call's progress handler as soon as it parses the
+    // result, so a line that arrives in the same read as the result is dropped on the client (seen once
+    // under load with a 0 ms model over legacy SSE). The server sends its lines first either way.
+    mock.setHandler((req) => ({ ...(defaultHandler(req) as MockReply), delayMs: 50 }));
+    try {
+      await listCallProgress();
+    } finally {
+      mock.setHandler(undefined);
+    }
+  });
+
+  async function listCallProgress(): Promise<void> {
     for (const flavour of ['legacy', 'modern', 'sse'] as Flavour[]) {
       const client = await connectClient(srv.url, flavour, TOKEN);
       try {
@@ -91,7 +104,7 @@ describe('HTTP transport', () => {
         await client.close();
       }
     }
-  });
+  }
 
   it('a 2026-07-28 client (no sessions) follows its background run by run id; a session client cannot', async () => {
     const modern = await connectClient(srv.url, 'modern', TOKEN);

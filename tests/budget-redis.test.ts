@@ -447,3 +447,21 @@ redisTest('every key the books make expires: day windows at the day\'s expiry, a
     else assert.ok(ttl > 86_400, `${k}: ttl ${ttl}, expected the day's expiry`);
   }
 });
+
+redisTest('a step that fails midway in budgetSteps fails alone: the steps after it run on what Redis holds', async () => {
+  const now = new Date('2026-05-04T10:00:00Z');
+  const l = await redisLedger({ prefix: freshPrefix(), server: { daily_tokens: 10_000 }, now: () => now });
+  await l.openRun({ runId: 'r1', agent: 'a' });
+  const x = await l.reserve({ runId: 'r1', model: SONNET, inputTokens: 0, maxOutputTokens: 1_000 });
+  assert.ok(x.ok);
+  const clock = Math.floor(now.getTime() / 1000);
+  const dayExpireAt = Date.parse('2026-05-04T00:00:00Z') / 1000 + 3 * 86_400;
+  // An extend whose wanted size is no number breaks inside the script (no public call can send it).
+  const steps = (l.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown[]>>).budgetSteps.bind(l.redis);
+  const replies = await steps(l.base, 'budgetExtend', 5, x.reservationId, 'not a number', '10000', '', 3_600, 'budgetOpenRun', 11, 'r2', 'a', '', '2026-05-04', dayExpireAt, 3_600, '', '', '', '', 'run r2 (a)', clock);
+  assert.equal((replies[0] as string[])[0], '!budget-step-error');
+  assert.match(String((replies[0] as string[])[1]), /^budget: Redis ledger unavailable \(/);
+  assert.deepEqual(replies[1], ['', '', '0', '0'], 'the next step ran');
+  const st = await l.status({ runId: 'r2' });
+  assert.equal(st.server.reserved.tokens, 1_000, 'the failed step changed nothing');
+});

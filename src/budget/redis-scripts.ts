@@ -632,8 +632,16 @@ while i <= last do
   local a = {}
   for k = 1, argc do a[k] = ARGV[i + 1 + k] end
   a[argc + 1] = ARGV[#ARGV]
-  local res = STEPS[name](a)
-  if type(res) == 'table' and res.err then res = { '${STEP_ERROR}', res.err } end
+  local ok, res = pcall(STEPS[name], a)
+  if not ok then
+    -- A step that fails midway fails alone, as its own script would: what it had read or changed in
+    -- memory is forgotten, so the steps after it start from what Redis holds.
+    res = { '${STEP_ERROR}', 'budget: Redis ledger unavailable (' .. tostring(type(res) == 'table' and res.err or res) .. ')' }
+    for k in pairs(scopes) do scopes[k] = nil end
+    for k in pairs(runs) do runs[k] = nil end
+    for k in pairs(rsvs) do rsvs[k] = nil end
+    for k in pairs(expiries) do expiries[k] = nil end
+  elseif type(res) == 'table' and res.err then res = { '${STEP_ERROR}', res.err } end
   out[#out + 1] = res
   i = i + 2 + argc
 end

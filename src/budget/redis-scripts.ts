@@ -190,6 +190,16 @@ local function rsvScopes(x)
 end
 local function holdRsv(x) for _, s in ipairs(rsvScopes(x)) do hold(s, x.t, x.u) end end
 local function unholdRsv(x) for _, s in ipairs(rsvScopes(x)) do unhold(s, x.t, x.u) end end
+-- A new reservation: recorded (it expires with an open run's keys; settled, it is deleted), held in its
+-- scopes, and in its run's set of open reservations.
+local function openRsv(x, ttl)
+  rsvs[x.id] = x
+  saveRsv(x)
+  expireIn(rsvKey(x.id), ttl)
+  holdRsv(x)
+  redis.call('SADD', runKey(x.run) .. ':rsv', x.id)
+  expireIn(runKey(x.run) .. ':rsv', ttl)
+end
 -- Removes a reservation from every scope it is held in and forgets it.
 local function settle(x)
   if x.st == 'open' then unholdRsv(x) end
@@ -247,7 +257,8 @@ local function openRunOrFail(id)
   return r
 end
 -- A run's keys live ttl after it was last touched. An open run is touched again only once half of that
--- has gone (field tx: when); its sub-keys made in between get their expiry as they are made (subKeyMade).
+-- has gone (field tx: when); its sub-keys made in between get their expiry as they are made (subKeyMade,
+-- openRsv).
 local function touchRun(r, ttl, force)
   if not force and r.tx ~= nil and NOW - r.tx < ttl / 2 then return end
   expireIn(runKey(r.id), ttl); expireIn(runKey(r.id) .. ':rsv', ttl); expireIn(runKey(r.id) .. ':children', ttl); expireIn(runKey(r.id) .. ':models', ttl)
@@ -353,11 +364,7 @@ local result = drawingOnAdmission(r, function()
   local u = nil
   if priced then u = need('usd', held) end
   local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = input, out = held, t = t, u = u, pi = pi, po = po, st = 'open' }
-  rsvs[rid] = x
-  saveRsv(x)
-  expireIn(rsvKey(rid), ttl) -- settled, it is deleted; held by a run nobody closes, it goes with the run's keys
-  holdRsv(x)
-  if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
+  openRsv(x, ttl)
   if not r.model then redis.call('HSET', runKey(id), 'model', model); r.model = model end
   return { 'ok', fmt(providerMax), fmt(held), shrunk and '1' or '0', fmt(t), fmt(u), table.concat(skipped, '; ') }, t, u
 end)
@@ -394,11 +401,7 @@ if #blockers > 0 then
   return out
 end
 local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = 0, out = tokens, t = tokens, u = usd, pi = pi, po = po, st = 'open' }
-rsvs[rid] = x
-saveRsv(x)
-expireIn(rsvKey(rid), ttl)
-holdRsv(x)
-if redis.call('SADD', runKey(id) .. ':rsv', rid) == 1 and redis.call('SCARD', runKey(id) .. ':rsv') == 1 then subKeyMade(r, runKey(id) .. ':rsv', ttl) end
+openRsv(x, ttl)
 redis.call('HSET', runKey(id), 'adm', rid)
 r.adm = rid
 touchChain(r, ttl)
@@ -608,9 +611,9 @@ export function ledgerScript(name: keyof typeof LEDGER_SCRIPTS): string {
   return PRELUDE + LEDGER_SCRIPTS[name];
 }
 
-/** The steps budgetSteps can run: every script that changes the books or reads one run. */
-export const STEP_SCRIPTS = ['budgetOpenRun', 'budgetReserve', 'budgetAdmit', 'budgetExtend', 'budgetCommit', 'budgetRelease', 'budgetCloseRun', 'budgetRunTotals'] as const;
-export type StepScript = (typeof STEP_SCRIPTS)[number];
+/** The steps budgetSteps can run: every script but the day's status report (it reads the whole books). */
+export type StepScript = Exclude<keyof typeof LEDGER_SCRIPTS, 'budgetStatus'>;
+const STEP_SCRIPTS = (Object.keys(LEDGER_SCRIPTS) as (keyof typeof LEDGER_SCRIPTS)[]).filter((n): n is StepScript => n !== 'budgetStatus');
 /** A step's error in budgetSteps' reply: [STEP_ERROR, message] (kept apart from the other steps' replies). */
 export const STEP_ERROR = '!budget-step-error';
 

@@ -27,6 +27,12 @@ export interface QueueBench {
   efficiency: number;
   /** The same fan-out on the embedded server, same moment (how much of the wall is this machine's load). */
   fanWallEmbedded: number;
+  /** The first call on a fresh server (its first tools/call): embedded, and a front with its worker just started. */
+  firstCallEmbedded: number;
+  firstCallQueue: number;
+  /** delegate_parallel ×16 right after the second worker started, and the next one. */
+  firstFan16: number;
+  nextFan16: number;
 }
 
 function p50(xs: number[]): number {
@@ -57,12 +63,14 @@ export async function startWorker(ws: string, env: Record<string, string>, concu
   return child;
 }
 
-async function sequential(client: Client, n: number, warm: number): Promise<number[]> {
-  const out: number[] = [];
+/** `n` timed sequential calls after `warm` ones; `first`: the very first call's time. */
+async function sequential(client: Client, n: number, warm: number): Promise<number[] & { first: number }> {
+  const out = Object.assign([] as number[], { first: 0 });
   for (let i = 0; i < warm + n; i++) {
     const t0 = performance.now();
     const res = await client.callTool({ name: AGENT, arguments: { task: `seq ${i}` } });
     if (res.isError) throw new Error(JSON.stringify(res.content).slice(0, 300));
+    if (i === 0) out.first = performance.now() - t0;
     if (i >= warm) out.push(performance.now() - t0);
   }
   return out;
@@ -70,11 +78,17 @@ async function sequential(client: Client, n: number, warm: number): Promise<numb
 
 const FAN_TASKS = 128;
 
-/** delegate_parallel ×128 with a 1 s model after a warm-up: the median wall of `reps`. */
-async function fanOut(client: Client, reps: number): Promise<number> {
+/** delegate_parallel ×128 with a 1 s model after two ×16 (timed: the first warms the pools): the median wall of `reps`. */
+async function fanOut(client: Client, reps: number): Promise<{ p50: number; first16: number; next16: number }> {
   mockRef!.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: MODEL_LATENCY_MS }));
   const tasks = (k: number) => Array.from({ length: k }, (_, i) => ({ agent: AGENT, task: `fan ${i}` }));
-  await client.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(16) } }); // pools warm
+  const timed = async (k: number) => {
+    const t0 = performance.now();
+    await client.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(k) } });
+    return performance.now() - t0;
+  };
+  const first16 = await timed(16);
+  const next16 = await timed(16);
   const walls: number[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const t0 = performance.now();
@@ -83,7 +97,7 @@ async function fanOut(client: Client, reps: number): Promise<number> {
     if (sc?.ok !== FAN_TASKS) throw new Error(`delegate_parallel: ${sc?.ok}/${FAN_TASKS} ok`);
     walls.push(performance.now() - t0);
   }
-  return p50(walls);
+  return { p50: p50(walls), first16, next16 };
 }
 
 let mockRef: MockModel | undefined;
@@ -114,7 +128,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     const embedded = await connect(['--workspace', ws], env('embedded'), ws);
     clients.push(embedded);
     const seqEmbedded = await sequential(embedded, n, warm);
-    const fanWallEmbedded = await fanOut(embedded, opts.quick ? 1 : 3);
+    const fanWallEmbedded = (await fanOut(embedded, opts.quick ? 1 : 3)).p50;
     mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
     await embedded.close();
     procs.push(await startWorker(ws, env('w1'), 64));
@@ -122,8 +136,20 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     clients.push(front);
     const seqQueue = await sequential(front, n, warm);
     procs.push(await startWorker(ws, env('w2'), 64));
-    const fanWall = await fanOut(front, opts.quick ? 1 : 3);
-    return { seqEmbeddedP50: p50(seqEmbedded), seqQueueP50: p50(seqQueue), fanWorkers: 2, fanTasks: FAN_TASKS, fanWall, efficiency: MODEL_LATENCY_MS / fanWall, fanWallEmbedded };
+    const fan = await fanOut(front, opts.quick ? 1 : 3);
+    return {
+      seqEmbeddedP50: p50(seqEmbedded),
+      seqQueueP50: p50(seqQueue),
+      fanWorkers: 2,
+      fanTasks: FAN_TASKS,
+      fanWall: fan.p50,
+      efficiency: MODEL_LATENCY_MS / fan.p50,
+      fanWallEmbedded,
+      firstCallEmbedded: seqEmbedded.first,
+      firstCallQueue: seqQueue.first,
+      firstFan16: fan.first16,
+      nextFan16: fan.next16,
+    };
   } finally {
     for (const c of clients) await c.close().catch(() => {});
     for (const p of procs) p.kill('SIGTERM');
@@ -143,6 +169,8 @@ export function queueRows(q: QueueBench): [string, string, string][] {
     ['queue hop: per-call p50, embedded → front + 1 worker (model 0 ms)', `${q.seqEmbeddedP50.toFixed(1)} → ${q.seqQueueP50.toFixed(1)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} ms)`, `≤ +5 ms ${pf(delta <= 5)}`],
     [`queue: delegate_parallel ×${q.fanTasks}, 1 s model, ${q.fanWorkers} workers: wall (eff.)`, `${q.fanWall.toFixed(0)} ms (${q.efficiency.toFixed(3)})`, `≥ 0.85 ${pf(q.efficiency >= 0.85)}`],
     [`reference: the same ×${q.fanTasks} on the embedded server, same moment`, `${q.fanWallEmbedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallEmbedded).toFixed(3)})`, ''],
+    ['first call after start: embedded → front + 1 worker (model 0 ms)', `${q.firstCallEmbedded.toFixed(1)} → ${q.firstCallQueue.toFixed(1)} ms`, ''],
+    ['first fan-out: delegate_parallel ×16 (1 s model) right after the 2nd worker started, then the next', `${q.firstFan16.toFixed(0)} ms, then ${q.nextFan16.toFixed(0)} ms (${(q.firstFan16 / q.nextFan16).toFixed(2)}×)`, ''],
   ];
 }
 

@@ -212,6 +212,17 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.equal(tree.children[0].children[0].agent, 'third');
       assert.match(tree.nodes[0], /^worker-/);
       assert.notEqual(tree.nodes[0], tree.children[0].nodes[0]);
+      // A client's own chain naming that tree (no parent signed it) goes through the front's signed job as
+      // a claim: the worker records a root run, and the tree stays as it was.
+      const claim = { v: 1, root_run_id: bg.run_id, parent_run_id: bg.run_id, depth: 1, ancestry: [{ agent: 'lead', task: 'x' }], budget: {}, rules: { layers: [] } };
+      const forged = structured(await front.client.callTool({ name: 'fourth', arguments: { task: 'join the tree' }, _meta: { 'io.delegate-mcp/chain': claim } }));
+      assert.equal(forged.status, 'ok');
+      const start = [...w.auditEvents('a'), ...w.auditEvents('b')].find((e) => e.event === 'run_start' && e.run_id === forged.run_id);
+      assert.equal(start?.parent_run_id, null);
+      assert.equal(start?.root_run_id, forged.run_id);
+      assert.deepEqual(start?.claimed_chain, { root_run_id: bg.run_id, parent_run_id: bg.run_id, depth: 1, agent: 'lead' });
+      const again = await runCli(['audit', '--run', bg.run_id, '--json', '--from', w.auditDir('a'), w.auditDir('b'), w.auditDir('front')], w.env('front'), w.ws);
+      assert.doesNotMatch(again.stdout, new RegExp(forged.run_id));
     } finally {
       await w.close();
     }

@@ -96,6 +96,9 @@ permissions:
       assert.equal(childStart.parent_run_id, sc.run_id);
       assert.equal(childStart.root_run_id, sc.run_id);
       assert.equal(childStart.depth, 1);
+      // Its parent signed the chain: the child takes its ids and caller as they are, no claim.
+      assert.equal(childStart.caller, 'agent:lead');
+      assert.equal(childStart.claimed_chain, undefined);
       assert.notEqual(childStart.pid, events.find((e) => e.run_id === sc.run_id).pid, "B's events come from the child process");
       assert.ok(events.some((e) => e.event === 'model_call' && e.run_id === del.child_run_id), "B's model call happened in the child");
       // `audit --run` rebuilds the tree across the process hop.
@@ -310,6 +313,26 @@ permissions:
       assert.equal(bad.isError, true);
       assert.match((bad.content as any)[0].text, /invalid io\.delegate-mcp\/chain/);
       assert.equal(mock.requests.length, 0);
+
+      // ids: a chain without its parent's signature (none, or a made-up one) does not put the run in the
+      // named run's audit tree: the run is a root, caller and claim recorded as such.
+      mock.reset();
+      const joined = (await srv.client.callTool({ name: 'third', arguments: { task: 'join it' }, _meta: { ...forged, 'io.delegate-mcp/chain-mac': 'A'.repeat(43) } })).structuredContent as any;
+      assert.equal(joined.status, 'ok');
+      const starts = readAuditEvents(stateDirOf(ws)).filter((e) => e.event === 'run_start');
+      const forgedStarts = starts.filter((e) => (e as any).claimed_chain);
+      assert.ok(forgedStarts.length >= 3, `runs with a claimed chain: ${forgedStarts.length}`);
+      for (const e of forgedStarts) {
+        assert.equal(e.parent_run_id, null);
+        assert.equal(e.root_run_id, e.run_id);
+        assert.notEqual((e as any).caller, 'agent:someone');
+        const claim = (e as any).claimed_chain;
+        assert.deepEqual(claim, { root_run_id: real.run_id, parent_run_id: real.run_id, ...(claim.depth === 3 ? { depth: 3, agent: 'c' } : { depth: 1, agent: 'someone' }) });
+      }
+      assert.ok(forgedStarts.some((e) => e.run_id === joined.run_id));
+      assert.equal(starts.filter((e) => e.parent_run_id === real.run_id || (e.root_run_id === real.run_id && e.run_id !== real.run_id)).length, 0);
+      const { stdout } = await execFileP(process.execPath, [CLI, 'audit', '--json', '--run', real.run_id, '--config', cfg, '--workspace', ws], { env: mockEnv(mock.url) });
+      assert.doesNotMatch(stdout, new RegExp(joined.run_id));
     } finally {
       mock.reset();
       await srv.close();

@@ -57,6 +57,11 @@ export const RunStartSchema = ev('run_start', {
   input_preview: z.string().optional(),
   /** run_command's OS sandbox for this run: "bwrap", or "off" when mcp.json turned it off. */
   sandbox: z.enum(['bwrap', 'off']).optional(),
+  /**
+   * A call chain the caller sent in `_meta` without the signature of this server's parent: its limits
+   * were applied, but the run is recorded as a root run and this is only what the caller claimed.
+   */
+  claimed_chain: z.object({ root_run_id: z.string(), parent_run_id: z.string(), depth: z.number().int(), agent: z.string() }).optional(),
 });
 export const RunEndSchema = ev('run_end', {
   status: AuditRunStatus,

@@ -11,7 +11,7 @@ import { VERSION } from '../version.js';
 import { approvalAsker, SessionAskingLauncher } from './approval.js';
 import { registerMetaTools } from './meta-tools.js';
 import { registerCreateAgentTool, syncAgentTools } from './agent-tools.js';
-import { parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
+import { parentChainKey, parseChain, RESULT_META_KEY } from '../orchestrator/chain.js';
 import { traceToolCall } from '../telemetry/mcp.js';
 import { registerResources } from './resources.js';
 import { asksWithInputRequired, conversationCall } from './input-required.js';
@@ -66,13 +66,15 @@ export function buildServer({ orchestrator, launcher = orchestrator }: ServerDep
   const runAgent = async (agentName: string, args: Record<string, unknown>, ctx: ServerContext, extra: Partial<RunRequest> = {}): Promise<CallToolResult> => {
     const { budget, ...input } = args;
     // A delegating delegate-mcp sends its call chain in _meta; it can only lower our limits.
-    const { chain, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined);
+    // Its ids are taken only when the parent that started this process signed it (chain.ts).
+    const { chain, claimed, error: chainError } = parseChain(ctx.mcpReq._meta as Record<string, unknown> | undefined, parentChainKey());
     if (chainError) return { isError: true, content: [{ type: 'text', text: `refused: ${chainError}` }] };
     const span = traceToolCall(orchestrator.telemetry, server, ctx, agentName, owner);
     const request: RunRequest = {
       trace: span?.context,
       chain,
-      caller: chain ? `agent:${chain.ancestry[chain.ancestry.length - 1].agent}` : undefined,
+      ...(claimed && { chainClaimed: true }),
+      caller: chain && !claimed ? `agent:${chain.ancestry[chain.ancestry.length - 1].agent}` : undefined,
       agent: agentName,
       input,
       budget: budget as RunRequest['budget'],

@@ -3,11 +3,20 @@
 // enforces it as its own ceilings. A chain can only LOWER limits relative to the server's own config:
 // depth is checked against our max_depth, budgets become per-call caps (which only lower), and rules
 // are intersected with the agent's own (which only narrows). So a forged chain cannot raise anything.
+// Its ids (root, parent, caller) are another matter: they place the run in someone's audit tree. A parent
+// signs the chains it sends its re-entry child with a key only the two share (CHAIN_KEY_ENV); a chain
+// without that signature still lowers limits, but its ids are recorded as a claim (`claimed_chain`).
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { sha256Hex } from '../storage/hash.js';
+import { canonicalJson } from '../audit/events.js';
 import { z } from 'zod';
 import type { AgentDefinition } from '../agents/definition.js';
 
 export const CHAIN_META_KEY = 'io.delegate-mcp/chain';
+/** The parent's signature over the chain, next to it in `_meta`. */
+export const CHAIN_MAC_META_KEY = 'io.delegate-mcp/chain-mac';
+/** Set by a parent in its re-entry child's environment: the key the chains it sends are signed with. */
+export const CHAIN_KEY_ENV = 'DELEGATE_MCP_CHAIN_KEY';
 /** What the child returns in the result's `_meta`: its run id, usage and cost, for the parent's books. */
 export const RESULT_META_KEY = 'io.delegate-mcp/run';
 
@@ -89,8 +98,11 @@ export function refuseHop(lineage: RunLineage, target: AgentDefinition, input: R
   return undefined;
 }
 
-/** Parses `_meta[CHAIN_META_KEY]`; a malformed chain is refused with the reason. */
-export function parseChain(meta: Record<string, unknown> | undefined): { chain?: CallChain; error?: string } {
+/**
+ * Parses `_meta[CHAIN_META_KEY]`; a malformed chain is refused with the reason. `claimed`: it does not
+ * carry the signature of the parent that started this process (`key`), so only its limits are taken.
+ */
+export function parseChain(meta: Record<string, unknown> | undefined, key: ChainKey | undefined): { chain?: CallChain; claimed?: boolean; error?: string } {
   const raw = meta?.[CHAIN_META_KEY];
   if (raw === undefined) return {};
   const r = CallChainSchema.safeParse(raw);
@@ -98,5 +110,59 @@ export function parseChain(meta: Record<string, unknown> | undefined): { chain?:
     return { error: `invalid ${CHAIN_META_KEY} in _meta: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}` };
   }
   if (r.data.ancestry.length !== r.data.depth) return { error: `invalid ${CHAIN_META_KEY}: depth ${r.data.depth} does not match an ancestry of ${r.data.ancestry.length}` };
-  return { chain: r.data };
+  // Checked on what was sent (parsing drops members it does not know).
+  return { chain: r.data, claimed: !key?.verify(raw, meta?.[CHAIN_MAC_META_KEY]) };
+}
+
+/** The key a parent and its re-entry child share: the parent signs the chains it sends, the child checks them. */
+export class ChainKey {
+  readonly #key: KeyObject;
+
+  private constructor(readonly secret: string) {
+    this.#key = createSecretKey(Buffer.from(secret, 'utf8'));
+  }
+
+  /** A new key, for a parent's re-entry child (handed over in its environment, never written anywhere). */
+  static random(): ChainKey {
+    return new ChainKey(randomBytes(32).toString('base64url'));
+  }
+
+  /** The key this process's parent gave it, taken out of the environment so that nothing it starts inherits it. */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): ChainKey | undefined {
+    const secret = env[CHAIN_KEY_ENV];
+    delete env[CHAIN_KEY_ENV];
+    return secret && secret.length >= 32 ? new ChainKey(secret) : undefined;
+  }
+
+  mac(chain: unknown): string {
+    return createHmac('sha256', this.#key).update(`delegate-mcp chain v1\0${canonicalJson(chain)}`).digest('base64url');
+  }
+
+  verify(chain: unknown, mac: unknown): boolean {
+    if (typeof mac !== 'string') return false;
+    const want = Buffer.from(this.mac(chain), 'base64url');
+    const got = Buffer.from(mac, 'base64url');
+    return got.length === want.length && timingSafeEqual(got, want);
+  }
+}
+
+let fromParent: ChainKey | undefined | null = null;
+/** The key of the parent that started this process, if any: read once, at start (Orchestrator.create). */
+export function parentChainKey(): ChainKey | undefined {
+  if (fromParent === null) fromParent = ChainKey.fromEnv();
+  return fromParent;
+}
+
+/**
+ * Where a run goes in the audit tree. A claimed chain's ids are not taken: the run is recorded as a root
+ * (its claim beside it, `claimed_chain`), while its depth and ancestry still bound its delegations.
+ */
+export function recordedLineage(
+  req: { chain?: CallChain; chainClaimed?: boolean; parentRunId?: string; rootRunId?: string; depth?: number },
+  runId: string,
+): { parentRunId: string | null; rootRunId: string; depth: number } {
+  const chain = req.chainClaimed ? undefined : req.chain;
+  if (chain) return { parentRunId: chain.parent_run_id, rootRunId: chain.root_run_id, depth: chain.depth };
+  if (req.parentRunId) return { parentRunId: req.parentRunId, rootRunId: req.rootRunId ?? req.parentRunId, depth: req.depth ?? 1 };
+  return { parentRunId: null, rootRunId: runId, depth: 0 };
 }

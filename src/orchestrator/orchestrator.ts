@@ -18,6 +18,7 @@ import { ArtifactStore } from './artifacts.js';
 import type { LedgerStore } from '../budget/index.js';
 import { BudgetGate } from './budget-gate.js';
 import { CHILD_ENV } from './reentry.js';
+import { parentChainKey } from './chain.js';
 import { RunPool } from './pool.js';
 import type { RunExecutor } from './run-executor.js';
 import { Delegations } from './delegation.js';
@@ -111,6 +112,8 @@ export class Orchestrator implements RunHost {
    * `opts.ledger` gives another (the Redis ledger of queue mode).
    */
   static async create(cfg: ResolvedConfig, agents: AgentStore, opts: OrchestratorOptions = {}): Promise<Orchestrator> {
+    // Out of the environment before anything is started that would inherit it (chain.ts).
+    parentChainKey();
     // Threads first: they load on their own while the books and the audit log open.
     const pool = opts.pool ?? new RunPool(cfg.delegate.pool);
     const audit = cfg.auditDir

@@ -10,7 +10,7 @@ import type { CallToolResult } from '@modelcontextprotocol/server';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import { VERSION } from '../version.js';
-import { CHAIN_META_KEY, type CallChain } from './chain.js';
+import { CHAIN_KEY_ENV, CHAIN_MAC_META_KEY, CHAIN_META_KEY, ChainKey, type CallChain } from './chain.js';
 import type { TraceMeta } from '../telemetry/types.js';
 
 /** Set in the child's environment: its budget books stay in memory (the parent commits their usage). */
@@ -21,6 +21,8 @@ export class ChildHub {
   private connecting?: Promise<Client>;
   private transport?: StdioClientTransport;
   private closed = false;
+  /** Signs the chains sent to the child, which takes their ids only with this signature. */
+  private readonly key = ChainKey.random();
 
   constructor(private readonly cfg: ResolvedConfig) {}
 
@@ -42,7 +44,7 @@ export class ChildHub {
       const transport = new StdioClientTransport({
         command: process.execPath,
         args,
-        env: { ...(process.env as Record<string, string>), [CHILD_ENV]: '1' },
+        env: { ...(process.env as Record<string, string>), [CHILD_ENV]: '1', [CHAIN_KEY_ENV]: this.key.secret },
         cwd: this.cfg.workspace,
         stderr: 'inherit',
       });
@@ -74,7 +76,7 @@ export class ChildHub {
     const client = await this.connect();
     return (await client.callTool(
       // The trace context (traceparent/tracestate, SEP-414) rides next to the chain: one trace across the hop.
-      { name: agent, arguments: args, _meta: { ...opts.meta, [CHAIN_META_KEY]: chain } },
+      { name: agent, arguments: args, _meta: { ...opts.meta, [CHAIN_META_KEY]: chain, [CHAIN_MAC_META_KEY]: this.key.mac(chain) } },
       {
         signal: opts.signal,
         // Progress from the child keeps the hop alive and is forwarded to our own caller.

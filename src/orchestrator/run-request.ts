@@ -34,6 +34,8 @@ export interface RunRequest {
   caller?: string;
   /** The call chain this run arrives with (from a delegating agent, in-process or over the re-entry hop). */
   chain?: CallChain;
+  /** The chain came in a caller's `_meta` without our parent's signature: its limits hold, its ids are only a claim (chain.ts). */
+  chainClaimed?: boolean;
   /** Asks the client to approve a call an `ask` rule covers; without it such calls are denied. */
   ask?: AskFn;
   /** The delegating caller's permission rules: the run may only do what both allow. */

@@ -29,7 +29,7 @@ import type { MainReply, ModelCallEnd, RunOutcome, RunTask, WorkerMessage } from
 import type { ArtifactStore } from './artifacts.js';
 import { after, type Charge, type LedgerStore, type MaybePromise, type RunTotals } from '../budget/index.js';
 import { EXTENSION_STEP, type BudgetGate, type CallBudget, type GateDecision, type RunBudget } from './budget-gate.js';
-import { lineageOf, refuseHop, type CallChain } from './chain.js';
+import { lineageOf, recordedLineage, refuseHop, type CallChain } from './chain.js';
 import type { Delegations } from './delegation.js';
 import type { ModelEndpoints, PreparedRun } from './model-endpoints.js';
 import { previewField } from './run-audit.js';
@@ -128,13 +128,14 @@ export class RunSession {
     const { host, req, record, agent } = this;
     host.runs.add(record);
     const chain = req.chain;
-    const depth = chain ? chain.depth : req.parentRunId ? (req.depth ?? 1) : 0;
-    const parentRunId = chain?.parent_run_id ?? req.parentRunId ?? null;
-    record.lineage = lineageOf(chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? record.runId, depth, chain?.ancestry ?? [], req.agent, req.input);
+    const { parentRunId, rootRunId, depth } = recordedLineage(req, record.runId);
+    // A claimed chain's depth and ancestry still bound what this run may delegate to.
+    record.lineage = lineageOf(rootRunId, chain?.depth ?? depth, chain?.ancestry ?? [], req.agent, req.input);
+    const claim = chain && req.chainClaimed ? { root_run_id: chain.root_run_id, parent_run_id: chain.parent_run_id, depth: chain.depth, agent: chain.ancestry[chain.ancestry.length - 1].agent } : undefined;
     // Held until the run is dispatched: its start-up events are serialised while the request is out.
     // A name that is no agent gets no audit trail: nothing ran, and the caller is told at once.
     record.audit = !agent ? undefined : host.audit?.forRun(
-      { run_id: record.runId, parent_run_id: parentRunId, root_run_id: record.lineage.rootRunId, depth, agent: req.agent },
+      { run_id: record.runId, parent_run_id: parentRunId, root_run_id: rootRunId, depth, agent: req.agent },
       {
         held: true,
         first: () => ({
@@ -143,6 +144,7 @@ export class RunSession {
           input_digest: digest(req.input),
           model: record.model,
           sandbox: host.cfg.delegate.sandbox.mode,
+          ...(claim && { claimed_chain: claim }),
           ...previewField(host.audit, 'input_preview', JSON.stringify(req.input), agent.policies.secrets.redact),
         }),
       },
@@ -152,10 +154,10 @@ export class RunSession {
       agent: req.agent,
       model: record.model,
       depth,
-      rootRunId: record.lineage.rootRunId,
+      rootRunId,
       parentRunId,
       caller: req.caller ?? req.owner ?? null,
-      budgetScope: depth === 0 ? 'root' : `slice of ${chain?.parent_run_id ?? req.parentRunId}`,
+      budgetScope: parentRunId === null ? 'root' : `slice of ${parentRunId}`,
       parent: req.trace,
       // Content capture follows the audit previews' rule: redacted, and never for agents with secrets.redact.
       input: agent && !agent.policies.secrets.redact ? () => host.redactor.redactString(JSON.stringify(req.input)) : undefined,

@@ -28,6 +28,7 @@ import { withTimeout } from '../time/with-timeout.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
 import type { BudgetStatus } from '../budget/types.js';
 import { answered } from '../budget/index.js';
+import { recordedLineage } from '../orchestrator/chain.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
@@ -146,6 +147,7 @@ export class QueueFront implements RemoteRuns {
       ...(req.parentRunId && { parentRunId: req.parentRunId, rootRunId: req.rootRunId ?? req.parentRunId, depth: req.depth ?? 1 }),
       ...(req.caller && { caller: req.caller }),
       ...(chain && { chain }),
+      ...(req.chainClaimed && { chainClaimed: true }),
       ...(sharedId && { sharedBooks: { reservationId: sharedId, model: modelRef } }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
@@ -288,13 +290,8 @@ export class QueueFront implements RemoteRuns {
     const lost = isWorkerLost(out.reason);
     const error = lost ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`;
     // The worker's own log has the run's start; its end is written here, so the merged tree shows it.
-    const audit = this.orchestrator.audit?.forRun({
-      run_id: record.runId,
-      parent_run_id: req.chain?.parent_run_id ?? req.parentRunId ?? null,
-      root_run_id: req.chain?.root_run_id ?? req.rootRunId ?? req.parentRunId ?? record.runId,
-      depth: req.chain?.depth ?? (req.parentRunId ? (req.depth ?? 1) : 0),
-      agent: record.agent,
-    });
+    const at = recordedLineage(req, record.runId);
+    const audit = this.orchestrator.audit?.forRun({ run_id: record.runId, parent_run_id: at.parentRunId, root_run_id: at.rootRunId, depth: at.depth, agent: record.agent });
     audit?.emit({ event: 'error', message: `${error}; its budget reservation was released` });
     const result = errorResult(record.runId, record.agent, record.model, record.startedAt, error, 'failed');
     audit?.emit({ event: 'run_end', status: 'failed', turns: record.turn, usage: { ...record.usage }, cost_usd: null, duration_ms: result.duration_ms, error });

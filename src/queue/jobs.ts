@@ -24,6 +24,8 @@ export const RunJobSchema = z.object({
   caller: z.string().optional(),
   /** A delegation from a running agent: depth, cycle guard, budget slice and rules, enforced on arrival. */
   chain: CallChainSchema.optional(),
+  /** The chain came from a client's `_meta` unsigned: its limits hold, its ids are only a claim (chain.ts). */
+  chainClaimed: z.boolean().optional(),
   /**
    * The run's slice in the shared books (Redis), reserved by the front, which settles it when the run
    * ends; the worker that ran it settles it if it is still open a while after its report (the front is

@@ -178,7 +178,7 @@ export class QueueWorkerNode {
         budget: data.budget,
         ...(batch && { parentRunId: batch, rootRunId: data.rootRunId, depth: data.depth }),
         caller: data.caller ?? data.owner,
-        ...(data.chain && { chain: data.chain }),
+        ...(data.chain && { chain: data.chain, ...(data.chainClaimed && { chainClaimed: true }) }),
         // Started by a front's client that can be asked: `ask` rules go to it (a delegation's job never is, as in-process).
         ...(data.ask && { ask: this.approvals.askFor(data.runId, data.from) }),
         signal: abort.signal,

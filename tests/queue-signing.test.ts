@@ -9,7 +9,8 @@ import { inspect } from 'node:util';
 import { loadConfig } from '../src/config/config.js';
 import { ConfigError } from '../src/config/config-error.js';
 import { protectedPaths } from '../src/permissions/protected-paths.js';
-import { QUEUE_KEY_ENV, QueueKey, cancelMessage, canonicalJson, loadQueueKey, openCancel, openJob } from '../src/queue/signing.js';
+import { QUEUE_KEY_ENV, QueueKey, cancelMessage, loadQueueKey, openCancel, openJob } from '../src/queue/signing.js';
+import { canonicalJson } from '../src/audit/events.js';
 import { queueSettings } from '../src/queue/connection.js';
 import { tempDir, writeTree } from './helpers.js';
 

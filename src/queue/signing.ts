@@ -14,6 +14,8 @@ import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { errorMessage } from '../describe-cause.js';
 import { RunJobSchema, type CancelMessage, type RunJob } from './jobs.js';
+// Keys sorted, `undefined` members left out: what was signed and what comes back out of Redis (parsed JSON) encode the same.
+import { canonicalJson } from '../audit/events.js';
 
 export const QUEUE_KEY_ENV = 'DELEGATE_MCP_QUEUE_KEY';
 /** The key file made on first use in the state dir (hidden from agents: permissions/protected-paths.ts). */
@@ -84,24 +86,6 @@ export class QueueKey {
     }
     return { ok: true, body };
   }
-}
-
-/**
- * JSON with object keys sorted (recursively) and `undefined` members left out, as JSON.stringify leaves
- * them out: what was signed and what comes back out of Redis (parsed JSON) encode the same.
- */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined || typeof x === 'function' ? 'null' : canonicalJson(x))).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    if (typeof (o as { toJSON?: unknown }).toJSON === 'function') return canonicalJson((o as { toJSON: () => unknown }).toJSON());
-    return `{${Object.keys(o)
-      .sort()
-      .filter((k) => o[k] !== undefined && typeof o[k] !== 'function')
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
 }
 
 /**

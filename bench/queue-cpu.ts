@@ -3,7 +3,8 @@
 // and CPU ms per batch is far less noisy than the wall: compare builds with it.
 //   node --import tsx bench/queue-cpu.ts
 // REPS=n batches per mode (3); MODES=queue (or embedded) for one; THREADS=1 per thread; PROF=1 writes
-// --cpu-prof profiles to /tmp/prof/<role>; CLI=/other/dist/cli.js measures another build (A/B).
+// --cpu-prof profiles to /tmp/prof/<role>; CLI=/other/dist/cli.js measures another build (A/B);
+// NODEARGS='--flag …' starts the queue nodes (front, workers) with those Node options (A/B of a flag).
 // Linux only (/proc); needs Redis (REDIS_URL) on this host; uses its own key prefix and deletes it after.
 import { execSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -44,7 +45,7 @@ function syscalls(pid: number): number {
   const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
   return Number(/^syscr: (\d+)/m.exec(io)![1]) + Number(/^syscw: (\d+)/m.exec(io)![1]);
 }
-const prof = (role: string) => (process.env.PROF ? ['--cpu-prof', `--cpu-prof-dir=/tmp/prof/${role}`] : []);
+const prof = (role: string) => [...(process.env.NODEARGS && role !== 'embedded' ? process.env.NODEARGS.split(' ') : []), ...(process.env.PROF ? ['--cpu-prof', `--cpu-prof-dir=/tmp/prof/${role}`] : [])];
 
 if (!(await redisUp())) {
   process.stderr.write(`no Redis at ${REDIS_URL} (set REDIS_URL)\n`);

@@ -2,7 +2,8 @@
 // - per-call overhead of the queue hop: sequential agent calls (mock model 0 ms) through an embedded
 //   server vs a queue front with one worker process, p50 of each and the difference (target ≤ +5 ms);
 // - 128 delegate_parallel tasks with a 1 s model across 2 worker processes: wall time and efficiency =
-//   model latency / wall (target ≥ 0.85).
+//   model latency / wall (target ≥ 0.85), next to the same batch on the embedded server and BullMQ alone
+//   (bullmq-floor.ts), both measured in the same run.
 // Needs Redis (REDIS_URL, default redis://127.0.0.1:6379); uses its own key prefix and deletes it after.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +15,7 @@ import { Redis } from 'ioredis';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
+import { bullmqFloor } from './bullmq-floor.js';
 
 const AGENT = 'bench-agent';
 const MODEL_LATENCY_MS = 1000;
@@ -27,6 +29,8 @@ export interface QueueBench {
   efficiency: number;
   /** The same fan-out on the embedded server, same moment (how much of the wall is this machine's load). */
   fanWallEmbedded: number;
+  /** BullMQ alone, the same number of 1 s jobs over 2 worker processes (bullmq-floor.ts): the floor under fanWall. */
+  fanWallBullmq: number;
   /** The first call on a fresh server (its first tools/call): embedded, and a front with its worker just started. */
   firstCallEmbedded: number;
   firstCallQueue: number;
@@ -137,6 +141,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     const seqQueue = await sequential(front, n, warm);
     procs.push(await startWorker(ws, env('w2'), 64));
     const fan = await fanOut(front, opts.quick ? 1 : 3);
+    const fanWallBullmq = await bullmqFloor(opts.quick ? 1 : 3);
     return {
       seqEmbeddedP50: p50(seqEmbedded),
       seqQueueP50: p50(seqQueue),
@@ -145,6 +150,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
       fanWall: fan.p50,
       efficiency: MODEL_LATENCY_MS / fan.p50,
       fanWallEmbedded,
+      fanWallBullmq,
       firstCallEmbedded: seqEmbedded.first,
       firstCallQueue: seqQueue.first,
       firstFan16: fan.first16,
@@ -169,6 +175,7 @@ export function queueRows(q: QueueBench): [string, string, string][] {
     ['queue hop: per-call p50, embedded → front + 1 worker (model 0 ms)', `${q.seqEmbeddedP50.toFixed(1)} → ${q.seqQueueP50.toFixed(1)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} ms)`, `≤ +5 ms ${pf(delta <= 5)}`],
     [`queue: delegate_parallel ×${q.fanTasks}, 1 s model, ${q.fanWorkers} workers: wall (eff.)`, `${q.fanWall.toFixed(0)} ms (${q.efficiency.toFixed(3)})`, `≥ 0.85 ${pf(q.efficiency >= 0.85)}`],
     [`reference: the same ×${q.fanTasks} on the embedded server, same moment`, `${q.fanWallEmbedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallEmbedded).toFixed(3)})`, ''],
+    [`floor: BullMQ alone, ${q.fanTasks} jobs that wait 1 s, 2 worker processes, same moment`, `${q.fanWallBullmq.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallBullmq).toFixed(3)})`, ''],
     ['first call after start: embedded → front + 1 worker (model 0 ms)', `${q.firstCallEmbedded.toFixed(1)} → ${q.firstCallQueue.toFixed(1)} ms`, ''],
     ['first fan-out: delegate_parallel ×16 (1 s model) right after the 2nd worker started, then the next', `${q.firstFan16.toFixed(0)} ms, then ${q.nextFan16.toFixed(0)} ms (${(q.firstFan16 / q.nextFan16).toFixed(2)}×)`, ''],
   ];

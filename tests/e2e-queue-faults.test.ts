@@ -1,8 +1,9 @@
 // Queue mode's faults end to end, on a real Redis: a worker's graceful SIGTERM (finish, hand back, or
-// cancel with the reason), a worker that loses Redis mid-way, and a front killed while its run goes on. Same world as e2e-queue.test.ts.
+// cancel with the reason), a worker that loses Redis mid-way, Redis back without its data, and a front
+// killed while its run goes on. Same world as e2e-queue.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agentYaml, runCli, tempDir, writeTree } from './helpers.js';
+import { agentYaml, runCli, startServer, tempDir, writeTree } from './helpers.js';
 import { startMockModel, type MockModel } from './mock-model/server.js';
 import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured, holdModel } from './queue-world.js';
 
@@ -108,6 +109,49 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       assert.equal(books.server.spent.tokens, r.usage.input_tokens + r.usage.output_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens, 'charged once');
     } finally {
       release();
+      link.close();
+      await w.close();
+    }
+  });
+
+  test('Redis back without its data: the calls in flight end within 15 s with the reason, their worker stops them, new calls run', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    const link = await cuttableRedis();
+    let release = () => {};
+    let closeFront = async () => {};
+    try {
+      ({ release } = holdModel(mock));
+      await w.worker('a', [], link.url);
+      const front = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
+      closeFront = front.close;
+      const held = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'in flight' } }, { timeout: 60_000 });
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'in the background', background: true } }));
+      await until('both runs at the model', () => mock.inFlight === 2);
+      // A Redis restart with no persistence: every connection drops, and what comes back is empty.
+      link.cut();
+      const { Redis } = await import('ioredis');
+      const r = new Redis(REDIS_URL);
+      const gone = await r.keys(`${w.prefix}:*`);
+      if (gone.length) await r.del(...gone);
+      r.disconnect();
+      link.restore();
+      const t0 = Date.now();
+      const res = await held;
+      assert.ok(Date.now() - t0 < 15_000, `ended after ${Date.now() - t0} ms`);
+      assert.equal(res.isError, true);
+      assert.match((res.content as any)[0].text, /the queue lost the run: its job is gone from Redis at redis:\/\/127\.0\.0\.1:\d+ .*appendonly yes/);
+      const b = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 15 } }, { timeout: 30_000 }));
+      assert.equal(b.status, 'failed');
+      assert.match(b.error, /the queue lost the run/);
+      // Nobody can hear their ends: their worker was told to stop, and their model requests were aborted.
+      await until('the model requests aborted', () => mock.inFlight === 0, 5_000);
+      release();
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}` }));
+      assert.equal(structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'after it' } })).output, 'answer: after it');
+    } finally {
+      release();
+      await closeFront();
       link.close();
       await w.close();
     }

@@ -286,9 +286,11 @@ export class QueueFront implements RemoteRuns {
       finish(out.value.result, out.value.treeUsage);
       return;
     }
-    if (out.forged) void this.cancel(record.runId, 'cancelled', () => {}); // an answer that failed verification: stop whatever runs it
+    // An answer that failed verification, or a job Redis no longer has (nothing to take off the queue): stop whatever runs it.
+    if (out.forged) void this.cancel(record.runId, 'cancelled', () => {});
+    if (out.lost) void this.tellWorkers(record.runId, 'cancelled').catch((err: Error) => log.warn(`queue: could not tell the workers to stop run ${record.runId}: ${err.message}`));
     const lost = isWorkerLost(out.reason);
-    const error = lost ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`;
+    const error = lost ? workerLostMessage(out.reason, false) : out.lost ? out.reason : `worker failed: ${out.reason}`;
     // The worker's own log has the run's start; its end is written here, so the merged tree shows it.
     const at = recordedLineage(req, record.runId);
     const audit = this.orchestrator.audit?.forRun({ run_id: record.runId, parent_run_id: at.parentRunId, root_run_id: at.rootRunId, depth: at.depth, agent: record.agent });
@@ -307,10 +309,16 @@ export class QueueFront implements RemoteRuns {
       // tell every worker; the one holding it aborts the run, or (the message before its run started)
       // remembers the cancel and does not start it.
       if ((await this.queue.remove(runId)) === 1) notStarted();
-      else await this.conn.publish(keys.cancelChannel(this.settings.prefix), cancelMessage(this.settings, runId, reason));
+      else await this.tellWorkers(runId, reason, false);
     } catch (err) {
       log.warn(`queue: could not cancel run ${runId}: ${errorMessage(err)}`);
     }
+  }
+
+  /** Every worker hears the cancel; the one holding the run aborts it (`mark`: also for one that takes it later). */
+  private async tellWorkers(runId: string, reason: 'cancelled' | 'timeout', mark = true): Promise<void> {
+    if (mark) await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.orchestrator.cfg.delegate.runs.keepS);
+    await this.conn.publish(keys.cancelChannel(this.settings.prefix), cancelMessage(this.settings, runId, reason));
   }
 
   /** "server busy" when more runs wait for a worker than delegate.queue.maxWaiting allows. */
@@ -355,7 +363,7 @@ export class QueueFront implements RemoteRuns {
       const result =
         out.kind === 'completed'
           ? out.value.result
-          : errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : `worker failed: ${out.reason}`, 'failed');
+          : errorResult(runId, data.agent, '', record.startedAt, isWorkerLost(out.reason) ? workerLostMessage(out.reason, false) : out.lost ? out.reason : `worker failed: ${out.reason}`, 'failed');
       record.status = result.status;
       record.result = result;
       record.model = result.model;

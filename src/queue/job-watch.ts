@@ -1,15 +1,31 @@
 // One QueueEvents stream per process, fanned out to whoever waits on a job: a front's calls and
 // run_result, a worker's delegations. A waiter registers before the job is added, so no event is missed;
-// after a Redis outage QueueEvents goes on reading the stream where it stopped.
+// after a Redis outage QueueEvents goes on reading the stream where it stopped. A Redis that comes back
+// without its data (restarted with no persistence, flushed, failed over to an empty replica) has no
+// job left to end: the jobs waited on are checked to still exist, so their calls end with the reason
+// instead of waiting for their deadline.
 import type { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { RunJobProgress, RunJobReturn } from './jobs.js';
 import type { QueueAuth } from './signing.js';
+import { safeRedisUrl } from '../net/redis-url.js';
 
 /** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
 export const STALLED_REASON = 'job stalled more than allowable limit';
+/** How often the jobs waited on are checked to still be in Redis (and at once after a reconnect). */
+const LOST_CHECK_MS = 5_000;
+/** A job waited on for less than this may still be on its way to Redis (a front's enqueue waits up to 5 s). */
+const LOST_MIN_AGE_MS = 8_000;
 
-/** `forged`: the end came with an answer that failed verification (the run may still be going on its worker). */
-export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string; forged?: true };
+/**
+ * `forged`: the end came with an answer that failed verification (the run may still be going on its worker).
+ * `lost`: the job is gone from Redis, so no end will come (its worker, if it still runs it, should be told to stop).
+ */
+export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string; forged?: true; lost?: true };
+
+export function lostJobReason(url: string): string {
+  return `the queue lost the run: its job is gone from Redis at ${safeRedisUrl(url)} (restarted without its data, flushed, or its keys deleted), so no worker can report its end; the worker running it is told to stop, and its own audit log has what it did. Retry the call; run Redis with persistence (appendonly yes) so that a restart keeps the queue and the shared budget books`;
+}
 
 /** A worker's answer as the books may take it, or a failure that counts nothing it reports. */
 export function answerOutcome(auth: QueueAuth, runId: string, raw: unknown): JobOutcome {
@@ -35,21 +51,28 @@ export function openProgress(auth: QueueAuth, runId: string, raw: unknown): RunJ
 interface Waiter {
   onProgress?: (p: RunJobProgress) => void;
   settle: (o: JobOutcome) => void;
+  since: number;
 }
 
 export class JobWatch {
   private readonly waiters = new Map<string, Set<Waiter>>();
+  private lostCheck?: NodeJS.Timeout;
+  private checking = false;
 
   constructor(
     readonly events: QueueEvents,
     private readonly queue: Queue,
     /** Answers and progress are taken only signed with this key, for this queue and this run. */
-    private readonly auth: QueueAuth,
+    private readonly auth: QueueAuth & { url: string },
+    /** Where the jobs waited on are checked to still exist. */
+    private readonly redis: Redis,
     /** A failed job the watcher may send back to the queue (opt-in retry); true when it did. */
     private readonly retry?: (jobId: string, reason: string) => Promise<boolean>,
     /** Whether a stalled job will be tried again (its agent opted in and has tries left). */
     private readonly willRetry?: (jobId: string) => Promise<boolean>,
   ) {
+    // Back after an outage: whatever Redis kept is known at once.
+    redis.on('ready', () => void this.checkLost());
     events.on('progress', ({ jobId, data }) => {
       const set = this.waiters.get(jobId);
       if (!set) return;
@@ -81,13 +104,38 @@ export class JobWatch {
   wait(jobId: string, onProgress?: (p: RunJobProgress) => void, existing = false): { done: Promise<JobOutcome>; stop: () => void } {
     let waiter!: Waiter;
     const done = new Promise<JobOutcome>((resolve) => {
-      waiter = { onProgress, settle: resolve };
+      waiter = { onProgress, settle: resolve, since: Date.now() };
     });
     let set = this.waiters.get(jobId);
     if (!set) this.waiters.set(jobId, (set = new Set()));
     set.add(waiter);
     if (existing) void this.checkEnded(jobId);
+    if (!this.lostCheck) {
+      this.lostCheck = setInterval(() => void this.checkLost(), LOST_CHECK_MS);
+      this.lostCheck.unref();
+    }
     return { done, stop: () => this.drop(jobId, waiter) };
+  }
+
+  /** Ends the waits on jobs that are no longer in Redis (one pipelined EXISTS for all of them). */
+  private async checkLost(): Promise<void> {
+    const now = Date.now();
+    const ids = [...this.waiters].filter(([, set]) => [...set].some((w) => now - w.since >= LOST_MIN_AGE_MS)).map(([id]) => id);
+    if (!ids.length || this.checking || this.redis.status !== 'ready') return;
+    this.checking = true;
+    try {
+      const pipe = this.redis.pipeline();
+      for (const id of ids) pipe.exists(this.queue.toKey(id));
+      const answers = (await pipe.exec()) ?? [];
+      ids.forEach((id, i) => {
+        const [err, n] = answers[i] ?? [];
+        if (!err && n === 0) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
+      });
+    } catch {
+      // Redis away again: the next check (or reconnect) asks again
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** A job that ended before anyone here listened: read its end from the job record. */
@@ -105,6 +153,7 @@ export class JobWatch {
     const set = this.waiters.get(jobId);
     if (!set) return;
     this.waiters.delete(jobId);
+    this.idle();
     for (const w of set) w.settle(o);
   }
 
@@ -113,6 +162,14 @@ export class JobWatch {
     if (!set) return;
     set.delete(w);
     if (!set.size) this.waiters.delete(jobId);
+    this.idle();
+  }
+
+  /** Nobody waits: no checks until someone does. */
+  private idle(): void {
+    if (this.waiters.size || !this.lostCheck) return;
+    clearInterval(this.lostCheck);
+    this.lostCheck = undefined;
   }
 
   /** Jobs someone here is waiting on. */

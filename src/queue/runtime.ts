@@ -48,7 +48,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       // runs, a burst of results' commits) goes to Redis in one write, not one per script.
       const books = await connectBooks(url);
       const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, retry, willRetry), conn, settings, shared);
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings, shared);
       // Listening before the first run is enqueued: its worker's approval questions come to this front.
       front.approvals = await FrontApprovals.open(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
       let local: QueueWorkerNode | undefined;

@@ -114,7 +114,7 @@ export class QueueWorkerNode {
       async () => {
         const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
         await events.waitUntilReady();
-        return new JobWatch(events, hubQueue, settings);
+        return new JobWatch(events, hubQueue, settings, conn);
       },
       conn,
       settings,

@@ -307,9 +307,10 @@ export class QueueFront implements RemoteRuns {
       await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.orchestrator.cfg.delegate.runs.keepS);
       // Still waiting: take it off the queue and end it here. Taken by a worker (it holds the job's lock):
       // tell every worker; the one holding it aborts the run, or (the message before its run started)
-      // remembers the cancel and does not start it.
+      // remembers the cancel and does not start it. A job Redis lost while a worker runs it also
+      // "removes" (nothing is locked any more): the workers are told in that case too.
       if ((await this.queue.remove(runId)) === 1) notStarted();
-      else await this.tellWorkers(runId, reason, false);
+      await this.tellWorkers(runId, reason, false);
     } catch (err) {
       log.warn(`queue: could not cancel run ${runId}: ${errorMessage(err)}`);
     }

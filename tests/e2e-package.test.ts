@@ -15,6 +15,27 @@ import { ROOT, tempDir } from './helpers.js';
 const execFileP = promisify(execFile);
 const SHIPPED = readdirSync(path.join(ROOT, 'agents')).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, ''));
 const npmCache = execFileSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).trim();
+/**
+ * This machine's way to the registry (a TLS-inspecting proxy's CA file, a proxy, a mirror), from its npm
+ * config and environment. The install below runs with its own HOME and --prefix, so npm reads neither
+ * the user's nor the global npmrc: without these, a registry behind such a proxy answers
+ * SELF_SIGNED_CERT_IN_CHAIN, which npm retries with backoff for minutes (the "hang" seen in CI runs).
+ */
+function registryAccess(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const keys = ['registry', 'cafile', 'ca', 'proxy', 'https-proxy', 'noproxy', 'strict-ssl'];
+  for (const line of execFileSync('npm', ['config', 'get', ...keys], { encoding: 'utf8' }).split('\n')) {
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1).trim();
+    if (eq > 0 && keys.includes(key) && value !== '' && value !== 'null' && value !== 'undefined') out[`npm_config_${key.replace(/-/g, '_')}`] = value;
+  }
+  for (const name of ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'https_proxy', 'http_proxy', 'no_proxy']) {
+    const value = process.env[name];
+    if (value) out[name] = value;
+  }
+  return out;
+}
 
 async function listTools(command: string, args: string[], env: Record<string, string>): Promise<string[]> {
   const transport = new StdioClientTransport({ command, args, env, cwd: '/', stderr: 'pipe' });
@@ -48,12 +69,13 @@ describe('installable package', () => {
       PATH: `${path.join(prefix, 'bin')}:${path.dirname(process.execPath)}:/usr/bin:/bin`,
       HOME: home,
       XDG_CONFIG_HOME: path.join(home, '.config'),
+      ...registryAccess(),
       npm_config_cache: npmCache,
       npm_config_update_notifier: 'false',
       DELEGATE_MCP_LOG_LEVEL: 'warn',
     };
-    // In full-suite runs this install has twice hung for minutes (seconds by hand and when the file runs
-    // alone; cause not found): one more try after 90 s, and npm's own log in the failure if that hangs too.
+    // A registry npm cannot reach (see registryAccess) is retried with backoff for minutes: one more try
+    // after 90 s, and npm's own log in the failure if that hangs too.
     const install = () => execFileP('npm', ['install', '-g', tgz, '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'http'], { env, cwd: tmp, timeout: 90_000, maxBuffer: 16 << 20 });
     await install().catch((err: { killed?: boolean; stderr?: string }) => {
       if (!err.killed) throw err;

@@ -255,6 +255,28 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
+  test('a queued run keeps the heartbeat (≤ 5 s) while it waits for a worker, and says so when no worker is there', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) });
+    try {
+      const front = await w.stdioFront('front');
+      const lines: { at: number; line: string }[] = [];
+      const t0 = Date.now();
+      const call = front.client.callTool({ name: 'fast', arguments: { task: 'wait for a worker' } }, { onprogress: (p) => lines.push({ at: Date.now() - t0, line: p.message ?? '' }), timeout: 60_000 });
+      for (let i = 0; i < 200 && !lines.some((l) => /no worker/.test(l.line)); i++) await new Promise((r) => setTimeout(r, 50));
+      await w.worker('a');
+      const out = structured(await call);
+      assert.equal(out.status, 'ok');
+      const gaps = lines.map((l, i) => l.at - (i ? lines[i - 1].at : 0));
+      assert.ok(Math.max(...gaps) <= 5000, `gaps ${gaps.join(', ')} ms`);
+      assert.match(lines[0].line, /^fast · turn 0\/\d+ · queued \(waiting\) · 0 tokens · \d+s$/);
+      assert.ok(lines.some((l) => /queued: no worker is taking runs from this queue \(dmcp-test-[0-9a-f]+:runs\); start one: delegate-mcp worker --queue redis:\/\/127\.0\.0\.1:6379 --workspace DIR \(waiting\)/.test(l.line)), lines.map((l) => l.line).join('\n'));
+      assert.match(front.stderr(), /no worker is taking runs from dmcp-test-[0-9a-f]+:runs; start one/);
+    } finally {
+      await w.close();
+    }
+  });
+
   test('a full queue answers "server busy"; serve --queue --work runs the queue on its own', async () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { queue: { maxWaiting: 1 } });

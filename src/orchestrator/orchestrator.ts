@@ -33,7 +33,7 @@ import { ToolGate } from './tool-gate.js';
 import { loadTelemetry, type Telemetry } from '../telemetry/index.js';
 
 export { unknownAgentMessage, type RunRequest } from './run-request.js';
-export { HEARTBEAT_MS } from './run-session.js';
+export { HEARTBEAT_MS, progressLine } from './run-session.js';
 
 /** A queue front's side of the orchestrator (see `remote`). */
 export interface RemoteRuns {

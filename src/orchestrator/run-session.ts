@@ -47,6 +47,13 @@ import type { ToolGate, ToolRun } from './tool-gate.js';
  */
 export const HEARTBEAT_MS = 4_000;
 
+/** A run's progress line: `lead · turn 2/8 · read_file src/app.ts · 1.9k tokens · $0.0123 · 14s`. */
+export function progressLine(agent: string, turn: number, maxTurns: number, what: string, tokens: number, costUsd: number, startedAt: number): string {
+  const t = tokens >= 1000 ? `${(tokens / 1000).toFixed(1)}k` : String(tokens);
+  const cost = costUsd > 0 ? ` · $${costUsd.toFixed(4)}` : '';
+  return `${agent} · turn ${turn}/${maxTurns} · ${what} · ${t} tokens${cost} · ${Math.round((Date.now() - startedAt) / 1000)}s`;
+}
+
 type Status = RunResult['status'];
 type StopReason = 'cancelled' | 'timeout';
 
@@ -304,9 +311,7 @@ export class RunSession {
     record.lastProgress = what;
     if (!req.onProgress) return;
     this.heartbeat?.refresh(); // re-arms a timer that already fired, too
-    const tokens = this.tokensSoFar >= 1000 ? `${(this.tokensSoFar / 1000).toFixed(1)}k` : String(this.tokensSoFar);
-    const cost = this.costSoFar > 0 ? ` · $${this.costSoFar.toFixed(4)}` : '';
-    req.onProgress(`${this.agent!.name} · turn ${record.turn}/${this.agent!.maxTurns} · ${what} · ${tokens} tokens${cost} · ${Math.round((Date.now() - record.startedAt) / 1000)}s`);
+    req.onProgress(progressLine(this.agent!.name, record.turn, this.agent!.maxTurns, what, this.tokensSoFar, this.costSoFar, record.startedAt));
   }
 
   /** Cancels cooperatively (the loop aborts its model request, running tools stop); hard kill after the grace period. */

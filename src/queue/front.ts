@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Orchestrator, RemoteRuns, RunRequest } from '../orchestrator/orchestrator.js';
+import { HEARTBEAT_MS, progressLine, type Orchestrator, type RemoteRuns, type RunRequest } from '../orchestrator/orchestrator.js';
 import { mayAccess, type RunRecord } from '../orchestrator/runs.js';
 import type { RunBudget } from '../orchestrator/budget-gate.js';
 import type { AgentDefinition } from '../agents/definition.js';
@@ -18,11 +18,11 @@ import type { Usage } from '../contract/usage.js';
 import type { RunResult } from '../contract/run.js';
 import { log } from '../log.js';
 import { errorMessage } from '../describe-cause.js';
-import { errorResult, keys, isWorkerLost, workerLostMessage, type RunJob } from './jobs.js';
+import { errorResult, keys, isWorkerLost, workerAlive, workerLostMessage, WORKER_BEAT_MS, type RunJob, type WorkerBeat } from './jobs.js';
 import { answerOutcome, openProgress, JobWatch, type JobOutcome } from './job-watch.js';
 import { cancelMessage, openJob } from './signing.js';
 import type { FrontApprovals } from './approvals.js';
-import type { QueueSettings } from './connection.js';
+import { RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
@@ -153,10 +153,23 @@ export class QueueFront implements RemoteRuns {
       from: this.settings.nodeId,
       ...(asks && { ask: true as const }),
     });
+    // A caller that follows progress gets a beat at least every HEARTBEAT_MS from here too: the worker's
+    // lines (its own beats included) do not come while the job waits for one, or while Redis is slow.
+    let beat: NodeJS.Timeout | undefined;
+    if (req.onProgress) {
+      beat = setTimeout(() => {
+        const idle = record.turn === 0 && record.lastProgress.startsWith('queued') ? this.noWorker() : undefined;
+        record.lastProgress = idle ? `queued: ${idle}` : record.lastProgress.replace(/ \(waiting\)$/, '').replace(/^queued: .*/, 'queued');
+        req.onProgress?.(progressLine(agent.name, record.turn, agent.maxTurns, `${record.lastProgress} (waiting)`, usage.input_tokens + usage.output_tokens, 0, record.startedAt));
+        beat?.refresh();
+      }, HEARTBEAT_MS);
+      beat.unref();
+    }
     const watching = this.watch.wait(runId, (p) => {
       record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');
       record.turn = p.turn;
       Object.assign(usage, p.usage);
+      beat?.refresh();
       req.onProgress?.(p.line);
     });
     void watching.done.then((out) => this.ended(out, record, req, finish));
@@ -177,6 +190,7 @@ export class QueueFront implements RemoteRuns {
     else req.signal?.addEventListener('abort', onAbort, { once: true });
     void done.then(() => {
       clearTimeout(deadline);
+      clearTimeout(beat);
       watching.stop();
       req.signal?.removeEventListener('abort', onAbort);
     });
@@ -320,6 +334,34 @@ export class QueueFront implements RemoteRuns {
   private async tellWorkers(runId: string, reason: 'cancelled' | 'timeout', mark = true): Promise<void> {
     if (mark) await this.conn.set(keys.cancelled(this.settings.prefix, runId), reason, 'EX', this.orchestrator.cfg.delegate.runs.keepS);
     await this.conn.publish(keys.cancelChannel(this.settings.prefix), cancelMessage(this.settings, runId, reason));
+  }
+
+  /** Whether a worker beat lately (the worker list in Redis, read at most once per beat interval). */
+  private workersSeen = { alive: true, at: 0, warned: false };
+
+  /** Why a queued run may wait long: no worker is there to take it (undefined while one is, or not known yet). */
+  private noWorker(): string | undefined {
+    const now = Date.now();
+    if (now - this.workersSeen.at >= WORKER_BEAT_MS) {
+      this.workersSeen.at = now;
+      void this.conn.hvals(keys.workers(this.settings.prefix)).then(
+        (raw) => {
+          const alive = raw.some((r) => {
+            try {
+              return workerAlive(JSON.parse(r) as WorkerBeat);
+            } catch {
+              return false; // not a beat of ours
+            }
+          });
+          this.workersSeen.alive = alive;
+          if (!alive && !this.workersSeen.warned) log.warn(`queue: runs are waiting and no worker is taking runs from ${this.settings.prefix}:${RUN_QUEUE}; start one: delegate-mcp worker --queue ${safeRedisUrl(this.settings.url)}`);
+          this.workersSeen.warned = !alive;
+        },
+        () => {}, // Redis away: `down` tells the callers
+      );
+    }
+    if (this.workersSeen.alive) return undefined;
+    return `no worker is taking runs from this queue (${this.settings.prefix}:${RUN_QUEUE}); start one: delegate-mcp worker --queue ${safeRedisUrl(this.settings.url)} --workspace DIR`;
   }
 
   /** "server busy" when more runs wait for a worker than delegate.queue.maxWaiting allows. */

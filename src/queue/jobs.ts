@@ -105,3 +105,8 @@ export interface WorkerBeat {
 
 /** Workers beat this often; `queue status` calls one silent for 3 beats gone. */
 export const WORKER_BEAT_MS = 5_000;
+
+/** Whether a worker's last beat (`keys.workers`) says it is there: beaten within 3 beats. */
+export function workerAlive(beat: Pick<WorkerBeat, 'beatAt'>, now = Date.now()): boolean {
+  return now - Date.parse(beat.beatAt) < 3 * WORKER_BEAT_MS;
+}

@@ -10,7 +10,7 @@ import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
 import { FrontApprovals } from './approvals.js';
-import { keys, WORKER_BEAT_MS, type RunJob, type WorkerBeat } from './jobs.js';
+import { keys, workerAlive, type RunJob, type WorkerBeat } from './jobs.js';
 import { QueueWorkerNode } from './worker-node.js';
 
 /** Default jobs at once per worker: what its pool runs at once. */
@@ -117,7 +117,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
     const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
     const now = Date.now();
     const beats = Object.values(await conn.hgetall(keys.workers(settings.prefix))).map((raw) => JSON.parse(raw) as WorkerBeat);
-    const workers = beats.map((w) => ({ ...w, alive: now - Date.parse(w.beatAt) < 3 * WORKER_BEAT_MS }));
+    const workers = beats.map((w) => ({ ...w, alive: workerAlive(w, now) }));
     const out = { queue: `${safeRedisUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers };
     if (json) return JSON.stringify(out, null, 2);
     return [

@@ -157,6 +157,47 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     }
   });
 
+  test('an end whose events were trimmed from the stream before the front read them is still found, with its answer', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    const link = await cuttableRedis();
+    let release = () => {};
+    let closeFront = async () => {};
+    try {
+      ({ release } = holdModel(mock));
+      await w.worker('a');
+      // Only the front goes through the link: it is away while the run ends and its events are trimmed.
+      const front = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
+      closeFront = front.close;
+      const call = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'ends unseen' } }, { timeout: 60_000 });
+      await until('the run at the model', () => mock.inFlight === 1);
+      link.cut();
+      release();
+      await until('the model answered', () => mock.inFlight === 0);
+      const { Redis } = await import('ioredis');
+      const r = new Redis(REDIS_URL);
+      // The worker has reported the end (the job is finished in Redis); its events go before the front reads them.
+      for (let i = 0; i < 100; i++) {
+        const job = (await r.keys(`${w.prefix}:runs:run_*`)).find((k) => /:run_[0-9a-f-]{36}$/.test(k));
+        if (job && (await r.hget(job, 'finishedOn')) !== null) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await r.xtrim(`${w.prefix}:runs:events`, 'MAXLEN', 0);
+      r.disconnect();
+      link.restore();
+      const t0 = Date.now();
+      const out = structured(await call);
+      assert.equal(out.status, 'ok');
+      assert.equal(out.output, 'answer: ends unseen');
+      assert.ok(Date.now() - t0 < 15_000, `found after ${Date.now() - t0} ms`);
+    } finally {
+      release();
+      await closeFront();
+      link.close();
+      await w.close();
+    }
+  });
+
   test('a worker whose lock lapsed while Redis was away: the run was declared lost; its late report is ignored and nothing is charged twice', async () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) }, { queue: { lostAfterS: 3 } });

@@ -1,9 +1,10 @@
 // One QueueEvents stream per process, fanned out to whoever waits on a job: a front's calls and
 // run_result, a worker's delegations. A waiter registers before the job is added, so no event is missed;
-// after a Redis outage QueueEvents goes on reading the stream where it stopped. A Redis that comes back
-// without its data (restarted with no persistence, flushed, failed over to an empty replica) has no
-// job left to end: the jobs waited on are checked to still exist, so their calls end with the reason
-// instead of waiting for their deadline.
+// after a Redis outage QueueEvents goes on reading the stream where it stopped. Two ends that no event
+// brings are found by checking the jobs waited on now and then: a job that ended while its events were
+// trimmed from the stream (it keeps 10,000) before this process read them, and a job that is gone (Redis
+// back without its data: restarted with no persistence, flushed, failed over to an empty replica). Their
+// calls end instead of waiting for their deadline.
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RunJobProgress, RunJobReturn } from './jobs.js';
@@ -12,7 +13,7 @@ import { safeRedisUrl } from '../net/redis-url.js';
 
 /** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
 export const STALLED_REASON = 'job stalled more than allowable limit';
-/** How often the jobs waited on are checked to still be in Redis (and at once after a reconnect). */
+/** How often the jobs waited on are checked in Redis (and at once after a reconnect). */
 const LOST_CHECK_MS = 5_000;
 /** A job waited on for less than this may still be on its way to Redis (a front's enqueue waits up to 5 s). */
 const LOST_MIN_AGE_MS = 8_000;
@@ -72,7 +73,7 @@ export class JobWatch {
     private readonly willRetry?: (jobId: string) => Promise<boolean>,
   ) {
     // Back after an outage: whatever Redis kept is known at once.
-    redis.on('ready', () => void this.checkLost());
+    redis.on('ready', () => void this.checkJobs());
     events.on('progress', ({ jobId, data }) => {
       const set = this.waiters.get(jobId);
       if (!set) return;
@@ -111,25 +112,29 @@ export class JobWatch {
     set.add(waiter);
     if (existing) void this.checkEnded(jobId);
     if (!this.lostCheck) {
-      this.lostCheck = setInterval(() => void this.checkLost(), LOST_CHECK_MS);
+      this.lostCheck = setInterval(() => void this.checkJobs(), LOST_CHECK_MS);
       this.lostCheck.unref();
     }
     return { done, stop: () => this.drop(jobId, waiter) };
   }
 
-  /** Ends the waits on jobs that are no longer in Redis (one pipelined EXISTS for all of them). */
-  private async checkLost(): Promise<void> {
+  /** Ends the waits on jobs that ended unseen or are gone (one pipelined HMGET for all of them). */
+  private async checkJobs(): Promise<void> {
     const now = Date.now();
     const ids = [...this.waiters].filter(([, set]) => [...set].some((w) => now - w.since >= LOST_MIN_AGE_MS)).map(([id]) => id);
     if (!ids.length || this.checking || this.redis.status !== 'ready') return;
     this.checking = true;
     try {
       const pipe = this.redis.pipeline();
-      for (const id of ids) pipe.exists(this.queue.toKey(id));
+      for (const id of ids) pipe.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn');
       const answers = (await pipe.exec()) ?? [];
       ids.forEach((id, i) => {
-        const [err, n] = answers[i] ?? [];
-        if (!err && n === 0) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
+        const [err, fields] = answers[i] ?? [];
+        if (err || !Array.isArray(fields)) return;
+        const [added, finished] = fields as (string | null)[];
+        if (added === null) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
+        // Its event would have come by now (ended LOST_CHECK_MS ago): it was trimmed away unread.
+        else if (finished !== null && now - Number(finished) > LOST_CHECK_MS) void this.checkEnded(id);
       });
     } catch {
       // Redis away again: the next check (or reconnect) asks again

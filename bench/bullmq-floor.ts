@@ -31,7 +31,9 @@ export async function bullmqFloor(reps: number): Promise<number> {
   const prefix = `dmcp-floor-${randomBytes(4).toString('hex')}`;
   const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue('runs', { connection: conn, prefix });
-  const events = new QueueEvents('runs', { connection: conn.duplicate(), prefix });
+  // Connections passed in are ours to close (BullMQ leaves a shared connection open).
+  const eventsConn = conn.duplicate();
+  const events = new QueueEvents('runs', { connection: eventsConn, prefix });
   const procs: ChildProcess[] = [];
   try {
     await events.waitUntilReady();
@@ -62,6 +64,7 @@ export async function bullmqFloor(reps: number): Promise<number> {
     await queue.close();
     await events.close();
     await dropPrefix(conn, prefix);
+    eventsConn.disconnect();
     conn.disconnect();
   }
 }

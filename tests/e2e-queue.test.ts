@@ -263,8 +263,13 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const lines: { at: number; line: string }[] = [];
       const t0 = Date.now();
       const call = front.client.callTool({ name: 'fast', arguments: { task: 'wait for a worker' } }, { onprogress: (p) => lines.push({ at: Date.now() - t0, line: p.message ?? '' }), timeout: 60_000 });
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'fast', task: 'in the background', background: true } }));
       for (let i = 0; i < 200 && !lines.some((l) => /no worker/.test(l.line)); i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 500));
+      // A background run's status (nobody follows its progress) says so too.
+      assert.match(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } })).last_progress, /^queued: no worker is taking runs from this queue/);
       await w.worker('a');
+      assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 })).status, 'ok');
       const out = structured(await call);
       assert.equal(out.status, 'ok');
       const gaps = lines.map((l, i) => l.at - (i ? lines[i - 1].at : 0));

@@ -155,21 +155,19 @@ export class QueueFront implements RemoteRuns {
     });
     // A caller that follows progress gets a beat at least every HEARTBEAT_MS from here too: the worker's
     // lines (its own beats included) do not come while the job waits for one, or while Redis is slow.
-    let beat: NodeJS.Timeout | undefined;
-    if (req.onProgress) {
-      beat = setTimeout(() => {
-        const idle = record.turn === 0 && record.lastProgress.startsWith('queued') ? this.noWorker() : undefined;
-        record.lastProgress = idle ? `queued: ${idle}` : record.lastProgress.replace(/ \(waiting\)$/, '').replace(/^queued: .*/, 'queued');
-        req.onProgress?.(progressLine(agent.name, record.turn, agent.maxTurns, `${record.lastProgress} (waiting)`, usage.input_tokens + usage.output_tokens, 0, record.startedAt));
-        beat?.refresh();
-      }, HEARTBEAT_MS);
-      beat.unref();
-    }
+    // Every run's status (run_status) says when it waits with no worker there to take it.
+    const beat = setTimeout(() => {
+      const idle = record.turn === 0 && record.lastProgress.startsWith('queued') ? this.noWorker() : undefined;
+      if (idle || record.lastProgress.startsWith('queued: ')) record.lastProgress = idle ? `queued: ${idle}` : 'queued';
+      req.onProgress?.(progressLine(agent.name, record.turn, agent.maxTurns, `${record.lastProgress.replace(/ \(waiting\)$/, '')} (waiting)`, usage.input_tokens + usage.output_tokens, 0, record.startedAt));
+      beat.refresh();
+    }, HEARTBEAT_MS);
+    beat.unref();
     const watching = this.watch.wait(runId, (p) => {
       record.lastProgress = p.line.replace(/^\S+ · turn \d+\/\d+ · /, '');
       record.turn = p.turn;
       Object.assign(usage, p.usage);
-      beat?.refresh();
+      beat.refresh();
       req.onProgress?.(p.line);
     });
     void watching.done.then((out) => this.ended(out, record, req, finish));

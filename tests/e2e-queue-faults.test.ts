@@ -17,6 +17,32 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
   }
 }
 
+/**
+ * A world with agent `slow`, its model held until `release()`, worker a, and a stdio front reaching Redis
+ * through a link the test can cut (the worker too, or not); all closed after `body`.
+ */
+async function linkedFront(
+  mock: MockModel,
+  through: 'front and worker' | 'front only',
+  body: (t: { w: World; link: Awaited<ReturnType<typeof cuttableRedis>>; front: Awaited<ReturnType<typeof startServer>>; release: () => void }) => Promise<void>,
+): Promise<void> {
+  mock.reset();
+  const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+  const link = await cuttableRedis();
+  const { release } = holdModel(mock);
+  let front: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    await w.worker('a', [], through === 'front and worker' ? link.url : REDIS_URL);
+    front = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
+    await body({ w, link, front, release });
+  } finally {
+    release();
+    await front?.close();
+    link.close();
+    await w.close();
+  }
+}
+
 describe('queue mode: worker faults', { skip: !available }, () => {
   let mock: MockModel;
   before(async () => {
@@ -115,16 +141,7 @@ describe('queue mode: worker faults', { skip: !available }, () => {
   });
 
   test('Redis back without its data: the calls in flight end within 15 s with the reason, their worker stops them, new calls run', async () => {
-    mock.reset();
-    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
-    const link = await cuttableRedis();
-    let release = () => {};
-    let closeFront = async () => {};
-    try {
-      ({ release } = holdModel(mock));
-      await w.worker('a', [], link.url);
-      const front = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
-      closeFront = front.close;
+    await linkedFront(mock, 'front and worker', async ({ w, link, front, release }) => {
       const held = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'in flight' } }, { timeout: 60_000 });
       const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'in the background', background: true } }));
       await until('both runs at the model', () => mock.inFlight === 2);
@@ -149,26 +166,12 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       release();
       mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}` }));
       assert.equal(structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'after it' } })).output, 'answer: after it');
-    } finally {
-      release();
-      await closeFront();
-      link.close();
-      await w.close();
-    }
+    });
   });
 
   test('an end whose events were trimmed from the stream before the front read them is still found, with its answer', async () => {
-    mock.reset();
-    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
-    const link = await cuttableRedis();
-    let release = () => {};
-    let closeFront = async () => {};
-    try {
-      ({ release } = holdModel(mock));
-      await w.worker('a');
-      // Only the front goes through the link: it is away while the run ends and its events are trimmed.
-      const front = await startServer({ args: ['--queue', link.url, '--workspace', w.ws], env: w.env('front') });
-      closeFront = front.close;
+    // Only the front goes through the link: it is away while the run ends and its events are trimmed.
+    await linkedFront(mock, 'front only', async ({ w, link, front, release }) => {
       const call = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'ends unseen' } }, { timeout: 60_000 });
       await until('the run at the model', () => mock.inFlight === 1);
       link.cut();
@@ -190,12 +193,7 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       assert.equal(out.status, 'ok');
       assert.equal(out.output, 'answer: ends unseen');
       assert.ok(Date.now() - t0 < 15_000, `found after ${Date.now() - t0} ms`);
-    } finally {
-      release();
-      await closeFront();
-      link.close();
-      await w.close();
-    }
+    });
   });
 
   test('a worker whose lock lapsed while Redis was away: the run was declared lost; its late report is ignored and nothing is charged twice', async () => {

@@ -380,6 +380,19 @@ test('queue mode: Redis unavailable at start is one clear line naming the URL', 
   assert.match(bad.stderr, /--queue: expected redis:\/\/HOST:PORT\/DB/);
 });
 
+// ioredis reports a failed SELECT as an event and goes on in database 0: refused at start instead.
+test('queue mode: a database the Redis server does not have is one clear line, not database 0', { skip: !available }, async () => {
+  const ws = tempDir('dmcp-queue-db-');
+  writeTree(ws, { 'agents/a.yaml': agentYaml('a', MODEL) });
+  const url = `${REDIS_URL.replace(/\/\d+$/, '')}/99`;
+  for (const args of [['worker', '--queue', url, '--workspace', ws], ['queue', 'status', '--queue', url, '--workspace', ws]]) {
+    const r = await runCli(args, mockEnv('http://127.0.0.1:9'), ws);
+    assert.equal(r.code, 2, `${args[0]}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /queue: Redis at redis:\/\/[^ ]+\/99 has no database 99 \(ERR DB index is out of range\); use one it has/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
 test('agent retry opt-in is validated: retry: {attempts, only: idempotent}', async () => {
   const ws = tempDir('dmcp-queue-retry-');
   writeTree(ws, {

@@ -77,7 +77,23 @@ export async function connectRedis(url: string, purpose: string): Promise<Redis>
     const why = (lastError ?? (err as Error)).message;
     throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)}: ${why} (is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url)`);
   }
+  await checkDatabase(conn, url);
   return conn;
+}
+
+/**
+ * The URL's database exists. ioredis reports a failed SELECT as an event and goes on in database 0, so
+ * `redis://host/20` on a server with 16 would silently share database 0 with whatever else is there.
+ */
+async function checkDatabase(conn: Redis, url: string): Promise<void> {
+  const db = /\/(\d{1,2})$/.exec(url)?.[1];
+  if (db === undefined) return;
+  try {
+    await withTimeout(conn.select(Number(db)), 5000, 'no answer to SELECT within 5 s');
+  } catch (err) {
+    conn.disconnect();
+    throw new ConfigError(`queue: Redis at ${safeRedisUrl(url)} has no database ${db} (${(err as Error).message}); use one it has (0 to its \`databases\` setting − 1, 0–15 by default)`);
+  }
 }
 
 /** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */
@@ -100,5 +116,6 @@ export async function connectBooks(url: string): Promise<import('ioredis').Redis
     books.disconnect();
     throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)} for the shared budget books: ${(lastError ?? (err as Error)).message}`);
   }
+  await checkDatabase(books, url);
   return books;
 }

@@ -255,6 +255,27 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
+  test('a batch larger than a worker takes at once runs in waves: every task ends ok; --concurrency over the pool is capped, with a warning', async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { pool: { maxThreads: 1, concurrentTasksPerWorker: 2, maxQueue: 2 } });
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: 100 }));
+      // 2 at a time (a batch's runs come and go in waves on it), and one asking for more than its pool takes.
+      await w.worker('a', ['--concurrency', '2']);
+      const b = await w.worker('b', ['--concurrency', '32']);
+      assert.match(b.stderr(), /--concurrency 32 is more than this worker's pool takes \(delegate\.pool: 1 threads × 2 runs \+ 2 queued = 4\); taking 4 at a time/);
+      const front = await w.stdioFront('front');
+      for (let round = 0; round < 2; round++) {
+        const out = structured(await front.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 16 }, (_, i) => ({ agent: 'fast', task: `wave ${round}.${i}` })) } }, { timeout: 60_000 }));
+        assert.equal(out.ok, 16, JSON.stringify(out.results.filter((r: any) => r.status !== 'ok').map((r: any) => r.error)));
+      }
+      const status = JSON.parse((await runCli(['queue', 'status', '--json', '--queue', REDIS_URL], w.env('front'), w.ws)).stdout);
+      assert.deepEqual(status.workers.map((x: any) => x.concurrency).sort(), [2, 4]);
+    } finally {
+      await w.close();
+    }
+  });
+
   test('a queued run keeps the heartbeat (≤ 5 s) while it waits for a worker, and says so when no worker is there', async () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) });

@@ -27,6 +27,11 @@ export interface RunRequest {
   background?: boolean;
   /** The run (or fan-out batch) this one is delegated from: its budget is a slice of the parent's. */
   parentRunId?: string;
+  /**
+   * The parent's budget scope is in another process's books (a queue front's, which reserved this run's
+   * slice and sent it as `budget`): the run opens as a root in ours; parentRunId is its lineage only.
+   */
+  parentBooksElsewhere?: boolean;
   /** Root of the delegation tree and this run's depth in it (for the audit trail). */
   rootRunId?: string;
   depth?: number;

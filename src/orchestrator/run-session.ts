@@ -199,7 +199,7 @@ export class RunSession {
     }
     let opened: MaybePromise<RunBudget>;
     try {
-      opened = host.budget.openRun({ runId: this.record.runId, agent, modelRef: this.record.model, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId });
+      opened = host.budget.openRun({ runId: this.record.runId, agent, modelRef: this.record.model, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentBooksElsewhere ? undefined : req.parentRunId });
     } catch (err) {
       return `budget: ${(err as Error).message}`;
     }

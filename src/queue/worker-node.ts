@@ -53,8 +53,6 @@ export class QueueWorkerNode {
   private readonly running = new Map<string, { rec?: RunRecord; job: Job }>();
   /** Runs stopped by a shutdown: handed back to the queue, or cancelled ("worker shutting down"). */
   private readonly stopping = new Map<string, 'hand back' | 'cancel'>();
-  /** Placeholder books for batches whose runs this worker executes (the batch's real books are the front's). */
-  private readonly batchScopes = new Map<string, number>();
   /** Approval questions of runs whose front can ask, and their answers (approvals.ts). */
   private readonly approvals: WorkerApprovals;
   private counts = { done: 0, failed: 0 };
@@ -82,6 +80,14 @@ export class QueueWorkerNode {
   }
 
   static async start(cfg: ResolvedConfig, agents: AgentStore, settings: QueueSettings, opts: WorkerNodeOptions): Promise<QueueWorkerNode> {
+    // A job taken beyond what the pool runs or holds would fail "server busy" here, where it should wait
+    // in the queue for this worker or another: take no more than the pool takes.
+    const { maxThreads, concurrentTasksPerWorker, maxQueue } = cfg.delegate.pool;
+    const capacity = maxThreads * concurrentTasksPerWorker + maxQueue;
+    if (opts.concurrency > capacity) {
+      log.warn(`queue worker: --concurrency ${opts.concurrency} is more than this worker's pool takes (delegate.pool: ${maxThreads} threads × ${concurrentTasksPerWorker} runs + ${maxQueue} queued = ${capacity}); taking ${capacity} at a time (raise delegate.pool.maxThreads, concurrentTasksPerWorker or maxQueue to take more)`);
+      opts = { ...opts, concurrency: capacity };
+    }
     const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
     const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
     const { openRedisLedger } = await import('../budget/redis-ledger.js');
@@ -158,13 +164,8 @@ export class QueueWorkerNode {
     this.running.set(data.runId, running);
     const onBullAbort = () => abort.abort();
     bullSignal?.addEventListener('abort', onBullAbort, { once: true });
-    // A batch task's parent scope exists in the front's books; here an unlimited stand-in keeps the books consistent.
+    // A batch task's parent scope is in its front's books (its slice comes as its caps): here the batch is its lineage only.
     const batch = !data.chain && data.parentRunId ? data.parentRunId : undefined;
-    if (batch) {
-      const n = this.batchScopes.get(batch) ?? 0;
-      if (n === 0) this.orchestrator.budget.openBatch(batch, 'remote batch');
-      this.batchScopes.set(batch, n + 1);
-    }
     try {
       const follow = data.progress || data.background === true;
       // Progress can come while start() is still on the stack: read the record through this.
@@ -176,7 +177,7 @@ export class QueueWorkerNode {
         owner: data.owner,
         timeoutS: data.timeoutS,
         budget: data.budget,
-        ...(batch && { parentRunId: batch, rootRunId: data.rootRunId, depth: data.depth }),
+        ...(batch && { parentRunId: batch, parentBooksElsewhere: true, rootRunId: data.rootRunId, depth: data.depth }),
         caller: data.caller ?? data.owner,
         ...(data.chain && { chain: data.chain, ...(data.chainClaimed && { chainClaimed: true }) }),
         // Started by a front's client that can be asked: `ask` rules go to it (a delegation's job never is, as in-process).
@@ -216,13 +217,6 @@ export class QueueWorkerNode {
       this.controllers.delete(data.runId);
       this.running.delete(data.runId);
       this.stopping.delete(data.runId);
-      if (batch) {
-        const n = (this.batchScopes.get(batch) ?? 1) - 1;
-        if (n <= 0) {
-          this.batchScopes.delete(batch);
-          this.orchestrator.budget.closeBatch(batch);
-        } else this.batchScopes.set(batch, n);
-      }
     }
   }
 

@@ -14,9 +14,9 @@ import { safeRedisUrl } from '../net/redis-url.js';
 /** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
 export const STALLED_REASON = 'job stalled more than allowable limit';
 /** How often the jobs waited on are checked in Redis (and at once after a reconnect). */
-const LOST_CHECK_MS = 5_000;
+const JOB_CHECK_MS = 5_000;
 /** A job waited on for less than this may still be on its way to Redis (a front's enqueue waits up to 5 s). */
-const LOST_MIN_AGE_MS = 8_000;
+const CHECK_MIN_AGE_MS = 8_000;
 
 /**
  * `forged`: the end came with an answer that failed verification (the run may still be going on its worker).
@@ -24,7 +24,7 @@ const LOST_MIN_AGE_MS = 8_000;
  */
 export type JobOutcome = { kind: 'completed'; value: RunJobReturn } | { kind: 'failed'; reason: string; forged?: true; lost?: true };
 
-export function lostJobReason(url: string): string {
+function lostJobReason(url: string): string {
   return `the queue lost the run: its job is gone from Redis at ${safeRedisUrl(url)} (restarted without its data, flushed, or its keys deleted), so no worker can report its end; the worker running it is told to stop, and its own audit log has what it did. Retry the call; run Redis with persistence (appendonly yes) so that a restart keeps the queue and the shared budget books`;
 }
 
@@ -57,7 +57,7 @@ interface Waiter {
 
 export class JobWatch {
   private readonly waiters = new Map<string, Set<Waiter>>();
-  private lostCheck?: NodeJS.Timeout;
+  private jobCheck?: NodeJS.Timeout;
   private checking = false;
 
   constructor(
@@ -111,9 +111,9 @@ export class JobWatch {
     if (!set) this.waiters.set(jobId, (set = new Set()));
     set.add(waiter);
     if (existing) void this.checkEnded(jobId);
-    if (!this.lostCheck) {
-      this.lostCheck = setInterval(() => void this.checkJobs(), LOST_CHECK_MS);
-      this.lostCheck.unref();
+    if (!this.jobCheck) {
+      this.jobCheck = setInterval(() => void this.checkJobs(), JOB_CHECK_MS);
+      this.jobCheck.unref();
     }
     return { done, stop: () => this.drop(jobId, waiter) };
   }
@@ -121,7 +121,7 @@ export class JobWatch {
   /** Ends the waits on jobs that ended unseen or are gone (one pipelined HMGET for all of them). */
   private async checkJobs(): Promise<void> {
     const now = Date.now();
-    const ids = [...this.waiters].filter(([, set]) => [...set].some((w) => now - w.since >= LOST_MIN_AGE_MS)).map(([id]) => id);
+    const ids = [...this.waiters].filter(([, set]) => [...set].some((w) => now - w.since >= CHECK_MIN_AGE_MS)).map(([id]) => id);
     if (!ids.length || this.checking || this.redis.status !== 'ready') return;
     this.checking = true;
     try {
@@ -133,8 +133,8 @@ export class JobWatch {
         if (err || !Array.isArray(fields)) return;
         const [added, finished] = fields as (string | null)[];
         if (added === null) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
-        // Its event would have come by now (ended LOST_CHECK_MS ago): it was trimmed away unread.
-        else if (finished !== null && now - Number(finished) > LOST_CHECK_MS) void this.checkEnded(id);
+        // Its event would have come by now (ended JOB_CHECK_MS ago): it was trimmed away unread.
+        else if (finished !== null && now - Number(finished) > JOB_CHECK_MS) void this.checkEnded(id);
       });
     } catch {
       // Redis away again: the next check (or reconnect) asks again
@@ -172,9 +172,9 @@ export class JobWatch {
 
   /** Nobody waits: no checks until someone does. */
   private idle(): void {
-    if (this.waiters.size || !this.lostCheck) return;
-    clearInterval(this.lostCheck);
-    this.lostCheck = undefined;
+    if (this.waiters.size || !this.jobCheck) return;
+    clearInterval(this.jobCheck);
+    this.jobCheck = undefined;
   }
 
   /** Jobs someone here is waiting on. */

@@ -465,3 +465,23 @@ redisTest('a step that fails midway in budgetSteps fails alone: the steps after 
   const st = await l.status({ runId: 'r2' });
   assert.equal(st.server.reserved.tokens, 1_000, 'the failed step changed nothing');
 });
+
+redisTest("a burst's first calls reach Redis while the tick that makes them is still going (a front's books connection)", async () => {
+  // A front starting a 128-run batch spends ~30 ms in one tick: its first runs' steps must be on the wire
+  // by then (sent early, not auto-pipelined to the tick's end), so their jobs can go out sooner.
+  const { connectBooks } = await import('../src/queue/connection.js');
+  const books = await connectBooks(REDIS_URL);
+  try {
+    const l = await redisLedger({ redis: books, prefix: freshPrefix() });
+    const socket = (books as unknown as { stream: { bytesWritten: number } }).stream;
+    const before = socket.bytesWritten;
+    const opened = Array.from({ length: 40 }, (_, i) => l.openRun({ runId: `r${i}`, agent: 'a' }));
+    const inTick = socket.bytesWritten - before;
+    await Promise.all(opened);
+    assert.ok(inTick > 0, 'the first 32 steps were written before the tick ended');
+    assert.ok(socket.bytesWritten - before > inTick, 'the rest went after it');
+    assert.equal((await l.status()).openRuns, 40);
+  } finally {
+    books.disconnect();
+  }
+});

@@ -105,7 +105,8 @@ export async function connectBooks(url: string): Promise<import('ioredis').Redis
     maxRetriesPerRequest: 1,
     commandTimeout: 5000,
     connectionName: 'delegate-mcp budget',
-    enableAutoPipelining: true,
+    // Not auto-pipelined: the ledger batches a tick's calls itself (redis-steps.ts), and a burst's first
+    // batch must reach Redis at once, not when the tick that is still starting the rest ends.
   });
   let lastError: Error | undefined;
   books.on('error', (err: Error) => (lastError = err)); // reported by the call that fails

@@ -44,8 +44,8 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       };
       // One budget across fronts: the shared books in Redis (src/budget/redis-ledger.ts), same prefix.
       const { openRedisLedger } = await import('../budget/redis-ledger.js');
-      // Its own connection, auto-pipelined: what a tick sends (a run's open and reservation, a batch's
-      // runs, a burst of results' commits) goes to Redis in one write, not one per script.
+      // Its own connection: the ledger sends a tick's calls (a run's open and reservation, a batch's runs,
+      // a burst of results' commits) as a few budgetSteps scripts (redis-steps.ts).
       const books = await connectBooks(url);
       const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
       const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings, shared);

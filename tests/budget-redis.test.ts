@@ -485,3 +485,25 @@ redisTest("a burst's first calls reach Redis while the tick that makes them is s
     books.disconnect();
   }
 });
+
+redisTest("charge: a run's spend with no reservation left (its slice released) counts on the day and its run, past the cap", async () => {
+  const now = new Date('2026-05-04T10:00:00Z');
+  const l = await redisLedger({ prefix: freshPrefix(), server: { daily_tokens: 1_000 }, now: () => now });
+  await l.openRun({ runId: 'lost', agent: 'a' });
+  const x = await l.reserve({ runId: 'lost', model: SONNET, inputTokens: 0, maxOutputTokens: 900 });
+  assert.ok(x.ok);
+  // Its front gave it up as lost: the slice goes back and the run closes; its worker went on and spent 1,500.
+  await l.release(x.reservationId);
+  await l.closeRun('lost');
+  const c = await l.charge({ runId: 'lost', agent: 'a', model: SONNET, usage: usage(1_200, 300), usd: null });
+  assert.equal(c.tokens, 1_500);
+  const st = await l.status({ runId: 'lost' });
+  assert.equal(st.server.spent.tokens, 1_500, 'counted past the daily cap: it was spent');
+  assert.equal(st.server.reserved.tokens, 0);
+  assert.equal(st.agents.a.spent.tokens, 1_500);
+  assert.equal(st.runs.find((r) => r.runId === 'lost')?.spent.tokens, 1_500, 'and on the run');
+  await l.openRun({ runId: 'next', agent: 'a' });
+  const next = await l.reserve({ runId: 'next', model: SONNET, inputTokens: 0, maxOutputTokens: 10, minOutputTokens: 1 });
+  assert.equal(next.ok, false, 'the day is spent: the next run is refused');
+  if (!next.ok) assert.match(next.message, /daily|server/);
+});

@@ -196,7 +196,7 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     });
   });
 
-  test('a worker whose lock lapsed while Redis was away: the run was declared lost; its late report is ignored and nothing is charged twice', async () => {
+  test('a worker whose lock lapsed while Redis was away: the run was declared lost; its late report is ignored, and what it spent is charged once', async () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) }, { queue: { lostAfterS: 3 } });
     const link = await cuttableRedis();
@@ -221,14 +221,64 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       await new Promise((r) => setTimeout(r, 1500));
       const again = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id } });
       assert.match((again.content as any)[0].text, /worker lost/);
+      // The front released the lost run's slice; the tokens its worker spent anyway count, once.
+      const end = w.auditEvents('a').find((e) => e.event === 'run_end' && e.run_id === bg.run_id);
+      const spent = end.usage.input_tokens + end.usage.output_tokens;
+      assert.ok(spent > 0);
+      await until("a's late charge", () => /given up as lost while it went on here/.test(a.stderr()), 10_000);
       const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
       assert.equal(books.server.reserved.tokens, 0);
-      assert.equal(books.server.spent.tokens, 0, 'the lost run was released, and the late report charged nothing');
+      assert.equal(books.server.spent.tokens, spent, 'what the lost run spent is counted, once');
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(structured(await front.client.callTool({ name: 'budget_status', arguments: {} })).server.spent.tokens, spent, 'and only once');
       assert.equal(w.auditEvents('front').filter((e) => e.event === 'run_end' && e.run_id === bg.run_id).length, 1);
       assert.equal(a.child.exitCode, null, 'the worker goes on');
     } finally {
       release();
       link.close();
+      await w.close();
+    }
+  });
+
+  test('a worker paused past its lock (SIGSTOP): the run is declared lost; when the worker runs again it stops the run at once, and what it spent counts once', async () => {
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) }, { queue: { lostAfterS: 3 } });
+    let release = () => {};
+    let a: Awaited<ReturnType<World['worker']>> | undefined;
+    try {
+      ({ release } = holdModel(mock));
+      a = await w.worker('a');
+      const front = await w.stdioFront('front');
+      const bg = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'paused mid-run', background: true } }));
+      await until('the run at the model', () => mock.inFlight === 1);
+      await w.worker('b');
+      a.child.kill('SIGSTOP');
+      const r = await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 30 } }, { timeout: 40_000 });
+      assert.equal(r.isError, true);
+      assert.match((r.content as any)[0].text, /worker lost/);
+      // Running again, a learns at its next lock renewal that the queue gave the run up: it stops it
+      // (the model request is aborted, nothing more is spent or done for a caller who was told it failed).
+      const resumed = Date.now();
+      a.child.kill('SIGCONT');
+      await until('the model request aborted', () => mock.inFlight === 0 && mock.closedEarly === 1, 10_000);
+      assert.ok(Date.now() - resumed < 5_000, `stopped ${Date.now() - resumed} ms after it resumed (lock renewal every 1.5 s)`);
+      await until("a's run ended in its audit", () => w.auditEvents('a').some((e) => e.event === 'run_end' && e.run_id === bg.run_id), 10_000);
+      const events = w.auditEvents('a').filter((e) => e.run_id === bg.run_id);
+      assert.ok(events.some((e) => e.event === 'error' && /gave this run up as lost/.test(e.message)), 'its audit says why it stopped');
+      assert.equal(events.find((e) => e.event === 'run_end').status, 'cancelled');
+      assert.equal(mock.requests.length, 1, 'no model request after it was given up');
+      const end = events.find((e) => e.event === 'run_end');
+      await until("a's settle", () => /given up as lost while it went on here/.test(a!.stderr()), 10_000);
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0, 'nothing stays reserved');
+      assert.equal(books.server.spent.tokens, end.usage.input_tokens + end.usage.output_tokens, 'what it spent (its aborted request, as its books counted it) counts once');
+      assert.equal(a.child.exitCode, null, 'the worker goes on');
+      const again = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'after the pause' } });
+      release();
+      assert.notEqual((await again).isError, true, 'new runs go on');
+    } finally {
+      a?.child.kill('SIGCONT');
+      release();
       await w.close();
     }
   });

@@ -257,6 +257,19 @@ export class RedisLedger implements LedgerStore {
     }
   }
 
+  /**
+   * What a run spent when no reservation is left to commit it to: a queue worker's run that was given up
+   * as lost (its lock lapsed; its front released the slice) while it went on. Counted on today's books
+   * and the run's chain whatever the caps: it was spent, and the next admission must see it.
+   */
+  async charge(r: { runId: string; agent: string; model: string; usage: Usage; usd: number | null }): Promise<Charge> {
+    const c = chargeFor({ inputTokens: 0, maxOutputTokens: 0, price: this.prices.lookup(r.model) }, validUsage(r.usage) ? r.usage : null, undefined, r.usd);
+    const { day, dayExpireAt } = this.today();
+    const u = c.usage;
+    await this.run('budgetCharge', r.runId, r.agent, r.model, day, dayExpireAt, c.tokens, n(c.usd ?? undefined), u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens, this.runTtlS);
+    return c;
+  }
+
   /** Whether a reservation (made on any node) is still held: neither committed nor released. */
   async isReserved(reservationId: string): Promise<boolean> {
     this.steps.flush();

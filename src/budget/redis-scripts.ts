@@ -466,8 +466,36 @@ local function addModel(key, model, t, u, parts)
 end
 `;
 
+/**
+ * What a call spent, charged to its run's chain (when the run's records are still there: a charge after
+ * closeRun, even after they expired, still counts for the day) and to the day's agent and server scopes.
+ * x: { run, day, dx, agent, model }.
+ */
+const SPEND = `
+local function spend(x, t, u, parts, ttl)
+  local r = loadRun(x.run)
+  if r then
+    for _, rs in ipairs(chainOf(r)) do
+      charge(rs.scope, t, u)
+      if addModel(runKey(rs.id) .. ':models', x.model, t, u, parts) == 1 then subKeyMade(rs, runKey(rs.id) .. ':models', ttl) end
+    end
+    local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
+    local xt, xu, xut, xc = (num(own[1]) or 0) + t, num(own[2]) or 0, num(own[3]) or 0, (num(own[4]) or 0) + 1
+    if u == nil then xut = xut + t else xu = xu + u end
+    redis.call('HSET', runKey(r.id), 'xt', fmt(xt), 'xu', fmt(xu), 'xut', fmt(xut), 'xc', fmt(xc))
+    if r.open then touchChain(r, ttl) end
+  end
+  local a, sv = scope(dayKey(x.day, 'agent:' .. x.agent)), scope(dayKey(x.day, 'server'))
+  charge(a, t, u)
+  charge(sv, t, u)
+  local mk = dayKey(x.day, 'models')
+  if addModel(mk, x.model, t, u, parts) == 1 then expireAt(mk, x.dx) end
+  dayExpire(a, x.dx); dayExpire(sv, x.dx)
+end
+`;
+
 /** commit: ARGV rsvId, tokens, usd|'', input, output, cache_read, cache_write, runTtl. */
-const COMMIT = `${ADD_MODEL}
+const COMMIT = `${ADD_MODEL}${SPEND}
 local rid = ARGV[1]
 local t, u = tonumber(ARGV[2]), num(ARGV[3])
 local parts = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
@@ -475,25 +503,19 @@ local ttl = tonumber(ARGV[8])
 local x = loadRsv(rid)
 if not x then return redis.error_reply('budget: commit of unknown or already settled reservation ' .. rid) end
 settle(x)
--- A late commit (after closeRun, even after the run's records expired) still charges what was spent.
-local r = loadRun(x.run)
-if r then
-  for _, rs in ipairs(chainOf(r)) do
-    charge(rs.scope, t, u)
-    if addModel(runKey(rs.id) .. ':models', x.model, t, u, parts) == 1 then subKeyMade(rs, runKey(rs.id) .. ':models', ttl) end
-  end
-  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
-  local xt, xu, xut, xc = (num(own[1]) or 0) + t, num(own[2]) or 0, num(own[3]) or 0, (num(own[4]) or 0) + 1
-  if u == nil then xut = xut + t else xu = xu + u end
-  redis.call('HSET', runKey(r.id), 'xt', fmt(xt), 'xu', fmt(xu), 'xut', fmt(xut), 'xc', fmt(xc))
-  if r.open then touchChain(r, ttl) end
-end
-local a, sv = scope(dayKey(x.day, 'agent:' .. x.agent)), scope(dayKey(x.day, 'server'))
-charge(a, t, u)
-charge(sv, t, u)
-local mk = dayKey(x.day, 'models')
-if addModel(mk, x.model, t, u, parts) == 1 then expireAt(mk, x.dx) end
-dayExpire(a, x.dx); dayExpire(sv, x.dx)
+spend(x, t, u, parts, ttl)
+saveAll()
+return 1
+`;
+
+/**
+ * charge: ARGV runId, agent, model, day, dayExpireAt, tokens, usd, input, output, cacheRead, cacheWrite,
+ * runTtl. What a run spent with no reservation left to commit it to (a queue worker whose run was given
+ * up as lost while it went on: its front released the slice), counted whatever the caps: it was spent.
+ */
+const CHARGE = `${ADD_MODEL}${SPEND}
+local x = { run = ARGV[1], agent = ARGV[2], model = ARGV[3], day = ARGV[4], dx = tonumber(ARGV[5]) }
+spend(x, tonumber(ARGV[6]), num(ARGV[7]), { tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]) }, tonumber(ARGV[12]))
 saveAll()
 return 1
 `;
@@ -600,6 +622,7 @@ export const LEDGER_SCRIPTS = {
   budgetAdmit: ADMIT,
   budgetExtend: EXTEND,
   budgetCommit: COMMIT,
+  budgetCharge: CHARGE,
   budgetRelease: RELEASE,
   budgetCloseRun: CLOSE_RUN,
   budgetRunTotals: RUN_TOTALS,

@@ -57,7 +57,7 @@ export class QueueWorkerNode {
   private readonly approvals: WorkerApprovals;
   private counts = { done: 0, failed: 0 };
   /** Runs reported here whose shared slice this worker settles if their front has not (settleIfFrontDoesNot). */
-  private readonly pendingSettles = new Map<string, { timer: NodeJS.Timeout; settle: () => Promise<void> }>();
+  private readonly pendingSettles = new Map<string, { timer: NodeJS.Timeout; settle: () => Promise<void>; reported: boolean }>();
   private readonly startedAt = new Date().toISOString();
   private beat?: NodeJS.Timeout;
   private health?: http.Server;
@@ -129,6 +129,13 @@ export class QueueWorkerNode {
     node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts, shared);
     orchestrator.delegations.hub = hub;
     for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
+    for (const w of workers) {
+      // The report reached the queue: its front has the result and settles the run's slice.
+      w.on('completed', (job) => node.reportLanded(job.id));
+      // Redis says the lock is another's or gone: the queue has given the run up (its front told the
+      // caller "worker lost" and released its slice). Going on would spend and act for nobody.
+      w.on('lockRenewalFailed', (ids) => node.lockLost(ids));
+    }
     await sub.subscribe(keys.cancelChannel(prefix), node.approvals.channel);
     const ignored = throttledWarn();
     sub.on('message', (channel: string, raw: string) => {
@@ -210,7 +217,7 @@ export class QueueWorkerNode {
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
       // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
-      if (data.sharedBooks) this.settleIfFrontDoesNot(data.runId, data.sharedBooks, treeUsage, result.cost_usd);
+      if (data.sharedBooks) this.settleIfFrontDoesNot(data.runId, data.agent, data.sharedBooks, treeUsage, result.cost_usd);
       return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
@@ -233,13 +240,23 @@ export class QueueWorkerNode {
    * The front that enqueued a run settles its shared slice when the report reaches it (off the call's
    * path). If the slice is still open SHARED_SETTLE_FALLBACK_MS after the report, that front is gone (or
    * far behind): this worker, which knows what the run spent, commits it and closes the run, so the spend
-   * is counted and nothing stays reserved. Both may try: the books settle a slice once.
+   * is counted and nothing stays reserved. Both may try: the books settle a slice once. A report that
+   * never reached the queue (the run was given up as lost, and its front released the slice) is charged
+   * here without a slice: the spend of a run that went on counts too.
    */
-  private settleIfFrontDoesNot(runId: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): void {
+  private settleIfFrontDoesNot(runId: string, agent: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): void {
     const settle = async () => {
+      const reported = this.pendingSettles.get(runId)?.reported ?? false;
       this.pendingSettles.delete(runId);
       try {
-        if (!(await this.shared.isReserved(slice.reservationId))) return; // its front settled it
+        if (!(await this.shared.isReserved(slice.reservationId))) {
+          if (reported) return; // its front settled it
+          // The report never reached the queue (the run was given up as lost while it went on here) and
+          // its front released the slice: what it spent was still spent, and counts once, here.
+          const c = await this.shared.charge({ runId, agent, model: slice.model, usage: treeUsage, usd });
+          log.warn(`queue worker: run ${runId} was given up as lost while it went on here; what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
+          return;
+        }
         await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
         log.warn(`queue worker: run ${runId}: its front did not settle its budget slice within ${SHARED_SETTLE_FALLBACK_MS / 1000} s (gone?); settled here`);
       } catch (err) {
@@ -249,7 +266,26 @@ export class QueueWorkerNode {
     };
     const timer = setTimeout(() => void settle(), SHARED_SETTLE_FALLBACK_MS);
     timer.unref();
-    this.pendingSettles.set(runId, { timer, settle });
+    this.pendingSettles.set(runId, { timer, settle, reported: false });
+  }
+
+  /** BullMQ took the run's report (the job completed): its front settles the slice. */
+  reportLanded(jobId: string | undefined): void {
+    const p = jobId ? this.pendingSettles.get(jobId) : undefined;
+    if (p) p.reported = true;
+  }
+
+  /** Runs whose lock Redis no longer lets this worker renew: stopped, with the reason in their audit. */
+  lockLost(jobIds: string[]): void {
+    for (const id of jobIds) {
+      const c = this.controllers.get(id);
+      if (!c || c.signal.aborted) continue;
+      const rec = this.running.get(id)?.rec;
+      const message = `the queue gave this run up as lost (this worker could not keep its lock: paused or cut off from Redis for longer than delegate.queue.lostAfterS) and told its caller so; stopped here (what it spent is still counted)`;
+      rec?.audit?.emit({ event: 'error', message });
+      log.warn(`queue worker: run ${id}: ${message}`);
+      c.abort('cancelled');
+    }
   }
 
   /** A job that fails verification: never run, failed for good with the reason, audited and logged here. */

@@ -13,7 +13,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { log, throttledWarn } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
-import { emptyUsage } from '../contract/usage-sum.js';
+import { emptyUsage, totalTokens } from '../contract/usage-sum.js';
 import { connectBooks, connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
@@ -25,8 +25,8 @@ import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
 import { WorkerApprovals } from './approvals.js';
 
-/** How long after its report a run's shared slice may stay open before this worker settles it (its front gone). */
-const SHARED_SETTLE_FALLBACK_MS = 2_000;
+/** How long after its report a run's books are looked at here: its shared slice still open (its front gone), or its report never taken. */
+const SETTLE_CHECK_MS = 2_000;
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
 const HEARD_CANCEL_KEPT_MS = 60_000;
 /** Job takers: one per this many jobs at once, at most MAX_TAKERS (each holds a blocking connection). */
@@ -56,7 +56,7 @@ export class QueueWorkerNode {
   /** Approval questions of runs whose front can ask, and their answers (approvals.ts). */
   private readonly approvals: WorkerApprovals;
   private counts = { done: 0, failed: 0 };
-  /** Runs reported here whose shared slice this worker settles if their front has not (settleIfFrontDoesNot). */
+  /** Runs reported here whose books this worker looks at once more (settleAfterReport). */
   private readonly pendingSettles = new Map<string, { timer: NodeJS.Timeout; settle: () => Promise<void>; reported: boolean }>();
   private readonly startedAt = new Date().toISOString();
   private beat?: NodeJS.Timeout;
@@ -206,6 +206,8 @@ export class QueueWorkerNode {
       if (stopped === 'hand back' && result.status !== 'ok') {
         // Back to the queue for another worker (this one takes no more jobs); BullMQ leaves it as it is.
         rec.audit?.emit({ event: 'error', message: `worker shutting down: run handed back to the queue for another worker (${this.handBackWhy(rec, job)})` });
+        // This attempt is never reported: what it spent (an opted-in agent's, past its first request) counts now.
+        void this.chargeUnreported(data, result.model, rec.treeUsage ?? result.usage, result.cost_usd);
         await job.moveToWait(token);
         throw new WaitingError();
       }
@@ -216,8 +218,7 @@ export class QueueWorkerNode {
       if (result.status === 'ok') this.counts.done++;
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
-      // Settled before the result is reported: whoever reads it (its front, or none if that front is gone) finds the books right.
-      if (data.sharedBooks) this.settleIfFrontDoesNot(data.runId, data.agent, data.sharedBooks, treeUsage, result.cost_usd);
+      this.settleAfterReport(data, result.model, treeUsage, result.cost_usd);
       return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
@@ -237,36 +238,47 @@ export class QueueWorkerNode {
   }
 
   /**
-   * The front that enqueued a run settles its shared slice when the report reaches it (off the call's
-   * path). If the slice is still open SHARED_SETTLE_FALLBACK_MS after the report, that front is gone (or
-   * far behind): this worker, which knows what the run spent, commits it and closes the run, so the spend
-   * is counted and nothing stays reserved. Both may try: the books settle a slice once. A report that
-   * never reached the queue (the run was given up as lost, and its front released the slice) is charged
-   * here without a slice: the spend of a run that went on counts too.
+   * The books after a run's report. Its front settles its shared slice when the report reaches it (off
+   * the call's path); a delegation's parent counts it in its tree. SETTLE_CHECK_MS later this worker looks:
+   * a slice still open means its front is gone (or far behind), so this worker, which knows what the run
+   * spent, commits it and closes the run (nothing stays reserved; the books settle a slice once, whoever
+   * comes first). A report that never reached the queue (the run was given up as lost: its front
+   * released the slice, or its parent the child's) means nobody counted the spend: it is charged here.
    */
-  private settleIfFrontDoesNot(runId: string, agent: string, slice: { reservationId: string; model: string }, treeUsage: Usage, usd: number | null): void {
+  private settleAfterReport(data: RunJob, model: string, treeUsage: Usage, usd: number | null): void {
+    const { runId } = data;
+    const slice = data.sharedBooks;
+    if (!slice && totalTokens(treeUsage) === 0 && !usd) return; // nothing spent, nothing held
     const settle = async () => {
       const reported = this.pendingSettles.get(runId)?.reported ?? false;
       this.pendingSettles.delete(runId);
       try {
-        if (!(await this.shared.isReserved(slice.reservationId))) {
-          if (reported) return; // its front settled it
-          // The report never reached the queue (the run was given up as lost while it went on here) and
-          // its front released the slice: what it spent was still spent, and counts once, here.
-          const c = await this.shared.charge({ runId, agent, model: slice.model, usage: treeUsage, usd });
-          log.warn(`queue worker: run ${runId} was given up as lost while it went on here; what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
+        if (slice && (await this.shared.isReserved(slice.reservationId))) {
+          await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
+          log.warn(`queue worker: run ${runId}: ${reported ? `its front did not settle its budget slice within ${SETTLE_CHECK_MS / 1000} s (gone?)` : 'its report never reached the queue (given up as lost?)'}; settled here`);
           return;
         }
-        await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
-        log.warn(`queue worker: run ${runId}: its front did not settle its budget slice within ${SHARED_SETTLE_FALLBACK_MS / 1000} s (gone?); settled here`);
+        if (reported) return; // its front settled the slice, or its parent counted it
+        await this.chargeUnreported(data, model || slice?.model || '', treeUsage, usd);
       } catch (err) {
         if (/already settled/.test(errorMessage(err))) return; // its front got there meanwhile
         log.warn(`queue worker: could not settle run ${runId} in the shared budget books: ${errorMessage(err)} (its records expire after runTtlS)`);
       }
     };
-    const timer = setTimeout(() => void settle(), SHARED_SETTLE_FALLBACK_MS);
+    const timer = setTimeout(() => void settle(), SETTLE_CHECK_MS);
     timer.unref();
     this.pendingSettles.set(runId, { timer, settle, reported: false });
+  }
+
+  /** What a run spent that no report brings to anyone's books: charged to the shared books here, once. */
+  private async chargeUnreported(data: RunJob, model: string, usage: Usage, usd: number | null): Promise<void> {
+    if (totalTokens(usage) === 0 && !usd) return;
+    try {
+      const c = await this.shared.charge({ runId: data.runId, agent: data.agent, model, usage, usd });
+      log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost, or handed back); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
+    } catch (err) {
+      log.warn(`queue worker: could not charge run ${data.runId}'s spend to the shared budget books: ${errorMessage(err)}`);
+    }
   }
 
   /** BullMQ took the run's report (the job completed): its front settles the slice. */

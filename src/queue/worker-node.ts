@@ -1,3 +1,4 @@
+// Long because: a job's whole life on a worker (its verification, the run, its report, the books after it, a lost lock, the graceful stop) shares the node's maps of running runs, and reads best in one place.
 // A queue worker: takes run jobs and runs them with its own orchestrator (piscina pool, permissions,
 // sandbox, tool execution, audit log) — the authority for the runs it executes. Its books are in memory:
 // the front that enqueued a run holds its budget and sent its slice as the run's caps. Cancels arrive

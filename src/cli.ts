@@ -122,7 +122,7 @@ addCommon(program.command('serve').description('serve MCP over stdio, or over HT
     const queueAt = queueUrl(cfg, opts.queue);
     if (!queueAt && (opts.work || opts.concurrency !== undefined)) throw new ConfigError('--work and --concurrency need a queue (--queue redis://HOST:PORT/DB)');
     const front = queueAt ? await (await import('./queue/runtime.js')).prepareFront(cfg, queueAt) : undefined;
-    const orchestrator = await Orchestrator.create(cfg, agents, front ? { node: front.settings.nodeId } : {});
+    const orchestrator = await Orchestrator.create(cfg, agents, front ? { node: front.settings.nodeId, ledger: front.ledger } : {});
     if (front) await front.attach(orchestrator, agents, opts.work ? { concurrency: opts.concurrency } : undefined);
     orchestrator.auditStart();
     // Hot reload: file changes reach every session as tools/list_changed (delegate.watch, default on).

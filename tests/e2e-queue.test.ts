@@ -324,6 +324,35 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
+  test("runs a front makes itself (the drafter, an agent it made and did not save) count in the books every front shares", async () => {
+    mock.reset();
+    const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { defaultModel: MODEL });
+    try {
+      mock.setHandler((req) =>
+        req.system.includes('You design agent definitions for delegate-mcp')
+          ? { text: JSON.stringify({ name: 'made-here', description: 'Says hello.', instructions: 'Say hello.' }), usage: { input_tokens: 200, output_tokens: 50 } }
+          : { text: `answer: ${req.lastUserText}`, usage: { input_tokens: 100, output_tokens: 10 } },
+      );
+      await w.worker('a');
+      const f1 = await w.stdioFront('f1');
+      const made = await f1.client.callTool({ name: 'create_agent', arguments: { description: 'an agent that says hello' } });
+      assert.notEqual(made.isError, true, JSON.stringify(made.content));
+      const r = structured(await f1.client.callTool({ name: 'made-here', arguments: { task: 'hello' } }));
+      assert.equal(r.status, 'ok');
+      // Both ran on f1 itself (no worker has these agents), over the shared books: another front sees them.
+      assert.equal(w.auditEvents('a').filter((e) => e.event === 'run_start').length, 0);
+      const f2 = await w.stdioFront('f2');
+      const day = structured(await f2.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(day.server.spent.tokens, 250 + 110);
+      assert.equal(day.server.reserved.tokens, 0);
+      const cli = await runCli(['budget', '--json', '--queue', REDIS_URL], w.env('f2'), w.ws);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.equal(JSON.parse(cli.stdout).server.spent.tokens, 360);
+    } finally {
+      await w.close();
+    }
+  });
+
   test('Redis lost mid-way: new calls fail fast with the reason; a running run finishes and reports when Redis is back', async () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) });
@@ -343,6 +372,15 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
         assert.ok(Date.now() - t0 < 1000, `answered in ${Date.now() - t0} ms`);
         assert.equal(refused.isError, true);
         assert.match((refused.content as any)[0].text, /queue unavailable: Redis at redis:\/\/127\.0\.0\.1:\d+: /);
+        // A batch and the books say so too, at once, in a sentence.
+        const t1 = Date.now();
+        const batch = await h.client.callTool({ name: 'delegate_parallel', arguments: { tasks: [{ agent: 'fast', task: 'one' }, { agent: 'fast', task: 'two' }] } });
+        assert.ok(Date.now() - t1 < 1000, `answered in ${Date.now() - t1} ms`);
+        assert.equal(batch.isError, true);
+        assert.match((batch.content as any)[0].text, /^budget: Redis ledger unavailable \(not connected to Redis; retry when it is back\)/);
+        const books = await h.client.callTool({ name: 'budget_status', arguments: {} });
+        assert.equal(books.isError, true);
+        assert.match((books.content as any)[0].text, /^budget_status: budget: Redis ledger unavailable \(not connected to Redis/);
         link.restore();
         const r = structured(await h.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 }));
         assert.equal(r.status, 'ok');

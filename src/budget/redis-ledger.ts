@@ -359,7 +359,9 @@ export class RedisLedger implements LedgerStore {
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (msg.startsWith('budget: ')) throw new Error(msg);
-      throw new Error(`budget: Redis ledger unavailable (${msg})`);
+      // ioredis's words for "not connected now" (no offline queue: a call fails at once instead of waiting).
+      const why = /Stream isn't writeable|Connection is closed/i.test(msg) ? 'not connected to Redis; retry when it is back' : msg;
+      throw new Error(`budget: Redis ledger unavailable (${why})`);
     }
   }
 

@@ -140,8 +140,8 @@ export function registerMetaTools(server: McpServer, orchestrator: Orchestrator,
       if (run_id && !orchestrator.runs.get(run_id, owner) && !orchestrator.runs.endedRun(run_id, owner) && !orchestrator.runs.ownsBatch(run_id, owner)) return unknownRun(run_id);
       let status;
       try {
-        // A queue front answers for the day from the books every front shares (src/queue/front.ts).
-        status = (!run_id && (await orchestrator.remote?.sharedBudget?.(day))) || (await orchestrator.budget.ledger.status({ runId: run_id, day }));
+        // On a queue front these are the books every front shares (Redis): any front's runs, one day.
+        status = await orchestrator.budget.ledger.status({ runId: run_id, day });
       } catch (err) {
         return text(`budget_status: ${(err as Error).message}`, true);
       }

@@ -193,7 +193,7 @@ export class BudgetGate<L extends LedgerStore = BudgetLedger> {
    * what every scope covering the parent has left). Returns the slice to send in the chain (undefined
    * dimensions = no limit applies) and the reservation the child's reported usage is committed to.
    */
-  reserveSlice(rb: RunBudget, childModel: string, childCapTokens?: number): Answer<L, { ok: true; reservationId: string; tokens?: number } | { ok: false; reason: string }> {
+  reserveSlice(rb: Pick<RunBudget, 'runId'>, childModel: string, childCapTokens?: number): Answer<L, { ok: true; reservationId: string; tokens?: number } | { ok: false; reason: string }> {
     const UNLIMITED = 1e12;
     const want = childCapTokens ?? UNLIMITED;
     return this.onAnswer(this.ledger.reserve({ runId: rb.runId, model: childModel, inputTokens: 0, maxOutputTokens: want, minOutputTokens: 1 }), (r) => {

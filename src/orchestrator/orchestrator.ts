@@ -27,7 +27,6 @@ import { auditToolDecision } from './run-audit.js';
 import type { RunRequest } from './run-request.js';
 import { RunSession, type RunHost } from './run-session.js';
 import { RunRegistry, type RunRecord } from './runs.js';
-import type { BudgetStatus } from '../budget/types.js';
 import type { RunResult } from '../contract/run.js';
 import { ToolGate } from './tool-gate.js';
 import { loadTelemetry, type Telemetry } from '../telemetry/index.js';
@@ -41,8 +40,6 @@ export interface RemoteRuns {
   start(req: RunRequest): RunRecord | undefined;
   /** A run this process does not hold (started by another front), if `owner` may see it. */
   find(runId: string, owner: string): Promise<RunRecord | undefined>;
-  /** The day's books every front shares (server and agent daily scopes), when there are any. */
-  sharedBudget?(day?: string): Promise<BudgetStatus | undefined>;
   /** Closed when the orchestrator closes, after its runs' cancels went out. */
   close(): Promise<void>;
 }

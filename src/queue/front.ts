@@ -2,9 +2,10 @@
 // front) shares one closure's state and settle-once rules; split, they would be read across files.
 // A queue front: the MCP server's orchestrator hands each run to the queue instead of its own pool.
 // It checks what it can up front (the agent, the queue's capacity, Redis being there) and holds the run's
-// budget: a slice reserved in its books (server daily, agent daily, batch, the caller's caps) travels with
-// the job as the run's caps, and what the worker reports for the run's whole tree is committed to it, as a
-// re-entry parent does for its child. Workers keep their books in memory, so nothing is counted twice.
+// budget: a slice reserved in its books — the ones every front shares, in Redis (server daily, agent
+// daily, batch, the caller's caps) — travels with the job as the run's caps, and what the worker reports
+// for the run's whole tree is committed to it, as a re-entry parent does for its child. Workers keep
+// their books in memory, so nothing is counted twice.
 // Long because: start() is one run's whole life on a front (its books, the job, its watch, deadline and cancel), which reads best whole.
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
@@ -25,9 +26,6 @@ import type { FrontApprovals } from './approvals.js';
 import { RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
-import type { RedisLedger } from '../budget/redis-ledger.js';
-import type { BudgetStatus } from '../budget/types.js';
-import { answered } from '../budget/index.js';
 import { recordedLineage } from '../orchestrator/chain.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
@@ -49,8 +47,6 @@ export class QueueFront implements RemoteRuns {
     private readonly watch: JobWatch,
     private readonly conn: Redis,
     private readonly settings: QueueSettings,
-    /** The books every front shares (server daily, agent daily, in Redis): a run's slice is reserved there too. */
-    private readonly shared?: RedisLedger,
   ) {
     conn.on('close', () => (this.down ??= 'connection closed'));
     conn.on('error', (err: Error) => (this.down = err.message));
@@ -85,19 +81,9 @@ export class QueueFront implements RemoteRuns {
     };
     let rb: RunBudget | undefined;
     let sliceId: string | undefined;
-    let sharedId: string | undefined;
-    let sharedOpen = false;
     const finish = (result: RunResult, treeUsage?: Usage) => {
       if (record.status !== 'running') return;
-      if (rb) {
-        // The books: commit what the run's tree spent to its slice (or release it), then close its scope.
-        if (sliceId) {
-          if (treeUsage) o.budget.commitSlice(sliceId, treeUsage, result.cost_usd);
-          else o.budget.ledger.release(sliceId);
-        }
-        o.budget.closeRun(rb);
-      }
-      if (sharedOpen) void this.settleShared(runId, sharedId, treeUsage, result.cost_usd);
+      if (rb) this.settleBooks(rb, sliceId, treeUsage, result.cost_usd);
       Object.assign(usage, result.usage);
       record.status = result.status;
       record.endedAt = Date.now();
@@ -122,21 +108,9 @@ export class QueueFront implements RemoteRuns {
       fail(busy);
       return record;
     }
-    // The run's slice of every scope that covers it, reserved here, before the job exists.
     const chain = req.chain;
-    try {
-      rb = answered(o.budget.openRun({ runId, agent, modelRef, call: lowerCaps(req.budget, chain?.budget), parentRunId: req.parentRunId }));
-    } catch (err) {
-      fail(`budget: ${errorMessage(err)}`);
-      return record;
-    }
-    const slice = answered(o.budget.reserveSlice(rb, modelRef, agent.budget.runTokens));
-    if (!slice.ok) {
-      fail(`budget refused: ${slice.reason}`);
-      return record;
-    }
-    sliceId = slice.reservationId;
-    let caps = lowerCaps(lowerCaps(req.budget, chain?.budget), slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
+    const callCaps = lowerCaps(req.budget, chain?.budget);
+    let caps = callCaps;
     const makeJob = (): RunJob => ({
       v: 1,
       runId,
@@ -150,7 +124,7 @@ export class QueueFront implements RemoteRuns {
       ...(req.caller && { caller: req.caller }),
       ...(chain && { chain }),
       ...(req.chainClaimed && { chainClaimed: true }),
-      ...(sharedId && { sharedBooks: { reservationId: sharedId, model: modelRef } }),
+      ...(sliceId && { sharedBooks: { reservationId: sliceId, model: modelRef } }),
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
       ...(asks && { ask: true as const }),
@@ -197,81 +171,58 @@ export class QueueFront implements RemoteRuns {
 
     this.waiting.count++;
     this.waiting.addedSince++;
+    /** The job never went to Redis: it waits for no worker; `error`: why the run fails. */
+    const notQueued = (error?: string) => {
+      this.waiting.count--;
+      watching.stop();
+      if (error) fail(error);
+    };
     const attempts = agent.retry?.attempts ?? 1;
     const keepS = o.cfg.delegate.runs.keepS;
     void (async () => {
-      // The shared books: the same slice, reserved where every front sees it.
-      if (this.shared) {
-        const got = await this.reserveShared(runId, agent, modelRef, caps);
-        if (record.status !== 'running') {
-          // Ended while the shared books answered (cancelled, past its deadline): let go of what they hold.
-          if (got.opened) void this.settleShared(runId, got.ok ? got.reservationId : undefined, undefined, null);
-          return;
-        }
-        sharedOpen = got.opened;
-        if (!got.ok) throw new BudgetRefusal(got.reason);
-        sharedId = got.reservationId;
-        caps = lowerCaps(caps, got.tokens !== undefined ? { tokens: got.tokens } : undefined);
+      // The run's slice of every scope that covers it (server and agent daily, its batch, the caller's
+      // caps), reserved in the books every front shares before the job exists; it travels as the run's
+      // caps. Sent together (one connection keeps the order: the reservation finds the run open), one
+      // round trip.
+      const opened = Promise.resolve(o.budget.openRun({ runId, agent, modelRef, call: callCaps, parentRunId: req.parentRunId }));
+      const reserved = Promise.resolve(o.budget.reserveSlice({ runId }, modelRef, agent.budget.runTokens));
+      const [op, res] = await Promise.allSettled([opened, reserved]);
+      const slice = res.status === 'fulfilled' && res.value.ok ? res.value : undefined;
+      if (record.status !== 'running') {
+        // Ended while the books answered (cancelled, past its deadline): let go of what they hold.
+        if (op.status === 'fulfilled') this.settleBooks(op.value, slice?.reservationId, undefined, null);
+        return notQueued();
       }
-      if (record.status !== 'running') return; // cancelled (or past its deadline) meanwhile
+      if (op.status === 'rejected') return notQueued(`budget: ${errorMessage(op.reason)}`);
+      rb = op.value;
+      if (res.status === 'rejected') return notQueued(`budget: ${errorMessage(res.reason)}`);
+      if (!slice) return notQueued(`budget refused: ${res.value.ok ? '' : res.value.reason}`);
+      sliceId = slice.reservationId;
+      caps = lowerCaps(callCaps, slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
       // Signed (signing.ts) with the time after which no worker may start it: this front's deadline for it.
       const data = this.settings.key.seal('job', this.settings.prefix, runId, makeJob(), record.startedAt + timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
       const job = { name: req.agent, data, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };
       added = withTimeout(this.enqueue(job), ENQUEUE_TIMEOUT_MS, `no answer within ${ENQUEUE_TIMEOUT_MS / 1000} s`);
       await added;
-    })().catch((err: Error) => {
-      this.waiting.count--;
-      watching.stop();
-      fail(err instanceof BudgetRefusal ? `budget refused: ${err.message}` : `queue unavailable: could not enqueue the run on Redis at ${safeRedisUrl(this.settings.url)}: ${err.message}`);
-    });
+    })().catch((err: Error) => notQueued(`queue unavailable: could not enqueue the run on Redis at ${safeRedisUrl(this.settings.url)}: ${err.message}`));
     return record;
   }
 
-  /** Opens the run in the shared books and reserves its slice there: min(its caps, what every shared scope has left). */
-  private async reserveShared(
-    runId: string,
-    agent: AgentDefinition,
-    modelRef: string,
-    caps: { run_tokens?: number; run_usd?: number } | undefined,
-  ): Promise<{ ok: true; opened: true; reservationId: string; tokens?: number } | { ok: false; opened: boolean; reason: string }> {
-    const b = agent.budget;
-    const UNLIMITED = 1e12;
-    // Sent together: one connection runs them in order, so the reservation finds the run open, and the
-    // run's start waits one round trip instead of two.
-    const opened = this.shared!.openRun({
-      runId,
-      agent: agent.name,
-      run: { tokens: b.runTokens, usd: b.runUsd },
-      call: { tokens: caps?.run_tokens, usd: caps?.run_usd },
-      agentDaily: { tokens: b.dailyTokens, usd: b.dailyUsd },
-    });
-    const reserved = this.shared!.reserve({ runId, model: modelRef, inputTokens: 0, maxOutputTokens: caps?.run_tokens ?? UNLIMITED, minOutputTokens: 1 });
-    const [o, res] = await Promise.allSettled([opened, reserved]);
-    if (o.status === 'rejected') throw o.reason; // the run did not open: nothing to let go of
-    if (res.status === 'rejected') throw res.reason;
-    const r = res.value;
-    if (!r.ok) return { ok: false, opened: true, reason: r.message };
-    return { ok: true, opened: true, reservationId: r.reservationId, ...(r.maxOutputTokens < UNLIMITED ? { tokens: r.maxOutputTokens } : {}) };
-  }
-
   /**
-   * The shared books after the run: what its tree spent is committed (or the slice released), then its
-   * scope closes. The worker that ran it settles a slice still open a while after it reported (this
-   * front gone): a commit that finds it settled already is that, not an error.
+   * The run's books after its end, off the call's path: what its tree spent committed to its slice (or
+   * the slice released: the run failed before it spent, or its worker was lost), then its scope closed.
+   * The worker that ran it settles a slice still open a while after it reported (this front gone): a
+   * commit that finds it settled already is that, not an error.
    */
-  private async settleShared(runId: string, reservationId: string | undefined, treeUsage: Usage | undefined, usd: number | null): Promise<void> {
-    try {
-      if (reservationId) {
-        if (treeUsage) await this.shared!.commit(reservationId, treeUsage, undefined, usd).catch((err: Error) => {
-          if (!/already settled/.test(err.message)) throw err;
-        });
-        else await this.shared!.release(reservationId);
-      }
-      await this.shared!.closeRun(runId);
-    } catch (err) {
-      // The shared books expire an open run's records (runTtlS); until then its slice stays held there.
-      log.warn(`queue: could not settle run ${runId} in the shared budget books: ${errorMessage(err)}`);
-    }
+  private settleBooks(rb: RunBudget, sliceId: string | undefined, treeUsage: Usage | undefined, usd: number | null): void {
+    const o = this.orchestrator;
+    const settled = sliceId ? (treeUsage ? o.budget.commitSlice(sliceId, treeUsage, usd) : o.budget.ledger.release(sliceId)) : undefined;
+    const closed = o.budget.closeRun(rb);
+    void Promise.all([settled, closed]).catch((err: Error) => {
+      if (/already settled/.test(err.message)) return; // its worker settled it first
+      // The books expire an open run's records (runTtlS); until then its slice stays held there.
+      log.warn(`queue: could not settle run ${rb.runId} in the budget books: ${errorMessage(err)}`);
+    });
   }
 
   /**
@@ -443,22 +394,12 @@ export class QueueFront implements RemoteRuns {
     return record;
   }
 
-  /** The day's shared books (budget_status on a front): undefined when Redis cannot answer (the local books do). */
-  async sharedBudget(day?: string): Promise<BudgetStatus | undefined> {
-    if (!this.shared || this.down) return undefined;
-    return this.shared.status({ day }).catch(() => undefined); // the front's own books answer instead
-  }
-
   async close(): Promise<void> {
-    await this.shared?.close().catch(() => {}); // closing: its runs were settled or expire
     await this.watch.events.close().catch(() => {}); // closing: no run waits on its events any more
     await this.queue.close().catch(() => {}); // closing: a lost connection has nothing left to flush
     this.conn.disconnect();
   }
 }
-
-/** A refusal by the shared books (as opposed to Redis being unreachable). */
-class BudgetRefusal extends Error {}
 
 type BulkJob = Parameters<Queue['addBulk']>[0][number];
 

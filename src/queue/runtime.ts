@@ -10,6 +10,7 @@ import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch } from './job-watch.js';
 import { FrontApprovals } from './approvals.js';
+import type { RedisLedger } from '../budget/redis-ledger.js';
 import { keys, workerAlive, type RunJob, type WorkerBeat } from './jobs.js';
 import { QueueWorkerNode } from './worker-node.js';
 
@@ -18,12 +19,22 @@ function defaultConcurrency(cfg: ResolvedConfig): number {
   return Math.min(256, cfg.delegate.pool.maxThreads * cfg.delegate.pool.concurrentTasksPerWorker);
 }
 
-/** Step one of `serve --queue`: Redis must answer before anything else starts. */
-export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ settings: QueueSettings; attach: (o: Orchestrator, agents: AgentStore, work?: { concurrency?: number }) => Promise<void> }> {
+/**
+ * Step one of `serve --queue`: Redis must answer before anything else starts. The front's budget books
+ * are the ones every front shares (src/budget/redis-ledger.ts, same prefix): its orchestrator runs over
+ * them (`ledger`), so a run's slice is reserved once, where N fronts × M runs never commit past a cap.
+ */
+export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ settings: QueueSettings; ledger: RedisLedger; attach: (o: Orchestrator, agents: AgentStore, work?: { concurrency?: number }) => Promise<void> }> {
   const settings = queueSettings(cfg, url, 'front');
   const conn = await connectRedis(url, `front ${settings.nodeId}`);
+  const { openRedisLedger } = await import('../budget/redis-ledger.js');
+  // Its own connection: the ledger sends a tick's calls (a run's open and reservation, a batch's runs,
+  // a burst of results' commits) as a few budgetSteps scripts (redis-steps.ts).
+  const books = await connectBooks(url);
+  const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
   return {
     settings,
+    ledger: shared,
     attach: async (orchestrator, agents, work) => {
       const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
       const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix: settings.prefix });
@@ -42,13 +53,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         const job = await queue.getJob(jobId);
         return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       };
-      // One budget across fronts: the shared books in Redis (src/budget/redis-ledger.ts), same prefix.
-      const { openRedisLedger } = await import('../budget/redis-ledger.js');
-      // Its own connection: the ledger sends a tick's calls (a run's open and reservation, a batch's runs,
-      // a burst of results' commits) as a few budgetSteps scripts (redis-steps.ts).
-      const books = await connectBooks(url);
-      const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: orchestrator.cfg.delegate.budget, prices: orchestrator.cfg.delegate.prices, warn: (m) => log.warn(m) });
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings, shared);
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings);
       // Listening before the first run is enqueued: its worker's approval questions come to this front.
       front.approvals = await FrontApprovals.open(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
       let local: QueueWorkerNode | undefined;
@@ -61,11 +66,12 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
       orchestrator.remote = {
         start: (req) => front.start(req),
         find: (id, owner) => front.find(id, owner),
-        sharedBudget: (day) => front.sharedBudget(day),
         close: async () => {
           await local?.close();
           await front.approvals?.close();
           await front.close();
+          // The orchestrator's books: its caller closes them (Orchestrator.create, `ledger`).
+          await shared.close();
           books.disconnect();
         },
       };

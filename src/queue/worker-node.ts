@@ -28,6 +28,8 @@ import { WorkerApprovals } from './approvals.js';
 
 /** How long after its report a run's books are looked at here: its shared slice still open (its front gone), or its report never taken. */
 const SETTLE_CHECK_MS = 2_000;
+/** Looks at most this many times for a report BullMQ may still be retrying before charging the run's spend here. */
+const UNREPORTED_CHECKS = 5;
 /** How long a cancel for a run not (yet) running here is remembered: far longer than a job takes to start. */
 const HEARD_CANCEL_KEPT_MS = 60_000;
 /** Job takers: one per this many jobs at once, at most MAX_TAKERS (each holds a blocking connection). */
@@ -260,15 +262,26 @@ export class QueueWorkerNode {
           return;
         }
         if (reported) return; // its front settled the slice, or its parent counted it
+        // No 'completed' here yet: BullMQ may still be retrying the report (Redis was away a moment).
+        // Charged only once the queue says the job ended without it (failed by another worker's
+        // stalled check, or gone): a report that lands brings the spend to its front or parent.
+        const state = await this.hubQueue.getJobState(runId);
+        if (state === 'completed') return;
+        if ((state === 'active' || state === 'waiting') && checks < UNREPORTED_CHECKS) return rearm();
         await this.chargeUnreported(data, model || slice?.model || '', treeUsage, usd);
       } catch (err) {
         if (/already settled/.test(errorMessage(err))) return; // its front got there meanwhile
         log.warn(`queue worker: could not settle run ${runId} in the shared budget books: ${errorMessage(err)} (its records expire after runTtlS)`);
       }
     };
-    const timer = setTimeout(() => void settle(), SETTLE_CHECK_MS);
-    timer.unref();
-    this.pendingSettles.set(runId, { timer, settle, reported: false });
+    let checks = 0;
+    const rearm = () => {
+      checks++;
+      const timer = setTimeout(() => void settle(), SETTLE_CHECK_MS);
+      timer.unref();
+      this.pendingSettles.set(runId, { timer, settle, reported: false });
+    };
+    rearm();
   }
 
   /** What a run spent that no report brings to anyone's books: charged to the shared books here, once. */

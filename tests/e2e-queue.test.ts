@@ -255,6 +255,37 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
+  test("a delegate_parallel batch's cap and an agent's daily USD cap hold across two workers and two fronts", async () => {
+    mock.reset();
+    const w = new World(mock, { cheap: agentYaml('cheap', MODEL), pricey: agentYaml('pricey', MODEL, 'budget: {daily_usd: 0.03, run_tokens: 1500}\n') });
+    try {
+      mock.setHandler(() => ({ text: 'ok', usage: { input_tokens: 300, output_tokens: 100 }, delayMs: 100 }));
+      await w.worker('a', ['--concurrency', '8']);
+      await w.worker('b', ['--concurrency', '8']);
+      const [f1, f2] = await Promise.all([w.stdioFront('f1'), w.stdioFront('f2')]);
+      // The batch's 1,200 tokens are all its 20 tasks may spend together, on whichever worker they run.
+      const capped = structured(await f1.client.callTool({ name: 'delegate_parallel', arguments: { budget: { run_tokens: 1200 }, tasks: Array.from({ length: 20 }, (_, i) => ({ agent: 'cheap', task: `capped ${i}` })) } }, { timeout: 60_000 }));
+      const spentIn = (rs: any[]) => rs.filter((r) => r.status === 'ok').reduce((n, r) => n + r.usage.input_tokens + r.usage.output_tokens, 0);
+      assert.ok(spentIn(capped.results) <= 1200, `the batch spent ${spentIn(capped.results)} of its 1,200`);
+      assert.ok(capped.results.some((r: any) => r.status === 'ok'));
+      for (const r of capped.results.filter((r: any) => r.status !== 'ok')) assert.match(r.error, /budget/);
+      // pricey's day: $0.03 (a run's slice: 1,500 tokens, ≤ $0.0225), from both fronts at once.
+      const batch = (c: ServerHandle, tag: string) => c.client.callTool({ name: 'delegate_parallel', arguments: { tasks: Array.from({ length: 10 }, (_, i) => ({ agent: 'pricey', task: `${tag} ${i}` })) } }, { timeout: 60_000 });
+      const [r1, r2] = await Promise.all([batch(f1, 'one'), batch(f2, 'two')]);
+      assert.ok([...structured(r1).results, ...structured(r2).results].some((r: any) => r.status === 'ok'));
+      for (const r of [...structured(r1).results, ...structured(r2).results].filter((r: any) => r.status !== 'ok')) assert.match(r.error, /^budget refused: (agent pricey daily USD|run )/, 'refused by its day, once worded');
+      const st = await runCli(['budget', '--queue', REDIS_URL, '--json'], w.env('cli'), w.ws);
+      assert.equal(st.code, 0, st.stderr);
+      const books = JSON.parse(st.stdout);
+      assert.ok(books.agents.pricey.spent.usd <= 0.03 + 1e-9, `pricey spent $${books.agents.pricey.spent.usd} of $0.03`);
+      assert.ok(books.agents.pricey.spent.usd > 0);
+      assert.equal(books.server.reserved.tokens, 0);
+      assert.equal(books.open_runs ?? books.openRuns ?? 0, 0, 'every run and batch closed');
+    } finally {
+      await w.close();
+    }
+  });
+
   test('a batch larger than a worker takes at once runs in waves: every task ends ok; --concurrency over the pool is capped, with a warning', async () => {
     mock.reset();
     const w = new World(mock, { fast: agentYaml('fast', MODEL) }, { pool: { maxThreads: 1, concurrentTasksPerWorker: 2, maxQueue: 2 } });

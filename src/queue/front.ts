@@ -196,7 +196,7 @@ export class QueueFront implements RemoteRuns {
       if (op.status === 'rejected') return notQueued(`budget: ${errorMessage(op.reason)}`);
       rb = op.value;
       if (res.status === 'rejected') return notQueued(`budget: ${errorMessage(res.reason)}`);
-      if (!slice) return notQueued(`budget refused: ${res.value.ok ? '' : res.value.reason}`);
+      if (!slice) return notQueued(res.value.ok ? 'budget refused' : res.value.reason); // the books' reason says "budget refused: …"
       sliceId = slice.reservationId;
       caps = lowerCaps(callCaps, slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
       // Signed (signing.ts) with the time after which no worker may start it: this front's deadline for it.

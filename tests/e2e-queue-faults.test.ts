@@ -226,6 +226,10 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       const spent = end.usage.input_tokens + end.usage.output_tokens;
       assert.ok(spent > 0);
       await until("a's late charge", () => /went on here unreported/.test(a.stderr()), 10_000);
+      const charges = () => w.auditEvents('a').filter((e) => e.event === 'budget_commit' && e.run_id === bg.run_id && /without a slice/.test(e.message ?? ''));
+      await until("a's audit of the charge", () => charges().length > 0, 5_000);
+      assert.equal(charges().length, 1);
+      assert.equal(charges()[0].tokens, spent);
       const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
       assert.equal(books.server.reserved.tokens, 0);
       assert.equal(books.server.spent.tokens, spent, 'what the lost run spent is counted, once');

@@ -210,7 +210,7 @@ export class QueueWorkerNode {
         // Back to the queue for another worker (this one takes no more jobs); BullMQ leaves it as it is.
         rec.audit?.emit({ event: 'error', message: `worker shutting down: run handed back to the queue for another worker (${this.handBackWhy(rec, job)})` });
         // This attempt is never reported: what it spent (an opted-in agent's, past its first request) counts now.
-        void this.chargeUnreported(data, result.model, rec.treeUsage ?? result.usage, result.cost_usd);
+        void this.chargeUnreported(data, result.model, rec.treeUsage ?? result.usage, result.cost_usd, rec.audit);
         await job.moveToWait(token);
         throw new WaitingError();
       }
@@ -221,7 +221,7 @@ export class QueueWorkerNode {
       if (result.status === 'ok') this.counts.done++;
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
-      this.settleAfterReport(data, result.model, treeUsage, result.cost_usd);
+      this.settleAfterReport(data, result.model, treeUsage, result.cost_usd, rec.audit);
       return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
@@ -248,7 +248,7 @@ export class QueueWorkerNode {
    * comes first). A report that never reached the queue (the run was given up as lost: its front
    * released the slice, or its parent the child's) means nobody counted the spend: it is charged here.
    */
-  private settleAfterReport(data: RunJob, model: string, treeUsage: Usage, usd: number | null): void {
+  private settleAfterReport(data: RunJob, model: string, treeUsage: Usage, usd: number | null, audit: RunRecord['audit']): void {
     const { runId } = data;
     const slice = data.sharedBooks;
     if (!slice && totalTokens(treeUsage) === 0 && !usd) return; // nothing spent, nothing held
@@ -268,7 +268,7 @@ export class QueueWorkerNode {
         const state = await this.hubQueue.getJobState(runId);
         if (state === 'completed') return;
         if ((state === 'active' || state === 'waiting') && checks < UNREPORTED_CHECKS) return rearm();
-        await this.chargeUnreported(data, model || slice?.model || '', treeUsage, usd);
+        await this.chargeUnreported(data, model || slice?.model || '', treeUsage, usd, audit);
       } catch (err) {
         if (/already settled/.test(errorMessage(err))) return; // its front got there meanwhile
         log.warn(`queue worker: could not settle run ${runId} in the shared budget books: ${errorMessage(err)} (its records expire after runTtlS)`);
@@ -285,10 +285,11 @@ export class QueueWorkerNode {
   }
 
   /** What a run spent that no report brings to anyone's books: charged to the shared books here, once. */
-  private async chargeUnreported(data: RunJob, model: string, usage: Usage, usd: number | null): Promise<void> {
+  private async chargeUnreported(data: RunJob, model: string, usage: Usage, usd: number | null, audit: RunRecord['audit']): Promise<void> {
     if (totalTokens(usage) === 0 && !usd) return;
     try {
       const c = await this.shared.charge({ runId: data.runId, agent: data.agent, model, usage, usd });
+      audit?.emit({ event: 'budget_commit', scope: 'run', tokens: c.tokens, usd: c.usd, message: 'charged to the shared books without a slice: no report brought this run\'s spend to its front or parent (given up as lost, or handed back)' });
       log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost, or handed back); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
     } catch (err) {
       log.warn(`queue worker: could not charge run ${data.runId}'s spend to the shared budget books: ${errorMessage(err)}`);

@@ -463,7 +463,7 @@ test('queue mode: Redis unavailable at start is one clear line naming the URL', 
   writeTree(ws, { 'agents/a.yaml': agentYaml('a', MODEL) });
   const r = await runCli(['worker', '--queue', 'redis://127.0.0.1:1/0', '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/0/);
+  assert.match(r.stderr, /queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/0: .*\(is redis-server running\? set --queue/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   const bad = await runCli(['serve', '--queue', 'http://x', '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
   assert.equal(bad.code, 2);
@@ -481,6 +481,19 @@ test('queue mode: a database the Redis server does not have is one clear line, n
     assert.match(r.stderr, /queue: Redis at redis:\/\/[^ ]+\/99 has no database 99 \(ERR DB index is out of range\); use one it has/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
+});
+
+test('queue mode: wrong credentials and TLS to a plain server say what to check', { skip: !available }, async () => {
+  const ws = tempDir('dmcp-queue-auth-');
+  writeTree(ws, { 'agents/a.yaml': agentYaml('a', MODEL) });
+  const at = new URL(REDIS_URL);
+  const wrong = await runCli(['worker', '--queue', `redis://nobody:wrong@${at.host}/0`, '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /queue: cannot reach Redis at redis:\/\/nobody:\*\*\*@[^ ]+: .*check the user and password in the URL/);
+  assert.doesNotMatch(wrong.stderr, /wrong/, 'the password is not printed');
+  const tls = await runCli(['worker', '--queue', `rediss://${at.host}/0`, '--workspace', ws], mockEnv('http://127.0.0.1:9'), ws);
+  assert.equal(tls.code, 2);
+  assert.match(tls.stderr, /rediss:\/\/ speaks TLS: does this server have TLS on\? Without it, use redis:\/\//);
 });
 
 test('agent retry opt-in is validated: retry: {attempts, only: idempotent}', async () => {

@@ -59,6 +59,13 @@ export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 
 
 type Redis = import('ioredis').Redis;
 
+/** What to check, by what went wrong: the credentials, TLS on both ends, or the server and the URL. */
+function connectHint(url: string, why: string): string {
+  if (/WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(why)) return 'check the user and password in the URL: redis://USER:PASSWORD@HOST:PORT/DB';
+  if (url.startsWith('rediss://') && /no answer/.test(why)) return 'rediss:// speaks TLS: does this server have TLS on? Without it, use redis://';
+  return `is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url`;
+}
+
 /**
  * A connection for BullMQ (maxRetriesPerRequest null, as BullMQ requires for blocking commands) that is
  * known to answer: a Redis that is down or refuses us stops the start with one line naming the URL.
@@ -75,7 +82,7 @@ export async function connectRedis(url: string, purpose: string): Promise<Redis>
   } catch (err) {
     conn.disconnect();
     const why = (lastError ?? (err as Error)).message;
-    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)}: ${why} (is redis-server running? set --queue, ${QUEUE_URL_ENV} or delegate.queue.url)`);
+    throw new ConfigError(`queue: cannot reach Redis at ${safeRedisUrl(url)}: ${why} (${connectHint(url, why)})`);
   }
   await checkDatabase(conn, url);
   return conn;

@@ -196,9 +196,9 @@ export class QueueFront implements RemoteRuns {
       if (op.status === 'rejected') return notQueued(`budget: ${errorMessage(op.reason)}`);
       rb = op.value;
       if (res.status === 'rejected') return notQueued(`budget: ${errorMessage(res.reason)}`);
-      if (!slice) return notQueued(res.value.ok ? 'budget refused' : res.value.reason); // the books' reason says "budget refused: …"
-      sliceId = slice.reservationId;
-      caps = lowerCaps(callCaps, slice.tokens !== undefined ? { tokens: slice.tokens } : undefined);
+      if (!res.value.ok) return notQueued(res.value.reason); // the books' reason says "budget refused: …"
+      sliceId = res.value.reservationId;
+      caps = lowerCaps(callCaps, res.value.tokens !== undefined ? { tokens: res.value.tokens } : undefined);
       // Signed (signing.ts) with the time after which no worker may start it: this front's deadline for it.
       const data = this.settings.key.seal('job', this.settings.prefix, runId, makeJob(), record.startedAt + timeoutS * 1000 + 2 * o.cfg.delegate.runs.cancelGraceMs);
       const job = { name: req.agent, data, opts: { jobId: runId, attempts, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } } };

@@ -109,6 +109,46 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     }
   });
 
+  test('SIGTERM after the grace: an opted-in run handed back after it spent a turn; what that attempt spent is charged once, and its re-run counts too', async () => {
+    mock.reset();
+    const w = new World(mock, { again: agentYaml('again', MODEL, 'retry: {attempts: 2, only: idempotent}\n') });
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let a: Awaited<ReturnType<World['worker']>> | undefined;
+    try {
+      // Each attempt spends a first turn (a tool call), then waits at the model until released.
+      mock.setHandler(async (req) => {
+        if (!req.toolResults.length) return { toolCalls: [{ name: 'read_file', arguments: { path: 'notes.txt' } }] };
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      a = await w.worker('a', ['--grace', '1']);
+      const front = await w.stdioFront('front');
+      const id = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'again', task: 'spend then go back', background: true } })).run_id as string;
+      await until("the run's second turn at the model", () => mock.inFlight === 1 && mock.requests.length === 2);
+      a.child.kill('SIGTERM');
+      assert.equal(await a.exited, 0);
+      const aEnd = w.auditEvents('a').find((e) => e.event === 'run_end' && e.run_id === id);
+      const tokens = (e: any) => e.usage.input_tokens + e.usage.output_tokens;
+      assert.ok(tokens(aEnd) > 0, 'the first attempt spent its first turn');
+      const charges = w.auditEvents('a').filter((e) => e.event === 'budget_commit' && e.run_id === id && /without a slice/.test(e.message ?? ''));
+      assert.equal(charges.length, 1, `a charged the attempt it handed back before it exited:\n${a.stderr()}`);
+      assert.equal(charges[0].tokens, tokens(aEnd));
+      await w.worker('b');
+      release();
+      const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 20 } }, { timeout: 30_000 }));
+      assert.equal(r.status, 'ok');
+      const bEnd = w.auditEvents('b').find((e) => e.event === 'run_end' && e.run_id === id);
+      await new Promise((res) => setTimeout(res, 500)); // the front settles the slice off the call's path
+      const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
+      assert.equal(books.server.reserved.tokens, 0);
+      assert.equal(books.server.spent.tokens, tokens(aEnd) + tokens(bEnd), 'both attempts count, each once');
+    } finally {
+      release();
+      await w.close();
+    }
+  });
+
   test('a worker that loses Redis mid-way: its running run finishes and reports when Redis is back', async () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) });

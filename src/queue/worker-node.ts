@@ -210,7 +210,8 @@ export class QueueWorkerNode {
         // Back to the queue for another worker (this one takes no more jobs); BullMQ leaves it as it is.
         rec.audit?.emit({ event: 'error', message: `worker shutting down: run handed back to the queue for another worker (${this.handBackWhy(rec, job)})` });
         // This attempt is never reported: what it spent (an opted-in agent's, past its first request) counts now.
-        void this.chargeUnreported(data, result.model, rec.treeUsage ?? result.usage, result.cost_usd, rec.audit);
+        // Awaited: the worker closes its books right after its last hand-back.
+        await this.chargeUnreported(data, result.model, rec.treeUsage ?? result.usage, result.cost_usd, rec.audit);
         await job.moveToWait(token);
         throw new WaitingError();
       }

@@ -37,14 +37,17 @@ local function fmt(x) if x == nil then return '' end return string.format('%.17g
 local function roundUsd(x) return math.floor(x * 1e9 + 0.5) / 1e9 end
 
 local scopes = {}
-local function scope(key)
-  local s = scopes[key]
-  if s then return s end
-  local h = redis.call('HMGET', key, 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut', 'x')
-  s = { key = key, lt = num(h[1]), lu = num(h[2]), st = num(h[3]) or 0, su = num(h[4]) or 0, rt = num(h[5]) or 0,
-        ru = num(h[6]) or 0, n = num(h[7]) or 0, c = num(h[8]) or 0, ut = num(h[9]) or 0, x = num(h[10]), dirty = false }
+local SCOPE_FIELDS = { 'lt', 'lu', 'st', 'su', 'rt', 'ru', 'n', 'c', 'ut', 'x' }
+-- A scope from its fields as HMGET read them (from position i on). \`put\`: other fields of its hash
+-- to write with it (one HSET per key and call: saveAll).
+local function scopeOf(key, h, i)
+  local s = { key = key, lt = num(h[i]), lu = num(h[i + 1]), st = num(h[i + 2]) or 0, su = num(h[i + 3]) or 0, rt = num(h[i + 4]) or 0,
+              ru = num(h[i + 5]) or 0, n = num(h[i + 6]) or 0, c = num(h[i + 7]) or 0, ut = num(h[i + 8]) or 0, x = num(h[i + 9]), dirty = false, put = {} }
   scopes[key] = s
   return s
+end
+local function scope(key)
+  return scopes[key] or scopeOf(key, redis.call('HMGET', key, unpack(SCOPE_FIELDS)), 1)
 end
 -- Limits are written only when they change (most calls find them as they were).
 local function setLimits(s, lt, lu)
@@ -76,35 +79,44 @@ local function expireIn(key, sec) expiries[key] = { 'in', sec } end
 local function dayExpire(s, at)
   if s.x ~= at then s.x = at; s.xDirty = true; expireAt(s.key, at) end
 end
+-- What changed in each hash goes in one HSET (fewer calls inside the script: each costs Redis time).
 local function saveAll()
   for key, s in pairs(scopes) do
+    local f = {}
+    local function add(name, v) f[#f + 1] = name; f[#f + 1] = v end
     if s.dirty then
-      redis.call('HSET', key, 'st', fmt(s.st), 'su', fmt(s.su), 'rt', fmt(s.rt), 'ru', fmt(s.ru), 'n', fmt(s.n), 'c', fmt(s.c), 'ut', fmt(s.ut))
+      add('st', fmt(s.st)); add('su', fmt(s.su)); add('rt', fmt(s.rt)); add('ru', fmt(s.ru)); add('n', fmt(s.n)); add('c', fmt(s.c)); add('ut', fmt(s.ut))
     end
     if s.limitsDirty then
-      if s.lt == nil then redis.call('HDEL', key, 'lt') else redis.call('HSET', key, 'lt', fmt(s.lt)) end
-      if s.lu == nil then redis.call('HDEL', key, 'lu') else redis.call('HSET', key, 'lu', fmt(s.lu)) end
+      if s.lt == nil then redis.call('HDEL', key, 'lt') else add('lt', fmt(s.lt)) end
+      if s.lu == nil then redis.call('HDEL', key, 'lu') else add('lu', fmt(s.lu)) end
     end
-    if s.xDirty then redis.call('HSET', key, 'x', fmt(s.x)) end
+    if s.xDirty then add('x', fmt(s.x)) end
+    for name, v in pairs(s.put) do add(name, v) end
+    if #f > 0 then redis.call('HSET', key, unpack(f)) end
   end
   for key, e in pairs(expiries) do
     if e[1] == 'at' then redis.call('EXPIRE', key, math.max(1, e[2] - NOW)) else redis.call('EXPIRE', key, e[2]) end
   end
   -- Written: a later step of the same call (budgetSteps) writes only what it changes itself.
-  for _, s in pairs(scopes) do s.dirty = false; s.limitsDirty = false; s.xDirty = false end
+  for _, s in pairs(scopes) do s.dirty = false; s.limitsDirty = false; s.xDirty = false; s.put = {} end
   for key in pairs(expiries) do expiries[key] = nil end
 end
 
 local function runKey(id) return B .. 'run:' .. id end
 local runs = {}
+-- A run's hash in one read: what it is, its scope, and what it spent itself (xt/xu/xut/xc).
+local RUN_FIELDS = { 'agent', 'parent', 'open', 'lbt', 'lbu', 'label', 'adm', 'model', 'depth', 'root', 'tx', 'xt', 'xu', 'xut', 'xc', unpack(SCOPE_FIELDS) }
 local function loadRun(id)
   local r = runs[id]
   if r then return r end
-  local h = redis.call('HMGET', runKey(id), 'agent', 'parent', 'open', 'lbt', 'lbu', 'label', 'adm', 'model', 'depth', 'root', 'tx')
+  local key = runKey(id)
+  local h = redis.call('HMGET', key, unpack(RUN_FIELDS))
   if not h[1] then return nil end
   r = { id = id, agent = h[1], parent = (h[2] ~= '' and h[2]) or nil, open = h[3] == '1', lbt = h[4] == '1', lbu = h[5] == '1',
-        label = h[6], adm = (h[7] ~= '' and h[7]) or nil, model = (h[8] ~= '' and h[8]) or nil, depth = tonumber(h[9]) or 0, root = h[10], tx = num(h[11]) }
-  r.scope = scope(runKey(id))
+        label = h[6], adm = (h[7] ~= '' and h[7]) or nil, model = (h[8] ~= '' and h[8]) or nil, depth = tonumber(h[9]) or 0, root = h[10], tx = num(h[11]),
+        xt = num(h[12]) or 0, xu = num(h[13]) or 0, xut = num(h[14]) or 0, xc = num(h[15]) or 0 }
+  r.scope = scopes[key] or scopeOf(key, h, 16)
   runs[id] = r
   return r
 end
@@ -119,12 +131,24 @@ local function chainOf(r)
 end
 
 local function dayKey(day, what) return B .. 'day:' .. day .. ':' .. what end
+-- An agent's daily caps as stored ("<tokens>|<usd>"), read once per call.
+local agentCaps = {}
+local function setAgentLimits(agent, v)
+  redis.call('HSET', B .. 'limits:agent', agent, v)
+  agentCaps[agent] = v
+end
 local function agentLimits(agent)
-  local v = redis.call('HGET', B .. 'limits:agent', agent)
+  local v = agentCaps[agent]
+  if v == nil then
+    v = redis.call('HGET', B .. 'limits:agent', agent) or false
+    agentCaps[agent] = v
+  end
   if not v then return nil, nil end
   local sep = string.find(v, '|', 1, true)
   return num(string.sub(v, 1, sep - 1)), num(string.sub(v, sep + 1))
 end
+-- Agents already in a day's set in this call.
+local listed = {}
 -- The agent's and the server's window of a day, with their current limits (server: from the caller).
 local function dayScopes(day, dx, agent, sLt, sLu)
   local a = scope(dayKey(day, 'agent:' .. agent))
@@ -132,7 +156,11 @@ local function dayScopes(day, dx, agent, sLt, sLu)
   setLimits(a, alt, alu)
   local sv = scope(dayKey(day, 'server'))
   setLimits(sv, sLt, sLu)
-  if redis.call('SADD', dayKey(day, 'agents'), agent) == 1 then expireAt(dayKey(day, 'agents'), dx) end
+  local set = dayKey(day, 'agents')
+  if not listed[set .. '|' .. agent] then
+    listed[set .. '|' .. agent] = true
+    if redis.call('SADD', set, agent) == 1 then expireAt(set, dx) end
+  end
   dayExpire(a, dx); dayExpire(sv, dx)
   return a, sv
 end
@@ -259,10 +287,12 @@ end
 -- A run's keys live ttl after it was last touched. An open run is touched again only once half of that
 -- has gone (field tx: when); its sub-keys made in between get their expiry as they are made (subKeyMade,
 -- openRsv).
-local function touchRun(r, ttl, force)
+-- \`keys\`: the suffixes of the run's keys that may exist (default: all of them).
+local ALL_RUN_KEYS = { '', ':rsv', ':children', ':models' }
+local function touchRun(r, ttl, force, keys)
   if not force and r.tx ~= nil and NOW - r.tx < ttl / 2 then return end
-  expireIn(runKey(r.id), ttl); expireIn(runKey(r.id) .. ':rsv', ttl); expireIn(runKey(r.id) .. ':children', ttl); expireIn(runKey(r.id) .. ':models', ttl)
-  if r.tx ~= NOW then r.tx = NOW; redis.call('HSET', runKey(r.id), 'tx', fmt(NOW)) end
+  for _, suffix in ipairs(keys or ALL_RUN_KEYS) do expireIn(runKey(r.id) .. suffix, ttl) end
+  if r.tx ~= NOW then r.tx = NOW; r.scope.put.tx = fmt(NOW) end
 end
 -- A run's sub-key just made: it expires with the run's own key (or in ttl, if that key has no expiry).
 local function subKeyMade(r, key, ttl)
@@ -298,21 +328,27 @@ if parent then
     if dim == 'usd' and left ~= nil and (lu == nil or left < lu) then lu = roundUsd(left); lbu = '1' end
   end
 end
-redis.call('HSET', B .. 'limits:agent', agent, ARGV[9] .. '|' .. ARGV[10])
+setAgentLimits(agent, ARGV[9] .. '|' .. ARGV[10])
 dayScopes(day, dx, agent, nil, nil)
 local key = runKey(id)
-redis.call('HSET', key, 'agent', agent, 'parent', parentId, 'root', parent and parent.root or id, 'depth', fmt(parent and parent.depth + 1 or 0),
-  'open', '1', 'lbt', lbt, 'lbu', lbu, 'label', ARGV[11], 'adm', '', 'model', '', 'st', '0', 'su', '0', 'rt', '0', 'ru', '0', 'n', '0', 'c', '0', 'ut', '0',
-  'xt', '0', 'xu', '0', 'xut', '0', 'xc', '0')
-if lt ~= nil then redis.call('HSET', key, 'lt', fmt(lt)) end
-if lu ~= nil then redis.call('HSET', key, 'lu', fmt(lu)) end
+local root, depth = parent and parent.root or id, parent and parent.depth + 1 or 0
+-- Written whole (tx: touched now) and known as written: nothing is read back.
+local fields = { 'agent', agent, 'parent', parentId, 'root', root, 'depth', fmt(depth), 'open', '1', 'lbt', lbt, 'lbu', lbu, 'label', ARGV[11], 'adm', '', 'model', '',
+  'st', '0', 'su', '0', 'rt', '0', 'ru', '0', 'n', '0', 'c', '0', 'ut', '0', 'xt', '0', 'xu', '0', 'xut', '0', 'xc', '0', 'tx', fmt(NOW) }
+if lt ~= nil then fields[#fields + 1] = 'lt'; fields[#fields + 1] = fmt(lt) end
+if lu ~= nil then fields[#fields + 1] = 'lu'; fields[#fields + 1] = fmt(lu) end
+redis.call('HSET', key, unpack(fields))
 if parent then
   if redis.call('RPUSH', runKey(parentId) .. ':children', id) == 1 then subKeyMade(parent, runKey(parentId) .. ':children', ttl) end
   touchChain(parent, ttl)
 end
 redis.call('INCR', B .. 'open-runs')
-local r = loadRun(id)
-touchRun(r, ttl, true)
+local r = { id = id, agent = agent, parent = parent and parentId or nil, open = true, lbt = lbt == '1', lbu = lbu == '1', label = ARGV[11], depth = depth, root = root,
+            tx = NOW, xt = 0, xu = 0, xut = 0, xc = 0 }
+r.scope = scopeOf(key, { fmt(lt), fmt(lu) }, 1)
+runs[id] = r
+-- Its other keys do not exist yet: each gets the run's expiry when it is made (subKeyMade, openRsv).
+expireIn(key, ttl)
 -- the agent scope's limits are the stored ones: do not let saveAll rewrite the server's
 scopes[dayKey(day, 'server')].limitsDirty = false
 saveAll()
@@ -365,7 +401,7 @@ local result = drawingOnAdmission(r, function()
   if priced then u = need('usd', held) end
   local x = { id = rid, run = id, day = day, dx = dx, agent = r.agent, model = model, input = input, out = held, t = t, u = u, pi = pi, po = po, st = 'open' }
   openRsv(x, ttl)
-  if not r.model then redis.call('HSET', runKey(id), 'model', model); r.model = model end
+  if not r.model then r.scope.put.model = model; r.model = model end
   return { 'ok', fmt(providerMax), fmt(held), shrunk and '1' or '0', fmt(t), fmt(u), table.concat(skipped, '; ') }, t, u
 end)
 touchChain(r, ttl)
@@ -448,20 +484,16 @@ return result
 `;
 
 const ADD_MODEL = `
+-- A model's counters in a hash of "<model>\\n<field>" fields: read together, written together.
 local function addModel(key, model, t, u, parts)
   local p = model .. '\\n'
-  local calls = redis.call('HINCRBY', key, p .. 'calls', 1)
-  -- Whole numbers (token counts) in one HINCRBY; anything else (USD, a field holding a fraction) as before.
-  local function add(f, v)
-    if v == math.floor(v) and math.abs(v) < 2^53 then
-      local r = redis.pcall('HINCRBY', key, p .. f, string.format('%d', v))
-      if type(r) ~= 'table' then return end
-    end
-    local cur = num(redis.call('HGET', key, p .. f)) or 0; redis.call('HSET', key, p .. f, fmt(cur + v))
-  end
-  add('tokens', t)
-  if u ~= nil then add('usd', u) end
-  add('input', parts[1]); add('output', parts[2]); add('cache_read', parts[3]); add('cache_write', parts[4])
+  local h = redis.call('HMGET', key, p .. 'calls', p .. 'tokens', p .. 'usd', p .. 'input', p .. 'output', p .. 'cache_read', p .. 'cache_write')
+  local calls = (num(h[1]) or 0) + 1
+  local f = { p .. 'calls', fmt(calls), p .. 'tokens', fmt((num(h[2]) or 0) + t),
+              p .. 'input', fmt((num(h[4]) or 0) + parts[1]), p .. 'output', fmt((num(h[5]) or 0) + parts[2]),
+              p .. 'cache_read', fmt((num(h[6]) or 0) + parts[3]), p .. 'cache_write', fmt((num(h[7]) or 0) + parts[4]) }
+  if u ~= nil then f[#f + 1] = p .. 'usd'; f[#f + 1] = fmt((num(h[3]) or 0) + u) end
+  redis.call('HSET', key, unpack(f))
   return calls
 end
 `;
@@ -479,10 +511,10 @@ local function spend(x, t, u, parts, ttl)
       charge(rs.scope, t, u)
       if addModel(runKey(rs.id) .. ':models', x.model, t, u, parts) == 1 then subKeyMade(rs, runKey(rs.id) .. ':models', ttl) end
     end
-    local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
-    local xt, xu, xut, xc = (num(own[1]) or 0) + t, num(own[2]) or 0, num(own[3]) or 0, (num(own[4]) or 0) + 1
-    if u == nil then xut = xut + t else xu = xu + u end
-    redis.call('HSET', runKey(r.id), 'xt', fmt(xt), 'xu', fmt(xu), 'xut', fmt(xut), 'xc', fmt(xc))
+    r.xt = r.xt + t; r.xc = r.xc + 1
+    if u == nil then r.xut = r.xut + t else r.xu = r.xu + u end
+    local put = r.scope.put
+    put.xt = fmt(r.xt); put.xu = fmt(r.xu); put.xut = fmt(r.xut); put.xc = fmt(r.xc)
     if r.open then touchChain(r, ttl) end
   end
   local a, sv = scope(dayKey(x.day, 'agent:' .. x.agent)), scope(dayKey(x.day, 'server'))
@@ -529,8 +561,7 @@ return 1
 
 const TOTALS = `
 local function totals(r)
-  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc')
-  return { r.id, r.agent, fmt(r.scope.st), fmt(r.scope.su), fmt(r.scope.ut), fmt(r.scope.c), own[1] or '0', own[2] or '0', own[3] or '0', own[4] or '0',
+  return { r.id, r.agent, fmt(r.scope.st), fmt(r.scope.su), fmt(r.scope.ut), fmt(r.scope.c), fmt(r.xt), fmt(r.xu), fmt(r.xut), fmt(r.xc),
     redis.call('HGETALL', runKey(r.id) .. ':models') }
 end
 `;
@@ -542,7 +573,8 @@ local run = loadRun(id)
 if not run then return redis.error_reply('budget: closeRun of unknown run ' .. id) end
 local closed = {}
 local function closeTree(r)
-  for _, child in ipairs(redis.call('LRANGE', runKey(r.id) .. ':children', 0, -1)) do closeTree(loadRun(child) or { id = child, open = false }) end
+  local children = redis.call('LRANGE', runKey(r.id) .. ':children', 0, -1)
+  for _, child in ipairs(children) do closeTree(loadRun(child) or { id = child, open = false }) end
   if not r.open then return end
   -- What is left of the admission hold goes back at once: nothing will ever commit to it.
   if r.adm then
@@ -559,12 +591,12 @@ local function closeTree(r)
     end
     redis.call('SREM', runKey(r.id) .. ':rsv', rid)
   end
-  redis.call('HSET', runKey(r.id), 'open', '0')
+  r.scope.put.open = '0'
   r.open = false
   redis.call('DECR', B .. 'open-runs')
-  local own = redis.call('HMGET', runKey(r.id), 'xt', 'xu', 'xut', 'xc', 'model')
-  closed[#closed + 1] = { r.agent, own[5] or '', own[1] or '0', own[2] or '0', own[3] or '0', own[4] or '0' }
-  touchRun(r, closedTtl, true)
+  closed[#closed + 1] = { r.agent, r.model or '', fmt(r.xt), fmt(r.xu), fmt(r.xut), fmt(r.xc) }
+  -- Its set of reservations is empty now (gone); a list of children exists only if it has some.
+  touchRun(r, closedTtl, true, #children > 0 and { '', ':children', ':models' } or { '', ':models' })
 end
 if run.open then closeTree(run) end
 saveAll()
@@ -667,6 +699,8 @@ while i <= last do
     for k in pairs(runs) do runs[k] = nil end
     for k in pairs(rsvs) do rsvs[k] = nil end
     for k in pairs(expiries) do expiries[k] = nil end
+    for k in pairs(agentCaps) do agentCaps[k] = nil end
+    for k in pairs(listed) do listed[k] = nil end
   elseif type(res) == 'table' and res.err then res = { '${STEP_ERROR}', res.err } end
   out[#out + 1] = res
   i = i + 2 + argc

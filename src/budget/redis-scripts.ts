@@ -13,7 +13,7 @@
 //   day:<D>:models            hash  "<model>\n<field>" → calls, tokens, usd (absent: no price), input, …
 //   limits:agent              hash  agent → "<tokens>|<usd>" daily caps (empty: none; the latest openRun wins)
 //   run:<id>                  hash  scope fields + agent, parent, root, depth, open, lbt/lbu (limited by
-//                                   parent), label, model, adm (admission id), self xt/xu/xut/xc
+//                                   parent), label, model, adm (admission id), self xt/xu/xut/xc, tx (last touched)
 //   run:<id>:children         list  child run ids, in opening order
 //   run:<id>:rsv              set   the run's own open reservations
 //   run:<id>:models           hash  "<model>\n<field>": spend of the run's subtree per model

@@ -507,3 +507,129 @@ redisTest("charge: a run's spend with no reservation left (its slice released) c
   assert.equal(next.ok, false, 'the day is spent: the next run is refused');
   if (!next.ok) assert.match(next.message, /daily|server/);
 });
+
+/** A small seeded PRNG (mulberry32): the same sequence of calls on both ledgers, and again on a failure. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random sequences of ledger calls over a tree of runs (caps of every kind or none, admissions, sliced
+ * calls that extend, commits over and under their holds, releases, runs closed with children and holds
+ * still open, late commits, priced and unpriced models), the same on both ledgers; calls of one group
+ * go to Redis in one tick (one budgetSteps script), the in-process ledger takes them one by one.
+ */
+redisTest('random call sequences: the Redis ledger answers every call as the in-process ledger does (one by one and in same-tick bursts)', async () => {
+  const MODELS = [SONNET, SONNET, 'local/llama-9'];
+  for (const seed of [1, 2, 3, 4]) {
+    const rnd = prng(seed);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const maybe = (p: number, v: () => number): number | undefined => (rnd() < p ? v() : undefined);
+    const opts = { server: { daily_tokens: 1_500_000, daily_usd: 12 }, now: () => new Date('2026-05-04T10:00:00Z'), warn: () => {} };
+    const local = new BudgetLedger(opts);
+    const redis = await redisLedger({ ...opts, prefix: freshPrefix() });
+    const runs: { id: string; parent?: string; open: boolean; admitted: boolean }[] = [];
+    /** Open reservations: [local id, redis id, sliced]. */
+    const holds: [string, string, boolean][] = [];
+    const norm = (v: unknown): unknown => (v && typeof v === 'object' && 'reservationId' in v ? withoutId(v as ReserveResult) : v);
+    let step = 0;
+    for (let group = 0; group < 120; group++) {
+      // Each call: its arguments drawn now, then run as fn(ledger, which).
+      const calls: { what: string; fn: (l: LedgerStore, which: 0 | 1) => unknown }[] = [];
+      const size = rnd() < 0.5 ? 1 : 2 + Math.floor(rnd() * 4);
+      for (let k = 0; k < size; k++) {
+        const r = rnd();
+        const openRuns = runs.filter((x) => x.open);
+        if (r < 0.12 || !runs.length) {
+          const id = `r${runs.length}`;
+          const parent = openRuns.length && rnd() < 0.6 ? pick(openRuns).id : undefined;
+          const run = { tokens: maybe(0.5, () => 2_000 + Math.floor(rnd() * 60_000)), usd: maybe(0.3, () => Math.round(rnd() * 100) / 100) };
+          const call = { tokens: maybe(0.3, () => 1_000 + Math.floor(rnd() * 40_000)) };
+          const agentDaily = { tokens: maybe(0.3, () => 20_000 + Math.floor(rnd() * 200_000)) };
+          const agent = pick(['coder', 'planner', 'tester']);
+          runs.push({ id, parent, open: true, admitted: false });
+          calls.push({ what: `openRun ${id} < ${parent}`, fn: (l) => l.openRun({ runId: id, agent, parentRunId: parent, run, call, agentDaily }) });
+        } else if (r < 0.55) {
+          const run = pick(rnd() < 0.9 && openRuns.length ? openRuns : runs);
+          const sliced = rnd() < 0.25;
+          const req = {
+            runId: run.id,
+            model: pick(MODELS),
+            inputTokens: Math.floor(rnd() * 3_000),
+            maxOutputTokens: 1 + Math.floor(rnd() * 8_000),
+            minOutputTokens: maybe(0.5, () => Math.floor(rnd() * 2_000)),
+            outputSlice: sliced ? 1 + Math.floor(rnd() * 1_000) : undefined,
+          };
+          const got: string[] = [];
+          calls.push({
+            what: `reserve ${run.id}`,
+            fn: (l, which) =>
+              Promise.resolve(l.reserve(req)).then((x) => {
+                if (x.ok) got[which] = x.reservationId;
+                if (which === 1 && got[0] && got[1]) holds.push([got[0], got[1], sliced]);
+                return x;
+              }),
+          });
+        } else if (r < 0.62 && holds.some((h) => h[2])) {
+          const h = pick(holds.filter((x) => x[2]));
+          const want = 1 + Math.floor(rnd() * 3_000);
+          calls.push({ what: `extend ${h[0]}`, fn: (l, which) => l.extend(h[which], want) });
+        } else if (r < 0.84 && holds.length) {
+          const i = Math.floor(rnd() * holds.length);
+          const h = holds.splice(i, 1)[0];
+          const u = { ...usage(Math.floor(rnd() * 6_000), Math.floor(rnd() * 18_000)), ...(rnd() < 0.4 && { cache_read_input_tokens: Math.floor(rnd() * 4_000), cache_creation_input_tokens: Math.floor(rnd() * 2_000) }) };
+          const fallback = rnd() < 0.15 ? { streamedOutputTokens: Math.floor(rnd() * 5_000), cut: rnd() < 0.5 } : undefined;
+          calls.push({ what: `commit ${h[0]}`, fn: (l, which) => l.commit(h[which], u, fallback) });
+        } else if (r < 0.88 && holds.length) {
+          const h = holds.splice(Math.floor(rnd() * holds.length), 1)[0];
+          calls.push({ what: `release ${h[0]}`, fn: (l, which) => l.release(h[which]) });
+        } else if (r < 0.92 && openRuns.some((x) => !x.admitted)) {
+          const run = pick(openRuns.filter((x) => !x.admitted));
+          run.admitted = true;
+          const tokens = 500 + Math.floor(rnd() * 30_000);
+          const model = pick(MODELS);
+          calls.push({ what: `admit ${run.id}`, fn: (l) => Promise.resolve(l.admit({ runId: run.id, model, tokens })) });
+        } else if (r < 0.96 && openRuns.length) {
+          const run = pick(openRuns);
+          // Its descendants close with it.
+          const closing = new Set([run.id]);
+          for (const x of runs) if (x.parent && closing.has(x.parent)) closing.add(x.id);
+          for (const x of runs) if (closing.has(x.id)) x.open = false;
+          calls.push({ what: `closeRun ${run.id}`, fn: (l) => l.closeRun(run.id) });
+        } else if (r < 0.985) {
+          const run = pick(runs);
+          calls.push({ what: `status ${run.id}`, fn: (l) => l.status({ runId: run.id }) });
+        } else {
+          const run = pick(runs);
+          calls.push({ what: `runTotals ${run.id}`, fn: (l) => l.runTotals(run.id) });
+        }
+      }
+      // Reservation ids differ between the two: an error names one as rsv_*.
+      const settle = (v: unknown) => Promise.resolve(v).then(norm, (e: Error) => `error: ${e.message.replace(/rsv_\w+/g, 'rsv_*')}`);
+      const localAnswers: unknown[] = [];
+      for (const c of calls) {
+        let v: unknown;
+        try {
+          v = c.fn(local, 0);
+        } catch (e) {
+          v = Promise.reject(e);
+        }
+        localAnswers.push(await settle(v));
+      }
+      const redisAnswers = await Promise.all(calls.map((c) => settle(Promise.resolve().then(() => c.fn(redis, 1)))));
+      for (let k = 0; k < calls.length; k++) {
+        assert.deepEqual(redisAnswers[k], localAnswers[k], `seed ${seed}, call ${step + k} (${calls[k].what}) answered differently`);
+      }
+      step += calls.length;
+    }
+    // The whole day's books alike at the end, and nothing the other does not hold.
+    assert.deepEqual(await redis.status(), local.status(), `seed ${seed}: the day's books`);
+  }
+});

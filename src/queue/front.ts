@@ -247,7 +247,7 @@ export class QueueFront implements RemoteRuns {
     if (!batch.length) return; // sent early
     this.pendingAdds = [];
     // One job (a sequential call) goes as its own add: addBulk builds an ioredis pipeline, whose
-    // constructor copies every script the connection knows (BullMQ's and the books') onto it.
+    // constructor copies every script the connection knows (BullMQ's dozens) onto it.
     const sent = batch.length === 1 ? this.queue.add(batch[0].job.name, batch[0].job.data, batch[0].job.opts) : this.queue.addBulk(batch.map((b) => b.job));
     sent.then(
       () => batch.forEach((b) => b.resolve()),

@@ -1,0 +1,81 @@
+// A/B of the queue hop: each variant (a build) as a queue front with one worker process, all up at once,
+// blocks of sequential calls (mock model 0 ms) alternating between them round after round, so every
+// variant sees the same machine noise. On a shared 2-core machine, two `npm run bench` runs differ by
+// more than most changes to the hop gain.
+//
+//   node --import tsx bench/queue-hop-ab.ts '[{"name":"base","cli":"/tmp/base/dist/cli.js"},{"name":"now"}]' [rounds=20] [block=20]
+//
+// A variant is {name, cli?: another build's dist/cli.js (default: this one)}. Reports p25/p50/p75 per
+// variant. Needs Redis (REDIS_URL); each variant uses its own key prefix, deleted after.
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { Redis } from 'ioredis';
+import { startMockModel } from '../tests/mock-model/server.js';
+import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
+import { startWorker } from './queue.js';
+
+const AGENT = 'bench-agent';
+const WARM = 50;
+const variants = JSON.parse(process.argv[2] ?? '[{"name":"now"}]') as { name: string; cli?: string }[];
+const ROUNDS = Number(process.argv[3] ?? 20);
+const BLOCK = Number(process.argv[4] ?? 20);
+
+if (!(await redisUp())) {
+  process.stderr.write(`no Redis at ${REDIS_URL} (set REDIS_URL)\n`);
+  process.exit(1);
+}
+const mock = await startMockModel();
+mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
+const procs: ChildProcess[] = [];
+const prefixes: string[] = [];
+const dirs: string[] = [];
+const setups: { name: string; client: Client; times: number[] }[] = [];
+
+const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)];
+try {
+  for (const v of variants) {
+    const cli = v.cli ? path.resolve(v.cli) : CLI;
+    const prefix = `dmcp-hop-${randomBytes(4).toString('hex')}`;
+    prefixes.push(prefix);
+    const ws = tempDir('dmcp-hop-');
+    dirs.push(ws, `${ws}-front`, `${ws}-worker`);
+    writeTree(ws, {
+      [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: B.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
+      'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
+    });
+    // Each node its own state dir: they share the queue key as separate machines do, by the env.
+    const key = randomBytes(32).toString('base64url');
+    const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: `${ws}-${node}`, DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: key, DELEGATE_MCP_LOG_LEVEL: 'info' });
+    procs.push(await startWorker(ws, env('worker'), 64, cli));
+    const client = new Client({ name: 'delegate-mcp-bench-hop-ab', version: '1.0.0' });
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, 'serve', '--queue', REDIS_URL, '--workspace', ws], env: env('front'), cwd: ws, stderr: 'pipe' }));
+    setups.push({ name: v.name, client, times: [] });
+  }
+  const call = async (s: (typeof setups)[number], i: number, keep: boolean) => {
+    const t0 = performance.now();
+    const res = await s.client.callTool({ name: AGENT, arguments: { task: `seq ${i}` } });
+    if (res.isError) throw new Error(`${s.name}: ${JSON.stringify(res.content).slice(0, 300)}`);
+    if (keep) s.times.push(performance.now() - t0);
+  };
+  for (const s of setups) for (let i = 0; i < WARM; i++) await call(s, i, false);
+  for (let r = 0; r < ROUNDS; r++) {
+    // Every other round in the other order: neither variant always follows the same one.
+    for (const s of r % 2 ? [...setups].reverse() : setups) for (let i = 0; i < BLOCK; i++) await call(s, i, true);
+  }
+  for (const s of setups) console.log(`${s.name.padEnd(12)} p25 ${p(s.times, 0.25).toFixed(2)} ms  p50 ${p(s.times, 0.5).toFixed(2)} ms  p75 ${p(s.times, 0.75).toFixed(2)} ms  (n=${s.times.length})`);
+} finally {
+  for (const s of setups) await s.client.close().catch(() => {});
+  for (const pr of procs) pr.kill('SIGTERM');
+  await Promise.all(procs.map((pr) => new Promise((r) => (pr.exitCode !== null ? r(null) : pr.on('exit', r)))));
+  const r = new Redis(REDIS_URL);
+  for (const x of prefixes) await dropPrefix(r, x);
+  r.disconnect();
+  await mock.close();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+}

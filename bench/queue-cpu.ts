@@ -15,9 +15,9 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
-import { CLI as OWN_CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+import { CLI as OWN_CLI } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
-import { startWorker as startQueueWorker } from './queue.js';
+import { queueWorkspace, startWorker as startQueueWorker } from './queue.js';
 
 const AGENT = 'bench-agent';
 const TASKS = 128;
@@ -62,14 +62,7 @@ mock.setHandler((req) => {
   return { text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: 1000 };
 });
 const prefix = `dmcp-cpu-${randomBytes(4).toString('hex')}`;
-const ws = tempDir('dmcp-cpu-');
-writeTree(ws, {
-  [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: B.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
-  'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
-});
-// Each node its own state dir: they share the queue key as separate machines do, by the env.
-const queueKey = randomBytes(32).toString('base64url');
-const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: path.join(ws, '..', `${path.basename(ws)}-${node}`), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: queueKey, DELEGATE_MCP_LOG_LEVEL: 'info' });
+const { ws, env, remove } = queueWorkspace(mock.url, prefix, 'cpu');
 const tasks = (k: number) => Array.from({ length: k }, (_, i) => ({ agent: AGENT, task: `fan ${i}` }));
 
 async function connect(args: string[], role: string): Promise<{ client: Client; pid: number }> {
@@ -156,5 +149,5 @@ try {
   await dropPrefix(stats, prefix);
   stats.disconnect();
   await mock.close();
-  fs.rmSync(ws, { recursive: true, force: true });
+  remove();
 }

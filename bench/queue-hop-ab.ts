@@ -9,16 +9,15 @@
 // variant. Needs Redis (REDIS_URL); each variant uses its own key prefix, deleted after.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
-import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+import { CLI } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
-import { startWorker } from './queue.js';
+import { queueWorkspace, startWorker } from './queue.js';
 
 const AGENT = 'bench-agent';
 const WARM = 50;
@@ -34,7 +33,7 @@ const mock = await startMockModel();
 mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
 const procs: ChildProcess[] = [];
 const prefixes: string[] = [];
-const dirs: string[] = [];
+const removals: (() => void)[] = [];
 const setups: { name: string; client: Client; times: number[] }[] = [];
 
 const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)];
@@ -43,15 +42,8 @@ try {
     const cli = v.cli ? path.resolve(v.cli) : CLI;
     const prefix = `dmcp-hop-${randomBytes(4).toString('hex')}`;
     prefixes.push(prefix);
-    const ws = tempDir('dmcp-hop-');
-    dirs.push(ws, `${ws}-front`, `${ws}-worker`);
-    writeTree(ws, {
-      [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: B.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
-      'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
-    });
-    // Each node its own state dir: they share the queue key as separate machines do, by the env.
-    const key = randomBytes(32).toString('base64url');
-    const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: `${ws}-${node}`, DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: key, DELEGATE_MCP_LOG_LEVEL: 'info' });
+    const { ws, env, remove } = queueWorkspace(mock.url, prefix, 'hop');
+    removals.push(remove);
     procs.push(await startWorker(ws, env('worker'), 64, cli));
     const client = new Client({ name: 'delegate-mcp-bench-hop-ab', version: '1.0.0' });
     await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, 'serve', '--queue', REDIS_URL, '--workspace', ws], env: env('front'), cwd: ws, stderr: 'pipe' }));
@@ -77,5 +69,5 @@ try {
   for (const x of prefixes) await dropPrefix(r, x);
   r.disconnect();
   await mock.close();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  for (const remove of removals) remove();
 }

@@ -14,9 +14,9 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
-import { CLI as OWN_CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
+import { CLI as OWN_CLI } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
-import { startWorker } from './queue.js';
+import { queueWorkspace, startWorker } from './queue.js';
 
 const CLI = process.env.CLI ? path.resolve(process.env.CLI) : OWN_CLI;
 const N = Number(process.env.N ?? 400);
@@ -40,15 +40,7 @@ const redisPid = Number(execSync('pidof redis-server').toString().trim().split('
 const mock = await startMockModel();
 mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
 const prefix = `dmcp-seq-cpu-${randomBytes(4).toString('hex')}`;
-const ws = tempDir('dmcp-seq-cpu-');
-writeTree(ws, {
-  [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: B.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
-  'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
-});
-// Each node its own state dir: they share the queue key as separate machines do, by the env.
-const queueKey = randomBytes(32).toString('base64url');
-const stateDir = (node: string) => path.join(ws, '..', `${path.basename(ws)}-${node}`);
-const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: stateDir(node), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: queueKey, DELEGATE_MCP_LOG_LEVEL: 'info' });
+const { ws, env, remove } = queueWorkspace(mock.url, prefix, 'seq-cpu');
 
 async function connect(args: string[], role: string): Promise<{ client: Client; pid: number }> {
   const client = new Client({ name: 'delegate-mcp-bench-queue-seq-cpu', version: '1.0.0' });
@@ -103,5 +95,5 @@ try {
   await dropPrefix(r, prefix);
   r.disconnect();
   await mock.close();
-  for (const dir of [ws, stateDir('embedded'), stateDir('front'), stateDir('worker')]) fs.rmSync(dir, { recursive: true, force: true });
+  remove();
 }

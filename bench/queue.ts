@@ -8,7 +8,7 @@
 // Needs Redis (REDIS_URL, default redis://127.0.0.1:6379); uses its own key prefix and deletes it after.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
@@ -54,6 +54,35 @@ async function connect(args: string[], env: Record<string, string>, cwd: string)
   const client = new Client({ name: 'delegate-mcp-bench-queue', version: '1.0.0' });
   await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', ...args], env, cwd, stderr: 'pipe' }));
   return client;
+}
+
+/** The queue benches' workspace, and each node's environment. */
+export interface QueueWorkspace {
+  /** The workspace: the bench agent, and a pool that takes 64 runs per thread. */
+  ws: string;
+  /** A node's environment: its own state dir (as on its own machine), the shared queue prefix and key. */
+  env: (node: string) => Record<string, string>;
+  /** Deletes the workspace and every node's state dir. */
+  remove: () => void;
+}
+
+export function queueWorkspace(mockUrl: string, prefix: string, tag: string): QueueWorkspace {
+  const ws = tempDir(`dmcp-${tag}-`);
+  writeTree(ws, {
+    [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: Bench agent.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
+    'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
+  });
+  const queueKey = randomBytes(32).toString('base64url');
+  const stateDirs = new Set<string>();
+  const env = (node: string) => {
+    const stateDir = `${ws}-${node}`;
+    stateDirs.add(stateDir);
+    return mockEnv(mockUrl, { XDG_STATE_HOME: stateDir, DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: queueKey, DELEGATE_MCP_LOG_LEVEL: 'info' });
+  };
+  const remove = () => {
+    for (const dir of [ws, ...stateDirs]) fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { ws, env, remove };
 }
 
 /** A worker process, resolved once it takes runs; `cli`: another build, `nodeArgs`: e.g. --cpu-prof flags. */
@@ -128,14 +157,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
   const mock = opts.mock ?? (await startMockModel());
   mockRef = mock;
   const prefix = `dmcp-bench-${randomBytes(4).toString('hex')}`;
-  const ws = tempDir('dmcp-bench-queue-');
-  writeTree(ws, {
-    [`agents/${AGENT}.yaml`]: `name: ${AGENT}\ndescription: Bench agent.\ninstructions: Answer.\nmodel: anthropic/claude-sonnet-5-5\nmax_turns: 2\n`,
-    'mcp.json': JSON.stringify({ delegate: { watch: false, pool: { maxThreads: 2, concurrentTasksPerWorker: 64, maxQueue: 256 } } }),
-  });
-  // Each node its own state dir: they share the queue key as separate machines do, by the env.
-  const queueKey = randomBytes(32).toString('base64url');
-  const env = (node: string) => mockEnv(mock.url, { XDG_STATE_HOME: path.join(ws, '..', `${path.basename(ws)}-${node}`), DELEGATE_MCP_QUEUE_PREFIX: prefix, DELEGATE_MCP_QUEUE_KEY: queueKey, DELEGATE_MCP_LOG_LEVEL: 'info' });
+  const { ws, env, remove } = queueWorkspace(mock.url, prefix, 'bench-queue');
   const procs: ChildProcess[] = [];
   const clients: Client[] = [];
   const n = opts.quick ? 60 : 300;
@@ -181,6 +203,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     await dropPrefix(r, prefix);
     r.disconnect();
     if (!opts.mock) await mock.close();
+    remove();
   }
 }
 

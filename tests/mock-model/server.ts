@@ -119,7 +119,12 @@ export const defaultHandler: MockHandler = (req) => {
   return { text: `mock answer to: ${req.lastUserText}` };
 };
 
-export async function startMockModel(opts: { handler?: MockHandler; latencyMs?: number } = {}): Promise<MockModel> {
+export async function startMockModel(opts: {
+  handler?: MockHandler;
+  latencyMs?: number;
+  /** How long an idle keep-alive connection stays open (Node's default: 5 s). */
+  keepAliveTimeoutMs?: number;
+} = {}): Promise<MockModel> {
   let handler: MockHandler = opts.handler ?? defaultHandler;
   const closedEarlyCallbacks: ((req: MockRequestInfo) => void)[] = [];
   let ids = 0;
@@ -260,6 +265,7 @@ export async function startMockModel(opts: { handler?: MockHandler; latencyMs?: 
       else res.destroy();
     });
   });
+  if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());

@@ -10,16 +10,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
 import { CLI } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
-import { queueWorkspace, startWorker } from './queue.js';
+import { alternatingCalls, queueWorkspace, startWorker } from './queue.js';
 
-const AGENT = 'bench-agent';
 const WARM = 50;
 const variants = JSON.parse(process.argv[2] ?? '[{"name":"now"}]') as { name: string; cli?: string }[];
 const ROUNDS = Number(process.argv[3] ?? 20);
@@ -34,7 +32,7 @@ mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }))
 const procs: ChildProcess[] = [];
 const prefixes: string[] = [];
 const removals: (() => void)[] = [];
-const setups: { name: string; client: Client; times: number[] }[] = [];
+const setups: { name: string; client: Client }[] = [];
 
 const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)];
 try {
@@ -47,20 +45,10 @@ try {
     procs.push(await startWorker(ws, env('worker'), 64, cli));
     const client = new Client({ name: 'delegate-mcp-bench-hop-ab', version: '1.0.0' });
     await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, 'serve', '--queue', REDIS_URL, '--workspace', ws], env: env('front'), cwd: ws, stderr: 'pipe' }));
-    setups.push({ name: v.name, client, times: [] });
+    setups.push({ name: v.name, client });
   }
-  const call = async (s: (typeof setups)[number], i: number, keep: boolean) => {
-    const t0 = performance.now();
-    const res = await s.client.callTool({ name: AGENT, arguments: { task: `seq ${i}` } });
-    if (res.isError) throw new Error(`${s.name}: ${JSON.stringify(res.content).slice(0, 300)}`);
-    if (keep) s.times.push(performance.now() - t0);
-  };
-  for (const s of setups) for (let i = 0; i < WARM; i++) await call(s, i, false);
-  for (let r = 0; r < ROUNDS; r++) {
-    // Every other round in the other order: neither variant always follows the same one.
-    for (const s of r % 2 ? [...setups].reverse() : setups) for (let i = 0; i < BLOCK; i++) await call(s, i, true);
-  }
-  for (const s of setups) console.log(`${s.name.padEnd(12)} p25 ${p(s.times, 0.25).toFixed(2)} ms  p50 ${p(s.times, 0.5).toFixed(2)} ms  p75 ${p(s.times, 0.75).toFixed(2)} ms  (n=${s.times.length})`);
+  const times = await alternatingCalls(setups.map((s) => s.client), ROUNDS * BLOCK, WARM, BLOCK);
+  setups.forEach((s, k) => console.log(`${s.name.padEnd(12)} p25 ${p(times[k], 0.25).toFixed(2)} ms  p50 ${p(times[k], 0.5).toFixed(2)} ms  p75 ${p(times[k], 0.75).toFixed(2)} ms  (n=${times[k].length})`));
 } finally {
   for (const s of setups) await s.client.close().catch(() => {});
   for (const pr of procs) pr.kill('SIGTERM');

@@ -16,12 +16,11 @@ import { Redis } from 'ioredis';
 import { startMockModel } from '../tests/mock-model/server.js';
 import { CLI as OWN_CLI } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
-import { queueWorkspace, startWorker } from './queue.js';
+import { queueWorkspace, startWorker, timedCall } from './queue.js';
 
 const CLI = process.env.CLI ? path.resolve(process.env.CLI) : OWN_CLI;
 const N = Number(process.env.N ?? 400);
 const WARM = 100;
-const AGENT = 'bench-agent';
 const prof = (role: string) => (process.env.PROF ? ['--cpu-prof', `--cpu-prof-dir=/tmp/seq-prof/${role}`] : []);
 
 /** CPU ms (user + system) in a /proc stat file (10 ms ticks: read over hundreds of calls). */
@@ -51,10 +50,7 @@ async function connect(args: string[], role: string): Promise<{ client: Client; 
 
 /** N sequential calls after WARM: wall per call, and CPU per call of each process's main thread, its busiest other thread and the rest. */
 async function measure(client: Client, pids: Record<string, number>): Promise<void> {
-  const call = async (i: number) => {
-    const res = await client.callTool({ name: AGENT, arguments: { task: `seq ${i}` } });
-    if (res.isError) throw new Error(JSON.stringify(res.content).slice(0, 300));
-  };
+  const call = (i: number) => timedCall(client, i);
   for (let i = 0; i < WARM; i++) await call(i);
   const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, k === 'redis' ? { [p]: statMs(`/proc/${p}/stat`) } : threads(p)]));
   const t0 = performance.now();

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { BudgetLedger, type BudgetLimits, type BudgetStatus, type ReserveGranted, type RunStatus, type ScopeStatus } from '../src/budget/ledger.js';
 import { Prices, plannedCost } from '../src/budget/prices.js';
 import type { Usage } from '../src/contract/usage.js';
+import { mulberry32 } from './prng.js';
 
 const MODELS = ['anthropic/claude-sonnet-4-5', 'openai/gpt-5-mini', 'anthropic/claude-haiku-4-5-20251001', 'ollama/llama3'];
 const AGENTS = ['planner', 'reviewer', 'writer'];
@@ -318,13 +319,3 @@ test('100 concurrent runs against a shared server cap that fits about ten never 
 test('100 concurrent child runs sharing their parent budget never overspend it', async () => {
   for (const seed of [4, 5, 6]) await stampede('parent', seed);
 });
-
-function mulberry32(a: number): () => number {
-  return () => {
-    a |= 0;
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { connectAdmin, dropPrefix, reportMissingRedis, REDIS_URL } from './redis-check.js';
+import { mulberry32 } from './prng.js';
 import { BudgetLedger } from '../src/budget/ledger.js';
 import { openRedisLedger, type RedisLedger, type RedisLedgerOptions } from '../src/budget/redis-ledger.js';
 import type { LedgerStore } from '../src/budget/store.js';
@@ -508,18 +509,6 @@ redisTest("charge: a run's spend with no reservation left (its slice released) c
   if (!next.ok) assert.match(next.message, /daily|server/);
 });
 
-/** A small seeded PRNG (mulberry32): the same sequence of calls on both ledgers, and again on a failure. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Random sequences of ledger calls over a tree of runs (caps of every kind or none, admissions, sliced
  * calls that extend, commits over and under their holds, releases, runs closed with children and holds
@@ -529,7 +518,7 @@ function prng(seed: number): () => number {
 redisTest('random call sequences: the Redis ledger answers every call as the in-process ledger does (one by one and in same-tick bursts)', async () => {
   const MODELS = [SONNET, SONNET, 'local/llama-9'];
   for (const seed of [1, 2, 3, 4]) {
-    const rnd = prng(seed);
+    const rnd = mulberry32(seed);
     const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
     const maybe = (p: number, v: () => number): number | undefined => (rnd() < p ? v() : undefined);
     const opts = { server: { daily_tokens: 1_500_000, daily_usd: 12 }, now: () => new Date('2026-05-04T10:00:00Z'), warn: () => {} };

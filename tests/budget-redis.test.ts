@@ -622,3 +622,28 @@ redisTest('random call sequences: the Redis ledger answers every call as the in-
     assert.deepEqual(await redis.status(), local.status(), `seed ${seed}: the day's books`);
   }
 });
+
+redisTest("a queue run's slice remembers how it ended (settleSlice): committed or released, for the closed-run TTL; a plain commit or release leaves nothing behind", async () => {
+  const prefix = freshPrefix();
+  const books = await redisLedger({ prefix, closedRunTtlS: 600, warn: () => {} });
+  await books.openRun({ runId: 'q', agent: 'a' });
+  const slice = (id: string) => books.reserve({ runId: id, model: SONNET, inputTokens: 0, maxOutputTokens: 1_000, minOutputTokens: 1 });
+  const [kept, given, plainC, plainR] = await Promise.all([slice('q'), slice('q'), slice('q'), slice('q')]);
+  assert.ok(kept.ok && given.ok && plainC.ok && plainR.ok);
+  assert.equal(await books.settlement(kept.reservationId), 'held');
+  await books.settleSlice(kept.reservationId, { usage: usage(100, 200), usd: null });
+  await books.settleSlice(given.reservationId, null);
+  await books.commit(plainC.reservationId, usage(10, 20));
+  await books.release(plainR.reservationId);
+  assert.equal(await books.settlement(kept.reservationId), 'committed');
+  assert.equal(await books.settlement(given.reservationId), 'released');
+  assert.equal(await books.settlement(plainC.reservationId), 'unknown');
+  assert.equal(await books.settlement(plainR.reservationId), 'unknown');
+  assert.equal(await books.settlement('rsv_never'), 'unknown');
+  const ttl = await admin!.ttl(`${books.base}rsv:${kept.reservationId}:end`);
+  assert.ok(ttl > 590 && ttl <= 600, `kept for the closed-run TTL: ${ttl}`);
+  // Settled once, whoever comes first: the worker's commit after its front's release is refused.
+  await assert.rejects(books.commitAndClose('q', given.reservationId, SONNET, usage(1, 1), null), /already settled/);
+  assert.equal(await books.settlement(given.reservationId), 'released');
+  assert.equal((await books.status()).server.spent.tokens, 330);
+});

@@ -402,6 +402,45 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     }
   });
 
+  test("a run whose front gave up at its deadline while its worker went on (it waited in the queue first): what the worker's run spent is charged once, nothing stays reserved", async () => {
+    mock.reset();
+    const w = new World(mock, { late: agentYaml('late', MODEL, 'timeout_s: 6\n') }, { runs: { cancelGraceMs: 500 } });
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    try {
+      // A first turn that spends (a tool call), then the model holds the second past the front's deadline.
+      mock.setHandler(async (req) => {
+        if (!req.toolResults.length) return { toolCalls: [{ name: 'read_file', arguments: { path: 'notes.txt' } }] };
+        await released;
+        return { text: `answer: ${req.lastUserText}` };
+      });
+      const front = await w.stdioFront('front');
+      const id = structured(await front.client.callTool({ name: 'delegate', arguments: { agent: 'late', task: 'queued, then slow', background: true } })).run_id as string;
+      // No worker for a second: the run starts on a late worker, whose own deadline is that much later than the front's.
+      await new Promise((r) => setTimeout(r, 1000));
+      await w.worker('a');
+      await until("the run's second turn at the model", () => mock.inFlight === 1 && mock.requests.length === 2, 15_000);
+      const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 20 } }, { timeout: 30_000 }));
+      assert.equal(r.status, 'timeout', JSON.stringify(r));
+      await until("a's run ended in its audit", () => w.auditEvents('a').some((e) => e.event === 'run_end' && e.run_id === id), 15_000);
+      const aEnd = w.auditEvents('a').find((e) => e.event === 'run_end' && e.run_id === id);
+      const spent = aEnd.usage.input_tokens + aEnd.usage.output_tokens;
+      assert.ok(spent > 0, 'the run spent its first turn on a');
+      const books = async () => structured(await front.client.callTool({ name: 'budget_status', arguments: {} })).server;
+      const end = Date.now() + 10_000;
+      let now = await books();
+      while (now.spent.tokens < spent && Date.now() < end) {
+        await new Promise((res) => setTimeout(res, 250));
+        now = await books();
+      }
+      assert.equal(now.reserved.tokens, 0, 'nothing stays reserved');
+      assert.equal(now.spent.tokens, spent, `what a's run spent counts once: ${JSON.stringify(now)}`);
+    } finally {
+      release();
+      await w.close();
+    }
+  });
+
   test('a worker without the agent a front offers: the run fails at once, naming the worker and what to fix', async () => {
     mock.reset();
     const w = new World(mock, { here: agentYaml('here', MODEL), elsewhere: agentYaml('elsewhere', MODEL) });

@@ -225,6 +225,11 @@ export class RedisLedger implements LedgerStore {
   }
 
   async commit(reservationId: string, usage: Usage | null, fallback?: CommitFallback, usdOverride?: number | null): Promise<Charge> {
+    return this.commitKeeping(reservationId, usage, fallback, usdOverride, false);
+  }
+
+  /** commit(), and (`keepEnd`) its reservation remembered as committed a while (settlement()). */
+  private async commitKeeping(reservationId: string, usage: Usage | null, fallback: CommitFallback | undefined, usdOverride: number | null | undefined, keepEnd: boolean): Promise<Charge> {
     const res = this.held.get(reservationId) ?? (await this.readBack(reservationId));
     let u = usage;
     if (u && !validUsage(u)) {
@@ -234,7 +239,7 @@ export class RedisLedger implements LedgerStore {
     const charge = chargeFor(res, u, fallback, usdOverride);
     // The run's model hash keeps the day file's part names (input, output, cache_read, cache_write): see modelsOf.
     const c = charge.usage;
-    await this.run('budgetCommit', reservationId, charge.tokens, n(charge.usd ?? undefined), c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.cache_creation_input_tokens, this.runTtlS);
+    await this.run('budgetCommit', reservationId, charge.tokens, n(charge.usd ?? undefined), c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.cache_creation_input_tokens, this.runTtlS, keepEnd ? this.closedRunTtlS : '');
     this.held.delete(reservationId);
     return charge;
   }
@@ -247,7 +252,7 @@ export class RedisLedger implements LedgerStore {
    */
   async commitAndClose(runId: string, reservationId: string, model: string, usage: Usage, usdOverride: number | null): Promise<void> {
     if (!this.held.has(reservationId)) this.held.set(reservationId, { model, inputTokens: 0, maxOutputTokens: 0, price: this.prices.lookup(model) });
-    const committed = this.commit(reservationId, usage, undefined, usdOverride);
+    const committed = this.commitKeeping(reservationId, usage, undefined, usdOverride, true);
     const closed = this.closeRun(runId).catch((err: Error) => this.warn(`run ${runId}: could not close it in the books: ${err.message}`));
     try {
       await committed;
@@ -270,15 +275,37 @@ export class RedisLedger implements LedgerStore {
     return c;
   }
 
-  /** Whether a reservation (made on any node) is still held: neither committed nor released. */
-  async isReserved(reservationId: string): Promise<boolean> {
+  /**
+   * Where a reservation (made on any node) stands: still `held`, or settled — `committed` (what its
+   * call or run spent is counted) or `released` (nothing was counted to it) — or `unknown` (never made
+   * here, or settled more than a day ago).
+   */
+  async settlement(reservationId: string): Promise<'held' | 'committed' | 'released' | 'unknown'> {
     this.steps.flush();
-    return (await this.redis.exists(`${this.base}rsv:${reservationId}`)) === 1;
+    const key = `${this.base}rsv:${reservationId}`;
+    const [[, held], [, end]] = ((await this.redis.pipeline().exists(key).get(`${key}:end`).exec()) ?? []) as [Error | null, unknown][];
+    if (held === 1) return 'held';
+    return end === 'committed' || end === 'released' ? end : 'unknown';
   }
 
   /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */
   async release(reservationId: string): Promise<void> {
-    await this.run('budgetRelease', reservationId);
+    await this.run('budgetRelease', reservationId, '');
+    this.held.delete(reservationId);
+  }
+
+  /**
+   * A queue run's end on its front: its slice committed with what its worker reported for its whole tree,
+   * or released (`spent` null: no report counts), and how it ended remembered as long as a closed run's
+   * records (settlement()): the worker that ran it charges the spend itself only when no report was.
+   * Rejects "already settled" when the worker settled it first.
+   */
+  async settleSlice(reservationId: string, spent: { usage: Usage; usd: number | null } | null): Promise<void> {
+    if (spent) {
+      await this.commitKeeping(reservationId, spent.usage, undefined, spent.usd, true);
+      return;
+    }
+    await this.run('budgetRelease', reservationId, this.closedRunTtlS);
     this.held.delete(reservationId);
   }
 

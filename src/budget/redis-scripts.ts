@@ -19,6 +19,9 @@
 //   run:<id>:models           hash  "<model>\n<field>": spend of the run's subtree per model
 //   rsv:<id>                  hash  run, day, dx (day expiry), agent, model, in, out, t, u ('' = unpriced),
 //                                   pi/po (price per Mtok), st ('open' | 'orphaned')
+//   rsv:<id>:end              string how a queue run's slice ended, 'committed' or 'released' (kept as
+//                                   long as its commit or release asks: its worker reads it to know whether
+//                                   the run's spend was counted)
 //   open-runs                 string count of open runs
 // Scope fields: lt/lu limits (absent: none), st/su spent, rt/ru reserved, n open holds, c calls, ut
 // unpriced tokens. Numbers are stored and returned as strings ('%.17g': Lua numbers are doubles, and a
@@ -228,11 +231,13 @@ local function openRsv(x, ttl)
   redis.call('SADD', runKey(x.run) .. ':rsv', x.id)
   expireIn(runKey(x.run) .. ':rsv', ttl)
 end
--- Removes a reservation from every scope it is held in and forgets it.
-local function settle(x)
+-- Removes a reservation from every scope it is held in and forgets it; remembers how it ended
+-- ('committed' or 'released') for \`keep\` seconds when asked to.
+local function settle(x, how, keep)
   if x.st == 'open' then unholdRsv(x) end
   redis.call('SREM', runKey(x.run) .. ':rsv', x.id)
   redis.call('DEL', rsvKey(x.id))
+  if keep then redis.call('SET', rsvKey(x.id) .. ':end', how, 'EX', keep) end
   x.gone = true
 end
 
@@ -526,7 +531,7 @@ local function spend(x, t, u, parts, ttl)
 end
 `;
 
-/** commit: ARGV rsvId, tokens, usd|'', input, output, cache_read, cache_write, runTtl. */
+/** commit: ARGV rsvId, tokens, usd|'', input, output, cache_read, cache_write, runTtl, keepEnd|'' (settle). */
 const COMMIT = `${ADD_MODEL}${SPEND}
 local rid = ARGV[1]
 local t, u = tonumber(ARGV[2]), num(ARGV[3])
@@ -534,7 +539,7 @@ local parts = { tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumbe
 local ttl = tonumber(ARGV[8])
 local x = loadRsv(rid)
 if not x then return redis.error_reply('budget: commit of unknown or already settled reservation ' .. rid) end
-settle(x)
+settle(x, 'committed', num(ARGV[9]))
 spend(x, t, u, parts, ttl)
 saveAll()
 return 1
@@ -552,10 +557,10 @@ saveAll()
 return 1
 `;
 
-/** release: ARGV rsvId. Idempotent. */
+/** release: ARGV rsvId, keepEnd|'' (settle). Idempotent. */
 const RELEASE = `
 local x = loadRsv(ARGV[1])
-if x then settle(x); saveAll() end
+if x then settle(x, 'released', num(ARGV[2])); saveAll() end
 return 1
 `;
 

@@ -27,6 +27,7 @@ import { RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
 import { recordedLineage } from '../orchestrator/chain.js';
+import type { RedisLedger } from '../budget/redis-ledger.js';
 
 /** How long a front waits for Redis to take a job before the call fails with the reason. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
@@ -47,6 +48,8 @@ export class QueueFront implements RemoteRuns {
     private readonly watch: JobWatch,
     private readonly conn: Redis,
     private readonly settings: QueueSettings,
+    /** The books every front shares (the orchestrator's own): a run's slice is settled there, remembering how. */
+    private readonly books: RedisLedger,
   ) {
     conn.on('close', () => (this.down ??= 'connection closed'));
     conn.on('error', (err: Error) => (this.down = err.message));
@@ -210,13 +213,14 @@ export class QueueFront implements RemoteRuns {
 
   /**
    * The run's books after its end, off the call's path: what its tree spent committed to its slice (or
-   * the slice released: the run failed before it spent, or its worker was lost), then its scope closed.
-   * The worker that ran it settles a slice still open a while after it reported (this front gone): a
-   * commit that finds it settled already is that, not an error.
+   * the slice released: no report counts — the run failed before it spent, its worker was lost, or it
+   * passed its deadline here), then its scope closed. The worker that ran it settles a slice still open a
+   * while after it reported (this front gone), and charges what its run spent when the slice was released:
+   * a commit that finds it settled already is that, not an error.
    */
   private settleBooks(rb: RunBudget, sliceId: string | undefined, treeUsage: Usage | undefined, usd: number | null): void {
     const o = this.orchestrator;
-    const settled = sliceId ? (treeUsage ? o.budget.commitSlice(sliceId, treeUsage, usd) : o.budget.ledger.release(sliceId)) : undefined;
+    const settled = sliceId ? this.books.settleSlice(sliceId, treeUsage ? { usage: treeUsage, usd } : null) : undefined;
     const closed = o.budget.closeRun(rb);
     void Promise.all([settled, closed]).catch((err: Error) => {
       if (/already settled/.test(err.message)) return; // its worker settled it first

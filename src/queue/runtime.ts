@@ -53,7 +53,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         const job = await queue.getJob(jobId);
         return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       };
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings);
+      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings, shared);
       // Listening before the first run is enqueued: its worker's approval questions come to this front.
       front.approvals = await FrontApprovals.open(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
       let local: QueueWorkerNode | undefined;

@@ -246,8 +246,9 @@ export class QueueWorkerNode {
    * the call's path); a delegation's parent counts it in its tree. SETTLE_CHECK_MS later this worker looks:
    * a slice still open means its front is gone (or far behind), so this worker, which knows what the run
    * spent, commits it and closes the run (nothing stays reserved; the books settle a slice once, whoever
-   * comes first). A report that never reached the queue (the run was given up as lost: its front
-   * released the slice, or its parent the child's) means nobody counted the spend: it is charged here.
+   * comes first). A slice its front released means no report counted (it gave the run up: lost, or past
+   * its deadline there); nor does a report that never reached the queue (a delegation given up by its
+   * parent): what the run spent is charged here.
    */
   private settleAfterReport(data: RunJob, model: string, treeUsage: Usage, usd: number | null, audit: RunRecord['audit']): void {
     const { runId } = data;
@@ -257,12 +258,15 @@ export class QueueWorkerNode {
       const reported = this.pendingSettles.get(runId)?.reported ?? false;
       this.pendingSettles.delete(runId);
       try {
-        if (slice && (await this.shared.isReserved(slice.reservationId))) {
+        const books = slice ? await this.shared.settlement(slice.reservationId) : 'unknown';
+        if (slice && books === 'held') {
           await this.shared.commitAndClose(runId, slice.reservationId, slice.model, treeUsage, usd);
           log.warn(`queue worker: run ${runId}: ${reported ? `its front did not settle its budget slice within ${SETTLE_CHECK_MS / 1000} s (gone?)` : 'its report never reached the queue (given up as lost?)'}; settled here`);
           return;
         }
-        if (reported) return; // its front settled the slice, or its parent counted it
+        if (books === 'committed') return; // its front counted what the report said
+        if (books === 'released') return await this.chargeUnreported(data, model || slice?.model || '', treeUsage, usd, audit);
+        if (reported) return; // its front settled the slice (long ago: its end is forgotten), or its parent counted it
         // No 'completed' here yet: BullMQ may still be retrying the report (Redis was away a moment).
         // Charged only once the queue says the job ended without it (failed by another worker's
         // stalled check, or gone): a report that lands brings the spend to its front or parent.
@@ -290,8 +294,8 @@ export class QueueWorkerNode {
     if (totalTokens(usage) === 0 && !usd) return;
     try {
       const c = await this.shared.charge({ runId: data.runId, agent: data.agent, model, usage, usd });
-      audit?.emit({ event: 'budget_commit', scope: 'run', tokens: c.tokens, usd: c.usd, message: 'charged to the shared books without a slice: no report brought this run\'s spend to its front or parent (given up as lost, or handed back)' });
-      log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost, or handed back); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
+      audit?.emit({ event: 'budget_commit', scope: 'run', tokens: c.tokens, usd: c.usd, message: 'charged to the shared books without a slice: no report brought this run\'s spend to its front or parent (given up as lost or past its deadline there, or handed back)' });
+      log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost or past its deadline by its front, or handed back); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
     } catch (err) {
       log.warn(`queue worker: could not charge run ${data.runId}'s spend to the shared budget books: ${errorMessage(err)}`);
     }

@@ -115,7 +115,7 @@ describe('queue mode: signed messages', { skip: !available }, () => {
     }
   });
 
-  test('a forged "completed" (a genuine answer of another run) commits nothing and stops the run; a forged cancel does nothing', async () => {
+  test('on the front\'s runs channel, a forged end (a genuine answer of another run) commits nothing and stops the run, and an unsigned failure is ignored; a forged cancel does nothing', async () => {
     mock.reset();
     const w = new World(mock, { probe: agentYaml('probe', MODEL) }, { budget: { daily_tokens: 1_000_000 } });
     const queue = new Queue('runs', { connection: conn, prefix: w.prefix });
@@ -133,7 +133,13 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       const victim = await call('hang please', true);
       await modelBusy(mock);
       assert.equal(mock.inFlight, 1);
-      await conn.xadd(`${w.prefix}:runs:events`, '*', 'event', 'completed', 'jobId', victim.run_id, 'returnvalue', JSON.stringify(genuineAnswer), 'prev', 'active');
+      // The channel the front listens on for the ends of its runs (anyone who can write to Redis can publish there).
+      const [runsChannel] = (await conn.pubsub('CHANNELS', `${w.prefix}:dmcp:runs:*`)) as string[];
+      assert.ok(runsChannel, 'the front listens on its runs channel');
+      await conn.publish(runsChannel, JSON.stringify({ runId: victim.run_id, failure: { reason: 'forged: give up' } }));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: victim.run_id } })).status, 'running', 'an unsigned failure ends nothing');
+      await conn.publish(runsChannel, JSON.stringify({ runId: victim.run_id, end: genuineAnswer }));
       const ended = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: victim.run_id, wait_s: 10 } }));
       assert.equal(ended.status, 'failed');
       assert.match(ended.error, new RegExp(`the answer for run ${victim.run_id} was refused \\(signature does not match.*nothing it reports is counted`));

@@ -209,7 +209,7 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     });
   });
 
-  test('an end whose events were trimmed from the stream before the front read them is still found, with its answer', async () => {
+  test('an end told while the front was cut off from Redis (its message lost, its events trimmed from the stream) is still found, with its answer', async () => {
     // Only the front goes through the link: it is away while the run ends and its events are trimmed.
     await linkedFront(mock, 'front only', async ({ w, link, front, release }) => {
       const call = front.client.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'ends unseen' } }, { timeout: 60_000 });
@@ -219,7 +219,7 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       await until('the model answered', () => mock.inFlight === 0);
       const { Redis } = await import('ioredis');
       const r = new Redis(REDIS_URL);
-      // The worker has reported the end (the job is finished in Redis); its events go before the front reads them.
+      // The worker has reported the end (the job is finished in Redis), which the front did not hear; its events go too.
       for (let i = 0; i < 100; i++) {
         const job = (await r.keys(`${w.prefix}:runs:run_*`)).find((k) => /:run_[0-9a-f-]{36}$/.test(k));
         if (job && (await r.hget(job, 'finishedOn')) !== null) break;

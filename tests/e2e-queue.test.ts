@@ -67,9 +67,15 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
     }
   });
 
-  test('run_status / run_result / run_cancel from a second front; the cancel aborts the model request in ≤ 1 s', async () => {
+  test('run_status / run_result / run_cancel from a second front; the cancel aborts the model request in ≤ 1 s; a front reads the event stream only to follow another front\'s run', async () => {
     mock.reset();
     const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    const { Queue } = await import('bullmq');
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(REDIS_URL);
+    const queue = new Queue('runs', { connection: redis, prefix: w.prefix });
+    /** Connections reading this queue's event stream (BullMQ names them). */
+    const streamReaders = async () => (await queue.getQueueEvents()).length;
     try {
       mock.setHandler((req) =>
         req.lastUserText.includes('hang') ? { text: 'late', delayMs: 30_000 } : req.lastUserText.includes('6 s') ? { text: 'slow answer', delayMs: 6000 } : { text: `answer: ${req.lastUserText}`, delayMs: 200 },
@@ -87,6 +93,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const stamps = [asked, ...beats, Date.now()];
       const gaps = stamps.slice(1).map((t, i) => t - stamps[i]);
       assert.ok(Math.max(...gaps) <= 5000, `progress gaps ${gaps.join(', ')} ms`);
+      assert.equal(await streamReaders(), 0, "every front hears its own runs' progress and ends on its runs channel: nobody reads every job's events");
       // A finished run, fetched from the other front.
       const quick = structured(await ca.callTool({ name: 'delegate', arguments: { agent: 'slow', task: 'quick one', background: true } }));
       const got = await cb.callTool({ name: 'run_result', arguments: { run_id: quick.run_id, wait_s: 10 } });
@@ -100,6 +107,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const st = structured(await cb.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } }));
       assert.equal(st.status, 'running');
       assert.equal(st.agent, 'slow');
+      assert.equal(await streamReaders(), 1, "front B follows A's running runs on the event stream, opened for the first");
       const t0 = Date.now();
       const cancelled = await cb.callTool({ name: 'run_cancel', arguments: { run_id: bg.run_id } });
       const abortedAt = await closed;
@@ -110,6 +118,8 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       await ca.close();
       await cb.close();
     } finally {
+      await queue.close();
+      redis.disconnect();
       await w.close();
     }
   });
@@ -198,6 +208,14 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       // Ran across workers: the lead on a, its delegations on b.
       assert.deepEqual(w.auditEvents('a').filter((e) => e.event === 'run_start').map((e) => e.agent), ['lead']);
       assert.deepEqual(w.auditEvents('b').filter((e) => e.event === 'run_start').map((e) => e.agent).sort(), ['helper', 'third']);
+      // Each delegation's end came to its parent's worker on that worker's runs channel: nobody read the event stream.
+      const { Queue } = await import('bullmq');
+      const { Redis } = await import('ioredis');
+      const redis = new Redis(REDIS_URL);
+      const queue = new Queue('runs', { connection: redis, prefix: w.prefix });
+      assert.equal((await queue.getQueueEvents()).length, 0, 'no node reads the job-event stream');
+      await queue.close();
+      redis.disconnect();
       // Budget: the lead committed what the helper's tree reported to the slice it reserved.
       const commits = w.auditEvents('a').filter((e) => e.event === 'budget_commit' && /re-entry child/.test(e.message ?? ''));
       assert.equal(commits.length, 1);

@@ -224,12 +224,8 @@ export class RedisLedger implements LedgerStore {
     return { ok: true, grantedOutputTokens: Number(granted), reservedOutputTokens: Number(reservedOut) };
   }
 
-  async commit(reservationId: string, usage: Usage | null, fallback?: CommitFallback, usdOverride?: number | null): Promise<Charge> {
-    return this.commitKeeping(reservationId, usage, fallback, usdOverride, false);
-  }
-
-  /** commit(), and (`keepEnd`) its reservation remembered as committed a while (settlement()). */
-  private async commitKeeping(reservationId: string, usage: Usage | null, fallback: CommitFallback | undefined, usdOverride: number | null | undefined, keepEnd: boolean): Promise<Charge> {
+  /** `keepEnd`: a queue run's slice, remembered as committed a while (settlement()). */
+  async commit(reservationId: string, usage: Usage | null, fallback?: CommitFallback, usdOverride?: number | null, keepEnd = false): Promise<Charge> {
     const res = this.held.get(reservationId) ?? (await this.readBack(reservationId));
     let u = usage;
     if (u && !validUsage(u)) {
@@ -252,7 +248,7 @@ export class RedisLedger implements LedgerStore {
    */
   async commitAndClose(runId: string, reservationId: string, model: string, usage: Usage, usdOverride: number | null): Promise<void> {
     if (!this.held.has(reservationId)) this.held.set(reservationId, { model, inputTokens: 0, maxOutputTokens: 0, price: this.prices.lookup(model) });
-    const committed = this.commitKeeping(reservationId, usage, undefined, usdOverride, true);
+    const committed = this.commit(reservationId, usage, undefined, usdOverride, true);
     const closed = this.closeRun(runId).catch((err: Error) => this.warn(`run ${runId}: could not close it in the books: ${err.message}`));
     try {
       await committed;
@@ -302,7 +298,7 @@ export class RedisLedger implements LedgerStore {
    */
   async settleSlice(reservationId: string, spent: { usage: Usage; usd: number | null } | null): Promise<void> {
     if (spent) {
-      await this.commitKeeping(reservationId, spent.usage, undefined, spent.usd, true);
+      await this.commit(reservationId, spent.usage, undefined, spent.usd, true);
       return;
     }
     await this.run('budgetRelease', reservationId, this.closedRunTtlS);

@@ -131,6 +131,7 @@ export class QueueFront implements RemoteRuns {
       progress: Boolean(req.onProgress),
       from: this.settings.nodeId,
       ...(asks && { ask: true as const }),
+      listens: true,
     });
     // A caller that follows progress gets a beat at least every HEARTBEAT_MS from here too: the worker's
     // lines (its own beats included) do not come while the job waits for one, or while Redis is slow.
@@ -402,7 +403,7 @@ export class QueueFront implements RemoteRuns {
   }
 
   async close(): Promise<void> {
-    await this.watch.events.close().catch(() => {}); // closing: no run waits on its events any more
+    await this.watch.close();
     await this.queue.close().catch(() => {}); // closing: a lost connection has nothing left to flush
     this.conn.disconnect();
   }

@@ -1,15 +1,20 @@
-// One QueueEvents stream per process, fanned out to whoever waits on a job: a front's calls and
-// run_result, a worker's delegations. A waiter registers before the job is added, so no event is missed;
-// after a Redis outage QueueEvents goes on reading the stream where it stopped. Two ends that no event
-// brings are found by checking the jobs waited on now and then: a job that ended while its events were
-// trimmed from the stream (it keeps 10,000) before this process read them, and a job that is gone (Redis
-// back without its data: restarted with no persistence, flushed, failed over to an empty replica). Their
-// calls end instead of waiting for their deadline.
+// How a node learns that a run it waits on moved or ended: a front's calls and run_result, a worker's
+// delegations. The runs a node starts itself (jobs with `listens`) report on its own runs channel: their
+// workers publish progress and the end there, signed, before BullMQ records the end — so no node reads
+// every job's events. A run another node started (run_status / run_result from a second front) is
+// followed on BullMQ's event stream, opened on the first such wait. A waiter registers before the job is
+// added, so no message is missed while it is on its way. Pub/sub delivers at most once, and two ends
+// bring no message at all: a job that ended while this node was away (its message lost, or its events
+// trimmed from the stream, which keeps 10,000, before they were read), and a job that is gone (Redis
+// back without its data: restarted with no persistence, flushed, failed over to an empty replica). The
+// jobs waited on are checked in Redis now and then, and at once after a reconnect: those calls end
+// instead of waiting for their deadline.
 import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { RunJobProgress, RunJobReturn } from './jobs.js';
+import type { RunChannelMessage, RunJobFailure, RunJobProgress, RunJobReturn } from './jobs.js';
 import type { QueueAuth } from './signing.js';
 import { safeRedisUrl } from '../net/redis-url.js';
+import { throttledWarn } from '../log.js';
 
 /** BullMQ's failure reason for a job whose worker stopped renewing its lock (maxStalledCount 0). */
 export const STALLED_REASON = 'job stalled more than allowable limit';
@@ -59,9 +64,13 @@ export class JobWatch {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private jobCheck?: NodeJS.Timeout;
   private checking = false;
+  /** BullMQ's event stream, opened on the first wait for a run another node started. */
+  private events?: Promise<QueueEvents | undefined>;
+  private readonly ignored = throttledWarn();
 
   constructor(
-    readonly events: QueueEvents,
+    /** How to open the event stream, to follow runs other nodes started (undefined: this node waits on its own only). */
+    private readonly openEvents: (() => Promise<QueueEvents>) | undefined,
     private readonly queue: Queue,
     /** Answers and progress are taken only signed with this key, for this queue and this run. */
     private readonly auth: QueueAuth & { url: string },
@@ -74,31 +83,80 @@ export class JobWatch {
   ) {
     // Back after an outage: whatever Redis kept is known at once.
     redis.on('ready', () => void this.checkJobs());
-    events.on('progress', ({ jobId, data }) => {
-      const set = this.waiters.get(jobId);
-      if (!set) return;
-      const p = openProgress(this.auth, jobId, data);
-      if (!p) return; // not from a worker of this queue: nothing to show
-      for (const w of set) w.onProgress?.(p);
+  }
+
+  /** The stream's events, for whoever waits here on their job. */
+  private follow(events: QueueEvents): QueueEvents {
+    events.on('progress', ({ jobId, data }) => this.progress(jobId, data));
+    events.on('completed', ({ jobId, returnvalue }) => this.completed(jobId, returnvalue));
+    events.on('stalled', ({ jobId }) => this.stalled(jobId));
+    events.on('failed', ({ jobId, failedReason }) => this.failed(jobId, failedReason));
+    return events;
+  }
+
+  /**
+   * Listens on this node's runs channel (`sub`: a connection of its own, for pub/sub) before its first
+   * run is enqueued. After a reconnect, the ends a lost message would have told are read from the jobs.
+   */
+  async listen(sub: Redis, channel: string): Promise<void> {
+    sub.on('message', (ch: string, raw: string) => {
+      if (ch === channel) this.heard(raw, channel);
     });
-    events.on('completed', ({ jobId, returnvalue }) => {
-      if (this.waiters.has(jobId)) this.settle(jobId, answerOutcome(this.auth, jobId, returnvalue));
+    let first = true;
+    sub.on('ready', () => {
+      if (!first) void this.checkJobs(true);
+      first = false;
     });
-    // A lost worker's job is put back with a deferred failure: the next worker that takes it fails it
-    // without running it. That may be long (every worker busy): the run ends now, unless it will be retried.
-    events.on('stalled', ({ jobId }) => {
-      if (!this.waiters.has(jobId)) return;
-      void (async () => {
-        if (this.willRetry && (await this.willRetry(jobId).catch(() => false))) return;
-        this.settle(jobId, { kind: 'failed', reason: STALLED_REASON });
-      })();
-    });
-    events.on('failed', ({ jobId, failedReason }) => {
-      void (async () => {
-        if (this.waiters.has(jobId) && this.retry && (await this.retry(jobId, failedReason).catch(() => false))) return;
-        this.settle(jobId, { kind: 'failed', reason: failedReason });
-      })();
-    });
+    await sub.subscribe(channel);
+  }
+
+  /** A message on the runs channel: for a job waited on here, signed parts only (anyone who can publish could send one). */
+  private heard(raw: string, channel: string): void {
+    let m: RunChannelMessage;
+    try {
+      m = JSON.parse(raw) as RunChannelMessage;
+    } catch {
+      return this.ignored(`queue: ignored a message on ${channel}: not JSON`);
+    }
+    if (typeof m?.runId !== 'string' || !this.waiters.has(m.runId)) return; // nobody here waits on it (any more)
+    if (m.progress !== undefined) this.progress(m.runId, m.progress);
+    if (m.end !== undefined) this.completed(m.runId, m.end);
+    if (m.failure !== undefined) {
+      const opened = this.auth.key.open('failure', this.auth.prefix, m.runId, m.failure);
+      if (!opened.ok) return this.ignored(`queue: ignored a failure for run ${m.runId} on ${channel}: ${opened.reason}`);
+      const f = opened.body as unknown as RunJobFailure;
+      if (f.stalled) this.stalled(m.runId);
+      else this.failed(m.runId, String(f.reason));
+    }
+  }
+
+  private progress(jobId: string, data: unknown): void {
+    const set = this.waiters.get(jobId);
+    if (!set) return;
+    const p = openProgress(this.auth, jobId, data);
+    if (!p) return; // not from a worker of this queue: nothing to show
+    for (const w of set) w.onProgress?.(p);
+  }
+
+  private completed(jobId: string, returnvalue: unknown): void {
+    if (this.waiters.has(jobId)) this.settle(jobId, answerOutcome(this.auth, jobId, returnvalue));
+  }
+
+  // A lost worker's job is put back with a deferred failure: the next worker that takes it fails it
+  // without running it. That may be long (every worker busy): the run ends now, unless it will be retried.
+  private stalled(jobId: string): void {
+    if (!this.waiters.has(jobId)) return;
+    void (async () => {
+      if (this.willRetry && (await this.willRetry(jobId).catch(() => false))) return;
+      this.settle(jobId, { kind: 'failed', reason: STALLED_REASON });
+    })();
+  }
+
+  private failed(jobId: string, failedReason: string): void {
+    void (async () => {
+      if (this.waiters.has(jobId) && this.retry && (await this.retry(jobId, failedReason).catch(() => false))) return;
+      this.settle(jobId, { kind: 'failed', reason: failedReason });
+    })();
   }
 
   /** Waits for the job's end. Register before adding the job; `existing`: it may have ended already. */
@@ -110,7 +168,15 @@ export class JobWatch {
     let set = this.waiters.get(jobId);
     if (!set) this.waiters.set(jobId, (set = new Set()));
     set.add(waiter);
-    if (existing) void this.checkEnded(jobId);
+    if (existing) {
+      void this.checkEnded(jobId);
+      // Another node's run: its events, from the stream (read again once it is open: it may have ended meanwhile).
+      if (!this.events && this.openEvents) this.events = this.openEvents().then(
+        (e) => this.follow(e),
+        () => (this.events = undefined), // Redis away: the next such wait tries again; the checks settle this one
+      );
+      void this.events?.then(() => this.checkEnded(jobId));
+    }
     if (!this.jobCheck) {
       this.jobCheck = setInterval(() => void this.checkJobs(), JOB_CHECK_MS);
       this.jobCheck.unref();
@@ -118,23 +184,28 @@ export class JobWatch {
     return { done, stop: () => this.drop(jobId, waiter) };
   }
 
-  /** Ends the waits on jobs that ended unseen or are gone (one pipelined HMGET for all of them). */
-  private async checkJobs(): Promise<void> {
+  /**
+   * Ends the waits on jobs that ended unseen or are gone (one pipelined HMGET for all of them).
+   * `reconnected`: this node's runs channel was away, so any end may have gone unheard.
+   */
+  private async checkJobs(reconnected = false): Promise<void> {
     const now = Date.now();
-    const ids = [...this.waiters].filter(([, set]) => [...set].some((w) => now - w.since >= CHECK_MIN_AGE_MS)).map(([id]) => id);
+    const ids = [...this.waiters].filter(([, set]) => reconnected || [...set].some((w) => now - w.since >= CHECK_MIN_AGE_MS)).map(([id]) => id);
     if (!ids.length || this.checking || this.redis.status !== 'ready') return;
     this.checking = true;
     try {
       const pipe = this.redis.pipeline();
-      for (const id of ids) pipe.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn');
+      for (const id of ids) pipe.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn', 'defa');
       const answers = (await pipe.exec()) ?? [];
       ids.forEach((id, i) => {
         const [err, fields] = answers[i] ?? [];
         if (err || !Array.isArray(fields)) return;
-        const [added, finished] = fields as (string | null)[];
+        const [added, finished, deferred] = fields as (string | null)[];
         if (added === null) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
-        // Its event would have come by now (ended JOB_CHECK_MS ago): it was trimmed away unread.
-        else if (finished !== null && now - Number(finished) > JOB_CHECK_MS) void this.checkEnded(id);
+        // Its message or event would have come by now (ended JOB_CHECK_MS ago): it was lost or trimmed away unread.
+        else if (finished !== null && (reconnected || now - Number(finished) > JOB_CHECK_MS)) void this.checkEnded(id);
+        // Put back after its worker was lost (the news of it lost too): it ends now, unless it will be retried.
+        else if (finished === null && deferred !== null) this.stalled(id);
       });
     } catch {
       // Redis away again: the next check (or reconnect) asks again
@@ -175,6 +246,12 @@ export class JobWatch {
     if (this.waiters.size || !this.jobCheck) return;
     clearInterval(this.jobCheck);
     this.jobCheck = undefined;
+  }
+
+  /** Stops reading the event stream, if it was opened. */
+  async close(): Promise<void> {
+    const events = await this.events?.catch(() => undefined);
+    await events?.close().catch(() => {}); // closing: no run waits on its events any more
   }
 
   /** Jobs someone here is waiting on. */

@@ -38,6 +38,11 @@ export const RunJobSchema = z.object({
   from: z.string(),
   /** Its starter can be asked (`ask` rules): the worker sends the questions to the front `from` (approvals.ts). */
   ask: z.literal(true).optional(),
+  /**
+   * The node `from` listens on its runs channel (keys.runsChannel) for this run's progress and end: the
+   * worker tells it there, rather than it reading every job's events from BullMQ's stream.
+   */
+  listens: z.literal(true).optional(),
 });
 export type RunJob = z.infer<typeof RunJobSchema>;
 
@@ -46,6 +51,20 @@ export interface RunJobReturn {
   result: RunResult;
   treeUsage: Usage;
   node: string;
+}
+
+/** Why a job failed on a worker (signed 'failure' on a runs channel); `stalled`: its worker was lost. */
+export interface RunJobFailure {
+  reason: string;
+  stalled?: true;
+}
+
+/** A message on a node's runs channel: one signed part, for the run `runId` (job-watch.ts opens it). */
+export interface RunChannelMessage {
+  runId: string;
+  progress?: unknown;
+  end?: unknown;
+  failure?: unknown;
 }
 
 /** job.updateProgress payload. */
@@ -82,6 +101,8 @@ export const keys = {
   workers: (prefix: string) => `${prefix}:dmcp:workers`,
   /** Pub/sub channel: approval questions for the runs a front started, from the workers running them. */
   askChannel: (prefix: string, front: string) => `${prefix}:dmcp:ask:${front}`,
+  /** Pub/sub channel: the progress and ends of the runs a node started (jobs with `listens`), from their workers. */
+  runsChannel: (prefix: string, node: string) => `${prefix}:dmcp:runs:${node}`,
   /** Pub/sub channel: the answers to a worker's approval questions. */
   answerChannel: (prefix: string, worker: string) => `${prefix}:dmcp:answer:${worker}`,
 };

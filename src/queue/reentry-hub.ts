@@ -44,6 +44,7 @@ export class QueueReentryHub implements ReentryHub {
       chain,
       progress: Boolean(opts.onProgress),
       from: this.settings.nodeId,
+      listens: true,
     };
     // A failed open is tried again by the next delegation.
     this.watch ??= this.openWatch().catch((err: Error) => {
@@ -89,12 +90,12 @@ export class QueueReentryHub implements ReentryHub {
   }
 
   async close(): Promise<void> {
-    // The queue belongs to the worker node, which closes it and (closeEvents) the event stream.
+    // The queue belongs to the worker node, which closes it and (closeWatch) the watch of its delegations.
   }
 
-  /** Closes the event stream, if a delegation opened it. */
-  async closeEvents(): Promise<void> {
+  /** Lets go of what a delegation's watch opened. */
+  async closeWatch(): Promise<void> {
     const watch = await this.watch?.catch(() => undefined); // never opened (Redis was down): nothing to close
-    await watch?.events.close().catch(() => {}); // closing anyway
+    await watch?.close();
   }
 }

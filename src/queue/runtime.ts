@@ -37,8 +37,13 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
     ledger: shared,
     attach: async (orchestrator, agents, work) => {
       const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
-      const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix: settings.prefix });
-      await events.waitUntilReady();
+      // The event stream is read only to follow another front's runs (run_status / run_result): this
+      // front's own runs report on its runs channel.
+      const openEvents = async () => {
+        const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix: settings.prefix });
+        await events.waitUntilReady();
+        return events;
+      };
       // An agent that opted in (retry: {attempts, only: idempotent}) goes back to the queue when its worker is lost.
       const retry = async (jobId: string, reason: string): Promise<boolean> => {
         const job = await queue.getJob(jobId);
@@ -53,7 +58,10 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         const job = await queue.getJob(jobId);
         return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
       };
-      const front = new QueueFront(orchestrator, queue, new JobWatch(events, queue, settings, conn, retry, willRetry), conn, settings, shared);
+      const watch = new JobWatch(openEvents, queue, settings, conn, retry, willRetry);
+      const runsSub = conn.duplicate();
+      await watch.listen(runsSub, keys.runsChannel(settings.prefix, settings.nodeId));
+      const front = new QueueFront(orchestrator, queue, watch, conn, settings, shared);
       // Listening before the first run is enqueued: its worker's approval questions come to this front.
       front.approvals = await FrontApprovals.open(conn, settings, orchestrator.cfg.delegate.tools.askTimeoutS * 1000);
       let local: QueueWorkerNode | undefined;
@@ -70,6 +78,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
           await local?.close();
           await front.approvals?.close();
           await front.close();
+          runsSub.disconnect();
           // The orchestrator's books: its caller closes them (Orchestrator.create, `ledger`).
           await shared.close();
           books.disconnect();

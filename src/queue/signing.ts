@@ -26,7 +26,7 @@ export const CLOCK_SKEW_MS = 60_000;
 const KEY_HELP = `every front and worker of a queue needs the same key: ${QUEUE_KEY_ENV}, delegate.queue.keyFile, or the same state dir (README "Scaling out")`;
 
 /** What a signature signs: the kind of message says what it is for (a job's signature is no answer's). */
-export type SignedKind = 'job' | 'return' | 'progress' | 'cancel' | 'approval' | 'approval-answer';
+export type SignedKind = 'job' | 'return' | 'progress' | 'failure' | 'cancel' | 'approval' | 'approval-answer';
 
 export interface Signature {
   /** The key's id (a hash of it, not the key): says "another key" apart from "changed". */

@@ -7,7 +7,7 @@
 // worker's stalled-job check fails them (maxStalledCount 0: never handed to a second worker unasked).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
@@ -19,8 +19,8 @@ import { connectBooks, connectRedis, RUN_QUEUE, type QueueSettings } from './con
 import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
-import { JobWatch } from './job-watch.js';
-import { errorResult, keys, WORKER_BEAT_MS, type CancelMessage, type RunJob, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
+import { JobWatch, STALLED_REASON } from './job-watch.js';
+import { errorResult, keys, WORKER_BEAT_MS, type CancelMessage, type RunChannelMessage, type RunJob, type RunJobFailure, type RunJobProgress, type RunJobReturn, type WorkerBeat } from './jobs.js';
 import { unknownAgentMessage } from '../orchestrator/run-request.js';
 import { openCancel, openJob } from './signing.js';
 import { QueueReentryHub } from './reentry-hub.js';
@@ -35,6 +35,13 @@ const HEARD_CANCEL_KEPT_MS = 60_000;
 /** Job takers: one per this many jobs at once, at most MAX_TAKERS (each holds a blocking connection). */
 const JOBS_PER_TAKER = 16;
 const MAX_TAKERS = 4;
+
+/** A run going on here: its record once started, its job, and whether the queue gave it up (lock lost). */
+interface Running {
+  rec?: RunRecord;
+  job: Job;
+  lockLost?: true;
+}
 
 export interface WorkerNodeOptions {
   concurrency: number;
@@ -53,7 +60,7 @@ export class QueueWorkerNode {
    */
   private readonly heardCancels = new Map<string, { reason: CancelMessage['reason']; at: number }>();
   /** The runs going on here, for a shutdown that decides which may go back to the queue. */
-  private readonly running = new Map<string, { rec?: RunRecord; job: Job }>();
+  private readonly running = new Map<string, Running>();
   /** Runs stopped by a shutdown: handed back to the queue, or cancelled ("worker shutting down"). */
   private readonly stopping = new Map<string, 'hand back' | 'cancel'>();
   /** Approval questions of runs whose front can ask, and their answers (approvals.ts). */
@@ -116,14 +123,14 @@ export class QueueWorkerNode {
         maxStalledCount: 0,
       }),
     );
-    // The hub's event stream opens on the first delegation: a worker whose runs never delegate does not
-    // read every job's events (measured: a socket write and a wake-up per job on a loaded 2-core VM).
+    // Delegations report on this worker's runs channel (opened on the first one): no worker reads every
+    // job's events (measured when it did: a socket write and a wake-up per job on a loaded 2-core VM).
     const hub = new QueueReentryHub(
       hubQueue,
       async () => {
-        const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix });
-        await events.waitUntilReady();
-        return new JobWatch(events, hubQueue, settings, conn);
+        const watch = new JobWatch(undefined, hubQueue, settings, conn);
+        await watch.listen(sub, keys.runsChannel(prefix, settings.nodeId));
+        return watch;
       },
       conn,
       settings,
@@ -135,6 +142,9 @@ export class QueueWorkerNode {
     for (const w of workers) {
       // The report reached the queue: its front has the result and settles the run's slice.
       w.on('completed', (job) => node.reportLanded(job.id));
+      // A front that listens hears of its runs' failures here, not from the event stream.
+      w.on('failed', (job, err) => node.failedHere(job, err));
+      w.on('stalled', (jobId) => void node.stalledHere(jobId));
       // Redis says the lock is another's or gone: the queue has given the run up (its front told the
       // caller "worker lost" and released its slice). Going on would spend and act for nobody.
       w.on('lockRenewalFailed', (ids) => node.lockLost(ids));
@@ -143,6 +153,7 @@ export class QueueWorkerNode {
     const ignored = throttledWarn();
     sub.on('message', (channel: string, raw: string) => {
       if (channel === node.approvals.channel) return node.approvals.heard(raw);
+      if (channel !== keys.cancelChannel(prefix)) return; // this worker's runs channel: its hub's watch hears it
       // Only a cancel signed with the queue's key stops a run; anything else on the channel is ignored.
       const m = openCancel(settings, raw);
       if (m.ok) node.abortRun(m.cancel);
@@ -170,7 +181,7 @@ export class QueueWorkerNode {
     const seal = this.settings.key.seal.bind(this.settings.key);
     const abort = new AbortController();
     this.controllers.set(data.runId, abort);
-    const running: { rec?: RunRecord; job: Job } = { job };
+    const running: Running = { job };
     this.running.set(data.runId, running);
     const onBullAbort = () => abort.abort();
     bullSignal?.addEventListener('abort', onBullAbort, { once: true });
@@ -194,7 +205,11 @@ export class QueueWorkerNode {
         ...(data.ask && { ask: this.approvals.askFor(data.runId, data.from) }),
         signal: abort.signal,
         onProgress: follow
-          ? (line) => void job.updateProgress(seal('progress', this.settings.prefix, data.runId, { line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress)).catch(() => {}) // progress is best effort
+          ? (line) => {
+              const progress = seal('progress', this.settings.prefix, data.runId, { line, turn: rec?.turn ?? 0, usage: { ...(rec?.usage ?? emptyUsage()) }, node } satisfies RunJobProgress);
+              this.tell(data, { progress });
+              void job.updateProgress(progress).catch(() => {}); // progress is best effort; kept on the job for run_status from any front
+            }
           : undefined,
       });
       running.rec = rec;
@@ -223,7 +238,9 @@ export class QueueWorkerNode {
       else this.counts.failed++;
       const treeUsage = rec.treeUsage ?? result.usage ?? emptyUsage();
       this.settleAfterReport(data, result.model, treeUsage, result.cost_usd, rec.audit);
-      return seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
+      const end = seal('return', this.settings.prefix, data.runId, { result, treeUsage, node } satisfies RunJobReturn);
+      // A run stopped because the queue gave it up (its lock lost): its front ends it with that reason, not with this.
+      return running.lockLost ? end : this.answer(data, end);
     } finally {
       bullSignal?.removeEventListener('abort', onBullAbort);
       this.controllers.delete(data.runId);
@@ -238,7 +255,39 @@ export class QueueWorkerNode {
     log.warn(`queue worker: run ${data.runId}: ${error}`);
     this.counts.failed++;
     const result = errorResult(data.runId, data.agent, '', Date.now(), error, 'failed');
-    return this.settings.key.seal('return', this.settings.prefix, data.runId, { result, treeUsage: emptyUsage(), node } satisfies RunJobReturn);
+    return this.answer(data, this.settings.key.seal('return', this.settings.prefix, data.runId, { result, treeUsage: emptyUsage(), node } satisfies RunJobReturn));
+  }
+
+  /**
+   * Tells the node that started a run (if it listens) on its runs channel. Best effort: a message nobody
+   * hears is lost (pub/sub), and that node reads what it missed from the job (job-watch.ts).
+   */
+  private tell(data: Pick<RunJob, 'runId' | 'from' | 'listens'>, part: Omit<RunChannelMessage, 'runId'>): void {
+    if (!data.listens) return;
+    const message: RunChannelMessage = { runId: data.runId, ...part };
+    void this.conn.publish(keys.runsChannel(this.settings.prefix, data.from), JSON.stringify(message)).catch(() => {}); // lost: its node's checks find the job's end
+  }
+
+  /** A run's signed answer, told to its front before BullMQ records it (the front answers its caller a round trip sooner). */
+  private answer(data: RunJob, end: RunJobReturn & { sig: unknown }): RunJobReturn {
+    this.tell(data, { end });
+    return end;
+  }
+
+  /** A job that failed here (its front hears why); a job that fails verification names no front to tell. */
+  failedHere(job: Job | undefined, err: Error): void {
+    const opened = job ? openJob(this.settings, job.id, job.data, 0) : undefined;
+    if (!opened?.ok) return;
+    const reason = job?.failedReason || err.message;
+    this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, opened.job.runId, { reason } satisfies RunJobFailure) });
+  }
+
+  /** A job whose worker was lost, found by this worker's stalled-job check: its front hears it. */
+  async stalledHere(jobId: string): Promise<void> {
+    const job = await this.hubQueue.getJob(jobId).catch(() => undefined); // Redis away: its front's checks find the job's deferred failure
+    const opened = job ? openJob(this.settings, jobId, job.data, 0) : undefined;
+    if (!opened?.ok) return;
+    this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, jobId, { reason: STALLED_REASON, stalled: true } satisfies RunJobFailure) });
   }
 
   /**
@@ -312,7 +361,9 @@ export class QueueWorkerNode {
     for (const id of jobIds) {
       const c = this.controllers.get(id);
       if (!c || c.signal.aborted) continue;
-      const rec = this.running.get(id)?.rec;
+      const running = this.running.get(id);
+      if (running) running.lockLost = true;
+      const rec = running?.rec;
       const message = `the queue gave this run up as lost (this worker could not keep its lock: paused or cut off from Redis for longer than delegate.queue.lostAfterS) and told its caller so; stopped here (what it spent is still counted)`;
       rec?.audit?.emit({ event: 'error', message });
       log.warn(`queue worker: run ${id}: ${message}`);
@@ -415,7 +466,7 @@ export class QueueWorkerNode {
     await this.conn.hdel(keys.workers(this.settings.prefix), this.settings.nodeId).catch(() => {}); // gone anyway: queue status ages out silent workers
     this.health?.close();
     await this.orchestrator.close(reason);
-    await this.hub.closeEvents();
+    await this.hub.closeWatch();
     await this.hubQueue.close().catch(() => {}); // closing: its delegations ended with the orchestrator
     await this.shared.close();
     this.shared.redis.disconnect();

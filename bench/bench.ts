@@ -30,6 +30,7 @@ import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, ROOT, tempDir, writeTree, mockEnv } from '../tests/helpers.js';
 import { benchSandbox } from './sandbox.js';
 import { queueSection } from './queue.js';
+import { processCpuMs } from './proc.js';
 
 // ---------------------------------------------------------------------------------------------- args
 const argv = process.argv.slice(2);
@@ -68,13 +69,6 @@ function quantile(xs: number[], q: number): number {
   const lo = Math.floor(pos);
   const hi = Math.ceil(pos);
   return s[lo] + (s[hi] - s[lo]) * (pos - lo);
-}
-const CLK_TCK = 100; // getconf CLK_TCK on Linux
-/** utime + stime of the whole process (all threads), in ms. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
 }
 /** VmRSS and VmHWM in MB. */
 function memMb(pid: number): { rss: number; hwm: number } {
@@ -312,13 +306,13 @@ max_turns: 2
     const cpuSeq = { ours: 0, baseline: 0 };
     for (let done = 0; done < SEQ_CALLS; done += SEQ_BLOCK) {
       await each(async (t, h, r) => {
-        const cpu0 = cpuMs(h.pid);
+        const cpu0 = processCpuMs(h.pid);
         for (let i = done; i < Math.min(SEQ_CALLS, done + SEQ_BLOCK); i++) {
           const t0 = performance.now();
           await callAgent(h, `seq ${i}`);
           r.seq.push(performance.now() - t0);
         }
-        cpuSeq[t.name] += cpuMs(h.pid) - cpu0;
+        cpuSeq[t.name] += processCpuMs(h.pid) - cpu0;
       });
     }
     await each(async (t, _h, r) => {
@@ -335,7 +329,7 @@ max_turns: 2
           for (const mode of t.name === 'ours' ? (['parallel', 'direct'] as const) : (['direct'] as const)) {
             const row = ((r.fan[mode] ??= {})[n] ??= { walls: [] });
             let sampler: NodeJS.Timeout | undefined;
-            const cpu0 = cpuMs(h.pid);
+            const cpu0 = processCpuMs(h.pid);
             if (n === 128) {
               sampler = setInterval(() => {
                 r.rssPeakSampled = Math.max(r.rssPeakSampled, memMb(h.pid).rss);
@@ -347,7 +341,7 @@ max_turns: 2
             } finally {
               if (sampler) clearInterval(sampler);
             }
-            if (n === 128 && mode === 'direct') cpuFan[t.name] += (cpuMs(h.pid) - cpu0) / n / reps;
+            if (n === 128 && mode === 'direct') cpuFan[t.name] += (processCpuMs(h.pid) - cpu0) / n / reps;
           }
         });
       }

@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
+import { processCpuMs } from './proc.js';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
@@ -25,6 +26,8 @@ const MODEL_LATENCY_MS = 1000;
 export interface QueueBench {
   seqEmbeddedP50: number;
   seqQueueP50: number;
+  /** CPU of an idle second front (ms) per sequential call on the first, during them. */
+  idleFrontCpuPerCall: number;
   fanWorkers: number;
   fanTasks: number;
   fanWall: number;
@@ -51,10 +54,11 @@ function p50(xs: number[]): number {
   return s[Math.floor((s.length - 1) / 2)];
 }
 
-async function connect(args: string[], env: Record<string, string>, cwd: string): Promise<Client> {
+async function connect(args: string[], env: Record<string, string>, cwd: string): Promise<Client & { pid: number }> {
   const client = new Client({ name: 'delegate-mcp-bench-queue', version: '1.0.0' });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', ...args], env, cwd, stderr: 'pipe' }));
-  return client;
+  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', ...args], env, cwd, stderr: 'pipe' });
+  await client.connect(transport);
+  return Object.assign(client, { pid: transport.pid! });
 }
 
 /** The queue benches' workspace, and each node's environment. */
@@ -186,7 +190,13 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     const front = await connect(['--queue', REDIS_URL, '--workspace', ws], env('front'), ws);
     clients.push(front);
     const firstCallQueue = await timedCall(front, 0);
+    // A second front of the queue, idle: what the first front's runs cost it (nothing to read, if each front hears only its own).
+    const idle = await connect(['--queue', REDIS_URL, '--workspace', ws], env('front-idle'), ws);
+    clients.push(idle);
+    const idleCpu0 = processCpuMs(idle.pid);
     const [seqEmbedded, seqQueue] = await alternatingCalls([embedded, front], n, warm);
+    const idleFrontCpuPerCall = (processCpuMs(idle.pid) - idleCpu0) / (n + warm);
+    await idle.close();
     const fanEmbedded = await fanOut(embedded, reps);
     mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
     await embedded.close();
@@ -196,6 +206,7 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     return {
       seqEmbeddedP50: p50(seqEmbedded),
       seqQueueP50: p50(seqQueue),
+      idleFrontCpuPerCall,
       fanWorkers: 2,
       fanTasks: FAN_TASKS,
       fanWall: fan.p50,
@@ -228,6 +239,7 @@ export function queueRows(q: QueueBench): [string, string, string][] {
   const pf = (pass: boolean) => (pass ? 'PASS' : 'FAIL');
   return [
     ['queue hop: per-call p50, embedded → front + 1 worker (model 0 ms), blocks alternating', `${q.seqEmbeddedP50.toFixed(1)} → ${q.seqQueueP50.toFixed(1)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} ms)`, `≤ +5 ms ${pf(delta <= 5)}`],
+    ['an idle second front during those calls: its CPU per call on the first (its own runs only reach a front)', `${(q.idleFrontCpuPerCall * 1000).toFixed(0)} µs`, ''],
     [`queue: delegate_parallel ×${q.fanTasks}, 1 s model, ${q.fanWorkers} workers: wall (eff.), median of ${q.fanReps} after the first`, `${q.fanWall.toFixed(0)} ms (${q.efficiency.toFixed(3)})`, `≥ 0.85 ${pf(q.efficiency >= 0.85)}`],
     [`first ×${q.fanTasks} of each (before the batches above): queue, then embedded`, `${q.firstFan128Queue.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.firstFan128Queue).toFixed(3)}), embedded ${q.firstFan128Embedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.firstFan128Embedded).toFixed(3)})`, ''],
     [`reference: the same ×${q.fanTasks} on the embedded server, same moment`, `${q.fanWallEmbedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallEmbedded).toFixed(3)})`, ''],

@@ -102,10 +102,10 @@ export class JobWatch {
     sub.on('message', (ch: string, raw: string) => {
       if (ch === channel) this.heard(raw, channel);
     });
-    let first = true;
+    let connected = sub.status === 'ready';
     sub.on('ready', () => {
-      if (!first) void this.checkJobs(true);
-      first = false;
+      if (connected) void this.checkJobs(true); // a reconnect (the first 'ready' of a new connection is no news)
+      connected = true;
     });
     await sub.subscribe(channel);
   }

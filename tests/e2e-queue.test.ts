@@ -107,7 +107,8 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       const st = structured(await cb.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } }));
       assert.equal(st.status, 'running');
       assert.equal(st.agent, 'slow');
-      assert.equal(await streamReaders(), 1, "front B follows A's running runs on the event stream, opened for the first");
+      for (let i = 0; i < 100 && (await streamReaders()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await streamReaders(), 1, "front B follows A's running run on the event stream, opened for it");
       const t0 = Date.now();
       const cancelled = await cb.callTool({ name: 'run_cancel', arguments: { run_id: bg.run_id } });
       const abortedAt = await closed;
@@ -115,6 +116,9 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.equal(structured(cancelled).status, 'cancelled');
       const fromA = structured(await ca.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 5 } }));
       assert.equal(fromA.status, 'cancelled');
+      // Nobody on B follows a run of A's any more: B stops reading the stream.
+      for (let i = 0; i < 100 && (await streamReaders()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await streamReaders(), 0, 'B closed the event stream once it followed no run of another front');
       await ca.close();
       await cb.close();
     } finally {

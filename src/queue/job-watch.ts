@@ -58,14 +58,18 @@ interface Waiter {
   onProgress?: (p: RunJobProgress) => void;
   settle: (o: JobOutcome) => void;
   since: number;
+  /** Waits on a run another node started (followed on the event stream). */
+  foreign?: true;
 }
 
 export class JobWatch {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private jobCheck?: NodeJS.Timeout;
   private checking = false;
-  /** BullMQ's event stream, opened on the first wait for a run another node started. */
+  /** BullMQ's event stream, open while someone here waits on a run another node started. */
   private events?: Promise<QueueEvents | undefined>;
+  /** Those waits. */
+  private foreignWaits = 0;
   private readonly ignored = throttledWarn();
 
   constructor(
@@ -169,12 +173,20 @@ export class JobWatch {
     if (!set) this.waiters.set(jobId, (set = new Set()));
     set.add(waiter);
     if (existing) {
+      waiter.foreign = true;
+      this.foreignWaits++;
       void this.checkEnded(jobId);
       // Another node's run: its events, from the stream (read again once it is open: it may have ended meanwhile).
-      if (!this.events && this.openEvents) this.events = this.openEvents().then(
-        (e) => this.follow(e),
-        () => (this.events = undefined), // Redis away: the next such wait tries again; the checks settle this one
-      );
+      if (!this.events && this.openEvents) {
+        const opening: Promise<QueueEvents | undefined> = this.openEvents().then(
+          (e) => this.follow(e),
+          () => {
+            if (this.events === opening) this.events = undefined; // Redis away: the next such wait tries again; the checks settle this one
+            return undefined;
+          },
+        );
+        this.events = opening;
+      }
       void this.events?.then(() => this.checkEnded(jobId));
     }
     if (!this.jobCheck) {
@@ -229,20 +241,28 @@ export class JobWatch {
     const set = this.waiters.get(jobId);
     if (!set) return;
     this.waiters.delete(jobId);
+    for (const w of set) {
+      if (w.foreign) this.foreignWaits--;
+      w.settle(o);
+    }
     this.idle();
-    for (const w of set) w.settle(o);
   }
 
   private drop(jobId: string, w: Waiter): void {
     const set = this.waiters.get(jobId);
-    if (!set) return;
-    set.delete(w);
+    if (!set?.delete(w)) return;
+    if (w.foreign) this.foreignWaits--;
     if (!set.size) this.waiters.delete(jobId);
     this.idle();
   }
 
-  /** Nobody waits: no checks until someone does. */
+  /** Nobody waits on another node's run: the event stream closes. Nobody waits at all: no checks until someone does. */
   private idle(): void {
+    if (!this.foreignWaits && this.events) {
+      const events = this.events;
+      this.events = undefined;
+      void events.then((e) => e?.close()).catch(() => {}); // closing: a later wait opens a new one
+    }
     if (this.waiters.size || !this.jobCheck) return;
     clearInterval(this.jobCheck);
     this.jobCheck = undefined;

@@ -108,7 +108,11 @@ export class JobWatch {
     });
     let connected = sub.status === 'ready';
     sub.on('ready', () => {
-      if (connected) void this.checkJobs(true); // a reconnect (the first 'ready' of a new connection is no news)
+      // A reconnect (the first 'ready' of a new connection is no news). The jobs are read once the channel
+      // is subscribed again (ioredis resubscribes after 'ready'; this one is answered after it): an end
+      // told in between is heard or read, not lost until the next periodic check.
+      const check = () => void this.checkJobs(true);
+      if (connected) void sub.subscribe(channel).then(check, check);
       connected = true;
     });
     await sub.subscribe(channel);

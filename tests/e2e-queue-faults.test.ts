@@ -167,9 +167,12 @@ describe('queue mode: worker faults', { skip: !available }, () => {
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(structured(await front.client.callTool({ name: 'run_status', arguments: { run_id: bg.run_id } })).status, 'running');
       link.restore();
+      const t0 = Date.now();
       const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 20 } }, { timeout: 30_000 }));
       assert.equal(r.status, 'ok');
       assert.equal(r.output, 'answer: through the outage');
+      // Told once the worker is back (its connection keeps what it could not send), not found by the front's 5 s check.
+      assert.ok(Date.now() - t0 < 4000, `the end reached the front ${Date.now() - t0} ms after Redis was back`);
       const books = structured(await front.client.callTool({ name: 'budget_status', arguments: {} }));
       assert.equal(books.server.reserved.tokens, 0);
       assert.equal(books.server.spent.tokens, r.usage.input_tokens + r.usage.output_tokens + r.usage.cache_read_input_tokens + r.usage.cache_creation_input_tokens, 'charged once');

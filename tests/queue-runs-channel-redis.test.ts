@@ -116,3 +116,21 @@ test('an end told while the channel was away is read from the job as soon as the
   assert.equal((out as Extract<JobOutcome, { kind: 'completed' }>).value.result.output, 'ended unheard');
   assert.ok(Date.now() - t0 < 4000, `read ${Date.now() - t0} ms after the channel came back`);
 });
+
+test('a reconnect does not take a job still on its way to Redis for a lost one', async (t) => {
+  if (!reachable) return t.skip('no Redis');
+  const link = await cuttableRedis();
+  closers.push(() => link.close());
+  const { watch, queue, tell } = await listening(link.url);
+  const id = runId();
+  const waiting = watch.wait(id); // registered first, as a front does; its job is not in Redis yet
+  link.cut();
+  await new Promise((r) => setTimeout(r, 200));
+  link.restore();
+  for (let i = 0; i < 100 && (await tell('ping')) === 0; i++) await new Promise((r) => setTimeout(r, 50)); // the channel is back
+  assert.equal(await settledWithin(waiting.done, 1000), false, 'not "the queue lost the run"');
+  await queue.add('probe', {}, { jobId: id });
+  await tell({ runId: id, end: end(id, 'on its way, then done') });
+  const out = await waiting.done;
+  assert.equal(out.kind, 'completed', JSON.stringify(out));
+});

@@ -2,7 +2,7 @@
 // delegations. The runs a node starts itself (jobs with `listens`) report on its own runs channel: their
 // workers publish progress and the end there, signed, before BullMQ records the end — so no node reads
 // every job's events. A run another node started (run_status / run_result from a second front) is
-// followed on BullMQ's event stream, opened on the first such wait. A waiter registers before the job is
+// followed on BullMQ's event stream, open while such waits last. A waiter registers before the job is
 // added, so no message is missed while it is on its way. Pub/sub delivers at most once, and two ends
 // bring no message at all: a job that ended while this node was away (its message lost, or its events
 // trimmed from the stream, which keeps 10,000, before they were read), and a job that is gone (Redis
@@ -206,7 +206,9 @@ export class JobWatch {
    */
   private async checkJobs(reconnected = false): Promise<void> {
     const now = Date.now();
-    const ids = [...this.waiters].filter(([, set]) => reconnected || [...set].some((w) => now - w.since >= CHECK_MIN_AGE_MS)).map(([id]) => id);
+    /** Waited on long enough that its job must be in Redis by now (a younger one may be on its way there). */
+    const dueInRedis = (id: string) => [...(this.waiters.get(id) ?? [])].some((w) => now - w.since >= CHECK_MIN_AGE_MS);
+    const ids = [...this.waiters.keys()].filter((id) => reconnected || dueInRedis(id));
     if (!ids.length || this.checking || this.redis.status !== 'ready') return;
     this.checking = true;
     try {
@@ -217,7 +219,9 @@ export class JobWatch {
         const [err, fields] = answers[i] ?? [];
         if (err || !Array.isArray(fields)) return;
         const [added, finished, deferred] = fields as (string | null)[];
-        if (added === null) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
+        if (added === null) {
+          if (dueInRedis(id)) this.settle(id, { kind: 'failed', reason: lostJobReason(this.auth.url), lost: true });
+        }
         // Its message or event would have come by now (ended JOB_CHECK_MS ago): it was lost or trimmed away unread.
         else if (finished !== null && (reconnected || now - Number(finished) > JOB_CHECK_MS)) void this.checkEnded(id);
         // Put back after its worker was lost (the news of it lost too): it ends now, unless it will be retried.

@@ -276,9 +276,10 @@ export class QueueWorkerNode {
 
   /** A job that failed here (its front hears why); a job that fails verification names no front to tell. */
   failedHere(job: Job | undefined, err: Error): void {
-    const opened = job ? openJob(this.settings, job.id, job.data, 0) : undefined;
-    if (!opened?.ok) return;
-    const reason = job?.failedReason || err.message;
+    if (!job?.finishedOn) return; // BullMQ tries it again (or could not record the failure): not its end
+    const opened = openJob(this.settings, job.id, job.data, 0);
+    if (!opened.ok) return;
+    const reason = job.failedReason || err.message;
     this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, opened.job.runId, { reason } satisfies RunJobFailure) });
   }
 

@@ -50,8 +50,11 @@ const settledWithin = async (p: Promise<unknown>, ms: number) => {
   return settled;
 };
 
-/** A node's watch listening on its runs channel (through `subUrl`), and a connection to publish with. */
-async function listening(subUrl = REDIS_URL): Promise<{ watch: JobWatch; queue: Queue; tell: (m: RunChannelMessage | string) => Promise<number> }> {
+/** A node's watch listening on its runs channel (`cuttable`: through a link the test can cut), and a connection to publish with. */
+async function listening(cuttable = false): Promise<{ watch: JobWatch; queue: Queue; tell: (m: RunChannelMessage | string) => Promise<number>; link: Awaited<ReturnType<typeof cuttableRedis>> | undefined }> {
+  const link = cuttable ? await cuttableRedis() : undefined;
+  if (link) closers.push(() => link.close());
+  const subUrl = link?.url ?? REDIS_URL;
   const conn = await connect();
   const queue = new Queue('runs', { connection: conn, prefix });
   closers.push(() => queue.close());
@@ -60,7 +63,7 @@ async function listening(subUrl = REDIS_URL): Promise<{ watch: JobWatch; queue: 
   const channel = keys.runsChannel(prefix, `front-${randomBytes(3).toString('hex')}`);
   await watch.listen(await connect(subUrl), channel);
   const pub = await connect();
-  return { watch, queue, tell: (m) => pub.publish(channel, typeof m === 'string' ? m : JSON.stringify(m)) };
+  return { watch, queue, tell: (m) => pub.publish(channel, typeof m === 'string' ? m : JSON.stringify(m)), link };
 }
 
 test("signed parts for the run settle its wait; unsigned ones, another run's, and noise are ignored", async (t) => {
@@ -97,12 +100,10 @@ test("signed parts for the run settle its wait; unsigned ones, another run's, an
 
 test('an end told while the channel was away is read from the job as soon as the channel is back (not at the next 5 s check)', async (t) => {
   if (!reachable) return t.skip('no Redis');
-  const link = await cuttableRedis();
-  closers.push(() => link.close());
-  const { watch, queue, tell } = await listening(link.url);
+  const { watch, queue, tell, link } = await listening(true);
   const id = runId();
   const waiting = watch.wait(id);
-  link.cut();
+  link!.cut();
   // The job ends (BullMQ records its answer) and its end is told to nobody.
   const worker = new Worker('runs', async () => end(id, 'ended unheard'), { connection: await connect(), prefix });
   closers.push(() => worker.close());
@@ -110,7 +111,7 @@ test('an end told while the channel was away is read from the job as soon as the
   for (let i = 0; i < 100 && (await queue.getJobState(id)) !== 'completed'; i++) await new Promise((r) => setTimeout(r, 50));
   assert.equal(await tell({ runId: id, end: end(id, 'ended unheard') }), 0, 'nobody heard it');
   const t0 = Date.now();
-  link.restore();
+  link!.restore();
   const out = await waiting.done;
   assert.equal(out.kind, 'completed');
   assert.equal((out as Extract<JobOutcome, { kind: 'completed' }>).value.result.output, 'ended unheard');
@@ -119,14 +120,12 @@ test('an end told while the channel was away is read from the job as soon as the
 
 test('a reconnect does not take a job still on its way to Redis for a lost one', async (t) => {
   if (!reachable) return t.skip('no Redis');
-  const link = await cuttableRedis();
-  closers.push(() => link.close());
-  const { watch, queue, tell } = await listening(link.url);
+  const { watch, queue, tell, link } = await listening(true);
   const id = runId();
   const waiting = watch.wait(id); // registered first, as a front does; its job is not in Redis yet
-  link.cut();
+  link!.cut();
   await new Promise((r) => setTimeout(r, 200));
-  link.restore();
+  link!.restore();
   for (let i = 0; i < 100 && (await tell('ping')) === 0; i++) await new Promise((r) => setTimeout(r, 50)); // the channel is back
   assert.equal(await settledWithin(waiting.done, 1000), false, 'not "the queue lost the run"');
   await queue.add('probe', {}, { jobId: id });

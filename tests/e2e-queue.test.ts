@@ -166,7 +166,7 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       for (const id of onB) assert.equal(structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: id, wait_s: 10 } })).status, 'ok');
       // The opted-in run went back to the queue and ran again, on b.
       const retried = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: onA[0], wait_s: 20 } }, { timeout: 30_000 }));
-      assert.equal(retried.status, 'ok');
+      assert.equal(retried.status, 'ok', JSON.stringify(retried));
       assert.equal(retried.output, 'answer: retry me');
       assert.equal(mock.requests.filter((r) => r.lastUserText === 'retry me').length, 2);
       // Nothing stays reserved in the front's books.

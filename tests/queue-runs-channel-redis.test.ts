@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { Queue, Worker } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectAdmin, dropPrefix, reportMissingRedis, REDIS_URL } from './redis-check.js';
 import { cuttableRedis } from './queue-world.js';
-import { JobWatch, STALLED_REASON, type JobOutcome } from '../src/queue/job-watch.js';
+import { JobWatch, optInRetries, STALLED_REASON, type JobOutcome } from '../src/queue/job-watch.js';
 import { errorResult, keys, type RunChannelMessage, type RunJobFailure, type RunJobReturn } from '../src/queue/jobs.js';
 import { QueueKey } from '../src/queue/signing.js';
 import { emptyUsage } from '../src/contract/usage-sum.js';
@@ -50,15 +50,19 @@ const settledWithin = async (p: Promise<unknown>, ms: number) => {
   return settled;
 };
 
-/** A node's watch listening on its runs channel (`cuttable`: through a link the test can cut), and a connection to publish with. */
-async function listening(cuttable = false): Promise<{ watch: JobWatch; queue: Queue; tell: (m: RunChannelMessage | string) => Promise<number>; link: Awaited<ReturnType<typeof cuttableRedis>> | undefined }> {
+/**
+ * A node's watch listening on its runs channel (`cuttable`: through a link the test can cut; `retries`:
+ * with a front's opt-in retries), and a connection to publish with.
+ */
+async function listening(cuttable = false, retries = false): Promise<{ watch: JobWatch; queue: Queue; tell: (m: RunChannelMessage | string) => Promise<number>; link: Awaited<ReturnType<typeof cuttableRedis>> | undefined }> {
   const link = cuttable ? await cuttableRedis() : undefined;
   if (link) closers.push(() => link.close());
   const subUrl = link?.url ?? REDIS_URL;
   const conn = await connect();
   const queue = new Queue('runs', { connection: conn, prefix });
   closers.push(() => queue.close());
-  const watch = new JobWatch(undefined, queue, auth, conn, undefined, async () => false);
+  const policy = retries ? optInRetries(queue, conn, () => {}) : { retry: undefined, willRetry: async () => false };
+  const watch = new JobWatch(undefined, queue, auth, conn, policy.retry, policy.willRetry);
   closers.push(() => watch.close());
   const channel = keys.runsChannel(prefix, `front-${randomBytes(3).toString('hex')}`);
   await watch.listen(await connect(subUrl), channel);
@@ -132,4 +136,46 @@ test('a reconnect does not take a job still on its way to Redis for a lost one',
   await tell({ runId: id, end: end(id, 'on its way, then done') });
   const out = await waiting.done;
   assert.equal(out.kind, 'completed', JSON.stringify(out));
+});
+
+test("an opted-in run's lost worker: news of the loss that comes after its failure and retry does not end it; one with no tries left ends at once", async (t) => {
+  if (!reachable) return t.skip('no Redis');
+  const { watch, queue, tell } = await listening(false, true);
+  // Sent back after its failure, then told late that its worker was lost: it goes on.
+  const id = runId();
+  let attempt = 0;
+  let openGate = () => {};
+  const gate = new Promise<void>((r) => (openGate = r));
+  const worker = new Worker(
+    'runs',
+    async () => {
+      attempt++;
+      if (attempt === 1) throw new UnrecoverableError(STALLED_REASON); // as a worker fails a job whose worker was lost
+      await gate;
+      await tell({ runId: id, end: end(id, 'second try') });
+      return end(id, 'second try');
+    },
+    { connection: await connect(), prefix },
+  );
+  closers.push(() => worker.close());
+  closers.push(() => openGate()); // before the worker closes (closers run last first), whatever the test found
+  const waiting = watch.wait(id);
+  await queue.add('probe', { agent: 'again' }, { jobId: id, attempts: 2 });
+  for (let i = 0; i < 100 && (await queue.getJobState(id)) !== 'failed'; i++) await new Promise((r) => setTimeout(r, 50));
+  await tell({ runId: id, failure: failure(id, { reason: STALLED_REASON }) });
+  for (let i = 0; i < 100 && attempt < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(attempt, 2, 'sent back to the queue and taken again');
+  await tell({ runId: id, failure: failure(id, { reason: STALLED_REASON, stalled: true }) });
+  assert.equal(await settledWithin(waiting.done, 500), false, 'the late news of the loss ends nothing');
+  openGate();
+  const out = await waiting.done;
+  assert.equal(out.kind === 'completed' && out.value.result.output, 'second try', JSON.stringify(out));
+  await worker.close();
+  // Lost with no tries left, still waiting to be failed by a worker: it ends now, "worker lost".
+  const last = runId();
+  const lastWait = watch.wait(last);
+  await queue.add('probe', { agent: 'once' }, { jobId: last, attempts: 1 });
+  await admin!.hset(queue.toKey(last), 'defa', STALLED_REASON);
+  await tell({ runId: last, failure: failure(last, { reason: STALLED_REASON, stalled: true }) });
+  assert.deepEqual(await lastWait.done, { kind: 'failed', reason: STALLED_REASON });
 });

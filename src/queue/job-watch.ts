@@ -54,6 +54,40 @@ export function openProgress(auth: QueueAuth, runId: string, raw: unknown): RunJ
   return opened.ok ? (opened.body as unknown as RunJobProgress) : undefined;
 }
 
+/**
+ * The queue side of `retry: {attempts, only: idempotent}`: a run whose worker was lost goes back to the
+ * queue while its agent has tries left. `retry`: a failed job sent back (true when it was). `willRetry`:
+ * whether a run whose worker was lost goes on, so its wait must not end now — its job was sent back
+ * already or ended (news of the loss may come late, after its failure and retry), its failure is being
+ * decided (that route says so), or it waits to be failed with tries left.
+ */
+export function optInRetries(queue: Queue, redis: Redis, retrying: (jobId: string, agent: string) => void): { retry: (jobId: string, reason: string) => Promise<boolean>; willRetry: (jobId: string) => Promise<boolean> } {
+  return {
+    retry: async (jobId, reason) => {
+      const job = await queue.getJob(jobId);
+      if (!job || !/stalled/i.test(reason) || job.attemptsMade >= (job.opts.attempts ?? 1)) return false;
+      // BullMQ keeps the stall's deferred failure on the job; a retried job must not carry it (pinned 6.7 layout).
+      await redis.hdel(queue.toKey(jobId), 'defa');
+      try {
+        await job.retry('failed');
+      } catch (err) {
+        // Sent back already (the same failure told twice): it runs again all the same.
+        if ((await job.getState().catch(() => 'unknown')) !== 'failed') return true;
+        throw err;
+      }
+      retrying(jobId, String((job.data as { agent?: unknown } | undefined)?.agent ?? ''));
+      return true;
+    },
+    willRetry: async (jobId) => {
+      const job = await queue.getJob(jobId);
+      if (!job) return false;
+      if (!job.deferredFailure) return true;
+      if ((await job.getState()) === 'failed') return true;
+      return job.attemptsMade + 1 < (job.opts.attempts ?? 1);
+    },
+  };
+}
+
 interface Waiter {
   onProgress?: (p: RunJobProgress) => void;
   settle: (o: JobOutcome) => void;
@@ -240,9 +274,10 @@ export class JobWatch {
     const job = await this.queue.getJob(jobId).catch(() => undefined);
     if (!job) return;
     const state = await job.getState().catch(() => 'unknown');
-    if (job.deferredFailure && state !== 'completed') this.settle(jobId, { kind: 'failed', reason: job.deferredFailure });
     if (state === 'completed') this.settle(jobId, answerOutcome(this.auth, jobId, job.returnvalue));
-    else if (state === 'failed') this.settle(jobId, { kind: 'failed', reason: job.failedReason ?? 'failed' });
+    // Through the same routes as the news: an opted-in agent's run goes back to the queue.
+    else if (state === 'failed') this.failed(jobId, job.failedReason || job.deferredFailure || 'failed');
+    else if (job.deferredFailure) this.stalled(jobId);
   }
 
   private settle(jobId: string, o: JobOutcome): void {

@@ -8,10 +8,10 @@ import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import { connectBooks, connectRedis, queuePrefix, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
-import { JobWatch } from './job-watch.js';
+import { JobWatch, optInRetries } from './job-watch.js';
 import { FrontApprovals } from './approvals.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
-import { keys, workerAlive, type RunJob, type WorkerBeat } from './jobs.js';
+import { keys, workerAlive, type WorkerBeat } from './jobs.js';
 import { QueueWorkerNode } from './worker-node.js';
 
 /** Default jobs at once per worker: what its pool runs at once. */
@@ -45,19 +45,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         return events;
       };
       // An agent that opted in (retry: {attempts, only: idempotent}) goes back to the queue when its worker is lost.
-      const retry = async (jobId: string, reason: string): Promise<boolean> => {
-        const job = await queue.getJob(jobId);
-        if (!job || !/stalled/i.test(reason) || job.attemptsMade >= (job.opts.attempts ?? 1)) return false;
-        // BullMQ keeps the stall's deferred failure on the job; a retried job must not carry it (pinned 6.7 layout).
-        await conn.hdel(`${settings.prefix}:${RUN_QUEUE}:${jobId}`, 'defa');
-        await job.retry('failed');
-        log.warn(`queue: run ${jobId} (${(job.data as RunJob).agent}) lost its worker; retrying (the agent opted in)`);
-        return true;
-      };
-      const willRetry = async (jobId: string): Promise<boolean> => {
-        const job = await queue.getJob(jobId);
-        return job !== undefined && job.attemptsMade + 1 < (job.opts.attempts ?? 1);
-      };
+      const { retry, willRetry } = optInRetries(queue, conn, (jobId, agent) => log.warn(`queue: run ${jobId} (${agent}) lost its worker; retrying (the agent opted in)`));
       const watch = new JobWatch(openEvents, queue, settings, conn, retry, willRetry);
       const runsSub = conn.duplicate();
       await watch.listen(runsSub, keys.runsChannel(settings.prefix, settings.nodeId));

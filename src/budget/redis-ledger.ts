@@ -284,9 +284,12 @@ export class RedisLedger implements LedgerStore {
     return end === 'committed' || end === 'released' ? end : 'unknown';
   }
 
-  /** The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent. */
-  async release(reservationId: string): Promise<void> {
-    await this.run('budgetRelease', reservationId, '');
+  /**
+   * The call never happened (or its cost is accounted elsewhere): give the reservation back. Idempotent.
+   * `keepEnd`: a queue run's slice, remembered as released a while (settlement()).
+   */
+  async release(reservationId: string, keepEnd = false): Promise<void> {
+    await this.run('budgetRelease', reservationId, keepEnd ? this.closedRunTtlS : '');
     this.held.delete(reservationId);
   }
 
@@ -297,12 +300,8 @@ export class RedisLedger implements LedgerStore {
    * Rejects "already settled" when the worker settled it first.
    */
   async settleSlice(reservationId: string, spent: { usage: Usage; usd: number | null } | null): Promise<void> {
-    if (spent) {
-      await this.commit(reservationId, spent.usage, undefined, spent.usd, true);
-      return;
-    }
-    await this.run('budgetRelease', reservationId, this.closedRunTtlS);
-    this.held.delete(reservationId);
+    if (spent) await this.commit(reservationId, spent.usage, undefined, spent.usd, true);
+    else await this.release(reservationId, true);
   }
 
   /** Closes the run and its still-open descendants (on any node) and releases their holds. */

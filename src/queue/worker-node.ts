@@ -274,21 +274,22 @@ export class QueueWorkerNode {
     return end;
   }
 
-  /** A job that failed here (its front hears why); a job that fails verification names no front to tell. */
+  /** A job that failed here (its front hears why). */
   failedHere(job: Job | undefined, err: Error): void {
     if (!job?.finishedOn) return; // BullMQ tries it again (or could not record the failure): not its end
-    const opened = openJob(this.settings, job.id, job.data, 0);
-    if (!opened.ok) return;
-    const reason = job.failedReason || err.message;
-    this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, opened.job.runId, { reason } satisfies RunJobFailure) });
+    this.tellFailure(job, { reason: job.failedReason || err.message });
   }
 
   /** A job whose worker was lost, found by this worker's stalled-job check: its front hears it. */
   async stalledHere(jobId: string): Promise<void> {
     const job = await this.hubQueue.getJob(jobId).catch(() => undefined); // Redis away: its front's checks find the job's deferred failure
-    const opened = job ? openJob(this.settings, jobId, job.data, 0) : undefined;
-    if (!opened?.ok) return;
-    this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, jobId, { reason: STALLED_REASON, stalled: true } satisfies RunJobFailure) });
+    if (job) this.tellFailure(job, { reason: STALLED_REASON, stalled: true });
+  }
+
+  /** A job's failure, signed, to the node that started it; a job that fails verification names no node to tell. */
+  private tellFailure(job: Job, failure: RunJobFailure): void {
+    const opened = openJob(this.settings, job.id, job.data, 0);
+    if (opened.ok) this.tell(opened.job, { failure: this.settings.key.seal('failure', this.settings.prefix, opened.job.runId, failure) });
   }
 
   /**

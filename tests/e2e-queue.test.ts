@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import path from 'node:path';
 import { CLI, agentYaml, mockEnv, runCli, startServer, tempDir, writeTree, type ServerHandle } from './helpers.js';
 import { connectClient } from './http-helpers.js';
@@ -470,6 +471,19 @@ describe('queue mode (BullMQ on Redis)', { skip: !available }, () => {
       assert.equal(status.workers[0].alive, true);
       assert.equal(status.workers[0].health, a.health);
       assert.equal(status.workers[0].concurrency, 4);
+      // Whether this Redis keeps its data over a restart, as it says itself: the worker's start and
+      // `queue status` warn exactly when it keeps nothing.
+      const cfg = new Redis(REDIS_URL);
+      const [save, aof] = [(await cfg.config('GET', 'save')) as string[], (await cfg.config('GET', 'appendonly')) as string[]];
+      cfg.disconnect();
+      const volatile = save[1].trim() === '' && aof[1] === 'no';
+      assert.deepEqual(status.persistence, { snapshots: save[1].trim() !== '', appendOnly: aof[1] === 'yes' });
+      const text = await runCli(['queue', 'status', '--queue', REDIS_URL], w.env('cli'), w.ws);
+      const warning = /Redis at redis:\/\/\S+ keeps nothing on disk \(save "" and appendonly no\): if it restarts, .*shared budget books start again from 0/;
+      for (const [what, out] of [['worker start', a.stderr()], ['queue status', text.stdout]]) {
+        if (volatile) assert.match(out, warning, what);
+        else assert.doesNotMatch(out, /keeps nothing on disk/, what);
+      }
       a.child.kill('SIGTERM');
       const r = structured(await front.client.callTool({ name: 'run_result', arguments: { run_id: bg.run_id, wait_s: 10 } }));
       assert.equal(r.status, 'ok');

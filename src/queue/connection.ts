@@ -7,6 +7,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
+import { log } from '../log.js';
 import { loadQueueKey, type QueueKey } from './signing.js';
 
 export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
@@ -101,6 +102,43 @@ async function checkDatabase(conn: Redis, url: string): Promise<void> {
     conn.disconnect();
     throw new ConfigError(`queue: Redis at ${safeRedisUrl(url)} has no database ${db} (${(err as Error).message}); use one it has (0 to its \`databases\` setting − 1, 0–15 by default)`);
   }
+}
+
+/** What a Redis server keeps across its own restart: RDB snapshots (`save`), the append-only file, or neither. */
+export interface RedisPersistence {
+  snapshots: boolean;
+  appendOnly: boolean;
+}
+
+/**
+ * Whether Redis keeps its data across a restart. undefined: not known (CONFIG refused, as on managed
+ * services, which keep data their own way).
+ */
+export async function redisPersistence(conn: Redis): Promise<RedisPersistence | undefined> {
+  try {
+    // One setting per CONFIG GET: Redis before 7 takes one pattern at a time.
+    const replies = (await withTimeout(conn.pipeline().config('GET', 'save').config('GET', 'appendonly').exec(), 5000, 'no answer within 5 s')) ?? [];
+    const value = (i: number) => {
+      const [err, pair] = replies[i] ?? [new Error('no reply')];
+      if (err || !Array.isArray(pair) || pair.length < 2) throw err ?? new Error('no such setting');
+      return String(pair[1]);
+    };
+    return { snapshots: value(0).trim() !== '', appendOnly: value(1) === 'yes' };
+  } catch {
+    return undefined; // refused or renamed: nothing to say
+  }
+}
+
+/** What a node says at start when Redis keeps nothing on disk (undefined: it does, or it is not known). */
+export function persistenceWarning(url: string, p: RedisPersistence | undefined): string | undefined {
+  if (!p || p.snapshots || p.appendOnly) return undefined;
+  return `queue: Redis at ${safeRedisUrl(url)} keeps nothing on disk (save "" and appendonly no): if it restarts, the queued and running runs are lost (their callers are told) and the shared budget books start again from 0 (the day's spend, the daily caps' use); run it with appendonly yes, or a save schedule, to keep them`;
+}
+
+/** Warns once at a node's start when Redis keeps nothing on disk. */
+export async function warnIfVolatile(conn: Redis, url: string): Promise<void> {
+  const warning = persistenceWarning(url, await redisPersistence(conn));
+  if (warning) log.warn(warning);
 }
 
 /** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */

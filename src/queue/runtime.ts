@@ -5,7 +5,7 @@ import type { AgentStore } from '../agents/store.js';
 import type { ResolvedConfig } from '../config/config.js';
 import { log } from '../log.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
-import { connectBooks, connectRedis, queuePrefix, queueSettings, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { connectBooks, connectRedis, persistenceWarning, queuePrefix, queueSettings, redisPersistence, RUN_QUEUE, warnIfVolatile, type QueueSettings } from './connection.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { QueueFront } from './front.js';
 import { JobWatch, optInRetries } from './job-watch.js';
@@ -27,6 +27,7 @@ function defaultConcurrency(cfg: ResolvedConfig): number {
 export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ settings: QueueSettings; ledger: RedisLedger; attach: (o: Orchestrator, agents: AgentStore, work?: { concurrency?: number }) => Promise<void> }> {
   const settings = queueSettings(cfg, url, 'front');
   const conn = await connectRedis(url, `front ${settings.nodeId}`);
+  await warnIfVolatile(conn, url);
   const { openRedisLedger } = await import('../budget/redis-ledger.js');
   // Its own connection: the ledger sends a tick's calls (a run's open and reservation, a batch's runs,
   // a burst of results' commits) as a few budgetSteps scripts (redis-steps.ts).
@@ -57,6 +58,7 @@ export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ 
         local = await QueueWorkerNode.start(orchestrator.cfg, agents, { ...settings, nodeId: settings.nodeId.replace(/^front-/, 'worker-') }, {
           concurrency: work.concurrency ?? defaultConcurrency(orchestrator.cfg),
           graceS: orchestrator.cfg.delegate.stdio.shutdownGraceS,
+          local: true,
         });
       }
       orchestrator.remote = {
@@ -121,7 +123,9 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
     const now = Date.now();
     const beats = Object.values(await conn.hgetall(keys.workers(settings.prefix))).map((raw) => JSON.parse(raw) as WorkerBeat);
     const workers = beats.map((w) => ({ ...w, alive: workerAlive(w, now) }));
-    const out = { queue: `${safeRedisUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers };
+    const persistence = await redisPersistence(conn);
+    const volatile = persistenceWarning(url, persistence);
+    const out = { queue: `${safeRedisUrl(url)} ${settings.prefix}:${RUN_QUEUE}`, counts, workers, persistence: persistence ?? null };
     if (json) return JSON.stringify(out, null, 2);
     return [
       `queue ${out.queue}`,
@@ -131,6 +135,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
         (w) =>
           `  ${w.node}  ${w.alive ? (w.closing ? 'closing' : 'alive') : `silent since ${w.beatAt}`}  active ${w.active}/${w.concurrency}  ok ${w.done}  failed ${w.failed}${w.health ? `  ${w.health}` : ''}`,
       ),
+      ...(volatile ? [volatile.replace(/^queue: /, 'warning: ')] : []),
     ].join('\n');
   } finally {
     await queue.close();

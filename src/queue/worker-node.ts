@@ -15,7 +15,7 @@ import { log, throttledWarn } from '../log.js';
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { RunRecord } from '../orchestrator/runs.js';
 import { emptyUsage, totalTokens } from '../contract/usage-sum.js';
-import { connectBooks, connectRedis, RUN_QUEUE, type QueueSettings } from './connection.js';
+import { connectBooks, connectRedis, RUN_QUEUE, warnIfVolatile, type QueueSettings } from './connection.js';
 import { errorMessage } from '../describe-cause.js';
 import type { Usage } from '../contract/usage.js';
 import type { RedisLedger } from '../budget/redis-ledger.js';
@@ -50,6 +50,8 @@ export interface WorkerNodeOptions {
   healthHost?: string;
   /** Seconds a SIGTERM waits for running runs before cancelling them. */
   graceS: number;
+  /** Runs beside a front, in its process (`serve --queue --work`): the front says what concerns them both at start. */
+  local?: true;
 }
 
 export class QueueWorkerNode {
@@ -99,6 +101,7 @@ export class QueueWorkerNode {
       opts = { ...opts, concurrency: capacity };
     }
     const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
+    if (!opts.local) await warnIfVolatile(conn, settings.url);
     const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
     const { openRedisLedger } = await import('../budget/redis-ledger.js');
     const shared = await openRedisLedger({ redis: await connectBooks(settings.url), prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { dropPrefix, REDIS_URL } from '../tests/redis-check.js';
+import { localRedisPid, machineCpuMs } from './proc.js';
 
 const JOBS = 128;
 const WAIT_MS = 1000;
@@ -26,8 +27,11 @@ async function workerMain(prefix: string): Promise<void> {
   process.send!('ready');
 }
 
-/** The median wall of `reps` batches of JOBS jobs (after one warm batch). */
-export async function bullmqFloor(reps: number): Promise<number> {
+/**
+ * The median wall of `reps` batches of JOBS jobs (after one warm batch), and the median CPU per batch of
+ * the machine's processes in it (this one, the worker processes, a local Redis).
+ */
+export async function bullmqFloor(reps: number): Promise<{ wall: number; cpuMs: number }> {
   const prefix = `dmcp-floor-${randomBytes(4).toString('hex')}`;
   const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue('runs', { connection: conn, prefix });
@@ -40,6 +44,9 @@ export async function bullmqFloor(reps: number): Promise<number> {
     for (let i = 0; i < 2; i++) procs.push(fork(self, ['worker', prefix], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
     await Promise.all(procs.map((p) => new Promise((r) => p.once('message', r))));
     const walls: number[] = [];
+    const cpus: number[] = [];
+    const redisPid = localRedisPid(REDIS_URL);
+    const pids = [...procs.map((p) => p.pid!), ...(redisPid ? [redisPid] : [])];
     for (let rep = 0; rep <= reps; rep++) {
       const ids = Array.from({ length: JOBS }, (_, i) => `b${rep}-${i}`);
       const left = new Set(ids);
@@ -53,12 +60,17 @@ export async function bullmqFloor(reps: number): Promise<number> {
         };
         events.on('completed', onDone);
       });
-      await queue.addBulk(ids.map((id) => ({ name: 'run', data: { input: 'y'.repeat(300) }, opts: { jobId: id, removeOnComplete: { age: 600 } } })));
-      await done;
-      if (rep > 0) walls.push(performance.now() - t0);
+      const { cpuMs } = await machineCpuMs(pids, async () => {
+        await queue.addBulk(ids.map((id) => ({ name: 'run', data: { input: 'y'.repeat(300) }, opts: { jobId: id, removeOnComplete: { age: 600 } } })));
+        await done;
+      });
+      if (rep > 0) {
+        walls.push(performance.now() - t0);
+        cpus.push(cpuMs);
+      }
     }
-    walls.sort((a, b) => a - b);
-    return walls[Math.floor((walls.length - 1) / 2)];
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    return { wall: median(walls), cpuMs: median(cpus) };
   } finally {
     for (const p of procs) p.kill('SIGTERM');
     await queue.close();
@@ -71,6 +83,6 @@ export async function bullmqFloor(reps: number): Promise<number> {
 
 if (process.argv[2] === 'worker') await workerMain(process.argv[3]);
 else if (process.argv[1] === self) {
-  const wall = await bullmqFloor(3);
-  process.stdout.write(`BullMQ alone: ${JOBS} jobs of ${WAIT_MS} ms over 2 workers: ${wall.toFixed(0)} ms (${(WAIT_MS / wall).toFixed(3)})\n`);
+  const { wall, cpuMs } = await bullmqFloor(3);
+  process.stdout.write(`BullMQ alone: ${JOBS} jobs of ${WAIT_MS} ms over 2 workers: ${wall.toFixed(0)} ms (${(WAIT_MS / wall).toFixed(3)}), CPU ${cpuMs.toFixed(0)} ms per batch\n`);
 }

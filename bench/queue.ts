@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Redis } from 'ioredis';
-import { processCpuMs } from './proc.js';
+import { localRedisPid, machineCpuMs, processCpuMs } from './proc.js';
 import { startMockModel, type MockModel } from '../tests/mock-model/server.js';
 import { CLI, mockEnv, tempDir, writeTree } from '../tests/helpers.js';
 import { dropPrefix, REDIS_URL, redisUp } from '../tests/redis-check.js';
@@ -36,6 +36,12 @@ export interface QueueBench {
   fanWallEmbedded: number;
   /** BullMQ alone, the same number of 1 s jobs over 2 worker processes (bullmq-floor.ts): the floor under fanWall. */
   fanWallBullmq: number;
+  /**
+   * CPU ms per ×128 batch (median) of every process in it: queue (front, workers), embedded (server),
+   * BullMQ alone (its workers); each with the bench process (MCP client, mock model) and a local Redis.
+   * On 2 cores, the part of it spent while runs start or end is what the wall pays past 1 s.
+   */
+  fanCpu: { queue: number; embedded: number; bullmq: number; redisCounted: boolean };
   /** The first call on a fresh server (its first tools/call): embedded, and a front with its worker just started. */
   firstCallEmbedded: number;
   firstCallQueue: number;
@@ -141,7 +147,7 @@ const FAN_TASKS = 128;
  * sequential calls, and the queue's second worker, started just before, are compared warm): the median
  * wall of `reps` after it.
  */
-async function fanOut(client: Client, reps: number): Promise<{ p50: number; first16: number; next16: number; first128: number }> {
+async function fanOut(client: Client, reps: number, pids: number[]): Promise<{ p50: number; cpuP50: number; first16: number; next16: number; first128: number }> {
   mockRef!.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}`, delayMs: MODEL_LATENCY_MS }));
   const tasks = (k: number) => Array.from({ length: k }, (_, i) => ({ agent: AGENT, task: `fan ${i}` }));
   const timed = async (k: number) => {
@@ -152,16 +158,20 @@ async function fanOut(client: Client, reps: number): Promise<{ p50: number; firs
   const first16 = await timed(16);
   const next16 = await timed(16);
   const walls: number[] = [];
+  const cpus: number[] = [];
   let first128 = 0;
   for (let rep = -1; rep < reps; rep++) {
     const t0 = performance.now();
-    const res = await client.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(FAN_TASKS) } }, { timeout: 60_000 });
+    const { value: res, cpuMs } = await machineCpuMs(pids, () => client.callTool({ name: 'delegate_parallel', arguments: { tasks: tasks(FAN_TASKS) } }, { timeout: 60_000 }));
     const sc = res.structuredContent as { ok: number } | undefined;
     if (sc?.ok !== FAN_TASKS) throw new Error(`delegate_parallel: ${sc?.ok}/${FAN_TASKS} ok`);
     if (rep < 0) first128 = performance.now() - t0;
-    else walls.push(performance.now() - t0);
+    else {
+      walls.push(performance.now() - t0);
+      cpus.push(cpuMs);
+    }
   }
-  return { p50: p50(walls), first16, next16, first128 };
+  return { p50: p50(walls), cpuP50: p50(cpus), first16, next16, first128 };
 }
 
 let mockRef: MockModel | undefined;
@@ -197,12 +207,14 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
     const [seqEmbedded, seqQueue] = await alternatingCalls([embedded, front], n, warm);
     const idleFrontCpuPerCall = (processCpuMs(idle.pid) - idleCpu0) / (n + warm);
     await idle.close();
-    const fanEmbedded = await fanOut(embedded, reps);
+    const redisPid = localRedisPid(REDIS_URL);
+    const redis = redisPid ? [redisPid] : [];
+    const fanEmbedded = await fanOut(embedded, reps, [embedded.pid, ...redis]);
     mock.setHandler((req) => ({ text: `answer: ${req.lastUserText.slice(0, 40)}` }));
     await embedded.close();
     procs.push(await startWorker(ws, env('w2'), 64));
-    const fan = await fanOut(front, reps);
-    const fanWallBullmq = await bullmqFloor(reps);
+    const fan = await fanOut(front, reps, [front.pid, ...procs.map((p) => p.pid!), ...redis]);
+    const floor = await bullmqFloor(reps);
     return {
       seqEmbeddedP50: p50(seqEmbedded),
       seqQueueP50: p50(seqQueue),
@@ -212,7 +224,8 @@ export async function benchQueue(opts: { quick: boolean; mock?: MockModel }): Pr
       fanWall: fan.p50,
       efficiency: MODEL_LATENCY_MS / fan.p50,
       fanWallEmbedded: fanEmbedded.p50,
-      fanWallBullmq,
+      fanWallBullmq: floor.wall,
+      fanCpu: { queue: fan.cpuP50, embedded: fanEmbedded.cpuP50, bullmq: floor.cpuMs, redisCounted: redisPid !== undefined },
       firstCallEmbedded,
       firstCallQueue,
       firstFan16: fan.first16,
@@ -244,6 +257,11 @@ export function queueRows(q: QueueBench): [string, string, string][] {
     [`first ×${q.fanTasks} of each (before the batches above): queue, then embedded`, `${q.firstFan128Queue.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.firstFan128Queue).toFixed(3)}), embedded ${q.firstFan128Embedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.firstFan128Embedded).toFixed(3)})`, ''],
     [`reference: the same ×${q.fanTasks} on the embedded server, same moment`, `${q.fanWallEmbedded.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallEmbedded).toFixed(3)})`, ''],
     [`floor: BullMQ alone, ${q.fanTasks} jobs that wait 1 s, 2 worker processes, same moment`, `${q.fanWallBullmq.toFixed(0)} ms (${(MODEL_LATENCY_MS / q.fanWallBullmq).toFixed(3)})`, ''],
+    [
+      `CPU per ×${q.fanTasks} batch, every process in it (the bench's MCP client and mock model included${q.fanCpu.redisCounted ? ', and Redis' : '; Redis not local, not counted'}): queue · embedded · BullMQ alone`,
+      `${q.fanCpu.queue.toFixed(0)} · ${q.fanCpu.embedded.toFixed(0)} · ${q.fanCpu.bullmq.toFixed(0)} ms (queue − the other two: ${(q.fanCpu.queue - q.fanCpu.embedded - q.fanCpu.bullmq).toFixed(0)} ms)`,
+      '',
+    ],
     ['first call after start: embedded → front + 1 worker (model 0 ms)', `${q.firstCallEmbedded.toFixed(1)} → ${q.firstCallQueue.toFixed(1)} ms`, ''],
     ['first fan-out: delegate_parallel ×16 (1 s model) right after the 2nd worker started, then the next', `${q.firstFan16.toFixed(0)} ms, then ${q.nextFan16.toFixed(0)} ms (${(q.firstFan16 / q.nextFan16).toFixed(2)}×)`, ''],
   ];

@@ -113,6 +113,8 @@ test('an end told while the channel was away is read from the job as soon as the
   closers.push(() => worker.close());
   await queue.add('probe', {}, { jobId: id });
   for (let i = 0; i < 100 && (await queue.getJobState(id)) !== 'completed'; i++) await new Promise((r) => setTimeout(r, 50));
+  // Gone before the next test: it shares the queue, and would take that test's jobs.
+  await worker.close();
   assert.equal(await tell({ runId: id, end: end(id, 'ended unheard') }), 0, 'nobody heard it');
   const t0 = Date.now();
   link!.restore();

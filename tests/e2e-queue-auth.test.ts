@@ -126,7 +126,9 @@ describe('queue mode: signed messages', { skip: !available }, () => {
       const call = (task: string, background = false) => front.client.callTool({ name: 'delegate', arguments: { agent: 'probe', task, background } }, { timeout: 30_000 }).then(structured);
       const genuine = await call('quick one');
       assert.equal(genuine.status, 'ok');
-      const genuineAnswer = (await queue.getJob(genuine.run_id))!.returnvalue;
+      // The front has the end from its runs channel before BullMQ records it on the job: read it once recorded.
+      const genuineAnswer = (await settled(queue, genuine.run_id)).returnvalue;
+      assert.ok(genuineAnswer, 'the genuine answer, as BullMQ keeps it');
 
       // Forged end of a running run: the genuine, signed answer of the first run, moved onto it.
       const closed = new Promise<void>((resolve) => mock.onClosedEarly(() => resolve()));

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { agentYaml, runCli, startServer, tempDir, writeTree } from './helpers.js';
 import { startMockModel, type MockModel } from './mock-model/server.js';
-import { MODEL, REDIS_URL, World, cuttableRedis, redisOrSkip, structured, holdModel } from './queue-world.js';
+import { MODEL, REDIS_URL, World, cuttableRedis, ownRedis, redisOrSkip, structured, holdModel } from './queue-world.js';
 
 const available = await redisOrSkip();
 
@@ -146,6 +146,46 @@ describe('queue mode: worker faults', { skip: !available }, () => {
     } finally {
       release();
       await w.close();
+    }
+  });
+
+  test('Redis itself restarted (its data kept): the runs in flight finish and report within 1.5 s of its return; each node says once that it lost Redis and once that it is back, with no stack trace', async (t) => {
+    const redis = await ownRedis();
+    if (!redis) return t.skip('no redis-server on this machine');
+    mock.reset();
+    const w = new World(mock, { slow: agentYaml('slow', MODEL) });
+    let front: Awaited<ReturnType<typeof startServer>> | undefined;
+    try {
+      mock.setHandler((req) => ({ text: `answer: ${req.lastUserText}`, delayMs: 2000 }));
+      const worker = await w.worker('a', [], redis.url);
+      front = await startServer({ args: ['--queue', redis.url, '--workspace', w.ws], env: w.env('front') });
+      const tasks = ['one', 'two', 'three'];
+      const calls = tasks.map((task) => front!.client.callTool({ name: 'slow', arguments: { task } }, { timeout: 60_000 }).then(structured));
+      await until('the runs at the model', () => mock.inFlight === 3);
+      await redis.stop();
+      // The runs end while Redis is down: their ends wait on their worker.
+      await until('the model answered', () => mock.inFlight === 0);
+      await new Promise((r) => setTimeout(r, 1000));
+      await redis.start();
+      const back = Date.now();
+      const results = await Promise.all(calls);
+      const tookMs = Date.now() - back;
+      results.forEach((r, i) => {
+        assert.equal(r.status, 'ok', JSON.stringify(r));
+        assert.equal(r.output, `answer: ${tasks[i]}`);
+      });
+      assert.ok(tookMs < 1500, `the runs reported ${tookMs} ms after Redis was back`);
+      assert.equal(structured(await front.client.callTool({ name: 'slow', arguments: { task: 'after' } })).status, 'ok', 'a new call runs');
+      for (const [node, err] of [['worker', worker.stderr()], ['front', front.stderr()]]) {
+        assert.equal(err.match(/lost Redis at redis:\/\/127\.0\.0\.1:\d+\/0 \(/g)?.length, 1, `${node} says once that it lost Redis:\n${err}`);
+        assert.equal(err.match(/Redis at redis:\/\/127\.0\.0\.1:\d+\/0 is back after \d+\.\d s/g)?.length, 1, `${node} says once that it is back:\n${err}`);
+        assert.doesNotMatch(err, /Unhandled error event|\n\s+at /, `${node}: no stack trace:\n${err}`);
+        assert.deepEqual(err.split('\n').filter((l) => /ECONNREFUSED/.test(l) && !/lost Redis/.test(l)), [], `${node}: no line per connection or retry`);
+      }
+    } finally {
+      await front?.close();
+      await w.close();
+      await redis.close();
     }
   });
 

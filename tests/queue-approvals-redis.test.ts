@@ -11,7 +11,7 @@ import { connectAdmin, reportMissingRedis, REDIS_URL } from './redis-check.js';
 import { cuttableRedis } from './queue-world.js';
 import { FrontApprovals, WorkerApprovals } from '../src/queue/approvals.js';
 import { keys } from '../src/queue/jobs.js';
-import type { QueueSettings } from '../src/queue/connection.js';
+import { RedisLink, type QueueSettings } from '../src/queue/connection.js';
 import { QueueKey } from '../src/queue/signing.js';
 import type { AskAnswer, AskFn, AskQuestion } from '../src/orchestrator/tool-gate.js';
 
@@ -31,7 +31,7 @@ after(async () => {
 const prefix = `dmcp-test-${randomBytes(4).toString('hex')}`;
 /** The queue key every desk here shares (signing.ts). */
 const key = new QueueKey(randomBytes(32).toString('base64url'), 'test');
-const settings = (nodeId: string, url = REDIS_URL): QueueSettings => ({ url, prefix, maxWaiting: 100, lockMs: 30_000, nodeId, key });
+const settings = (nodeId: string, url = REDIS_URL): QueueSettings => ({ url, prefix, maxWaiting: 100, lockMs: 30_000, nodeId, key, link: new RedisLink(url, nodeId) });
 const runId = () => `run_${randomUUID()}`;
 const question = (over: Partial<AskQuestion> = {}): AskQuestion => ({ agent: 'asker', tool: 'read_file', summary: 'read `secret/plan.txt`', rule: 'Read(secret/**)', ...over });
 

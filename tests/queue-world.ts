@@ -1,6 +1,6 @@
 // The world the queue-mode e2e files share: Redis's presence, a test's key prefix and workspace, the
 // fronts and workers it starts (separate processes of the built CLI), and a Redis link the test can cut.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -126,6 +126,54 @@ export async function cuttableRedis(): Promise<{ url: string; cut: () => void; r
       dropAll();
     },
   };
+}
+
+/**
+ * A Redis server of the test's own (redis-server on a free port, its data in an append-only file synced
+ * on every write, in a temp dir) that the test stops and starts again: a restart as it happens, its data
+ * kept. undefined, with the skip printed (under CI=true: an error), when this machine has no redis-server.
+ */
+export async function ownRedis(): Promise<{ url: string; stop: () => Promise<void>; start: () => Promise<void>; close: () => Promise<void> } | undefined> {
+  if (spawnSync('redis-server', ['--version']).error) {
+    const msg = 'no redis-server binary on PATH: the Redis restart test skipped (apt-get install redis-server)';
+    if (process.env.CI === 'true') throw new Error(`${msg}; CI=true requires it`);
+    process.stderr.write(`SKIP ${msg}\n`);
+    return undefined;
+  }
+  const dir = tempDir('dmcp-own-redis-');
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  let server: ChildProcess | undefined;
+  const start = async () => {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir], { stdio: 'ignore' });
+    server = child;
+    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {}); // not up yet: tried again below
+    try {
+      for (let i = 0; ; i++) {
+        if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited (${child.exitCode})`);
+        if (await probe.connect().then(() => probe.ping(), () => undefined)) return;
+        if (i > 100) throw new Error(`redis-server on port ${port} did not answer within 5 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      probe.disconnect();
+    }
+  };
+  // SIGTERM: Redis syncs its append-only file and exits, as at a service stop.
+  const stop = async () => {
+    const child = server;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  await start();
+  return { url: `redis://127.0.0.1:${port}/0`, stop, start, close: stop };
 }
 
 /** Prints the skip, or fails under CI=true, when Redis is not there; true when it is. */

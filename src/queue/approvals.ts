@@ -88,7 +88,7 @@ export class FrontApprovals {
 
   /** Listens on this front's channel before any run is enqueued (a worker finding nobody there fails the ask at once). */
   static async open(conn: Redis, settings: QueueSettings, askTimeoutMs: number): Promise<FrontApprovals> {
-    const sub = conn.duplicate();
+    const sub = settings.link.watch(conn.duplicate());
     const desk = new FrontApprovals(conn, sub, settings, askTimeoutMs);
     const channel = keys.askChannel(settings.prefix, settings.nodeId);
     const ignored = throttledWarn();

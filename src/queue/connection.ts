@@ -7,7 +7,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { safeRedisUrl } from '../net/redis-url.js';
 import { withTimeout } from '../time/with-timeout.js';
-import { log } from '../log.js';
+import { log, throttledWarn } from '../log.js';
 import { loadQueueKey, type QueueKey } from './signing.js';
 
 export const QUEUE_URL_ENV = 'DELEGATE_MCP_QUEUE_URL';
@@ -26,6 +26,8 @@ export interface QueueSettings {
   nodeId: string;
   /** The key every message on the queue is signed with (signing.ts). */
   key: QueueKey;
+  /** Where this process's connections, queues and workers report trouble with Redis (one line per outage). */
+  link: RedisLink;
 }
 
 /** The queue URL from --queue, else DELEGATE_MCP_QUEUE_URL, else delegate.queue.url; undefined: embedded mode. */
@@ -54,11 +56,61 @@ export function queueSettings(cfg: ResolvedConfig, url: string, role: 'front' | 
     lockMs: cfg.delegate.queue.lostAfterS * 1000,
     nodeId: `${role}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     key: loadQueueKey(cfg, env),
+    link: new RedisLink(url, `queue ${role}`),
+  };
+}
+
+/** An error of the link to Redis itself (down, refused, cut), as ioredis and BullMQ report it. */
+function linkError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return /^E(CONNREFUSED|CONNRESET|TIMEDOUT|PIPE|HOSTUNREACH|NETUNREACH|NOTFOUND|AI_AGAIN)$/.test(code) || /Connection is closed|Stream isn't writeable|Reached the max retries per request/i.test(err.message);
+}
+
+/**
+ * A node's word on its link to Redis. Each of its connections (several: commands, blocking takes,
+ * subscriptions) and BullMQ's queues and workers report errors here: Redis lost is said once, with the
+ * reason, and its return once, instead of a line per connection and reconnect attempt (tens a second);
+ * and no connection is left without an 'error' listener (ioredis prints each unheard error with its stack).
+ */
+export class RedisLink {
+  private lostAt?: number;
+  private readonly otherError = throttledWarn();
+
+  constructor(
+    private readonly url: string,
+    private readonly who: string,
+  ) {}
+
+  /** `conn`, reporting here (a connection made with duplicate() has no listener of its own). */
+  watch<T extends Redis>(conn: T): T {
+    conn.on('error', this.error);
+    conn.on('ready', this.ready);
+    return conn;
+  }
+
+  /** An error of a connection, queue, worker or event reader of this node. */
+  readonly error = (err: Error): void => {
+    if (!linkError(err)) return this.otherError(`${this.who}: ${err.message}`);
+    if (this.lostAt !== undefined) return;
+    this.lostAt = Date.now();
+    log.warn(`${this.who}: lost Redis at ${safeRedisUrl(this.url)} (${err.message}); reconnecting (new calls fail fast meanwhile; running runs go on and report when it is back)`);
+  };
+
+  private readonly ready = (): void => {
+    if (this.lostAt === undefined) return;
+    log.warn(`${this.who}: Redis at ${safeRedisUrl(this.url)} is back after ${((Date.now() - this.lostAt) / 1000).toFixed(1)} s`);
+    this.lostAt = undefined;
   };
 }
 
 
 type Redis = import('ioredis').Redis;
+
+/**
+ * Wait before each reconnect attempt: 50 ms more each time, at most 500 ms. ioredis's own caps at 2 s,
+ * so a node (and its runs' reports) would find Redis back up to 2 s after it is. Duplicates inherit it.
+ */
+const reconnectDelay = (attempt: number): number => Math.min(attempt * 50, 500);
 
 /** What to check, by what went wrong: the credentials, TLS on both ends, or the server and the URL. */
 function connectHint(url: string, why: string): string {
@@ -73,7 +125,7 @@ function connectHint(url: string, why: string): string {
  */
 export async function connectRedis(url: string, purpose: string): Promise<Redis> {
   const { Redis } = await import('ioredis');
-  const conn = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: true, connectionName: `delegate-mcp ${purpose}` });
+  const conn = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: true, connectionName: `delegate-mcp ${purpose}`, retryStrategy: reconnectDelay });
   // ioredis reports connection errors as events; the start-up check below reports the first one.
   let lastError: Error | undefined;
   conn.on('error', (err: Error) => (lastError = err));
@@ -150,6 +202,7 @@ export async function connectBooks(url: string): Promise<import('ioredis').Redis
     maxRetriesPerRequest: 1,
     commandTimeout: 5000,
     connectionName: 'delegate-mcp budget',
+    retryStrategy: reconnectDelay,
     // Not auto-pipelined: the ledger batches a tick's calls itself (redis-steps.ts), and a burst's first
     // batch must reach Redis at once, not when the tick that is still starting the rest ends.
   });

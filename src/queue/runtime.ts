@@ -26,29 +26,31 @@ function defaultConcurrency(cfg: ResolvedConfig): number {
  */
 export async function prepareFront(cfg: ResolvedConfig, url: string): Promise<{ settings: QueueSettings; ledger: RedisLedger; attach: (o: Orchestrator, agents: AgentStore, work?: { concurrency?: number }) => Promise<void> }> {
   const settings = queueSettings(cfg, url, 'front');
-  const conn = await connectRedis(url, `front ${settings.nodeId}`);
+  const conn = settings.link.watch(await connectRedis(url, `front ${settings.nodeId}`));
   await warnIfVolatile(conn, url);
   const { openRedisLedger } = await import('../budget/redis-ledger.js');
   // Its own connection: the ledger sends a tick's calls (a run's open and reservation, a batch's runs,
   // a burst of results' commits) as a few budgetSteps scripts (redis-steps.ts).
-  const books = await connectBooks(url);
+  const books = settings.link.watch(await connectBooks(url));
   const shared = await openRedisLedger({ redis: books, prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
   return {
     settings,
     ledger: shared,
     attach: async (orchestrator, agents, work) => {
       const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
+      queue.on('error', settings.link.error);
       // The event stream is read only to follow another front's runs (run_status / run_result): this
       // front's own runs report on its runs channel.
       const openEvents = async () => {
-        const events = new QueueEvents(RUN_QUEUE, { connection: conn.duplicate(), prefix: settings.prefix });
+        const events = new QueueEvents(RUN_QUEUE, { connection: settings.link.watch(conn.duplicate()), prefix: settings.prefix });
+        events.on('error', settings.link.error);
         await events.waitUntilReady();
         return events;
       };
       // An agent that opted in (retry: {attempts, only: idempotent}) goes back to the queue when its worker is lost.
       const { retry, willRetry } = optInRetries(queue, conn, (jobId, agent) => log.warn(`queue: run ${jobId} (${agent}) lost its worker; retrying (the agent opted in)`));
       const watch = new JobWatch(openEvents, queue, settings, conn, retry, willRetry);
-      const runsSub = conn.duplicate();
+      const runsSub = settings.link.watch(conn.duplicate());
       await watch.listen(runsSub, keys.runsChannel(settings.prefix, settings.nodeId));
       const front = new QueueFront(orchestrator, queue, watch, conn, settings, shared);
       // Listening before the first run is enqueued: its worker's approval questions come to this front.
@@ -118,6 +120,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
   const settings = { prefix: queuePrefix(cfg) }; // reads counts and beats only: no key needed
   const conn = await connectRedis(url, 'queue status');
   const queue = new Queue(RUN_QUEUE, { connection: conn, prefix: settings.prefix });
+  queue.on('error', () => {}); // a one-shot reader: a lost link fails the read below, which says why
   try {
     const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
     const now = Date.now();

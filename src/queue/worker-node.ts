@@ -100,22 +100,24 @@ export class QueueWorkerNode {
       log.warn(`queue worker: --concurrency ${opts.concurrency} is more than this worker's pool takes (delegate.pool: ${maxThreads} threads × ${concurrentTasksPerWorker} runs + ${maxQueue} queued = ${capacity}); taking ${capacity} at a time (raise delegate.pool.maxThreads, concurrentTasksPerWorker or maxQueue to take more)`);
       opts = { ...opts, concurrency: capacity };
     }
-    const conn = await connectRedis(settings.url, `worker ${settings.nodeId}`);
+    const link = settings.link;
+    const conn = link.watch(await connectRedis(settings.url, `worker ${settings.nodeId}`));
     if (!opts.local) await warnIfVolatile(conn, settings.url);
     const orchestrator = await Orchestrator.create(cfg, agents, { node: settings.nodeId, booksElsewhere: true });
     const { openRedisLedger } = await import('../budget/redis-ledger.js');
-    const shared = await openRedisLedger({ redis: await connectBooks(settings.url), prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
+    const shared = await openRedisLedger({ redis: link.watch(await connectBooks(settings.url)), prefix: settings.prefix, server: cfg.delegate.budget, prices: cfg.delegate.prices, warn: (m) => log.warn(m) });
     orchestrator.auditStart();
     const prefix = settings.prefix;
     const hubQueue = new Queue(RUN_QUEUE, { connection: conn, prefix });
-    const sub = conn.duplicate();
+    hubQueue.on('error', link.error);
+    const sub = link.watch(conn.duplicate());
     let node!: QueueWorkerNode;
     // BullMQ takes a worker's jobs one round trip after another: a burst (a delegate_parallel batch) starts
     // sooner through several takers, their concurrency adding up to this node's.
     const takers = Math.min(opts.concurrency, Math.max(1, Math.ceil(opts.concurrency / JOBS_PER_TAKER)), MAX_TAKERS);
     const workers = Array.from({ length: takers }, (_, i) =>
       new Worker(RUN_QUEUE, (job, token, signal) => node.process(job, token, signal), {
-        connection: conn.duplicate(),
+        connection: link.watch(conn.duplicate()),
         prefix,
         concurrency: Math.floor(opts.concurrency / takers) + (i < opts.concurrency % takers ? 1 : 0),
         name: settings.nodeId,
@@ -141,7 +143,7 @@ export class QueueWorkerNode {
     );
     node = new QueueWorkerNode(orchestrator, settings, conn, sub, workers, hubQueue, hub, opts, shared);
     orchestrator.delegations.hub = hub;
-    for (const w of workers) w.on('error', (err) => log.warn(`queue worker: ${err.message}`));
+    for (const w of workers) w.on('error', link.error);
     for (const w of workers) {
       // The report reached the queue: its front has the result and settles the run's slice.
       w.on('completed', (job) => node.reportLanded(job.id));

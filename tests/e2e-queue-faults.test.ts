@@ -1,5 +1,6 @@
 // Queue mode's faults end to end, on a real Redis: a worker's graceful SIGTERM (finish, hand back, or
-// cancel with the reason), a worker that loses Redis mid-way, Redis back without its data, and a front
+// cancel with the reason), a worker that loses Redis mid-way, Redis restarted with its data, Redis back
+// without its data, and a front
 // killed while its run goes on. Same world as e2e-queue.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

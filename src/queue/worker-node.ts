@@ -350,8 +350,8 @@ export class QueueWorkerNode {
     if (totalTokens(usage) === 0 && !usd) return;
     try {
       const c = await this.shared.charge({ runId: data.runId, agent: data.agent, model, usage, usd });
-      audit?.emit({ event: 'budget_commit', scope: 'run', tokens: c.tokens, usd: c.usd, message: 'charged to the shared books without a slice: no report brought this run\'s spend to its front or parent (given up as lost or past its deadline there, or handed back)' });
-      log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost or past its deadline by its front, or handed back); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
+      audit?.emit({ event: 'budget_commit', scope: 'run', tokens: c.tokens, usd: c.usd, message: 'charged to the shared books without a slice: no report brought this run\'s spend to its front or parent (given up as lost or past its deadline there, handed back, or its job gone from Redis)' });
+      log.warn(`queue worker: run ${data.runId} went on here unreported (given up as lost or past its deadline by its front, handed back, or its job gone from Redis); what it spent (${c.tokens} tokens${c.usd !== null ? `, $${c.usd.toFixed(4)}` : ''}) is charged to the shared budget books`);
     } catch (err) {
       log.warn(`queue worker: could not charge run ${data.runId}'s spend to the shared budget books: ${errorMessage(err)}`);
     }

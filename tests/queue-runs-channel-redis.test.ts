@@ -124,6 +124,33 @@ test('an end told while the channel was away is read from the job as soon as the
   assert.ok(Date.now() - t0 < 4000, `read ${Date.now() - t0} ms after the channel came back`);
 });
 
+test('an end told before the channel was back, and recorded by BullMQ only after the reconnect read, is found within seconds (not at the 5 s check of a 5 s old end)', async (t) => {
+  if (!reachable) return t.skip('no Redis');
+  const { watch, queue, tell, link } = await listening(true);
+  const id = runId();
+  const waiting = watch.wait(id);
+  let openGate = () => {};
+  const gate = new Promise<void>((r) => (openGate = r));
+  const worker = new Worker('runs', async () => (await gate, end(id, 'recorded late')), { connection: await connect(), prefix });
+  closers.push(() => worker.close());
+  closers.push(() => openGate()); // before the worker closes (closers run last first)
+  await queue.add('probe', {}, { jobId: id });
+  for (let i = 0; i < 100 && (await queue.getJobState(id)) !== 'active'; i++) await new Promise((r) => setTimeout(r, 50));
+  link!.cut();
+  // The worker tells its end while this node is away (nobody hears it); BullMQ has not recorded it yet.
+  assert.equal(await tell({ runId: id, end: end(id, 'recorded late') }), 0, 'nobody heard it');
+  link!.restore();
+  for (let i = 0; i < 100 && (await tell('ping')) === 0; i++) await new Promise((r) => setTimeout(r, 50)); // the channel is back, its first read done
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await settledWithin(waiting.done, 0), false, 'nothing to read yet');
+  openGate(); // BullMQ records the end now, and nobody tells it again
+  const t0 = Date.now();
+  const out = await waiting.done;
+  assert.equal(out.kind === 'completed' && out.value.result.output, 'recorded late', JSON.stringify(out));
+  assert.ok(Date.now() - t0 < 4000, `found ${Date.now() - t0} ms after BullMQ recorded it`);
+  await worker.close();
+});
+
 test('a reconnect does not take a job still on its way to Redis for a lost one', async (t) => {
   if (!reachable) return t.skip('no Redis');
   const { watch, queue, tell, link } = await listening(true);

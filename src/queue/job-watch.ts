@@ -22,6 +22,8 @@ export const STALLED_REASON = 'job stalled more than allowable limit';
 const JOB_CHECK_MS = 5_000;
 /** A job waited on for less than this may still be on its way to Redis (a front's enqueue waits up to 5 s). */
 const CHECK_MIN_AGE_MS = 8_000;
+/** After the runs channel reconnects, the jobs are read at once and again this long after. */
+const RECHECKS_AFTER_RECONNECT_MS = [500, 1_500, 4_000];
 
 /**
  * `forged`: the end came with an answer that failed verification (the run may still be going on its worker).
@@ -145,7 +147,12 @@ export class JobWatch {
       // A reconnect (the first 'ready' of a new connection is no news). The jobs are read once the channel
       // is subscribed again (ioredis resubscribes after 'ready'; this one is answered after it): an end
       // told in between is heard or read, not lost until the next periodic check.
-      const check = () => void this.checkJobs(true);
+      const check = () => {
+        void this.checkJobs(true);
+        // The workers' connections come back on their own schedule: an end told before this one
+        // subscribed, and recorded by BullMQ only after this read, would wait for the periodic check.
+        for (const ms of RECHECKS_AFTER_RECONNECT_MS) setTimeout(() => void this.checkJobs(true), ms).unref();
+      };
       if (connected) void sub.subscribe(channel).then(check, check);
       connected = true;
     });

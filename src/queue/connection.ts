@@ -181,16 +181,16 @@ export async function redisPersistence(conn: Redis): Promise<RedisPersistence | 
   }
 }
 
-/** What a node says at start when Redis keeps nothing on disk (undefined: it does, or it is not known). */
+/** What to say when Redis keeps nothing on disk (undefined: it does, or it is not known). */
 export function persistenceWarning(url: string, p: RedisPersistence | undefined): string | undefined {
   if (!p || p.snapshots || p.appendOnly) return undefined;
-  return `queue: Redis at ${safeRedisUrl(url)} keeps nothing on disk (save "" and appendonly no): if it restarts, the queued and running runs are lost (their callers are told) and the shared budget books start again from 0 (the day's spend, the daily caps' use); run it with appendonly yes, or a save schedule, to keep them`;
+  return `Redis at ${safeRedisUrl(url)} keeps nothing on disk (save "" and appendonly no): if it restarts, the queued and running runs are lost (their callers are told) and the shared budget books start again from 0 (the day's spend, the daily caps' use); run it with appendonly yes, or a save schedule, to keep them`;
 }
 
 /** Warns once at a node's start when Redis keeps nothing on disk. */
 export async function warnIfVolatile(conn: Redis, url: string): Promise<void> {
   const warning = persistenceWarning(url, await redisPersistence(conn));
-  if (warning) log.warn(warning);
+  if (warning) log.warn(`queue: ${warning}`);
 }
 
 /** The shared books' connection: fails a call at once when Redis is away (no offline queue), as the ledger's own. */

@@ -138,7 +138,7 @@ export async function queueStatus(cfg: ResolvedConfig, url: string, json: boolea
         (w) =>
           `  ${w.node}  ${w.alive ? (w.closing ? 'closing' : 'alive') : `silent since ${w.beatAt}`}  active ${w.active}/${w.concurrency}  ok ${w.done}  failed ${w.failed}${w.health ? `  ${w.health}` : ''}`,
       ),
-      ...(volatile ? [volatile.replace(/^queue: /, 'warning: ')] : []),
+      ...(volatile ? [`warning: ${volatile}`] : []),
     ].join('\n');
   } finally {
     await queue.close();
